@@ -1,0 +1,272 @@
+"""In-process inference: :func:`load_model` and :class:`Model`.
+
+``Model.predict`` takes numpy arrays, dicts of array-likes, pandas, polars and pyarrow data
+and returns a dict of numpy arrays keyed by output name. The GIL is released while data is
+converted and the model runs, so one ``Model`` serves many threads at once.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+import numpy as np
+
+from pilothouse import _core
+from pilothouse._runtime import ensure_runtime
+from pilothouse.errors import InputError
+
+__all__ = ["Model", "TensorSpec", "load_model"]
+
+TensorSpec = _core.TensorSpec
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+class Model:
+    """An ONNX model loaded into ONNX Runtime.
+
+    Create it with :func:`load_model`. ``inputs`` and ``outputs`` describe the signature;
+    ``predict`` runs it. Outputs that skl2onnx classifiers emit as a sequence of
+    ``{label: probability}`` maps (ZipMap) come back as a ``[rows, classes]`` float32 matrix
+    whose column order is ``spec.labels`` of that output (see :meth:`labels`).
+    """
+
+    __slots__ = ("_core", "_plans", "_single")
+
+    def __init__(self, core: _core.Model) -> None:
+        self._core = core
+        inputs = core.inputs
+        self._single: str | None = inputs[0].name if len(inputs) == 1 else None
+        self._plans: dict[tuple[str, ...], tuple[str, str, list[str]]] = {}
+
+    # -- signature -------------------------------------------------------------------------
+
+    @property
+    def inputs(self) -> list[_core.TensorSpec]:
+        """The model's inputs: name, dtype and shape (None for a dynamic dimension)."""
+        return self._core.inputs
+
+    @property
+    def outputs(self) -> list[_core.TensorSpec]:
+        """The model's outputs; a "zipmap" output also carries its class ``labels``."""
+        return self._core.outputs
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        """Column order recorded with the model (metadata ``pilothouse.feature_names``)."""
+        return self._core.feature_names
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The ONNX file's metadata properties."""
+        return dict(self._core.metadata)
+
+    @property
+    def opsets(self) -> dict[str, int]:
+        """Opset versions the model imports, by domain ('' is the ONNX default domain)."""
+        return dict(self._core.opsets)
+
+    @property
+    def path(self) -> str:
+        """Where the model was loaded from."""
+        return self._core.path
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The session options in force."""
+        return dict(self._core.options)
+
+    def labels(self, output: str | None = None) -> list[Any] | None:
+        """Class labels of a probability-map output (the first such output by default)."""
+        for spec in self.outputs:
+            if spec.kind == "zipmap" and (output is None or spec.name == output):
+                return spec.labels
+        if output is not None and output not in {s.name for s in self.outputs}:
+            raise KeyError(f"the model has no output {output!r}")
+        return None
+
+    def to_bytes(self) -> bytes:
+        """The serialised ONNX model."""
+        return self._core.to_bytes()
+
+    # -- inference -------------------------------------------------------------------------
+
+    def predict(self, data: Any, /) -> dict[str, np.ndarray]:
+        """Run the model and return every output as a numpy array, keyed by output name.
+
+        ``data`` is one of:
+
+        * a numpy array (or nested list), for a model with a single input;
+        * a dict of input name -> array-like;
+        * a pandas, polars or pyarrow table (``pa.Table`` or ``pa.RecordBatch``, or any object
+          with ``__arrow_c_stream__`` / ``__arrow_c_array__``). Its columns feed one model input
+          each by name when the model has one input per feature; otherwise they are stacked
+          into the single 2-D input, in the model's recorded feature order when there is one.
+
+        Numbers are cast to the model's type when no surprise can come of it (float64 ->
+        float32, integers -> floats, int64 -> int32 when every value fits); floats are never
+        silently made integers, and strings never mix with numbers.
+        """
+        core = self._core
+        if isinstance(data, np.ndarray):
+            if self._single is None:
+                raise self._needs_dict(type(data).__name__)
+            return core.run({self._single: data})
+        if isinstance(data, Mapping):
+            return core.run({str(k): _as_array(str(k), v) for k, v in data.items()})
+        module = type(data).__module__
+        if module.startswith("pandas") and hasattr(data, "columns"):
+            return core.run(self._pandas_inputs(data))
+        if hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__"):
+            return core.run_arrow(data)
+        if isinstance(data, (list, tuple)):
+            if self._single is None:
+                raise self._needs_dict(type(data).__name__)
+            return core.run({self._single: _as_array(self._single, data)})
+        raise InputError(
+            f"cannot feed {type(data).__module__}.{type(data).__name__} to the model; pass a "
+            "numpy array, a dict of name -> array, or a pandas, polars or pyarrow table"
+        )
+
+    __call__ = predict
+
+    def _needs_dict(self, given: str) -> InputError:
+        names = ", ".join(s.name for s in self.inputs)
+        return InputError(
+            f"the model has {len(self.inputs)} inputs ({names}); a single {given} cannot feed "
+            "them: pass a dict of input name -> array, or a table with those columns"
+        )
+
+    def _plan(self, columns: list[str]) -> tuple[str, str, list[str]]:
+        key = tuple(columns)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._core.plan_columns(columns)
+            if len(self._plans) < 64:
+                self._plans[key] = plan
+        return plan
+
+    def _pandas_inputs(self, frame: Any) -> dict[str, np.ndarray]:
+        columns = [str(c) for c in frame.columns]
+        how, input_name, names = self._plan(columns)
+        specs = {s.name: s for s in self.inputs}
+        if how == "stack":
+            spec = specs[input_name]
+            block = frame if names == columns else frame[names]
+            target = _FLOAT_DTYPES.get(spec.dtype)
+            try:
+                if target is not None:
+                    values = block.to_numpy(dtype=target, na_value=np.nan)
+                else:
+                    values = block.to_numpy()
+            except (TypeError, ValueError) as e:
+                bad = [
+                    str(c)
+                    for c, t in zip(block.columns, block.dtypes)
+                    if getattr(t, "kind", "O") not in "biuf"
+                ]
+                raise InputError(
+                    f"input '{input_name}': columns {bad} are not numeric, but the model "
+                    f"expects {spec.dtype} ({e})"
+                ) from None
+            return {input_name: values}
+        out = {}
+        for name in names:
+            series = frame[name]
+            target = _FLOAT_DTYPES.get(specs[name].dtype)
+            if target is not None and getattr(series.dtype, "kind", "O") in "biuf":
+                out[name] = series.to_numpy(dtype=target, na_value=np.nan)
+            elif specs[name].dtype == "string":
+                if series.isna().any():
+                    raise InputError(
+                        f"input '{name}': column '{name}' has {int(series.isna().sum())} missing "
+                        "values, but the model's string input cannot hold them"
+                    )
+                out[name] = series.astype(object).to_numpy()
+            else:
+                out[name] = series.to_numpy()
+        return out
+
+    # -- display ---------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        def fmt(specs: Sequence[_core.TensorSpec]) -> str:
+            return ", ".join(f"{s.name}: {s.dtype}{_shape(s.shape)}" for s in specs)
+
+        return (
+            f"Model({self.path!r}, inputs=[{fmt(self.inputs)}], outputs=[{fmt(self.outputs)}])"
+        )
+
+    def _repr_html_(self) -> str:
+        def rows(specs: Sequence[_core.TensorSpec], role: str) -> str:
+            out = []
+            for s in specs:
+                extra = ""
+                if s.labels is not None:
+                    shown = ", ".join(map(str, s.labels[:10]))
+                    more = ", …" if len(s.labels) > 10 else ""
+                    extra = f"classes: {html.escape(shown)}{more}"
+                out.append(
+                    f"<tr><td>{role}</td><td><code>{html.escape(s.name)}</code></td>"
+                    f"<td>{s.dtype}</td><td>{html.escape(_shape(s.shape))}</td>"
+                    f"<td>{s.kind}</td><td>{extra}</td></tr>"
+                )
+            return "".join(out)
+
+        return (
+            '<div class="pilothouse-model"><strong>pilothouse Model</strong> '
+            f"<code>{html.escape(self.path)}</code>"
+            '<table><thead><tr><th></th><th>name</th><th>dtype</th><th>shape</th>'
+            "<th>kind</th><th></th></tr></thead><tbody>"
+            f"{rows(self.inputs, 'input')}{rows(self.outputs, 'output')}</tbody></table></div>"
+        )
+
+
+def _shape(shape: Sequence[int | None]) -> str:
+    return "[" + ", ".join("None" if d is None else str(d) for d in shape) + "]"
+
+
+def _as_array(name: str, value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "to_numpy"):
+        return np.asarray(value.to_numpy())
+    try:
+        return np.asarray(value)
+    except ValueError as e:
+        raise InputError(f"input '{name}': the data is ragged or malformed ({e})") from None
+
+
+def load_model(
+    path: PathLike,
+    *,
+    intra_op_threads: int = 1,
+    inter_op_threads: int = 1,
+    optimization: str = "all",
+    deterministic: bool = False,
+    max_sessions: int | None = None,
+) -> Model:
+    """Load an ONNX model for in-process inference.
+
+    The defaults suit many concurrent callers: each ONNX Runtime session runs on one thread,
+    and up to one session per core is opened as threads need them (``max_sessions``). For
+    one caller with large batches, raise ``intra_op_threads`` and set ``max_sessions=1``.
+    ``deterministic=True`` gives identical answers run after run (one thread per operator,
+    ONNX Runtime's deterministic kernels). ``optimization`` is "disable", "basic",
+    "extended" or "all".
+    """
+    ensure_runtime()
+    core = _core.Model.load(
+        os.fspath(path),
+        intra_op_threads=intra_op_threads,
+        inter_op_threads=inter_op_threads,
+        optimization=optimization,
+        deterministic=deterministic,
+        max_sessions=max_sessions,
+    )
+    return Model(core)

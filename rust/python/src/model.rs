@@ -1,0 +1,389 @@
+//! `Model` and `TensorSpec` for Python: numpy and Arrow data in, numpy arrays out.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+
+use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{Element, PyArrayDescrMethods, PyUntypedArray};
+use pilothouse_runtime as rt;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3_arrow::input::AnyRecordBatch;
+
+use crate::errors::{to_py, InputError};
+
+/// Loads ONNX Runtime from the shared library at `path`; returns the path in use.
+#[pyfunction]
+fn init_runtime(py: Python<'_>, path: PathBuf) -> PyResult<String> {
+    let loaded = py.detach(|| rt::init(&path)).map_err(to_py)?;
+    Ok(loaded.display().to_string())
+}
+
+/// The path of the ONNX Runtime library loaded in this process, or None.
+#[pyfunction]
+fn loaded_runtime() -> Option<String> {
+    rt::loaded_library().map(|p| p.display().to_string())
+}
+
+/// One input or output of a model.
+#[pyclass(frozen, module = "pilothouse._core", name = "TensorSpec")]
+pub struct PyTensorSpec {
+    spec: rt::TensorSpec,
+}
+
+#[pymethods]
+impl PyTensorSpec {
+    #[getter]
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        self.spec.dtype.name()
+    }
+
+    #[getter]
+    fn shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, self.spec.shape.iter().copied())
+    }
+
+    /// "tensor", or "zipmap" for a classifier's label->probability maps returned as a matrix.
+    #[getter]
+    fn kind(&self) -> &'static str {
+        match self.spec.kind {
+            rt::OutputKind::Tensor => "tensor",
+            rt::OutputKind::ZipMap { .. } => "zipmap",
+        }
+    }
+
+    /// Class labels of a "zipmap" output, in column order; None otherwise.
+    #[getter]
+    fn labels<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
+        match &self.spec.kind {
+            rt::OutputKind::ZipMap { labels: Some(rt::Labels::Int(v)) } => PyList::new(py, v).map(Some),
+            rt::OutputKind::ZipMap { labels: Some(rt::Labels::String(v)) } => PyList::new(py, v).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        let labels = match &self.spec.kind {
+            rt::OutputKind::ZipMap { labels: Some(l) } => format!(", kind='zipmap', classes={}", l.len()),
+            rt::OutputKind::ZipMap { labels: None } => ", kind='zipmap'".to_string(),
+            rt::OutputKind::Tensor => String::new(),
+        };
+        format!(
+            "TensorSpec(name='{}', dtype='{}', shape={}{})",
+            self.spec.name,
+            self.spec.dtype,
+            self.spec.shape_string().replace('?', "None"),
+            labels
+        )
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<PyTensorSpec>()
+            .map(|o| o.get().spec == self.spec)
+            .unwrap_or(false)
+    }
+}
+
+/// What a numpy input is held as while the GIL is released.
+enum Held<'py> {
+    F32(PyReadonlyArrayDyn<'py, f32>),
+    F64(PyReadonlyArrayDyn<'py, f64>),
+    I32(PyReadonlyArrayDyn<'py, i32>),
+    I64(PyReadonlyArrayDyn<'py, i64>),
+    Bool(PyReadonlyArrayDyn<'py, bool>),
+    Owned(rt::OwnedTensor),
+}
+
+fn view<'a, T: Element + Clone>(
+    a: &'a PyReadonlyArrayDyn<'_, T>,
+    wrap: fn(Cow<'a, [T]>) -> rt::TensorData<'a>,
+) -> rt::Tensor<'a> {
+    let shape = a.shape().to_vec();
+    // Fortran-ordered or strided arrays are copied in logical order; as_slice would accept
+    // some of them and hand over the wrong element order.
+    let data = if a.is_c_contiguous() {
+        Cow::Borrowed(a.as_slice().expect("C-contiguous"))
+    } else {
+        Cow::Owned(a.as_array().iter().cloned().collect())
+    };
+    rt::Tensor { shape, data: wrap(data) }
+}
+
+impl Held<'_> {
+    fn tensor(&self) -> rt::Tensor<'_> {
+        match self {
+            Held::F32(a) => view(a, rt::TensorData::Float32),
+            Held::F64(a) => view(a, rt::TensorData::Float64),
+            Held::I32(a) => view(a, rt::TensorData::Int32),
+            Held::I64(a) => view(a, rt::TensorData::Int64),
+            Held::Bool(a) => view(a, rt::TensorData::Bool),
+            Held::Owned(t) => rt::Tensor { shape: t.shape.clone(), data: borrow(&t.data) },
+        }
+    }
+}
+
+fn borrow<'a>(data: &'a rt::TensorData<'_>) -> rt::TensorData<'a> {
+    match data {
+        rt::TensorData::Float32(v) => rt::TensorData::Float32(Cow::Borrowed(v)),
+        rt::TensorData::Float64(v) => rt::TensorData::Float64(Cow::Borrowed(v)),
+        rt::TensorData::Int32(v) => rt::TensorData::Int32(Cow::Borrowed(v)),
+        rt::TensorData::Int64(v) => rt::TensorData::Int64(Cow::Borrowed(v)),
+        rt::TensorData::Bool(v) => rt::TensorData::Bool(Cow::Borrowed(v)),
+        rt::TensorData::String(v) => rt::TensorData::String(Cow::Borrowed(v)),
+    }
+}
+
+fn hold<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Held<'py>> {
+    if let Ok(a) = obj.cast::<PyArrayDyn<f32>>() {
+        return Ok(Held::F32(a.readonly()));
+    }
+    if let Ok(a) = obj.cast::<PyArrayDyn<f64>>() {
+        return Ok(Held::F64(a.readonly()));
+    }
+    if let Ok(a) = obj.cast::<PyArrayDyn<i64>>() {
+        return Ok(Held::I64(a.readonly()));
+    }
+    if let Ok(a) = obj.cast::<PyArrayDyn<i32>>() {
+        return Ok(Held::I32(a.readonly()));
+    }
+    if let Ok(a) = obj.cast::<PyArrayDyn<bool>>() {
+        return Ok(Held::Bool(a.readonly()));
+    }
+    let Ok(array) = obj.cast::<PyUntypedArray>() else {
+        return Err(InputError::new_err(format!(
+            "input '{name}': expected a numpy array, got {}",
+            obj.get_type().name()?
+        )));
+    };
+    let kind = array.dtype().kind();
+    if matches!(kind, b'U' | b'O' | b'S') {
+        let shape = array.shape().to_vec();
+        let flat = obj.call_method0("ravel")?.call_method0("tolist")?;
+        let mut values = Vec::with_capacity(array.len());
+        for (i, item) in flat.cast::<PyList>()?.iter().enumerate() {
+            if let Ok(s) = item.extract::<String>() {
+                values.push(s);
+            } else if let Ok(b) = item.cast::<pyo3::types::PyBytes>() {
+                values.push(String::from_utf8_lossy(b.as_bytes()).into_owned());
+            } else {
+                return Err(InputError::new_err(format!(
+                    "input '{name}': element {i} is {} ({}), but string data must hold only str values",
+                    item.repr()?,
+                    item.get_type().name()?
+                )));
+            }
+        }
+        return Ok(Held::Owned(rt::Tensor { shape, data: rt::TensorData::String(values.into()) }));
+    }
+    Err(InputError::new_err(format!(
+        "input '{name}': numpy dtype {} is not supported; use float32, float64, int32, int64, bool or str",
+        array.dtype()
+    )))
+}
+
+fn to_numpy<'py>(py: Python<'py>, tensor: rt::OwnedTensor) -> PyResult<Bound<'py, PyAny>> {
+    let shape = tensor.shape.clone();
+    let flat: Bound<'py, PyAny> = match tensor.data {
+        rt::TensorData::Float32(v) => PyArray1::from_vec(py, v.into_owned()).into_any(),
+        rt::TensorData::Float64(v) => PyArray1::from_vec(py, v.into_owned()).into_any(),
+        rt::TensorData::Int32(v) => PyArray1::from_vec(py, v.into_owned()).into_any(),
+        rt::TensorData::Int64(v) => PyArray1::from_vec(py, v.into_owned()).into_any(),
+        rt::TensorData::Bool(v) => PyArray1::from_vec(py, v.into_owned()).into_any(),
+        rt::TensorData::String(v) => {
+            let objects: Vec<Py<PyAny>> = v
+                .iter()
+                .map(|s| pyo3::types::PyString::new(py, s).into_any().unbind())
+                .collect();
+            PyArray1::from_owned_object_array(py, numpy::ndarray::Array1::from_vec(objects)).into_any()
+        }
+    };
+    flat.call_method1("reshape", (PyTuple::new(py, shape)?,))
+}
+
+fn outputs_to_dict<'py>(py: Python<'py>, outputs: Vec<(String, rt::OwnedTensor)>) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for (name, tensor) in outputs {
+        dict.set_item(name, to_numpy(py, tensor)?)?;
+    }
+    Ok(dict)
+}
+
+/// A model loaded into ONNX Runtime, shared safely by many Python threads.
+#[pyclass(frozen, module = "pilothouse._core", name = "Model")]
+pub struct PyModel {
+    model: rt::Model,
+}
+
+fn options(
+    intra_op_threads: usize,
+    inter_op_threads: usize,
+    optimization: &str,
+    deterministic: bool,
+    max_sessions: Option<usize>,
+) -> PyResult<rt::SessionOptions> {
+    let optimization = rt::Optimization::from_name(optimization).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "optimization must be one of 'disable', 'basic', 'extended', 'all'; got '{optimization}'"
+        ))
+    })?;
+    let mut o = rt::SessionOptions {
+        intra_op_threads,
+        inter_op_threads,
+        optimization,
+        deterministic,
+        ..rt::SessionOptions::default()
+    };
+    if let Some(n) = max_sessions {
+        o.max_sessions = n;
+    }
+    Ok(o)
+}
+
+#[pymethods]
+impl PyModel {
+    #[staticmethod]
+    #[pyo3(signature = (path, *, intra_op_threads=1, inter_op_threads=1, optimization="all", deterministic=false, max_sessions=None))]
+    fn load(
+        py: Python<'_>,
+        path: PathBuf,
+        intra_op_threads: usize,
+        inter_op_threads: usize,
+        optimization: &str,
+        deterministic: bool,
+        max_sessions: Option<usize>,
+    ) -> PyResult<Self> {
+        let opts = options(intra_op_threads, inter_op_threads, optimization, deterministic, max_sessions)?;
+        let model = py.detach(|| rt::Model::load(&path, opts)).map_err(to_py)?;
+        Ok(PyModel { model })
+    }
+
+    #[staticmethod]
+    #[pyo3(signature = (data, origin, *, intra_op_threads=1, inter_op_threads=1, optimization="all", deterministic=false, max_sessions=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_bytes(
+        py: Python<'_>,
+        data: Vec<u8>,
+        origin: PathBuf,
+        intra_op_threads: usize,
+        inter_op_threads: usize,
+        optimization: &str,
+        deterministic: bool,
+        max_sessions: Option<usize>,
+    ) -> PyResult<Self> {
+        let opts = options(intra_op_threads, inter_op_threads, optimization, deterministic, max_sessions)?;
+        let model = py.detach(|| rt::Model::from_bytes(data, &origin, opts)).map_err(to_py)?;
+        Ok(PyModel { model })
+    }
+
+    #[getter]
+    fn inputs(&self) -> Vec<PyTensorSpec> {
+        self.model.signature().inputs.iter().map(|s| PyTensorSpec { spec: s.clone() }).collect()
+    }
+
+    #[getter]
+    fn outputs(&self) -> Vec<PyTensorSpec> {
+        self.model.signature().outputs.iter().map(|s| PyTensorSpec { spec: s.clone() }).collect()
+    }
+
+    #[getter]
+    fn metadata(&self) -> std::collections::BTreeMap<String, String> {
+        self.model.signature().metadata.clone()
+    }
+
+    #[getter]
+    fn feature_names(&self) -> Option<Vec<String>> {
+        self.model.signature().feature_names.clone()
+    }
+
+    #[getter]
+    fn opsets(&self) -> std::collections::BTreeMap<String, i64> {
+        self.model.signature().opsets.clone()
+    }
+
+    #[getter]
+    fn path(&self) -> String {
+        self.model.origin().display().to_string()
+    }
+
+    #[getter]
+    fn sessions(&self) -> usize {
+        self.model.sessions()
+    }
+
+    #[getter]
+    fn options<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let o = self.model.options();
+        let d = PyDict::new(py);
+        d.set_item("intra_op_threads", o.intra_op_threads)?;
+        d.set_item("inter_op_threads", o.inter_op_threads)?;
+        d.set_item("optimization", o.optimization.name())?;
+        d.set_item("deterministic", o.deterministic)?;
+        d.set_item("max_sessions", o.max_sessions)?;
+        Ok(d)
+    }
+
+    /// The serialised ONNX model.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, pyo3::types::PyBytes> {
+        pyo3::types::PyBytes::new(py, self.model.bytes())
+    }
+
+    /// Runs the model on named numpy arrays; returns every output by name.
+    fn run<'py>(&self, py: Python<'py>, inputs: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyDict>> {
+        let mut held = Vec::with_capacity(inputs.len());
+        for (key, value) in inputs.iter() {
+            let name: String = key.extract()?;
+            let h = hold(&name, &value)?;
+            held.push((name, h));
+        }
+        let tensors: Vec<(String, rt::Tensor<'_>)> = held.iter().map(|(n, h)| (n.clone(), h.tensor())).collect();
+        let outputs = py.detach(|| self.model.run(tensors)).map_err(to_py)?;
+        outputs_to_dict(py, outputs)
+    }
+
+    /// Runs the model on Arrow data (anything with `__arrow_c_stream__` or `__arrow_c_array__`).
+    fn run_arrow<'py>(&self, py: Python<'py>, data: AnyRecordBatch) -> PyResult<Bound<'py, PyDict>> {
+        let reader = data.into_reader()?;
+        let outputs = py
+            .detach(|| {
+                let batches = reader
+                    .collect::<Result<Vec<arrow_array::RecordBatch>, _>>()
+                    .map_err(|e| rt::RuntimeError::Input {
+                        input: "<table>".into(),
+                        message: format!("could not read the Arrow data: {e}"),
+                    })?;
+                let columns = rt::record_batches_to_columns(&batches)?;
+                let inputs = rt::columns_to_inputs(columns, self.model.signature())?;
+                self.model.run(inputs)
+            })
+            .map_err(to_py)?;
+        outputs_to_dict(py, outputs)
+    }
+
+    /// How a table with these columns feeds the model: ("stack", input, columns) or
+    /// ("by_name", inputs).
+    fn plan_columns<'py>(&self, py: Python<'py>, columns: Vec<String>) -> PyResult<Bound<'py, PyTuple>> {
+        match self.model.signature().plan_columns(&columns).map_err(to_py)? {
+            rt::ColumnPlan::Stack { input, columns } => {
+                (String::from("stack"), input, columns).into_pyobject(py)
+            }
+            rt::ColumnPlan::ByName { inputs } => {
+                (String::from("by_name"), String::new(), inputs).into_pyobject(py)
+            }
+        }
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(init_runtime, m)?)?;
+    m.add_function(wrap_pyfunction!(loaded_runtime, m)?)?;
+    m.add_class::<PyTensorSpec>()?;
+    m.add_class::<PyModel>()?;
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! Arrow <-> tensors: table columns become model inputs (by name, or stacked into one 2-D
+//! input), and output tensors become Arrow arrays for logging and IPC.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type,
+    UInt64Type, UInt8Type,
+};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array,
+    Int64Array, RecordBatch, StringArray,
+};
+use arrow_schema::{DataType, Field};
+
+use crate::error::{Result, RuntimeError};
+use crate::signature::{ColumnPlan, DType, Signature};
+use crate::tensor::{Tensor, TensorData};
+
+/// One column of a table as 1-D tensor data, with its count of missing values (already
+/// replaced by NaN in float data).
+#[derive(Debug, Clone)]
+pub struct Column<'a> {
+    pub name: String,
+    pub data: TensorData<'a>,
+    pub nulls: usize,
+}
+
+fn unsupported(name: &str, ty: &DataType) -> RuntimeError {
+    RuntimeError::input(
+        name,
+        format!(
+            "column type {ty} is not supported; use float, integer, boolean or string columns"
+        ),
+    )
+}
+
+fn floats<T, U>(parts: &[&ArrayRef], f: impl Fn(&dyn Array, usize) -> U) -> Vec<U>
+where
+    T: Copy,
+{
+    let mut out = Vec::with_capacity(parts.iter().map(|a| a.len()).sum());
+    for a in parts {
+        for i in 0..a.len() {
+            out.push(f(a.as_ref(), i));
+        }
+    }
+    out
+}
+
+/// Converts one column made of `parts` (one array per record batch). A single part with no
+/// nulls in a type the model can take as is is borrowed, not copied.
+fn column<'a>(name: &str, parts: &[&'a ArrayRef]) -> Result<Column<'a>> {
+    let ty = parts.first().map(|a| a.data_type().clone()).unwrap_or(DataType::Float64);
+    let nulls: usize = parts.iter().map(|a| a.null_count()).sum();
+    macro_rules! primitive {
+        ($arrow:ty, $variant:ident, $rust:ty) => {{
+            if parts.len() == 1 && nulls == 0 {
+                TensorData::$variant(Cow::Borrowed(parts[0].as_primitive::<$arrow>().values().as_ref()))
+            } else {
+                let mut out: Vec<$rust> = Vec::new();
+                for a in parts {
+                    out.extend_from_slice(a.as_primitive::<$arrow>().values().as_ref());
+                }
+                TensorData::$variant(Cow::Owned(out))
+            }
+        }};
+    }
+    macro_rules! widened {
+        ($arrow:ty, $variant:ident, $rust:ty) => {{
+            let mut out: Vec<$rust> = Vec::new();
+            for a in parts {
+                out.extend(a.as_primitive::<$arrow>().values().iter().map(|v| <$rust>::from(*v)));
+            }
+            TensorData::$variant(Cow::Owned(out))
+        }};
+    }
+    let data = match &ty {
+        DataType::Float32 if nulls == 0 => primitive!(Float32Type, Float32, f32),
+        DataType::Float64 if nulls == 0 => primitive!(Float64Type, Float64, f64),
+        DataType::Float32 => TensorData::Float32(Cow::Owned(floats::<f32, f32>(parts, |a, i| {
+            if a.is_null(i) { f32::NAN } else { a.as_primitive::<Float32Type>().value(i) }
+        }))),
+        DataType::Float64 => TensorData::Float64(Cow::Owned(floats::<f64, f64>(parts, |a, i| {
+            if a.is_null(i) { f64::NAN } else { a.as_primitive::<Float64Type>().value(i) }
+        }))),
+        // Integers with missing values become floats with NaN, as pandas does.
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
+        | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64
+            if nulls > 0 =>
+        {
+            TensorData::Float64(Cow::Owned(floats::<f64, f64>(parts, |a, i| {
+                if a.is_null(i) {
+                    return f64::NAN;
+                }
+                match a.data_type() {
+                    DataType::Int8 => f64::from(a.as_primitive::<Int8Type>().value(i)),
+                    DataType::Int16 => f64::from(a.as_primitive::<Int16Type>().value(i)),
+                    DataType::Int32 => f64::from(a.as_primitive::<Int32Type>().value(i)),
+                    DataType::Int64 => a.as_primitive::<Int64Type>().value(i) as f64,
+                    DataType::UInt8 => f64::from(a.as_primitive::<UInt8Type>().value(i)),
+                    DataType::UInt16 => f64::from(a.as_primitive::<UInt16Type>().value(i)),
+                    DataType::UInt32 => f64::from(a.as_primitive::<UInt32Type>().value(i)),
+                    _ => a.as_primitive::<UInt64Type>().value(i) as f64,
+                }
+            })))
+        }
+        DataType::Int32 => primitive!(Int32Type, Int32, i32),
+        DataType::Int64 => primitive!(Int64Type, Int64, i64),
+        DataType::Int8 => widened!(Int8Type, Int32, i32),
+        DataType::Int16 => widened!(Int16Type, Int32, i32),
+        DataType::UInt8 => widened!(UInt8Type, Int32, i32),
+        DataType::UInt16 => widened!(UInt16Type, Int32, i32),
+        DataType::UInt32 => widened!(UInt32Type, Int64, i64),
+        DataType::UInt64 => {
+            let mut out = Vec::new();
+            for a in parts {
+                for v in a.as_primitive::<UInt64Type>().values().iter() {
+                    out.push(i64::try_from(*v).map_err(|_| {
+                        RuntimeError::input(name, format!("value {v} does not fit int64"))
+                    })?);
+                }
+            }
+            TensorData::Int64(Cow::Owned(out))
+        }
+        DataType::Boolean => {
+            let mut out = Vec::new();
+            for a in parts {
+                out.extend(a.as_boolean().iter().map(|v| v.unwrap_or(false)));
+            }
+            TensorData::Bool(Cow::Owned(out))
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(_, _) => {
+            let mut out = Vec::new();
+            for a in parts {
+                strings_into(name, a, &mut out)?;
+            }
+            TensorData::String(Cow::Owned(out))
+        }
+        other => return Err(unsupported(name, other)),
+    };
+    Ok(Column {
+        name: name.to_string(),
+        data,
+        nulls,
+    })
+}
+
+fn strings_into(name: &str, a: &ArrayRef, out: &mut Vec<String>) -> Result<()> {
+    let text = |v: Option<&str>| v.unwrap_or_default().to_string();
+    match a.data_type() {
+        DataType::Utf8 => out.extend(a.as_string::<i32>().iter().map(text)),
+        DataType::LargeUtf8 => out.extend(a.as_string::<i64>().iter().map(text)),
+        DataType::Utf8View => out.extend(a.as_string_view().iter().map(text)),
+        DataType::Dictionary(_, value) if matches!(value.as_ref(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
+            let dict = a.as_any_dictionary();
+            let mut values = Vec::new();
+            strings_into(name, dict.values(), &mut values)?;
+            let keys = dict.normalized_keys();
+            for (i, k) in keys.iter().enumerate() {
+                out.push(if a.is_null(i) { String::new() } else { values[*k].clone() });
+            }
+        }
+        other => return Err(unsupported(name, other)),
+    }
+    Ok(())
+}
+
+/// Reads every column of `batches` (one table, possibly in several batches).
+pub fn record_batches_to_columns(batches: &[RecordBatch]) -> Result<Vec<Column<'_>>> {
+    let Some(first) = batches.first() else {
+        return Err(RuntimeError::input("<table>", "the table has no rows (no record batches)"));
+    };
+    let schema = first.schema();
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (i, field) in schema.fields().iter().enumerate() {
+        let parts: Vec<&ArrayRef> = batches.iter().map(|b| b.column(i)).collect();
+        if parts.iter().any(|p| p.data_type() != field.data_type()) {
+            return Err(RuntimeError::input(field.name(), "the record batches disagree on this column's type"));
+        }
+        columns.push(column(field.name(), &parts)?);
+    }
+    Ok(columns)
+}
+
+fn check_nulls(column: &Column<'_>, input: &str, target: DType) -> Result<()> {
+    if column.nulls > 0 && !target.is_float() {
+        return Err(RuntimeError::input(
+            input,
+            format!(
+                "column '{}' has {} missing values, but the model's input is {target}, which cannot hold them",
+                column.name, column.nulls
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Maps a table's columns onto the model's inputs, following [`Signature::plan_columns`].
+pub fn columns_to_inputs<'a>(
+    columns: Vec<Column<'a>>,
+    signature: &Signature,
+) -> Result<Vec<(String, Tensor<'a>)>> {
+    let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    let rows = columns.first().map_or(0, |c| c.data.len());
+    match signature.plan_columns(&names)? {
+        ColumnPlan::ByName { inputs } => {
+            let mut by_name: std::collections::HashMap<String, Column<'a>> =
+                columns.into_iter().map(|c| (c.name.clone(), c)).collect();
+            inputs
+                .into_iter()
+                .map(|name| {
+                    let column = by_name.remove(&name).expect("planned from these columns");
+                    let spec = signature.input(&name).expect("planned from the signature");
+                    check_nulls(&column, &name, spec.dtype)?;
+                    let n = column.data.len();
+                    Ok((name, Tensor { shape: vec![n], data: column.data }))
+                })
+                .collect()
+        }
+        ColumnPlan::Stack { input, columns: order } => {
+            let spec = signature.input(&input).expect("planned from the signature");
+            let mut by_name: std::collections::HashMap<String, Column<'a>> =
+                columns.into_iter().map(|c| (c.name.clone(), c)).collect();
+            let mut cast = Vec::with_capacity(order.len());
+            for name in &order {
+                let column = by_name.remove(name).expect("planned from these columns");
+                check_nulls(&column, &input, spec.dtype)?;
+                let data = column
+                    .data
+                    .cast(&input, spec.dtype)
+                    .map_err(|e| RuntimeError::input(&input, format!("column '{name}': {e}")))?;
+                cast.push(data);
+            }
+            let k = cast.len();
+            let data = interleave(&cast, rows);
+            Ok(vec![(input, Tensor { shape: vec![rows, k], data })])
+        }
+    }
+}
+
+/// Row-major `[rows, columns]` from columns of one type.
+fn interleave(columns: &[TensorData<'_>], rows: usize) -> TensorData<'static> {
+    macro_rules! go {
+        ($variant:ident) => {{
+            let cols: Vec<&[_]> = columns
+                .iter()
+                .map(|c| match c { TensorData::$variant(v) => &v[..], _ => unreachable!("cast to one type") })
+                .collect();
+            let mut out = Vec::with_capacity(rows * cols.len());
+            for r in 0..rows {
+                for c in &cols {
+                    out.push(c[r].clone());
+                }
+            }
+            TensorData::$variant(Cow::Owned(out))
+        }};
+    }
+    match columns.first() {
+        Some(TensorData::Float32(_)) => go!(Float32),
+        Some(TensorData::Float64(_)) => go!(Float64),
+        Some(TensorData::Int32(_)) => go!(Int32),
+        Some(TensorData::Int64(_)) => go!(Int64),
+        Some(TensorData::Bool(_)) => go!(Bool),
+        Some(TensorData::String(_)) => go!(String),
+        None => TensorData::Float32(Cow::Owned(Vec::new())),
+    }
+}
+
+/// An output tensor as one Arrow array with a row per leading index: 1-D tensors become
+/// primitive arrays; higher ranks become fixed-size lists of the flattened inner dimensions.
+pub fn tensor_to_arrow(tensor: &Tensor<'_>) -> Result<ArrayRef> {
+    let values: ArrayRef = match &tensor.data {
+        TensorData::Float32(v) => Arc::new(Float32Array::from(v.to_vec())),
+        TensorData::Float64(v) => Arc::new(Float64Array::from(v.to_vec())),
+        TensorData::Int32(v) => Arc::new(Int32Array::from(v.to_vec())),
+        TensorData::Int64(v) => Arc::new(Int64Array::from(v.to_vec())),
+        TensorData::Bool(v) => Arc::new(BooleanArray::from(v.to_vec())),
+        TensorData::String(v) => Arc::new(StringArray::from_iter_values(v.iter())),
+    };
+    if tensor.shape.len() <= 1 {
+        return Ok(values);
+    }
+    let inner: usize = tensor.shape[1..].iter().product();
+    let field = Arc::new(Field::new("item", values.data_type().clone(), false));
+    let list = FixedSizeListArray::try_new(field, inner as i32, values, None)
+        .map_err(|e| RuntimeError::Inference(e.to_string()))?;
+    Ok(Arc::new(list))
+}

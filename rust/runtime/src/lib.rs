@@ -1,0 +1,22 @@
+//! pilothouse-runtime: ONNX models through ONNX Runtime, with signatures and tensor
+//! conversion to and from Arrow. Knows nothing of Python or HTTP.
+//!
+//! ONNX Runtime is loaded dynamically: call [`init`] with the path of `libonnxruntime.so`
+//! before loading a model.
+
+mod arrow;
+mod environment;
+mod error;
+mod model;
+mod onnx_proto;
+mod signature;
+mod tensor;
+
+pub use arrow::{columns_to_inputs, record_batches_to_columns, tensor_to_arrow, Column};
+pub use environment::{init, loaded_library};
+pub use error::{Result, RuntimeError};
+pub use model::{Model, Optimization, SessionOptions};
+pub use signature::{
+    ColumnPlan, DType, Labels, OutputKind, Signature, TensorSpec, FEATURE_NAMES_KEY,
+};
+pub use tensor::{OwnedTensor, Tensor, TensorData};

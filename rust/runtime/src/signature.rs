@@ -1,0 +1,260 @@
+//! Model signatures: the names, element types and shapes of a model's inputs and outputs,
+//! and how a table's columns map onto the inputs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::error::{Result, RuntimeError};
+
+/// Element types a pilothouse model can take or give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    Float32,
+    Float64,
+    Int32,
+    Int64,
+    Bool,
+    String,
+}
+
+impl DType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::Float32 => "float32",
+            DType::Float64 => "float64",
+            DType::Int32 => "int32",
+            DType::Int64 => "int64",
+            DType::Bool => "bool",
+            DType::String => "string",
+        }
+    }
+
+    /// The Open Inference Protocol's name for the type (`FP32`, `INT64`, `BYTES`, ...).
+    pub fn protocol_name(self) -> &'static str {
+        match self {
+            DType::Float32 => "FP32",
+            DType::Float64 => "FP64",
+            DType::Int32 => "INT32",
+            DType::Int64 => "INT64",
+            DType::Bool => "BOOL",
+            DType::String => "BYTES",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<DType> {
+        Some(match name {
+            "float32" | "float" | "FP32" => DType::Float32,
+            "float64" | "double" | "FP64" => DType::Float64,
+            "int32" | "INT32" => DType::Int32,
+            "int64" | "INT64" => DType::Int64,
+            "bool" | "BOOL" => DType::Bool,
+            "string" | "str" | "BYTES" => DType::String,
+            _ => return None,
+        })
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::Float32 | DType::Float64)
+    }
+
+    pub fn is_integer(self) -> bool {
+        matches!(self, DType::Int32 | DType::Int64)
+    }
+
+    pub(crate) fn from_ort(ty: ort::value::TensorElementType) -> Option<DType> {
+        use ort::value::TensorElementType as T;
+        Some(match ty {
+            T::Float32 => DType::Float32,
+            T::Float64 => DType::Float64,
+            T::Int32 => DType::Int32,
+            T::Int64 => DType::Int64,
+            T::Bool => DType::Bool,
+            T::String => DType::String,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Class labels of a classifier's probability output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Labels {
+    Int(Vec<i64>),
+    String(Vec<String>),
+}
+
+impl Labels {
+    pub fn len(&self) -> usize {
+        match self {
+            Labels::Int(v) => v.len(),
+            Labels::String(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What an output holds before pilothouse converts it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputKind {
+    /// A plain tensor.
+    Tensor,
+    /// A sequence of maps from class label to probability (ONNX-ML `ZipMap`), returned as a
+    /// `[rows, classes]` float32 matrix whose columns follow `labels`.
+    ZipMap { labels: Option<Labels> },
+}
+
+/// One input or output: name, element type and shape (`None` for a dynamic dimension).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<Option<i64>>,
+    pub kind: OutputKind,
+}
+
+impl TensorSpec {
+    pub fn shape_string(&self) -> String {
+        let dims: Vec<String> = self
+            .shape
+            .iter()
+            .map(|d| d.map_or_else(|| "?".to_string(), |v| v.to_string()))
+            .collect();
+        format!("[{}]", dims.join(", "))
+    }
+
+    /// The fixed feature count of a `[rows, features]` input, if the model fixes it.
+    pub fn feature_count(&self) -> Option<usize> {
+        match self.shape.as_slice() {
+            [_, Some(k)] if *k >= 0 => Some(*k as usize),
+            _ => None,
+        }
+    }
+}
+
+/// A model's full signature.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signature {
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    /// The ONNX file's `metadata_props`.
+    pub metadata: BTreeMap<String, String>,
+    /// Feature names in the order the model expects them, when recorded with the model
+    /// (metadata key `pilothouse.feature_names`, a JSON list of strings).
+    pub feature_names: Option<Vec<String>>,
+    /// Opset versions by domain ("" is the default ONNX domain).
+    pub opsets: BTreeMap<String, i64>,
+}
+
+pub const FEATURE_NAMES_KEY: &str = "pilothouse.feature_names";
+
+/// How the columns of a table feed the model's inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnPlan {
+    /// Stack these columns, in this order, into the model's single 2-D input.
+    Stack { input: String, columns: Vec<String> },
+    /// Feed each input from the column of the same name.
+    ByName { inputs: Vec<String> },
+}
+
+impl Signature {
+    pub fn input(&self, name: &str) -> Option<&TensorSpec> {
+        self.inputs.iter().find(|s| s.name == name)
+    }
+
+    fn input_names(&self) -> String {
+        self.inputs
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Decides how a table with `columns` feeds this model.
+    ///
+    /// A model with one input per feature (as skl2onnx makes for mixed-type pipelines) takes
+    /// its inputs by column name. A model with a single input takes the columns stacked, in the
+    /// recorded feature order when there is one, else in the table's order, with the count
+    /// checked against the model.
+    pub fn plan_columns(&self, columns: &[String]) -> Result<ColumnPlan> {
+        if columns.is_empty() {
+            return Err(RuntimeError::input(
+                "<table>",
+                "the table has no columns".to_string(),
+            ));
+        }
+        let all_named = self
+            .inputs
+            .iter()
+            .all(|spec| columns.iter().any(|c| c == &spec.name));
+        if all_named && (self.inputs.len() > 1 || columns.len() == 1) {
+            return Ok(ColumnPlan::ByName {
+                inputs: self.inputs.iter().map(|s| s.name.clone()).collect(),
+            });
+        }
+        if self.inputs.len() != 1 {
+            let missing: Vec<&str> = self
+                .inputs
+                .iter()
+                .filter(|s| !columns.contains(&s.name))
+                .map(|s| s.name.as_str())
+                .collect();
+            return Err(RuntimeError::input(
+                missing.join(", "),
+                format!(
+                    "the model takes one input per feature ({}), but the table has no column named {}; \
+                     the table has columns [{}]",
+                    self.input_names(),
+                    missing.join(", "),
+                    columns.join(", ")
+                ),
+            ));
+        }
+        let spec = &self.inputs[0];
+        let ordered: Vec<String> = match &self.feature_names {
+            Some(names) => {
+                let missing: Vec<&str> = names
+                    .iter()
+                    .filter(|n| !columns.contains(n))
+                    .map(|n| n.as_str())
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(RuntimeError::input(
+                        &spec.name,
+                        format!(
+                            "the model was trained on columns [{}]; the table lacks [{}]",
+                            names.join(", "),
+                            missing.join(", ")
+                        ),
+                    ));
+                }
+                names.clone()
+            }
+            None => columns.to_vec(),
+        };
+        if let Some(k) = spec.feature_count() {
+            if ordered.len() != k {
+                return Err(RuntimeError::input(
+                    &spec.name,
+                    format!(
+                        "the table has {} columns but the model expects {} features (shape {})",
+                        ordered.len(),
+                        k,
+                        spec.shape_string()
+                    ),
+                ));
+            }
+        }
+        Ok(ColumnPlan::Stack {
+            input: spec.name.clone(),
+            columns: ordered,
+        })
+    }
+}
