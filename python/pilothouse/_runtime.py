@@ -37,7 +37,10 @@ def find_library() -> tuple[Path | None, list[str]]:
     override = os.environ.get("ORT_DYLIB_PATH")
     if override:
         return Path(override), [f"ORT_DYLIB_PATH={override}"]
-    spec = importlib.util.find_spec("onnxruntime")
+    try:
+        spec = importlib.util.find_spec("onnxruntime")
+    except (ImportError, ValueError):
+        spec = None
     if spec is None or not spec.submodule_search_locations:
         return None, ["the 'onnxruntime' Python package (not installed)"]
     looked = []

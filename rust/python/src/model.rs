@@ -3,8 +3,8 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 
-use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use numpy::{Element, PyArrayDescrMethods, PyUntypedArray};
+use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pilothouse_runtime as rt;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -62,15 +62,21 @@ impl PyTensorSpec {
     #[getter]
     fn labels<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
         match &self.spec.kind {
-            rt::OutputKind::ZipMap { labels: Some(rt::Labels::Int(v)) } => PyList::new(py, v).map(Some),
-            rt::OutputKind::ZipMap { labels: Some(rt::Labels::String(v)) } => PyList::new(py, v).map(Some),
+            rt::OutputKind::ZipMap {
+                labels: Some(rt::Labels::Int(v)),
+            } => PyList::new(py, v).map(Some),
+            rt::OutputKind::ZipMap {
+                labels: Some(rt::Labels::String(v)),
+            } => PyList::new(py, v).map(Some),
             _ => Ok(None),
         }
     }
 
     fn __repr__(&self) -> String {
         let labels = match &self.spec.kind {
-            rt::OutputKind::ZipMap { labels: Some(l) } => format!(", kind='zipmap', classes={}", l.len()),
+            rt::OutputKind::ZipMap { labels: Some(l) } => {
+                format!(", kind='zipmap', classes={}", l.len())
+            }
             rt::OutputKind::ZipMap { labels: None } => ", kind='zipmap'".to_string(),
             rt::OutputKind::Tensor => String::new(),
         };
@@ -113,7 +119,10 @@ fn view<'a, T: Element + Clone>(
     } else {
         Cow::Owned(a.as_array().iter().cloned().collect())
     };
-    rt::Tensor { shape, data: wrap(data) }
+    rt::Tensor {
+        shape,
+        data: wrap(data),
+    }
 }
 
 impl Held<'_> {
@@ -124,7 +133,10 @@ impl Held<'_> {
             Held::I32(a) => view(a, rt::TensorData::Int32),
             Held::I64(a) => view(a, rt::TensorData::Int64),
             Held::Bool(a) => view(a, rt::TensorData::Bool),
-            Held::Owned(t) => rt::Tensor { shape: t.shape.clone(), data: borrow(&t.data) },
+            Held::Owned(t) => rt::Tensor {
+                shape: t.shape.clone(),
+                data: borrow(&t.data),
+            },
         }
     }
 }
@@ -162,7 +174,21 @@ fn hold<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Held<'py>> {
             obj.get_type().name()?
         )));
     };
-    let kind = array.dtype().kind();
+    let dtype = array.dtype();
+    let kind = dtype.kind();
+    // Other numeric widths are widened to a type the runtime casts from; uint64 goes to
+    // float64 since its upper half does not fit int64.
+    let widened = match (kind, dtype.itemsize()) {
+        (b'i', _) | (b'u', 1..=4) => Some("int64"),
+        (b'u', _) => Some("float64"),
+        (b'f', 0..=2) => Some("float32"),
+        (b'f', _) => Some("float64"),
+        _ => None,
+    };
+    if let Some(target) = widened {
+        let converted = obj.call_method1("astype", (target,))?;
+        return hold(name, &converted);
+    }
     if matches!(kind, b'U' | b'O' | b'S') {
         let shape = array.shape().to_vec();
         let flat = obj.call_method0("ravel")?.call_method0("tolist")?;
@@ -180,7 +206,10 @@ fn hold<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Held<'py>> {
                 )));
             }
         }
-        return Ok(Held::Owned(rt::Tensor { shape, data: rt::TensorData::String(values.into()) }));
+        return Ok(Held::Owned(rt::Tensor {
+            shape,
+            data: rt::TensorData::String(values.into()),
+        }));
     }
     Err(InputError::new_err(format!(
         "input '{name}': numpy dtype {} is not supported; use float32, float64, int32, int64, bool or str",
@@ -201,13 +230,17 @@ fn to_numpy<'py>(py: Python<'py>, tensor: rt::OwnedTensor) -> PyResult<Bound<'py
                 .iter()
                 .map(|s| pyo3::types::PyString::new(py, s).into_any().unbind())
                 .collect();
-            PyArray1::from_owned_object_array(py, numpy::ndarray::Array1::from_vec(objects)).into_any()
+            PyArray1::from_owned_object_array(py, numpy::ndarray::Array1::from_vec(objects))
+                .into_any()
         }
     };
     flat.call_method1("reshape", (PyTuple::new(py, shape)?,))
 }
 
-fn outputs_to_dict<'py>(py: Python<'py>, outputs: Vec<(String, rt::OwnedTensor)>) -> PyResult<Bound<'py, PyDict>> {
+fn outputs_to_dict<'py>(
+    py: Python<'py>,
+    outputs: Vec<(String, rt::OwnedTensor)>,
+) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     for (name, tensor) in outputs {
         dict.set_item(name, to_numpy(py, tensor)?)?;
@@ -259,7 +292,13 @@ impl PyModel {
         deterministic: bool,
         max_sessions: Option<usize>,
     ) -> PyResult<Self> {
-        let opts = options(intra_op_threads, inter_op_threads, optimization, deterministic, max_sessions)?;
+        let opts = options(
+            intra_op_threads,
+            inter_op_threads,
+            optimization,
+            deterministic,
+            max_sessions,
+        )?;
         let model = py.detach(|| rt::Model::load(&path, opts)).map_err(to_py)?;
         Ok(PyModel { model })
     }
@@ -277,19 +316,37 @@ impl PyModel {
         deterministic: bool,
         max_sessions: Option<usize>,
     ) -> PyResult<Self> {
-        let opts = options(intra_op_threads, inter_op_threads, optimization, deterministic, max_sessions)?;
-        let model = py.detach(|| rt::Model::from_bytes(data, &origin, opts)).map_err(to_py)?;
+        let opts = options(
+            intra_op_threads,
+            inter_op_threads,
+            optimization,
+            deterministic,
+            max_sessions,
+        )?;
+        let model = py
+            .detach(|| rt::Model::from_bytes(data, &origin, opts))
+            .map_err(to_py)?;
         Ok(PyModel { model })
     }
 
     #[getter]
     fn inputs(&self) -> Vec<PyTensorSpec> {
-        self.model.signature().inputs.iter().map(|s| PyTensorSpec { spec: s.clone() }).collect()
+        self.model
+            .signature()
+            .inputs
+            .iter()
+            .map(|s| PyTensorSpec { spec: s.clone() })
+            .collect()
     }
 
     #[getter]
     fn outputs(&self) -> Vec<PyTensorSpec> {
-        self.model.signature().outputs.iter().map(|s| PyTensorSpec { spec: s.clone() }).collect()
+        self.model
+            .signature()
+            .outputs
+            .iter()
+            .map(|s| PyTensorSpec { spec: s.clone() })
+            .collect()
     }
 
     #[getter]
@@ -335,20 +392,29 @@ impl PyModel {
     }
 
     /// Runs the model on named numpy arrays; returns every output by name.
-    fn run<'py>(&self, py: Python<'py>, inputs: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyDict>> {
+    fn run<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: &Bound<'py, PyDict>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let mut held = Vec::with_capacity(inputs.len());
         for (key, value) in inputs.iter() {
             let name: String = key.extract()?;
             let h = hold(&name, &value)?;
             held.push((name, h));
         }
-        let tensors: Vec<(String, rt::Tensor<'_>)> = held.iter().map(|(n, h)| (n.clone(), h.tensor())).collect();
+        let tensors: Vec<(String, rt::Tensor<'_>)> =
+            held.iter().map(|(n, h)| (n.clone(), h.tensor())).collect();
         let outputs = py.detach(|| self.model.run(tensors)).map_err(to_py)?;
         outputs_to_dict(py, outputs)
     }
 
     /// Runs the model on Arrow data (anything with `__arrow_c_stream__` or `__arrow_c_array__`).
-    fn run_arrow<'py>(&self, py: Python<'py>, data: AnyRecordBatch) -> PyResult<Bound<'py, PyDict>> {
+    fn run_arrow<'py>(
+        &self,
+        py: Python<'py>,
+        data: AnyRecordBatch,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let reader = data.into_reader()?;
         let outputs = py
             .detach(|| {
@@ -368,8 +434,17 @@ impl PyModel {
 
     /// How a table with these columns feeds the model: ("stack", input, columns) or
     /// ("by_name", inputs).
-    fn plan_columns<'py>(&self, py: Python<'py>, columns: Vec<String>) -> PyResult<Bound<'py, PyTuple>> {
-        match self.model.signature().plan_columns(&columns).map_err(to_py)? {
+    fn plan_columns<'py>(
+        &self,
+        py: Python<'py>,
+        columns: Vec<String>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        match self
+            .model
+            .signature()
+            .plan_columns(&columns)
+            .map_err(to_py)?
+        {
             rt::ColumnPlan::Stack { input, columns } => {
                 (String::from("stack"), input, columns).into_pyobject(py)
             }

@@ -31,16 +31,11 @@ pub struct Column<'a> {
 fn unsupported(name: &str, ty: &DataType) -> RuntimeError {
     RuntimeError::input(
         name,
-        format!(
-            "column type {ty} is not supported; use float, integer, boolean or string columns"
-        ),
+        format!("column type {ty} is not supported; use float, integer, boolean or string columns"),
     )
 }
 
-fn floats<T, U>(parts: &[&ArrayRef], f: impl Fn(&dyn Array, usize) -> U) -> Vec<U>
-where
-    T: Copy,
-{
+fn floats<U>(parts: &[&ArrayRef], f: impl Fn(&dyn Array, usize) -> U) -> Vec<U> {
     let mut out = Vec::with_capacity(parts.iter().map(|a| a.len()).sum());
     for a in parts {
         for i in 0..a.len() {
@@ -53,12 +48,17 @@ where
 /// Converts one column made of `parts` (one array per record batch). A single part with no
 /// nulls in a type the model can take as is is borrowed, not copied.
 fn column<'a>(name: &str, parts: &[&'a ArrayRef]) -> Result<Column<'a>> {
-    let ty = parts.first().map(|a| a.data_type().clone()).unwrap_or(DataType::Float64);
+    let ty = parts
+        .first()
+        .map(|a| a.data_type().clone())
+        .unwrap_or(DataType::Float64);
     let nulls: usize = parts.iter().map(|a| a.null_count()).sum();
     macro_rules! primitive {
         ($arrow:ty, $variant:ident, $rust:ty) => {{
             if parts.len() == 1 && nulls == 0 {
-                TensorData::$variant(Cow::Borrowed(parts[0].as_primitive::<$arrow>().values().as_ref()))
+                TensorData::$variant(Cow::Borrowed(
+                    parts[0].as_primitive::<$arrow>().values().as_ref(),
+                ))
             } else {
                 let mut out: Vec<$rust> = Vec::new();
                 for a in parts {
@@ -72,7 +72,12 @@ fn column<'a>(name: &str, parts: &[&'a ArrayRef]) -> Result<Column<'a>> {
         ($arrow:ty, $variant:ident, $rust:ty) => {{
             let mut out: Vec<$rust> = Vec::new();
             for a in parts {
-                out.extend(a.as_primitive::<$arrow>().values().iter().map(|v| <$rust>::from(*v)));
+                out.extend(
+                    a.as_primitive::<$arrow>()
+                        .values()
+                        .iter()
+                        .map(|v| <$rust>::from(*v)),
+                );
             }
             TensorData::$variant(Cow::Owned(out))
         }};
@@ -80,18 +85,32 @@ fn column<'a>(name: &str, parts: &[&'a ArrayRef]) -> Result<Column<'a>> {
     let data = match &ty {
         DataType::Float32 if nulls == 0 => primitive!(Float32Type, Float32, f32),
         DataType::Float64 if nulls == 0 => primitive!(Float64Type, Float64, f64),
-        DataType::Float32 => TensorData::Float32(Cow::Owned(floats::<f32, f32>(parts, |a, i| {
-            if a.is_null(i) { f32::NAN } else { a.as_primitive::<Float32Type>().value(i) }
+        DataType::Float32 => TensorData::Float32(Cow::Owned(floats::<f32>(parts, |a, i| {
+            if a.is_null(i) {
+                f32::NAN
+            } else {
+                a.as_primitive::<Float32Type>().value(i)
+            }
         }))),
-        DataType::Float64 => TensorData::Float64(Cow::Owned(floats::<f64, f64>(parts, |a, i| {
-            if a.is_null(i) { f64::NAN } else { a.as_primitive::<Float64Type>().value(i) }
+        DataType::Float64 => TensorData::Float64(Cow::Owned(floats::<f64>(parts, |a, i| {
+            if a.is_null(i) {
+                f64::NAN
+            } else {
+                a.as_primitive::<Float64Type>().value(i)
+            }
         }))),
         // Integers with missing values become floats with NaN, as pandas does.
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
-        | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64
             if nulls > 0 =>
         {
-            TensorData::Float64(Cow::Owned(floats::<f64, f64>(parts, |a, i| {
+            TensorData::Float64(Cow::Owned(floats::<f64>(parts, |a, i| {
                 if a.is_null(i) {
                     return f64::NAN;
                 }
@@ -154,13 +173,22 @@ fn strings_into(name: &str, a: &ArrayRef, out: &mut Vec<String>) -> Result<()> {
         DataType::Utf8 => out.extend(a.as_string::<i32>().iter().map(text)),
         DataType::LargeUtf8 => out.extend(a.as_string::<i64>().iter().map(text)),
         DataType::Utf8View => out.extend(a.as_string_view().iter().map(text)),
-        DataType::Dictionary(_, value) if matches!(value.as_ref(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
+        DataType::Dictionary(_, value)
+            if matches!(
+                value.as_ref(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ) =>
+        {
             let dict = a.as_any_dictionary();
             let mut values = Vec::new();
             strings_into(name, dict.values(), &mut values)?;
             let keys = dict.normalized_keys();
             for (i, k) in keys.iter().enumerate() {
-                out.push(if a.is_null(i) { String::new() } else { values[*k].clone() });
+                out.push(if a.is_null(i) {
+                    String::new()
+                } else {
+                    values[*k].clone()
+                });
             }
         }
         other => return Err(unsupported(name, other)),
@@ -171,14 +199,20 @@ fn strings_into(name: &str, a: &ArrayRef, out: &mut Vec<String>) -> Result<()> {
 /// Reads every column of `batches` (one table, possibly in several batches).
 pub fn record_batches_to_columns(batches: &[RecordBatch]) -> Result<Vec<Column<'_>>> {
     let Some(first) = batches.first() else {
-        return Err(RuntimeError::input("<table>", "the table has no rows (no record batches)"));
+        return Err(RuntimeError::input(
+            "<table>",
+            "the table has no rows (no record batches)",
+        ));
     };
     let schema = first.schema();
     let mut columns = Vec::with_capacity(schema.fields().len());
     for (i, field) in schema.fields().iter().enumerate() {
         let parts: Vec<&ArrayRef> = batches.iter().map(|b| b.column(i)).collect();
         if parts.iter().any(|p| p.data_type() != field.data_type()) {
-            return Err(RuntimeError::input(field.name(), "the record batches disagree on this column's type"));
+            return Err(RuntimeError::input(
+                field.name(),
+                "the record batches disagree on this column's type",
+            ));
         }
         columns.push(column(field.name(), &parts)?);
     }
@@ -216,11 +250,20 @@ pub fn columns_to_inputs<'a>(
                     let spec = signature.input(&name).expect("planned from the signature");
                     check_nulls(&column, &name, spec.dtype)?;
                     let n = column.data.len();
-                    Ok((name, Tensor { shape: vec![n], data: column.data }))
+                    Ok((
+                        name,
+                        Tensor {
+                            shape: vec![n],
+                            data: column.data,
+                        },
+                    ))
                 })
                 .collect()
         }
-        ColumnPlan::Stack { input, columns: order } => {
+        ColumnPlan::Stack {
+            input,
+            columns: order,
+        } => {
             let spec = signature.input(&input).expect("planned from the signature");
             let mut by_name: std::collections::HashMap<String, Column<'a>> =
                 columns.into_iter().map(|c| (c.name.clone(), c)).collect();
@@ -236,7 +279,13 @@ pub fn columns_to_inputs<'a>(
             }
             let k = cast.len();
             let data = interleave(&cast, rows);
-            Ok(vec![(input, Tensor { shape: vec![rows, k], data })])
+            Ok(vec![(
+                input,
+                Tensor {
+                    shape: vec![rows, k],
+                    data,
+                },
+            )])
         }
     }
 }
@@ -247,7 +296,10 @@ fn interleave(columns: &[TensorData<'_>], rows: usize) -> TensorData<'static> {
         ($variant:ident) => {{
             let cols: Vec<&[_]> = columns
                 .iter()
-                .map(|c| match c { TensorData::$variant(v) => &v[..], _ => unreachable!("cast to one type") })
+                .map(|c| match c {
+                    TensorData::$variant(v) => &v[..],
+                    _ => unreachable!("cast to one type"),
+                })
                 .collect();
             let mut out = Vec::with_capacity(rows * cols.len());
             for r in 0..rows {

@@ -13,9 +13,7 @@ use ort::value::{DynMapValueType, TensorElementType, TensorRef, ValueType};
 use crate::environment::environment;
 use crate::error::{Result, RuntimeError};
 use crate::onnx_proto;
-use crate::signature::{
-    DType, Labels, OutputKind, Signature, TensorSpec, FEATURE_NAMES_KEY,
-};
+use crate::signature::{DType, Labels, OutputKind, Signature, TensorSpec, FEATURE_NAMES_KEY};
 use crate::tensor::{OwnedTensor, Tensor, TensorData};
 
 /// How much ONNX Runtime rewrites the graph before running it.
@@ -242,12 +240,12 @@ impl Model {
         if bytes.is_empty() {
             return Err(RuntimeError::load(origin, "the file is empty"));
         }
-        let proto = onnx_proto::decode(&bytes).map_err(|e| {
-            RuntimeError::load(origin, format!("not a valid ONNX model ({e})"))
-        })?;
-        let session = build_session(&bytes, &options)
-            .map_err(|e| RuntimeError::load(origin, e.message()))?;
-        let signature = read_signature(&session, &proto).map_err(|e| RuntimeError::load(origin, e))?;
+        let proto = onnx_proto::decode(&bytes)
+            .map_err(|e| RuntimeError::load(origin, format!("not a valid ONNX model ({e})")))?;
+        let session =
+            build_session(&bytes, &options).map_err(|e| RuntimeError::load(origin, e.message()))?;
+        let signature =
+            read_signature(&session, &proto).map_err(|e| RuntimeError::load(origin, e))?;
         Ok(Model {
             origin: origin.to_path_buf(),
             signature,
@@ -287,7 +285,10 @@ impl Model {
                 let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
                 return Err(RuntimeError::input(
                     &name,
-                    format!("the model has no input of that name; its inputs are [{}]", known.join(", ")),
+                    format!(
+                        "the model has no input of that name; its inputs are [{}]",
+                        known.join(", ")
+                    ),
                 ));
             };
             if slots[pos].is_some() {
@@ -302,7 +303,10 @@ impl Model {
             .map(|(s, _)| s.name.as_str())
             .collect();
         if !missing.is_empty() {
-            let first = specs.iter().find(|s| s.name == missing[0]).expect("listed above");
+            let first = specs
+                .iter()
+                .find(|s| s.name == missing[0])
+                .expect("listed above");
             return Err(RuntimeError::input(
                 missing.join(", "),
                 format!(
@@ -313,7 +317,10 @@ impl Model {
                 ),
             ));
         }
-        Ok(slots.into_iter().map(|t| t.expect("checked above")).collect())
+        Ok(slots
+            .into_iter()
+            .map(|t| t.expect("checked above"))
+            .collect())
     }
 
     /// Validates and runs `inputs` (name, tensor), returning every output in signature order.
@@ -325,12 +332,17 @@ impl Model {
     /// Runs inputs already checked by [`Model::prepare`].
     pub fn run_prepared(&self, prepared: &[Tensor<'_>]) -> Result<Vec<(String, OwnedTensor)>> {
         let specs = &self.signature.inputs;
-        let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(prepared.len());
+        let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
+            Vec::with_capacity(prepared.len());
         for (spec, tensor) in specs.iter().zip(prepared) {
             let shape = tensor.shape.clone();
             let value: SessionInputValue<'_> = match &tensor.data {
-                TensorData::Float32(v) => TensorRef::from_array_view((shape, &v[..])).map(Into::into),
-                TensorData::Float64(v) => TensorRef::from_array_view((shape, &v[..])).map(Into::into),
+                TensorData::Float32(v) => {
+                    TensorRef::from_array_view((shape, &v[..])).map(Into::into)
+                }
+                TensorData::Float64(v) => {
+                    TensorRef::from_array_view((shape, &v[..])).map(Into::into)
+                }
                 TensorData::Int32(v) => TensorRef::from_array_view((shape, &v[..])).map(Into::into),
                 TensorData::Int64(v) => TensorRef::from_array_view((shape, &v[..])).map(Into::into),
                 TensorData::Bool(v) => TensorRef::from_array_view((shape, &v[..])).map(Into::into),
@@ -372,14 +384,21 @@ fn extract_output(spec: &TensorSpec, value: &ort::value::DynValue) -> Result<Own
         return extract_zipmap(spec, value, labels.as_ref());
     }
     let (shape, data) = match spec.dtype {
-        DType::Float32 => primitive::<f32>(value).map(|(s, d)| (s, TensorData::Float32(d.into())))?,
-        DType::Float64 => primitive::<f64>(value).map(|(s, d)| (s, TensorData::Float64(d.into())))?,
+        DType::Float32 => {
+            primitive::<f32>(value).map(|(s, d)| (s, TensorData::Float32(d.into())))?
+        }
+        DType::Float64 => {
+            primitive::<f64>(value).map(|(s, d)| (s, TensorData::Float64(d.into())))?
+        }
         DType::Int32 => primitive::<i32>(value).map(|(s, d)| (s, TensorData::Int32(d.into())))?,
         DType::Int64 => primitive::<i64>(value).map(|(s, d)| (s, TensorData::Int64(d.into())))?,
         DType::Bool => primitive::<bool>(value).map(|(s, d)| (s, TensorData::Bool(d.into())))?,
         DType::String => {
             let (shape, data) = value.try_extract_strings().map_err(inference)?;
-            (shape.iter().map(|d| *d as usize).collect(), TensorData::String(data.into()))
+            (
+                shape.iter().map(|d| *d as usize).collect(),
+                TensorData::String(data.into()),
+            )
         }
     };
     Ok(Tensor { shape, data })
@@ -400,17 +419,31 @@ fn extract_zipmap(
     let mut width = labels.map(Labels::len);
     for (i, row) in rows.iter().enumerate() {
         let probabilities: Vec<f32> = match row.dtype() {
-            ValueType::Map { key: TensorElementType::Int64, .. } => {
-                let mut kv = row.try_extract_key_values::<i64, f32>().map_err(inference)?;
+            ValueType::Map {
+                key: TensorElementType::Int64,
+                ..
+            } => {
+                let mut kv = row
+                    .try_extract_key_values::<i64, f32>()
+                    .map_err(inference)?;
                 if let Some(Labels::Int(order)) = labels {
-                    kv.sort_by_key(|(k, _)| order.iter().position(|l| l == k).unwrap_or(usize::MAX));
+                    kv.sort_by_key(|(k, _)| {
+                        order.iter().position(|l| l == k).unwrap_or(usize::MAX)
+                    });
                 }
                 kv.into_iter().map(|(_, v)| v).collect()
             }
-            ValueType::Map { key: TensorElementType::String, .. } => {
-                let mut kv = row.try_extract_key_values::<String, f32>().map_err(inference)?;
+            ValueType::Map {
+                key: TensorElementType::String,
+                ..
+            } => {
+                let mut kv = row
+                    .try_extract_key_values::<String, f32>()
+                    .map_err(inference)?;
                 if let Some(Labels::String(order)) = labels {
-                    kv.sort_by_key(|(k, _)| order.iter().position(|l| l == k).unwrap_or(usize::MAX));
+                    kv.sort_by_key(|(k, _)| {
+                        order.iter().position(|l| l == k).unwrap_or(usize::MAX)
+                    });
                 }
                 kv.into_iter().map(|(_, v)| v).collect()
             }
@@ -441,7 +474,10 @@ fn extract_zipmap(
 }
 
 fn dims(shape: &[i64]) -> Vec<Option<i64>> {
-    shape.iter().map(|d| if *d < 0 { None } else { Some(*d) }).collect()
+    shape
+        .iter()
+        .map(|d| if *d < 0 { None } else { Some(*d) })
+        .collect()
 }
 
 fn read_signature(session: &Session, proto: &onnx_proto::ModelProto) -> Result<Signature, String> {
@@ -454,7 +490,10 @@ fn read_signature(session: &Session, proto: &onnx_proto::ModelProto) -> Result<S
             let labels = n.attribute.iter().find_map(|a| match a.name.as_str() {
                 "classlabels_int64s" => Some(Labels::Int(a.ints.clone())),
                 "classlabels_strings" => Some(Labels::String(
-                    a.strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect(),
+                    a.strings
+                        .iter()
+                        .map(|s| String::from_utf8_lossy(s).into_owned())
+                        .collect(),
                 )),
                 _ => None,
             })?;
@@ -490,7 +529,9 @@ fn read_signature(session: &Session, proto: &onnx_proto::ModelProto) -> Result<S
         let spec = match outlet.dtype() {
             ValueType::Tensor { ty, shape, .. } => TensorSpec {
                 dtype: DType::from_ort(*ty).ok_or_else(|| {
-                    format!("output '{name}' has element type {ty}, which pilothouse does not support")
+                    format!(
+                        "output '{name}' has element type {ty}, which pilothouse does not support"
+                    )
                 })?,
                 shape: dims(shape),
                 kind: OutputKind::Tensor,

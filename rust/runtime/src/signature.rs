@@ -258,3 +258,82 @@ impl Signature {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, dtype: DType, shape: Vec<Option<i64>>) -> TensorSpec {
+        TensorSpec {
+            name: name.into(),
+            dtype,
+            shape,
+            kind: OutputKind::Tensor,
+        }
+    }
+
+    fn signature(inputs: Vec<TensorSpec>, feature_names: Option<Vec<&str>>) -> Signature {
+        Signature {
+            inputs,
+            outputs: vec![],
+            metadata: BTreeMap::new(),
+            feature_names: feature_names.map(|v| v.into_iter().map(String::from).collect()),
+            opsets: BTreeMap::new(),
+        }
+    }
+
+    fn cols(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn one_input_per_feature_goes_by_name() {
+        let sig = signature(
+            vec![
+                spec("age", DType::Float32, vec![None, Some(1)]),
+                spec("city", DType::String, vec![None, Some(1)]),
+            ],
+            None,
+        );
+        let plan = sig.plan_columns(&cols(&["city", "age", "extra"])).unwrap();
+        assert_eq!(
+            plan,
+            ColumnPlan::ByName {
+                inputs: cols(&["age", "city"])
+            }
+        );
+        let err = sig.plan_columns(&cols(&["age"])).unwrap_err().to_string();
+        assert!(err.contains("city"), "{err}");
+    }
+
+    #[test]
+    fn single_input_stacks_in_recorded_order_with_count_checked() {
+        let sig = signature(
+            vec![spec("X", DType::Float32, vec![None, Some(3)])],
+            Some(vec!["c", "a", "b"]),
+        );
+        let plan = sig.plan_columns(&cols(&["a", "b", "c"])).unwrap();
+        assert_eq!(
+            plan,
+            ColumnPlan::Stack {
+                input: "X".into(),
+                columns: cols(&["c", "a", "b"])
+            }
+        );
+        let err = sig
+            .plan_columns(&cols(&["a", "b"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lacks [c]"), "{err}");
+
+        let unnamed = signature(vec![spec("X", DType::Float32, vec![None, Some(3)])], None);
+        let err = unnamed
+            .plan_columns(&cols(&["a", "b"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("2 columns") && err.contains("expects 3"),
+            "{err}"
+        );
+    }
+}

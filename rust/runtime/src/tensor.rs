@@ -244,3 +244,101 @@ impl<'a> Tensor<'a> {
         Ok(Tensor { shape, data })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signature::OutputKind;
+
+    fn spec(dtype: DType, shape: Vec<Option<i64>>) -> TensorSpec {
+        TensorSpec {
+            name: "x".into(),
+            dtype,
+            shape,
+            kind: OutputKind::Tensor,
+        }
+    }
+
+    #[test]
+    fn casts_widen_and_narrow_floats_but_never_floats_to_ints() {
+        let f64s = TensorData::Float64(Cow::Owned(vec![1.5, -2.25]));
+        assert_eq!(
+            f64s.clone().cast("x", DType::Float32).unwrap(),
+            TensorData::Float32(Cow::Owned(vec![1.5, -2.25]))
+        );
+        let err = f64s.cast("x", DType::Int64).unwrap_err().to_string();
+        assert!(
+            err.contains("input 'x'") && err.contains("float64") && err.contains("int64"),
+            "{err}"
+        );
+        let strings = TensorData::String(Cow::Owned(vec!["a".into()]));
+        assert!(strings.cast("x", DType::Float32).is_err());
+        let ints = TensorData::Int64(Cow::Owned(vec![1, 2]));
+        assert_eq!(
+            ints.cast("x", DType::Float64).unwrap(),
+            TensorData::Float64(Cow::Owned(vec![1.0, 2.0]))
+        );
+    }
+
+    #[test]
+    fn int64_to_int32_checks_every_value() {
+        let ok = TensorData::Int64(Cow::Owned(vec![1, -7]));
+        assert_eq!(
+            ok.cast("i", DType::Int32).unwrap(),
+            TensorData::Int32(Cow::Owned(vec![1, -7]))
+        );
+        let big = TensorData::Int64(Cow::Owned(vec![1, 1 << 40]));
+        let err = big.cast("i", DType::Int32).unwrap_err().to_string();
+        assert!(
+            err.contains("1099511627776") && err.contains("flat index 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn same_type_stays_borrowed() {
+        let data = [1.0f32, 2.0];
+        let t = TensorData::Float32(Cow::Borrowed(&data[..]))
+            .cast("x", DType::Float32)
+            .unwrap();
+        assert!(matches!(t, TensorData::Float32(Cow::Borrowed(_))));
+    }
+
+    #[test]
+    fn conform_checks_rank_and_features_and_reshapes_columns() {
+        let t = Tensor::new(vec![2, 3], TensorData::Float32(Cow::Owned(vec![0.0; 6]))).unwrap();
+        let err = t
+            .conform(&spec(DType::Float32, vec![None, Some(4)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("got 3 features") && err.contains("expects 4"),
+            "{err}"
+        );
+
+        let col = Tensor::new(vec![3], TensorData::Float32(Cow::Owned(vec![0.0; 3]))).unwrap();
+        let fitted = col
+            .conform(&spec(DType::Float32, vec![None, Some(1)]))
+            .unwrap();
+        assert_eq!(fitted.shape, vec![3, 1]);
+
+        let row = Tensor::new(vec![4], TensorData::Float32(Cow::Owned(vec![0.0; 4]))).unwrap();
+        let err = row
+            .conform(&spec(DType::Float32, vec![None, Some(4)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("reshape it to (1, -1)"), "{err}");
+
+        let empty = Tensor::new(vec![0, 4], TensorData::Float32(Cow::Owned(vec![]))).unwrap();
+        let err = empty
+            .conform(&spec(DType::Float32, vec![None, Some(4)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn new_rejects_shape_data_mismatch() {
+        assert!(Tensor::new(vec![2, 2], TensorData::Int64(Cow::Owned(vec![1, 2, 3]))).is_err());
+    }
+}
