@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import models  # noqa: E402
+import models
 
 
 @pytest.fixture(scope="session")

@@ -198,9 +198,7 @@ class Model:
         def fmt(specs: Sequence[_core.TensorSpec]) -> str:
             return ", ".join(f"{s.name}: {s.dtype}{_shape(s.shape)}" for s in specs)
 
-        return (
-            f"Model({self.path!r}, inputs=[{fmt(self.inputs)}], outputs=[{fmt(self.outputs)}])"
-        )
+        return f"Model({self.path!r}, inputs=[{fmt(self.inputs)}], outputs=[{fmt(self.outputs)}])"
 
     def _repr_html_(self) -> str:
         def rows(specs: Sequence[_core.TensorSpec], role: str) -> str:
@@ -221,7 +219,7 @@ class Model:
         return (
             '<div class="pilothouse-model"><strong>pilothouse Model</strong> '
             f"<code>{html.escape(self.path)}</code>"
-            '<table><thead><tr><th></th><th>name</th><th>dtype</th><th>shape</th>'
+            "<table><thead><tr><th></th><th>name</th><th>dtype</th><th>shape</th>"
             "<th>kind</th><th></th></tr></thead><tbody>"
             f"{rows(self.inputs, 'input')}{rows(self.outputs, 'output')}</tbody></table></div>"
         )

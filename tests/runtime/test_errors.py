@@ -10,11 +10,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pilothouse as ph
 import polars as pl
 import pyarrow as pa
 import pytest
-
-import pilothouse as ph
 
 
 def test_error_hierarchy() -> None:
@@ -166,7 +165,9 @@ def test_ragged_and_empty(lr: tuple[ph.Model, np.ndarray]) -> None:
         model.predict(pd.DataFrame())
 
 
-def test_tables_with_wrong_columns(lr: tuple[ph.Model, np.ndarray], mixed: tuple[Path, Any]) -> None:
+def test_tables_with_wrong_columns(
+    lr: tuple[ph.Model, np.ndarray], mixed: tuple[Path, Any]
+) -> None:
     model, X = lr
     three = pd.DataFrame(X[:3, :3], columns=["a", "b", "c"])
     for data in (three, pl.from_pandas(three), pa.Table.from_pandas(three)):
@@ -201,9 +202,11 @@ def test_missing_floats_become_nan(lr: tuple[ph.Model, np.ndarray]) -> None:
 
 def test_unsupported_object(lr: tuple[ph.Model, np.ndarray]) -> None:
     model, _ = lr
-    with pytest.raises(ph.InputError, match="cannot feed builtins.set"):
+    with pytest.raises(ph.InputError, match=r"cannot feed builtins\.set"):
         model.predict({1, 2})
-    with pytest.raises(ph.InputError, match=r"input 'X'.*numpy dtype .*not supported|input 'X'.*object"):
+    with pytest.raises(
+        ph.InputError, match=r"input 'X'.*numpy dtype .*not supported|input 'X'.*object"
+    ):
         model.predict({"X": np.array([[object()] * 4])})
 
 
@@ -260,7 +263,11 @@ def test_runtime_package_absent_is_a_clear_error(logreg: tuple[Path, Any]) -> No
 
     env = {k: v for k, v in os.environ.items() if k != "ORT_DYLIB_PATH"}
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert "RAISED" in result.stdout, result.stdout + result.stderr
     assert "not installed" in result.stdout and "pip install" in result.stdout

@@ -6,12 +6,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pilothouse as ph
 import polars as pl
 import pyarrow as pa
 import pytest
 from conftest import onnxruntime_outputs, zipmap_to_matrix
-
-import pilothouse as ph
 
 FORMS = ["numpy", "numpy-float64", "list", "dict", "pandas", "polars", "arrow-table", "arrow-batch"]
 
@@ -47,7 +46,9 @@ def assert_same(ours: dict[str, np.ndarray], theirs: dict[str, Any], model: ph.M
 
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("fixture", ["logreg", "logreg_nozipmap", "forest", "gbr"])
-def test_sklearn_models_match_onnxruntime(fixture: str, form: str, request: pytest.FixtureRequest) -> None:
+def test_sklearn_models_match_onnxruntime(
+    fixture: str, form: str, request: pytest.FixtureRequest
+) -> None:
     path, X = request.getfixturevalue(fixture)
     model = ph.load_model(path)
     batch = X[:37]
@@ -65,7 +66,9 @@ def test_mlp_matches_onnxruntime(mlp: tuple[Any, np.ndarray]) -> None:
     assert_same(model.predict(X[:1]), onnxruntime_outputs(path, {"x": X[:1]}), model)
 
 
-def test_zipmap_becomes_a_probability_matrix_with_known_labels(forest: tuple[Any, np.ndarray]) -> None:
+def test_zipmap_becomes_a_probability_matrix_with_known_labels(
+    forest: tuple[Any, np.ndarray],
+) -> None:
     path, X = forest
     model = ph.load_model(path)
     probs = next(s for s in model.outputs if s.kind == "zipmap")
@@ -75,11 +78,15 @@ def test_zipmap_becomes_a_probability_matrix_with_known_labels(forest: tuple[Any
     matrix = out[probs.name]
     assert matrix.shape == (10, 3) and matrix.dtype == np.float32
     np.testing.assert_allclose(matrix.sum(axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_array_equal(np.array(probs.labels)[matrix.argmax(axis=1)], out["output_label"])
+    np.testing.assert_array_equal(
+        np.array(probs.labels)[matrix.argmax(axis=1)], out["output_label"]
+    )
 
 
 @pytest.mark.parametrize("form", ["pandas", "polars", "arrow-table", "dict"])
-def test_mixed_pipeline_takes_one_column_per_input(mixed: tuple[Any, pd.DataFrame], form: str) -> None:
+def test_mixed_pipeline_takes_one_column_per_input(
+    mixed: tuple[Any, pd.DataFrame], form: str
+) -> None:
     path, frame = mixed
     model = ph.load_model(path)
     assert [s.name for s in model.inputs] == ["age", "income", "city"]
@@ -117,10 +124,19 @@ def test_categorical_and_dictionary_columns(mixed: tuple[Any, pd.DataFrame]) -> 
     np.testing.assert_array_equal(model.predict(lazy)["output_label"], plain["output_label"])
 
 
-def test_multiple_inputs_and_outputs_of_every_type(multi_io: tuple[Any, dict[str, np.ndarray]]) -> None:
+def test_multiple_inputs_and_outputs_of_every_type(
+    multi_io: tuple[Any, dict[str, np.ndarray]],
+) -> None:
     path, sample = multi_io
     model = ph.load_model(path)
-    assert [s.dtype for s in model.inputs] == ["float32", "int64", "string", "float64", "int32", "bool"]
+    assert [s.dtype for s in model.inputs] == [
+        "float32",
+        "int64",
+        "string",
+        "float64",
+        "int32",
+        "bool",
+    ]
     ours = model.predict(sample)
     theirs = onnxruntime_outputs(path, sample)
     assert_same(ours, theirs, model)
@@ -129,7 +145,9 @@ def test_multiple_inputs_and_outputs_of_every_type(multi_io: tuple[Any, dict[str
     assert ours["b_doubled"].dtype == np.int64 and ours["i_plus"].dtype == np.int32
     assert ours["flag_not"].dtype == np.bool_ and ours["d_neg"].dtype == np.float64
     # unicode numpy arrays and lists work for string inputs; python ints for int inputs
-    again = model.predict({**sample, "s": np.array(sample["s"].tolist()), "i": sample["i"].tolist()})
+    again = model.predict(
+        {**sample, "s": np.array(sample["s"].tolist()), "i": sample["i"].tolist()}
+    )
     assert again["s_same"].tolist() == ours["s_same"].tolist()
     np.testing.assert_array_equal(again["i_plus"], ours["i_plus"])
 

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 import pilothouse as ph
 
 
-def test_eight_threads_give_the_serial_answers(forest: tuple[Path, np.ndarray], mlp: tuple[Path, np.ndarray]) -> None:
+def test_eight_threads_give_the_serial_answers(
+    forest: tuple[Path, np.ndarray], mlp: tuple[Path, np.ndarray]
+) -> None:
     for path, X in (forest, mlp):
         model = ph.load_model(path)
         batches = [X[i : i + 1 + (i % 7)] for i in range(0, 48)]
@@ -68,7 +69,12 @@ def test_repr_and_html(logreg: tuple[Path, Any], mixed: tuple[Path, Any]) -> Non
     assert "logreg.onnx" in text and "X: float32[None, 4]" in text
     assert "output_probability: float32[None, 2]" in text
     page = model._repr_html_()
-    assert "<table>" in page and "<code>X</code>" in page and "zipmap" in page and "classes: 0, 1" in page
+    assert (
+        "<table>" in page
+        and "<code>X</code>" in page
+        and "zipmap" in page
+        and "classes: 0, 1" in page
+    )
     spec = model.inputs[0]
     assert repr(spec) == "TensorSpec(name='X', dtype='float32', shape=[None, 4])"
     assert spec == ph.load_model(logreg[0]).inputs[0]

@@ -1,0 +1,46 @@
+# The one entry point for every developer task: the README, CI and you use the same targets.
+# `make help` lists them.
+
+PYTHON ?= python3
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/pilothouse/target
+# Rust integration tests load ONNX Runtime from the onnxruntime wheel that `install` brings.
+ORT_LIB = $$($(PYTHON) -c "from pilothouse._runtime import find_library; print(find_library()[0])")
+
+.PHONY: help install demo test lint test-rust test-python bench fixtures
+
+help:
+	@echo "make demo     install everything, then run the demo (train, convert, load, predict)"
+	@echo "make test     install everything, then lint and run every test (cargo test, pytest)"
+	@echo "make install  Python dependencies and the Rust extension (editable)"
+	@echo "make lint     cargo fmt/clippy, ruff, mypy, stubtest"
+	@echo "make bench    the benchmarks in benchmarks/, against the tools users would pick instead"
+	@echo "make fixtures regenerate the ONNX files the Rust tests use"
+
+install:
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check "maturin>=1.9,<2"
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-build-isolation -e ".[dev]"
+
+demo: install
+	$(PYTHON) -m pilothouse.demo
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(PYTHON) -m ruff check python tests benchmarks
+	$(PYTHON) -m ruff format --check python tests benchmarks
+	$(PYTHON) -m mypy
+	$(PYTHON) -m mypy.stubtest pilothouse._core
+
+test-rust:
+	ORT_DYLIB_PATH=$(ORT_LIB) cargo test --workspace
+
+test-python:
+	$(PYTHON) -m pytest
+
+test: install lint test-rust test-python
+
+bench: install
+	$(PYTHON) benchmarks/predict.py
+
+fixtures:
+	$(PYTHON) tests/models.py rust/runtime/tests/data
