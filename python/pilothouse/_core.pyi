@@ -3,6 +3,7 @@
 from typing import Any, final
 
 import numpy as np
+
 __all__ = [
     "InferenceError",
     "InputError",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ import pilothouse as ph
 from pilothouse.convert import sklearn_to_onnx
 
 
-def churn_data(n: int, seed: int = 0) -> tuple[object, np.ndarray]:
+def churn_data(n: int, seed: int = 0) -> tuple[Any, np.ndarray]:
     import pandas as pd
 
     rng = np.random.default_rng(seed)
@@ -28,9 +29,12 @@ def churn_data(n: int, seed: int = 0) -> tuple[object, np.ndarray]:
             "age": rng.integers(18, 80, n).astype(np.float64),
         }
     )
-    logit = -0.04 * frame["tenure_months"] + 0.03 * frame["monthly_charges"] + 0.5 * frame[
-        "support_calls"
-    ] - 2.0
+    logit = (
+        -0.04 * frame["tenure_months"]
+        + 0.03 * frame["monthly_charges"]
+        + 0.5 * frame["support_calls"]
+        - 2.0
+    )
     churned = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     return frame, churned
 

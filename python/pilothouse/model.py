@@ -36,13 +36,16 @@ class Model:
     whose column order is ``spec.labels`` of that output (see :meth:`labels`).
     """
 
-    __slots__ = ("_core", "_plans", "_single")
+    __slots__ = ("_core", "_frame_cache", "_single", "_specs")
 
     def __init__(self, core: _core.Model) -> None:
         self._core = core
         inputs = core.inputs
         self._single: str | None = inputs[0].name if len(inputs) == 1 else None
-        self._plans: dict[tuple[str, ...], tuple[str, str, list[str]]] = {}
+        self._specs = {s.name: s for s in inputs}
+        # The last pandas Index seen and its plan: Index objects are immutable, and row
+        # slices of one frame share theirs.
+        self._frame_cache: tuple[Any, tuple[str, str, list[str] | None]] | None = None
 
     # -- signature -------------------------------------------------------------------------
 
@@ -142,41 +145,47 @@ class Model:
             "them: pass a dict of input name -> array, or a table with those columns"
         )
 
-    def _plan(self, columns: list[str]) -> tuple[str, str, list[str]]:
-        key = tuple(columns)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._core.plan_columns(columns)
-            if len(self._plans) < 64:
-                self._plans[key] = plan
-        return plan
+    def _frame_plan(self, index: Any) -> tuple[str, str, list[str] | None]:
+        """How a frame with these columns feeds the model: ("stack", input, order or None
+        when the frame's own order is right) or ("by_name", "", inputs)."""
+        single = self._single
+        if single is not None and self.feature_names is None:
+            # No names are needed: the columns stack in the frame's order. Reading a pandas
+            # Index's names costs more than a small prediction, so only count them.
+            k = self._core.inputs[0].shape
+            if len(k) == 2 and k[1] is not None and len(index) != k[1]:
+                self._core.plan_columns([str(c) for c in index])  # raises the InputError
+            if len(index) == 0:
+                self._core.plan_columns([])
+            return ("stack", single, None)
+        names = [str(c) for c in index.tolist()]
+        how, input_name, order = self._core.plan_columns(names)
+        if how == "stack":
+            return (how, input_name, None if order == names else order)
+        return (how, input_name, order)
 
     def _pandas_inputs(self, frame: Any) -> dict[str, np.ndarray]:
-        columns = [str(c) for c in frame.columns]
-        how, input_name, names = self._plan(columns)
-        specs = {s.name: s for s in self.inputs}
+        index = frame.columns
+        cached = self._frame_cache
+        if cached is not None and cached[0] is index:
+            how, input_name, names = cached[1]
+        else:
+            how, input_name, names = plan = self._frame_plan(index)
+            self._frame_cache = (index, plan)
+        specs = self._specs
         if how == "stack":
             spec = specs[input_name]
-            block = frame if names == columns else frame[names]
+            block = frame if names is None else frame[names]
             target = _FLOAT_DTYPES.get(spec.dtype)
-            try:
-                if target is not None:
-                    values = block.to_numpy(dtype=target, na_value=np.nan)
-                else:
-                    values = block.to_numpy()
-            except (TypeError, ValueError) as e:
-                bad = [
-                    str(c)
-                    for c, t in zip(block.columns, block.dtypes)
-                    if getattr(t, "kind", "O") not in "biuf"
-                ]
-                raise InputError(
-                    f"input '{input_name}': columns {bad} are not numeric, but the model "
-                    f"expects {spec.dtype} ({e})"
-                ) from None
+            values = block.to_numpy()
+            if target is not None:
+                try:
+                    values = np.ascontiguousarray(values, dtype=target)
+                except (TypeError, ValueError):
+                    values = self._stack_with_missing(block, input_name, spec.dtype, target)
             return {input_name: values}
         out = {}
-        for name in names:
+        for name in names or ():
             series = frame[name]
             target = _FLOAT_DTYPES.get(specs[name].dtype)
             if target is not None and getattr(series.dtype, "kind", "O") in "biuf":
@@ -191,6 +200,23 @@ class Model:
             else:
                 out[name] = series.to_numpy()
         return out
+
+    @staticmethod
+    def _stack_with_missing(block: Any, input_name: str, dtype: str, target: Any) -> np.ndarray:
+        """The slow path: nullable columns (pd.NA) become NaN; text columns are an error."""
+        try:
+            values: np.ndarray = block.to_numpy(dtype=target, na_value=np.nan)
+            return values
+        except (TypeError, ValueError) as e:
+            bad = [
+                str(c)
+                for c, t in zip(block.columns, block.dtypes)
+                if getattr(t, "kind", "O") not in "biuf"
+            ]
+            raise InputError(
+                f"input '{input_name}': columns {bad} are not numeric, but the model "
+                f"expects {dtype} ({e})"
+            ) from None
 
     # -- display ---------------------------------------------------------------------------
 

@@ -45,9 +45,7 @@ def test_mixed_frame_gets_one_input_per_column(tmp_path: Path, mixed: tuple[Any,
         [
             (
                 "prep",
-                ColumnTransformer(
-                    [("cat", OneHotEncoder(), ["city"])], remainder="passthrough"
-                ),
+                ColumnTransformer([("cat", OneHotEncoder(), ["city"])], remainder="passthrough"),
             ),
             ("clf", LogisticRegression(max_iter=1000)),
         ]

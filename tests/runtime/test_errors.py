@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pilothouse as ph
 import polars as pl
 import pyarrow as pa
 import pytest
+
+import pilothouse as ph
 
 
 def test_error_hierarchy() -> None:

@@ -6,10 +6,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pilothouse as ph
 import polars as pl
 import pyarrow as pa
 import pytest
+
+import pilothouse as ph
 from conftest import onnxruntime_outputs, zipmap_to_matrix
 
 FORMS = ["numpy", "numpy-float64", "list", "dict", "pandas", "polars", "arrow-table", "arrow-batch"]
@@ -187,3 +188,43 @@ def test_integer_and_small_dtypes_are_cast(logreg: tuple[Any, np.ndarray]) -> No
     for dtype in (np.int64, np.int32, np.int8, np.uint16, np.float16):
         got = model.predict(ints.astype(dtype))
         np.testing.assert_array_equal(got["output_probability"], expected["output_probability"])
+
+
+def test_pandas_nullable_and_reused_frames(logreg: tuple[Any, np.ndarray], model_dir: Any) -> None:
+    import models
+
+    path, X = logreg
+    model = ph.load_model(path)
+    frame = pd.DataFrame(X[:6], columns=["a", "b", "c", "d"]).astype("Float64")
+    frame.iloc[2, 1] = pd.NA
+    got = model.predict(frame)
+    want = X[:6].copy()
+    want[2, 1] = np.nan
+    np.testing.assert_array_equal(got["output_label"], model.predict(want)["output_label"])
+    # row slices share the frame's column index (the plan is reused); a renamed frame is not
+    plain = pd.DataFrame(X[:6], columns=["a", "b", "c", "d"])
+    for i in range(3):
+        np.testing.assert_array_equal(
+            model.predict(plain.iloc[[i]])["output_probability"],
+            model.predict(X[i : i + 1])["output_probability"],
+        )
+    ordered = ph.load_model(
+        _write(
+            model_dir,
+            "ordered2.onnx",
+            models.with_feature_names(models.logistic_regression()[0], ["a", "b", "c", "d"]),
+        )
+    )
+    first = ordered.predict(plain)["output_probability"]
+    reordered = plain[["d", "c", "b", "a"]]
+    np.testing.assert_array_equal(ordered.predict(reordered)["output_probability"], first)
+    renamed = plain.rename(columns={"a": "z"})
+    with pytest.raises(ph.InputError, match=r"lacks \[a\]"):
+        ordered.predict(renamed)
+    np.testing.assert_array_equal(ordered.predict(plain)["output_probability"], first)
+
+
+def _write(directory: Any, name: str, data: bytes) -> Any:
+    path = directory / name
+    path.write_bytes(data)
+    return path

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 
 use numpy::{Element, PyArrayDescrMethods, PyUntypedArray};
-use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pilothouse_runtime as rt;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -218,23 +218,36 @@ fn hold<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Held<'py>> {
 }
 
 fn to_numpy<'py>(py: Python<'py>, tensor: rt::OwnedTensor) -> PyResult<Bound<'py, PyAny>> {
-    let shape = tensor.shape.clone();
-    let flat: Bound<'py, PyAny> = match tensor.data {
-        rt::TensorData::Float32(v) => PyArray1::from_vec(py, v.into_owned()).into_any(),
-        rt::TensorData::Float64(v) => PyArray1::from_vec(py, v.into_owned()).into_any(),
-        rt::TensorData::Int32(v) => PyArray1::from_vec(py, v.into_owned()).into_any(),
-        rt::TensorData::Int64(v) => PyArray1::from_vec(py, v.into_owned()).into_any(),
-        rt::TensorData::Bool(v) => PyArray1::from_vec(py, v.into_owned()).into_any(),
+    use numpy::ndarray::{ArrayD, IxDyn};
+    use numpy::PyArray;
+
+    // The vector moves into numpy already shaped: no copy, no Python-level reshape.
+    fn shaped<'py, T: Element>(
+        py: Python<'py>,
+        shape: &[usize],
+        v: Vec<T>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let array = ArrayD::from_shape_vec(IxDyn(shape), v)
+            .map_err(|e| PyValueError::new_err(format!("output shape {shape:?}: {e}")))?;
+        Ok(PyArray::from_owned_array(py, array).into_any())
+    }
+    let shape = tensor.shape;
+    match tensor.data {
+        rt::TensorData::Float32(v) => shaped(py, &shape, v.into_owned()),
+        rt::TensorData::Float64(v) => shaped(py, &shape, v.into_owned()),
+        rt::TensorData::Int32(v) => shaped(py, &shape, v.into_owned()),
+        rt::TensorData::Int64(v) => shaped(py, &shape, v.into_owned()),
+        rt::TensorData::Bool(v) => shaped(py, &shape, v.into_owned()),
         rt::TensorData::String(v) => {
             let objects: Vec<Py<PyAny>> = v
                 .iter()
                 .map(|s| pyo3::types::PyString::new(py, s).into_any().unbind())
                 .collect();
-            PyArray1::from_owned_object_array(py, numpy::ndarray::Array1::from_vec(objects))
-                .into_any()
+            let array = ArrayD::from_shape_vec(IxDyn(&shape), objects)
+                .map_err(|e| PyValueError::new_err(format!("output shape {shape:?}: {e}")))?;
+            Ok(PyArray::from_owned_object_array(py, array).into_any())
         }
-    };
-    flat.call_method1("reshape", (PyTuple::new(py, shape)?,))
+    }
 }
 
 fn outputs_to_dict<'py>(

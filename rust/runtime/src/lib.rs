@@ -9,6 +9,7 @@ mod environment;
 mod error;
 mod model;
 mod onnx_proto;
+mod raw;
 mod signature;
 mod tensor;
 

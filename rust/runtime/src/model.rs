@@ -13,6 +13,7 @@ use ort::value::{DynMapValueType, TensorElementType, TensorRef, ValueType};
 use crate::environment::environment;
 use crate::error::{Result, RuntimeError};
 use crate::onnx_proto;
+use crate::raw::RawRunner;
 use crate::signature::{DType, Labels, OutputKind, Signature, TensorSpec, FEATURE_NAMES_KEY};
 use crate::tensor::{OwnedTensor, Tensor, TensorData};
 
@@ -207,6 +208,8 @@ pub struct Model {
     origin: PathBuf,
     signature: Signature,
     pool: SessionPool,
+    /// The C-API fast path, for models whose outputs are all tensors.
+    raw: Option<RawRunner>,
 }
 
 impl std::fmt::Debug for Model {
@@ -246,10 +249,23 @@ impl Model {
             build_session(&bytes, &options).map_err(|e| RuntimeError::load(origin, e.message()))?;
         let signature =
             read_signature(&session, &proto).map_err(|e| RuntimeError::load(origin, e))?;
+        let raw = if signature
+            .outputs
+            .iter()
+            .all(|s| s.kind == OutputKind::Tensor)
+        {
+            Some(
+                RawRunner::new(&signature.inputs, &signature.outputs)
+                    .map_err(|e| RuntimeError::load(origin, e))?,
+            )
+        } else {
+            None
+        };
         Ok(Model {
             origin: origin.to_path_buf(),
             signature,
             pool: SessionPool::new(bytes, options, session),
+            raw,
         })
     }
 
@@ -331,6 +347,20 @@ impl Model {
 
     /// Runs inputs already checked by [`Model::prepare`].
     pub fn run_prepared(&self, prepared: &[Tensor<'_>]) -> Result<Vec<(String, OwnedTensor)>> {
+        if let Some(raw) = &self.raw {
+            let mut lease = self.pool.acquire()?;
+            let session = lease.session.as_mut().expect("a lease holds a session");
+            let outputs = raw
+                .run(session, prepared, &self.signature.outputs)
+                .map_err(RuntimeError::Inference)?;
+            return Ok(self
+                .signature
+                .outputs
+                .iter()
+                .map(|s| s.name.clone())
+                .zip(outputs)
+                .collect());
+        }
         let specs = &self.signature.inputs;
         let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
             Vec::with_capacity(prepared.len());

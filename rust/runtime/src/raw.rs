@@ -1,0 +1,292 @@
+//! The hot path for models whose outputs are all tensors: one call into ONNX Runtime's C API
+//! with borrowed input buffers, outputs copied straight out of ORT's memory.
+//!
+//! `ort`'s safe `Session::run` builds a memory-info per input and a type description, an
+//! allocator handle and reference-counted wrapper per output on every call; at batch 1 that
+//! is a fifth of the time. Models with non-tensor outputs (ZipMap) keep the safe path.
+//!
+//! Safety rests on three facts: the session comes from the pool, so no other thread runs it;
+//! input buffers outlive the call (they are borrowed for it); every OrtValue and status this
+//! module creates is released by a guard on every path.
+
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::ptr;
+
+use ort::sys;
+use ort::AsPointer;
+
+use crate::signature::{DType, TensorSpec};
+use crate::tensor::{OwnedTensor, Tensor, TensorData};
+
+fn check(status: sys::OrtStatusPtr) -> Result<(), String> {
+    if status.0.is_null() {
+        return Ok(());
+    }
+    let api = ort::api();
+    // SAFETY: a non-null status from ORT holds a NUL-terminated message until released.
+    let message = unsafe { CStr::from_ptr((api.GetErrorMessage)(status.0)) }
+        .to_string_lossy()
+        .into_owned();
+    // SAFETY: released exactly once, here.
+    unsafe { (api.ReleaseStatus)(status.0) };
+    Err(message)
+}
+
+/// ORT values created or returned during one call, released when it ends.
+struct Values(Vec<*mut sys::OrtValue>);
+
+impl Drop for Values {
+    fn drop(&mut self) {
+        let api = ort::api();
+        for v in self.0.drain(..) {
+            if !v.is_null() {
+                // SAFETY: each value is owned by this guard and released once.
+                unsafe { (api.ReleaseValue)(v) };
+            }
+        }
+    }
+}
+
+struct MemoryInfo(*mut sys::OrtMemoryInfo);
+
+// SAFETY: an OrtMemoryInfo is an immutable description, read concurrently by ORT itself.
+unsafe impl Send for MemoryInfo {}
+unsafe impl Sync for MemoryInfo {}
+
+impl Drop for MemoryInfo {
+    fn drop(&mut self) {
+        // SAFETY: created in `RawRunner::new`, released once.
+        unsafe { (ort::api().ReleaseMemoryInfo)(self.0) };
+    }
+}
+
+/// What one model needs to run through the C API: its names as C strings and the CPU
+/// memory-info that input buffers are described with.
+pub(crate) struct RawRunner {
+    input_names: Vec<CString>,
+    output_names: Vec<CString>,
+    memory: MemoryInfo,
+}
+
+fn element_type(dtype: DType) -> sys::ONNXTensorElementDataType {
+    use sys::ONNXTensorElementDataType as E;
+    match dtype {
+        DType::Float32 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,
+        DType::Float64 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE,
+        DType::Int32 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
+        DType::Int64 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64,
+        DType::Bool => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL,
+        DType::String => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING,
+    }
+}
+
+impl RawRunner {
+    pub(crate) fn new(inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Result<Self, String> {
+        let cstrings = |specs: &[TensorSpec]| -> Result<Vec<CString>, String> {
+            specs
+                .iter()
+                .map(|s| CString::new(s.name.as_str()).map_err(|e| e.to_string()))
+                .collect()
+        };
+        let mut memory = ptr::null_mut();
+        // SAFETY: plain constructor; the out-pointer is valid.
+        check(unsafe {
+            (ort::api().CreateCpuMemoryInfo)(
+                sys::OrtAllocatorType::OrtArenaAllocator,
+                sys::OrtMemType::OrtMemTypeDefault,
+                &mut memory,
+            )
+        })?;
+        Ok(RawRunner {
+            input_names: cstrings(inputs)?,
+            output_names: cstrings(outputs)?,
+            memory: MemoryInfo(memory),
+        })
+    }
+
+    /// Runs `inputs` (already conformed to the signature, in input order).
+    pub(crate) fn run(
+        &self,
+        session: &mut ort::session::Session,
+        inputs: &[Tensor<'_>],
+        outputs: &[TensorSpec],
+    ) -> Result<Vec<OwnedTensor>, String> {
+        let api = ort::api();
+        let mut created = Values(Vec::with_capacity(inputs.len()));
+        for tensor in inputs {
+            created.0.push(self.input_value(tensor)?);
+        }
+        let input_names: Vec<*const c_char> = self.input_names.iter().map(|c| c.as_ptr()).collect();
+        let output_names: Vec<*const c_char> =
+            self.output_names.iter().map(|c| c.as_ptr()).collect();
+        let mut results = Values(vec![ptr::null_mut(); outputs.len()]);
+        // SAFETY: the session is exclusively ours (`&mut`); names and values are valid for the
+        // call and their counts match; ORT fills `results`, which the guard releases.
+        check(unsafe {
+            (api.Run)(
+                session.ptr_mut(),
+                ptr::null(),
+                input_names.as_ptr(),
+                created.0.as_ptr() as *const *const sys::OrtValue,
+                created.0.len(),
+                output_names.as_ptr(),
+                output_names.len(),
+                results.0.as_mut_ptr(),
+            )
+        })?;
+        results
+            .0
+            .iter()
+            .zip(outputs)
+            .map(|(value, spec)| read_output(*value, spec))
+            .collect()
+    }
+
+    fn input_value(&self, tensor: &Tensor<'_>) -> Result<*mut sys::OrtValue, String> {
+        let api = ort::api();
+        let shape: Vec<i64> = tensor.shape.iter().map(|d| *d as i64).collect();
+        let mut value = ptr::null_mut();
+        macro_rules! borrowed {
+            ($slice:expr, $t:ty) => {{
+                let slice: &[$t] = $slice;
+                // SAFETY: ORT only reads the buffer, which outlives the run; the byte length
+                // and the shape describe exactly this slice.
+                check(unsafe {
+                    (api.CreateTensorWithDataAsOrtValue)(
+                        self.memory.0,
+                        slice.as_ptr() as *mut c_void,
+                        std::mem::size_of_val(slice),
+                        shape.as_ptr(),
+                        shape.len(),
+                        element_type(tensor.data.dtype()),
+                        &mut value,
+                    )
+                })?
+            }};
+        }
+        match &tensor.data {
+            TensorData::Float32(v) => borrowed!(v, f32),
+            TensorData::Float64(v) => borrowed!(v, f64),
+            TensorData::Int32(v) => borrowed!(v, i32),
+            TensorData::Int64(v) => borrowed!(v, i64),
+            TensorData::Bool(v) => borrowed!(v, bool),
+            TensorData::String(v) => {
+                let strings: Vec<CString> = v
+                    .iter()
+                    .map(|s| CString::new(s.as_str()))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("a string holds a NUL byte at {}", e.nul_position()))?;
+                let pointers: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+                let mut allocator = ptr::null_mut();
+                // SAFETY: the default allocator is process-wide and never released by callers.
+                check(unsafe { (api.GetAllocatorWithDefaultOptions)(&mut allocator) })?;
+                // SAFETY: ORT allocates the tensor and copies the strings into it.
+                check(unsafe {
+                    (api.CreateTensorAsOrtValue)(
+                        allocator,
+                        shape.as_ptr(),
+                        shape.len(),
+                        element_type(DType::String),
+                        &mut value,
+                    )
+                })?;
+                let guard = Values(vec![value]);
+                // SAFETY: `value` is a string tensor with exactly `pointers.len()` elements.
+                check(unsafe { (api.FillStringTensor)(value, pointers.as_ptr(), pointers.len()) })?;
+                std::mem::forget(guard);
+            }
+        }
+        Ok(value)
+    }
+}
+
+fn read_output(value: *mut sys::OrtValue, spec: &TensorSpec) -> Result<OwnedTensor, String> {
+    let api = ort::api();
+    if value.is_null() {
+        return Err(format!(
+            "ONNX Runtime returned no value for output '{}'",
+            spec.name
+        ));
+    }
+    let mut info = ptr::null_mut();
+    // SAFETY: `value` is a live output tensor; `info` is released below on every path.
+    check(unsafe { (api.GetTensorTypeAndShape)(value, &mut info) })?;
+    let described = (|| -> Result<(sys::ONNXTensorElementDataType, Vec<usize>), String> {
+        let mut ty = sys::ONNXTensorElementDataType::ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+        let mut rank = 0usize;
+        // SAFETY: `info` is valid until released; `dims` has room for `rank` entries.
+        unsafe {
+            check((api.GetTensorElementType)(info, &mut ty))?;
+            check((api.GetDimensionsCount)(info, &mut rank))?;
+        }
+        let mut dims = vec![0i64; rank];
+        check(unsafe { (api.GetDimensions)(info, dims.as_mut_ptr(), rank) })?;
+        Ok((ty, dims.into_iter().map(|d| d.max(0) as usize).collect()))
+    })();
+    // SAFETY: released once, after its last use.
+    unsafe { (api.ReleaseTensorTypeAndShapeInfo)(info) };
+    let (ty, shape) = described?;
+    if ty != element_type(spec.dtype) {
+        return Err(format!(
+            "output '{}' came back as element type {}, not the declared {}",
+            spec.name, ty as i32, spec.dtype
+        ));
+    }
+    let count: usize = shape.iter().product();
+    macro_rules! copied {
+        ($t:ty) => {{
+            if count == 0 {
+                Vec::<$t>::new()
+            } else {
+                let mut data = ptr::null_mut();
+                // SAFETY: a CPU tensor of `count` elements of this type, alive until `value`
+                // is released by the caller's guard.
+                check(unsafe { (api.GetTensorMutableData)(value, &mut data) })?;
+                unsafe { std::slice::from_raw_parts(data as *const $t, count) }.to_vec()
+            }
+        }};
+    }
+    let data = match spec.dtype {
+        DType::Float32 => TensorData::Float32(copied!(f32).into()),
+        DType::Float64 => TensorData::Float64(copied!(f64).into()),
+        DType::Int32 => TensorData::Int32(copied!(i32).into()),
+        DType::Int64 => TensorData::Int64(copied!(i64).into()),
+        DType::Bool => TensorData::Bool(
+            copied!(u8)
+                .into_iter()
+                .map(|b| b != 0)
+                .collect::<Vec<_>>()
+                .into(),
+        ),
+        DType::String => TensorData::String(read_strings(value, count)?.into()),
+    };
+    Ok(Tensor { shape, data })
+}
+
+fn read_strings(value: *mut sys::OrtValue, count: usize) -> Result<Vec<String>, String> {
+    let api = ort::api();
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let mut total = 0usize;
+    // SAFETY: `value` is a live string tensor of `count` elements; the buffers are sized as
+    // ORT reports.
+    check(unsafe { (api.GetStringTensorDataLength)(value, &mut total) })?;
+    let mut bytes = vec![0u8; total];
+    let mut offsets = vec![0usize; count];
+    check(unsafe {
+        (api.GetStringTensorContent)(
+            value,
+            bytes.as_mut_ptr() as *mut c_void,
+            total,
+            offsets.as_mut_ptr(),
+            count,
+        )
+    })?;
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let end = if i + 1 < count { offsets[i + 1] } else { total };
+        out.push(String::from_utf8_lossy(&bytes[offsets[i]..end]).into_owned());
+    }
+    Ok(out)
+}
