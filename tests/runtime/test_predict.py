@@ -228,3 +228,36 @@ def _write(directory: Any, name: str, data: bytes) -> Any:
     path = directory / name
     path.write_bytes(data)
     return path
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_frames_of_one_dtype_in_any_layout(logreg: tuple[Any, np.ndarray], dtype: Any) -> None:
+    """pandas hands out Fortran-ordered blocks; they must reach the model row by row."""
+    path, X = logreg
+    model = ph.load_model(path)
+    data = (X[:300] * 10).astype(dtype)
+    expected = model.predict(np.ascontiguousarray(data, dtype=np.float32))
+    frame = pd.DataFrame(data, columns=["a", "b", "c", "d"])
+    assert not frame.to_numpy().flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(
+        model.predict(frame)["output_probability"], expected["output_probability"]
+    )
+    np.testing.assert_array_equal(
+        model.predict(np.asfortranarray(data))["output_probability"],
+        expected["output_probability"],
+    )
+
+
+def test_single_block_read_matches_to_numpy() -> None:
+    from pilothouse.model import _single_block
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(rng.normal(size=(7, 3)), columns=["x", "y", "z"])
+    block = _single_block(frame)
+    assert block is not None
+    np.testing.assert_array_equal(block, frame.to_numpy())
+    reordered = frame[["z", "x", "y"]]
+    np.testing.assert_array_equal(_single_block(reordered), reordered.to_numpy())
+    mixed = frame.assign(w=np.arange(7))
+    assert _single_block(mixed) is None  # two blocks: the public path
+    assert _single_block(frame.astype("Float64")) is None  # extension dtype

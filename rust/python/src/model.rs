@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 
 use numpy::{Element, PyArrayDescrMethods, PyUntypedArray};
-use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pilothouse_runtime as rt;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -97,32 +97,60 @@ impl PyTensorSpec {
     }
 }
 
-/// What a numpy input is held as while the GIL is released.
+/// What a numpy input is held as while the GIL is released: the array itself, kept alive by
+/// this reference. rust-numpy's borrow tracking is skipped: it costs a global lock and lookup
+/// per call, and only coordinates Rust borrows, not Python writers, so it would guard nothing
+/// here; the data is only read.
 enum Held<'py> {
-    F32(PyReadonlyArrayDyn<'py, f32>),
-    F64(PyReadonlyArrayDyn<'py, f64>),
-    I32(PyReadonlyArrayDyn<'py, i32>),
-    I64(PyReadonlyArrayDyn<'py, i64>),
-    Bool(PyReadonlyArrayDyn<'py, bool>),
+    F32(Bound<'py, PyArrayDyn<f32>>),
+    F64(Bound<'py, PyArrayDyn<f64>>),
+    I32(Bound<'py, PyArrayDyn<i32>>),
+    I64(Bound<'py, PyArrayDyn<i64>>),
+    Bool(Bound<'py, PyArrayDyn<bool>>),
     Owned(rt::OwnedTensor),
 }
 
-fn view<'a, T: Element + Clone>(
-    a: &'a PyReadonlyArrayDyn<'_, T>,
+fn view<'a, T: Element + Copy>(
+    a: &'a Bound<'_, PyArrayDyn<T>>,
     wrap: fn(Cow<'a, [T]>) -> rt::TensorData<'a>,
 ) -> rt::Tensor<'a> {
     let shape = a.shape().to_vec();
-    // Fortran-ordered or strided arrays are copied in logical order; as_slice would accept
-    // some of them and hand over the wrong element order.
+    // Fortran-ordered or strided arrays are copied into row-major order; as_slice would
+    // accept some of them and hand over the wrong element order.
+    // SAFETY: `a` is alive for 'a; the data is only read (see `Held`).
     let data = if a.is_c_contiguous() {
-        Cow::Borrowed(a.as_slice().expect("C-contiguous"))
+        Cow::Borrowed(unsafe { a.as_slice() }.expect("C-contiguous"))
     } else {
-        Cow::Owned(a.as_array().iter().cloned().collect())
+        Cow::Owned(row_major(&unsafe { a.as_array() }.into_dyn()))
     };
     rt::Tensor {
         shape,
         data: wrap(data),
     }
+}
+
+/// Row-major copy of any array. A Fortran-ordered 2-D block (what pandas hands out for a
+/// frame of one dtype) is transposed column by column: sequential reads, short-strided writes.
+fn row_major<T: Copy>(a: &numpy::ndarray::ArrayViewD<'_, T>) -> Vec<T> {
+    if let (2, true) = (a.ndim(), a.t().is_standard_layout()) {
+        let (rows, cols) = (a.shape()[0], a.shape()[1]);
+        let src = a.t();
+        let src = src
+            .as_slice()
+            .expect("a transposed F-order array is C-ordered");
+        let mut out = Vec::with_capacity(rows * cols);
+        // SAFETY: every slot below rows * cols is written before the vector is read.
+        let dst = out.spare_capacity_mut();
+        for c in 0..cols {
+            let column = &src[c * rows..(c + 1) * rows];
+            for (r, v) in column.iter().enumerate() {
+                dst[r * cols + c].write(*v);
+            }
+        }
+        unsafe { out.set_len(rows * cols) };
+        return out;
+    }
+    a.iter().copied().collect()
 }
 
 impl Held<'_> {
@@ -154,19 +182,19 @@ fn borrow<'a>(data: &'a rt::TensorData<'_>) -> rt::TensorData<'a> {
 
 fn hold<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Held<'py>> {
     if let Ok(a) = obj.cast::<PyArrayDyn<f32>>() {
-        return Ok(Held::F32(a.readonly()));
+        return Ok(Held::F32(a.clone()));
     }
     if let Ok(a) = obj.cast::<PyArrayDyn<f64>>() {
-        return Ok(Held::F64(a.readonly()));
+        return Ok(Held::F64(a.clone()));
     }
     if let Ok(a) = obj.cast::<PyArrayDyn<i64>>() {
-        return Ok(Held::I64(a.readonly()));
+        return Ok(Held::I64(a.clone()));
     }
     if let Ok(a) = obj.cast::<PyArrayDyn<i32>>() {
-        return Ok(Held::I32(a.readonly()));
+        return Ok(Held::I32(a.clone()));
     }
     if let Ok(a) = obj.cast::<PyArrayDyn<bool>>() {
-        return Ok(Held::Bool(a.readonly()));
+        return Ok(Held::Bool(a.clone()));
     }
     let Ok(array) = obj.cast::<PyUntypedArray>() else {
         return Err(InputError::new_err(format!(

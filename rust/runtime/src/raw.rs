@@ -63,10 +63,16 @@ impl Drop for MemoryInfo {
 /// What one model needs to run through the C API: its names as C strings and the CPU
 /// memory-info that input buffers are described with.
 pub(crate) struct RawRunner {
-    input_names: Vec<CString>,
-    output_names: Vec<CString>,
+    /// Owns the names that the pointers below point into (CString data never moves).
+    _names: Vec<CString>,
+    input_pointers: Vec<*const c_char>,
+    output_pointers: Vec<*const c_char>,
     memory: MemoryInfo,
 }
+
+// SAFETY: the raw pointers point into this struct's own immutable CStrings (`_names`).
+unsafe impl Send for RawRunner {}
+unsafe impl Sync for RawRunner {}
 
 fn element_type(dtype: DType) -> sys::ONNXTensorElementDataType {
     use sys::ONNXTensorElementDataType as E;
@@ -97,10 +103,14 @@ impl RawRunner {
                 &mut memory,
             )
         })?;
+        let memory = MemoryInfo(memory);
+        let input_names = cstrings(inputs)?;
+        let output_names = cstrings(outputs)?;
         Ok(RawRunner {
-            input_names: cstrings(inputs)?,
-            output_names: cstrings(outputs)?,
-            memory: MemoryInfo(memory),
+            input_pointers: input_names.iter().map(|c| c.as_ptr()).collect(),
+            output_pointers: output_names.iter().map(|c| c.as_ptr()).collect(),
+            _names: input_names.into_iter().chain(output_names).collect(),
+            memory,
         })
     }
 
@@ -116,9 +126,6 @@ impl RawRunner {
         for tensor in inputs {
             created.0.push(self.input_value(tensor)?);
         }
-        let input_names: Vec<*const c_char> = self.input_names.iter().map(|c| c.as_ptr()).collect();
-        let output_names: Vec<*const c_char> =
-            self.output_names.iter().map(|c| c.as_ptr()).collect();
         let mut results = Values(vec![ptr::null_mut(); outputs.len()]);
         // SAFETY: the session is exclusively ours (`&mut`); names and values are valid for the
         // call and their counts match; ORT fills `results`, which the guard releases.
@@ -126,11 +133,11 @@ impl RawRunner {
             (api.Run)(
                 session.ptr_mut(),
                 ptr::null(),
-                input_names.as_ptr(),
+                self.input_pointers.as_ptr(),
                 created.0.as_ptr() as *const *const sys::OrtValue,
                 created.0.len(),
-                output_names.as_ptr(),
-                output_names.len(),
+                self.output_pointers.as_ptr(),
+                self.output_pointers.len(),
                 results.0.as_mut_ptr(),
             )
         })?;
