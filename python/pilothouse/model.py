@@ -201,9 +201,7 @@ class Model:
         return out
 
     @staticmethod
-    def _stack_with_missing(
-        block: Any, input_name: str, dtype: str, target: Any
-    ) -> np.ndarray:
+    def _stack_with_missing(block: Any, input_name: str, dtype: str, target: Any) -> np.ndarray:
         """The slow path: nullable columns (pd.NA) become NaN; text columns are an error."""
         try:
             if target is None:
