@@ -1,0 +1,22 @@
+//! pilothouse-registry: the system of record. Runs with params and metrics, model versions
+//! (numbered per model, content-addressed artifacts), aliases with their full history,
+//! approvals for guarded aliases, lineage, a hash-chained audit log and webhooks, over
+//! SQLite (embedded) or PostgreSQL (teams) behind one `Store` trait.
+
+mod artifacts;
+mod audit;
+mod backends;
+mod error;
+mod names;
+mod query;
+mod registry;
+mod store;
+mod webhooks;
+
+pub use artifacts::{sha256_hex, ArtifactStore};
+pub use backends::{open as open_store, redact, Location, PostgresStore, SqliteStore};
+pub use error::{RegistryError, Result};
+pub use query::parse_time;
+pub use registry::{now_micros, parse_uri, Dataset, NewRun, NewVersion, Registry, VersionRef};
+pub use store::{Row, Store, Tx, Value};
+pub use webhooks::{sign, Event, RetryPolicy};

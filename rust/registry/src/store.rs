@@ -1,0 +1,274 @@
+//! The `Store` trait: transactions over a SQL database, with one implementation per backend
+//! (SQLite embedded, PostgreSQL for teams). The registry's logic is written once, against
+//! this trait, in portable SQL with `?` placeholders.
+
+use crate::error::Result;
+
+/// A SQL value crossing the store boundary.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl Value {
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(v) => Some(*v),
+            Value::Float(v) => Some(*v as i64),
+            _ => None,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(v) => Some(*v as f64),
+            Value::Float(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Text(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn into_string(self) -> Option<String> {
+        match self {
+            Value::Text(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn into_blob(self) -> Option<Vec<u8>> {
+        match self {
+            Value::Blob(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Float(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_string())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Value::Text(v.clone())
+    }
+}
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Blob(v)
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+pub type Row = Vec<Value>;
+
+/// One open transaction.
+pub trait Tx {
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64>;
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>>;
+    /// Serialises writers that touch the same named resource until the transaction ends
+    /// (PostgreSQL: an advisory lock; SQLite: the write transaction already excludes others).
+    fn lock(&mut self, key: &str) -> Result<()>;
+}
+
+/// Where registry rows live.
+pub trait Store: Send + Sync {
+    /// Runs `work` in one transaction: committed if it returns Ok, rolled back otherwise.
+    fn transaction(&self, work: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
+    /// Runs `work` against a consistent read-only view.
+    fn read(&self, work: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
+    /// "sqlite" or "postgresql".
+    fn backend(&self) -> &'static str;
+    /// The URI, without any password.
+    fn display_uri(&self) -> &str;
+}
+
+/// Reads a single row, or None.
+pub fn query_one(tx: &mut dyn Tx, sql: &str, params: &[Value]) -> Result<Option<Row>> {
+    Ok(tx.query(sql, params)?.into_iter().next())
+}
+
+/// The schema, per version, with backend-specific spellings substituted in.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: the registry
+    r#"
+CREATE TABLE models (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '{}',
+    created_at BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    last_version BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    experiment TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    ended_at BIGINT,
+    actor TEXT NOT NULL,
+    git_commit TEXT,
+    git_dirty BIGINT,
+    code_path TEXT,
+    environment TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX runs_experiment ON runs(experiment);
+CREATE TABLE params (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE metrics (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value {float} NOT NULL,
+    step BIGINT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX metrics_run ON metrics(run_id, key, step);
+CREATE TABLE datasets (
+    fingerprint TEXT PRIMARY KEY,
+    schema TEXT NOT NULL,
+    row_count BIGINT NOT NULL,
+    profile {blob},
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE versions (
+    model TEXT NOT NULL REFERENCES models(name),
+    version BIGINT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    signature TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    run_id TEXT,
+    dataset TEXT,
+    parent_model TEXT,
+    parent_version BIGINT,
+    status TEXT NOT NULL DEFAULT 'active',
+    created_at BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    input_example TEXT,
+    PRIMARY KEY (model, version)
+);
+CREATE INDEX versions_sha ON versions(sha256);
+CREATE INDEX versions_dataset ON versions(dataset);
+CREATE INDEX versions_run ON versions(run_id);
+CREATE TABLE version_tags (
+    model TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (model, version, key)
+);
+CREATE INDEX version_tags_kv ON version_tags(key, value);
+CREATE TABLE version_metrics (
+    model TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    key TEXT NOT NULL,
+    value {float} NOT NULL,
+    PRIMARY KEY (model, version, key)
+);
+CREATE INDEX version_metrics_kv ON version_metrics(key, value);
+CREATE TABLE aliases (
+    model TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT NOT NULL,
+    PRIMARY KEY (model, alias)
+);
+CREATE TABLE alias_history (
+    id {serial},
+    model TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version BIGINT,
+    previous BIGINT,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    approval_id BIGINT
+);
+CREATE INDEX alias_history_lookup ON alias_history(model, alias, at);
+CREATE TABLE policies (
+    model TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    PRIMARY KEY (model, alias)
+);
+CREATE TABLE approvals (
+    id {serial},
+    model TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    status TEXT NOT NULL,
+    decided_by TEXT,
+    decided_at BIGINT,
+    decision_reason TEXT
+);
+CREATE TABLE audit (
+    seq BIGINT PRIMARY KEY,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    model TEXT,
+    details TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_model ON audit(model, seq);
+CREATE TABLE webhooks (
+    id {serial},
+    model TEXT NOT NULL,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    events TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    active BIGINT NOT NULL DEFAULT 1
+);
+CREATE TABLE deliveries (
+    id {serial},
+    webhook_id BIGINT NOT NULL,
+    event TEXT NOT NULL,
+    delivery TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    status_code BIGINT,
+    ok BIGINT NOT NULL,
+    error TEXT,
+    at BIGINT NOT NULL
+);
+"#,
+];
