@@ -297,7 +297,8 @@ def load_model(
     deterministic: bool = False,
     max_sessions: int | None = None,
 ) -> Model:
-    """Load an ONNX model for in-process inference.
+    """Load an ONNX model for in-process inference, from a file or from the registry
+    (``models:/churn/3``, ``models:/churn@champion``, ``models:/churn/latest``).
 
     The defaults suit many concurrent callers: each ONNX Runtime session runs on one thread,
     and up to one session per core is opened as threads need them (``max_sessions``). For
@@ -306,6 +307,17 @@ def load_model(
     ONNX Runtime's deterministic kernels). ``optimization`` is "disable", "basic",
     "extended" or "all".
     """
+    if isinstance(path, str) and path.startswith("models:/"):
+        from pilothouse.registry import default_registry
+
+        return default_registry().load_model(
+            path,
+            intra_op_threads=intra_op_threads,
+            inter_op_threads=inter_op_threads,
+            optimization=optimization,
+            deterministic=deterministic,
+            max_sessions=max_sessions,
+        )
     ensure_runtime()
     core = _core.Model.load(
         os.fspath(path),

@@ -1,5 +1,6 @@
 //! The Python exception hierarchy and the mapping from each crate's error enum onto it.
 
+use pilothouse_registry::RegistryError;
 use pilothouse_runtime::RuntimeError;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
@@ -36,6 +37,63 @@ create_exception!(
     "ONNX Runtime failed while running valid inputs."
 );
 
+create_exception!(
+    pilothouse._core,
+    NotFoundError,
+    PilothouseError,
+    "A model, version, alias, run or approval does not exist."
+);
+create_exception!(
+    pilothouse._core,
+    ConflictError,
+    PilothouseError,
+    "The operation contradicts what is stored."
+);
+create_exception!(
+    pilothouse._core,
+    ApprovalRequiredError,
+    PilothouseError,
+    "A guarded alias needs an approval by another person."
+);
+create_exception!(
+    pilothouse._core,
+    IntegrityError,
+    PilothouseError,
+    "Stored data does not match its hash, or the audit chain is broken."
+);
+create_exception!(
+    pilothouse._core,
+    StoreUnavailableError,
+    PilothouseError,
+    "The registry database cannot be reached or written."
+);
+create_exception!(
+    pilothouse._core,
+    ValidationError,
+    PilothouseError,
+    "A name, URI, filter or option that does not follow the rules."
+);
+
+pub(crate) fn registry_to_py(err: RegistryError) -> PyErr {
+    let message = err.to_string();
+    match err {
+        RegistryError::NotFound { .. } => NotFoundError::new_err(message),
+        RegistryError::Conflict(_) => ConflictError::new_err(message),
+        RegistryError::ApprovalRequired(_) => ApprovalRequiredError::new_err(message),
+        RegistryError::Integrity(_) => IntegrityError::new_err(message),
+        RegistryError::StoreUnavailable { .. } => StoreUnavailableError::new_err(message),
+        RegistryError::Invalid { .. } => ValidationError::new_err(message),
+        RegistryError::Store(_) => PilothouseError::new_err(message),
+        RegistryError::Io { ref source, .. } => match source.kind() {
+            std::io::ErrorKind::NotFound => pyo3::exceptions::PyFileNotFoundError::new_err(message),
+            std::io::ErrorKind::PermissionDenied => {
+                pyo3::exceptions::PyPermissionError::new_err(message)
+            }
+            _ => pyo3::exceptions::PyOSError::new_err(message),
+        },
+    }
+}
+
 pub(crate) fn to_py(err: RuntimeError) -> PyErr {
     let message = err.to_string();
     match err {
@@ -57,5 +115,17 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ModelLoadError", py.get_type::<ModelLoadError>())?;
     m.add("InputError", py.get_type::<InputError>())?;
     m.add("InferenceError", py.get_type::<InferenceError>())?;
+    m.add("NotFoundError", py.get_type::<NotFoundError>())?;
+    m.add("ConflictError", py.get_type::<ConflictError>())?;
+    m.add(
+        "ApprovalRequiredError",
+        py.get_type::<ApprovalRequiredError>(),
+    )?;
+    m.add("IntegrityError", py.get_type::<IntegrityError>())?;
+    m.add(
+        "StoreUnavailableError",
+        py.get_type::<StoreUnavailableError>(),
+    )?;
+    m.add("ValidationError", py.get_type::<ValidationError>())?;
     Ok(())
 }

@@ -5,11 +5,13 @@ use pyo3::prelude::*;
 
 mod errors;
 mod model;
+mod registry;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     model::register(m)?;
+    registry::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,0 +1,107 @@
+"""What a run records about where it ran: the calling code's git commit and the environment,
+and the fingerprint of a training dataset."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["dataset_fingerprint", "environment", "git_state"]
+
+KEY_PACKAGES = (
+    "pilothouse",
+    "numpy",
+    "pandas",
+    "polars",
+    "pyarrow",
+    "scikit-learn",
+    "skl2onnx",
+    "onnx",
+    "onnxruntime",
+    "torch",
+    "xgboost",
+    "lightgbm",
+)
+
+
+def environment() -> dict[str, Any]:
+    """Python, platform and the versions of the key packages that are installed."""
+    packages = {}
+    for name in KEY_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "executable": sys.executable,
+        "packages": packages,
+    }
+
+
+def git_state(path: Path) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the git work tree holding `path`, or (None, None) outside one."""
+    folder = path if path.is_dir() else path.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if commit.returncode != 0:
+            return None, None
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return commit.stdout.strip(), bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def _frame_digest(frame: Any) -> tuple[str, dict[str, str], int]:
+    import pandas as pd
+
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    schema = {str(c): str(t) for c, t in zip(frame.columns, frame.dtypes)}
+    return hashlib.sha256(hashed.tobytes()).hexdigest(), schema, len(frame)
+
+
+def dataset_fingerprint(data: Any) -> tuple[str, dict[str, Any], int]:
+    """A content hash of the data and its schema, the schema, and the row count.
+
+    The same values with the same column names and types give the same fingerprint,
+    whatever library holds them.
+    """
+    if hasattr(data, "to_pandas") and not hasattr(data, "iloc"):
+        data = data.to_pandas()  # polars, pyarrow
+    if hasattr(data, "iloc") and hasattr(data, "columns"):
+        content, columns, rows = _frame_digest(data)
+        schema: dict[str, Any] = {"columns": columns}
+    else:
+        array = np.ascontiguousarray(np.asarray(data))
+        if array.dtype == object:
+            content = hashlib.sha256(json.dumps(array.tolist(), default=str).encode()).hexdigest()
+        else:
+            content = hashlib.sha256(array.tobytes()).hexdigest()
+        schema = {"dtype": str(array.dtype), "shape": list(array.shape[1:])}
+        rows = int(array.shape[0]) if array.ndim else 1
+    fingerprint = hashlib.sha256(
+        (content + json.dumps(schema, sort_keys=True)).encode()
+    ).hexdigest()
+    return fingerprint, schema, rows

@@ -1,0 +1,334 @@
+//! `Registry` for Python: thin calls into pilothouse-registry with the GIL released.
+//! Records cross as JSON text, which the Python layer turns into typed objects.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use pilothouse_registry as reg;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use serde_json::Value as Json;
+
+use crate::errors::{registry_to_py, ValidationError};
+
+fn parse_json(what: &str, text: &str) -> PyResult<Json> {
+    serde_json::from_str(text)
+        .map_err(|e| ValidationError::new_err(format!("{what} is not valid JSON: {e}")))
+}
+
+fn out<T: serde::Serialize>(value: reg::Result<T>) -> PyResult<String> {
+    value
+        .map(|v| serde_json::to_string(&v).expect("records serialise"))
+        .map_err(registry_to_py)
+}
+
+#[pyclass(frozen, module = "pilothouse._core", name = "Registry")]
+pub struct PyRegistry {
+    inner: reg::Registry,
+}
+
+#[pymethods]
+impl PyRegistry {
+    #[staticmethod]
+    fn open(py: Python<'_>, uri: &str, default_artifacts: PathBuf) -> PyResult<Self> {
+        let inner = py
+            .detach(|| reg::Registry::open(uri, &default_artifacts))
+            .map_err(registry_to_py)?;
+        Ok(PyRegistry { inner })
+    }
+
+    #[getter]
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    #[getter]
+    fn uri(&self) -> String {
+        self.inner.uri().to_string()
+    }
+
+    #[getter]
+    fn artifact_root(&self) -> String {
+        self.inner.artifact_root().display().to_string()
+    }
+
+    #[pyo3(signature = (actor, name, experiment, git_commit=None, git_dirty=None, code_path=None, environment="{}"))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_run(
+        &self,
+        py: Python<'_>,
+        actor: &str,
+        name: &str,
+        experiment: &str,
+        git_commit: Option<String>,
+        git_dirty: Option<bool>,
+        code_path: Option<String>,
+        environment: &str,
+    ) -> PyResult<String> {
+        let run = reg::NewRun {
+            name: name.into(),
+            experiment: experiment.into(),
+            git_commit,
+            git_dirty,
+            code_path,
+            environment: parse_json("environment", environment)?,
+        };
+        out(py.detach(|| self.inner.create_run(actor, &run)))
+    }
+
+    fn log_params(
+        &self,
+        py: Python<'_>,
+        actor: &str,
+        run_id: &str,
+        params: Vec<(String, String)>,
+    ) -> PyResult<()> {
+        py.detach(|| self.inner.log_params(actor, run_id, &params))
+            .map_err(registry_to_py)
+    }
+
+    fn log_metrics(
+        &self,
+        py: Python<'_>,
+        actor: &str,
+        run_id: &str,
+        metrics: Vec<(String, f64, Option<i64>)>,
+    ) -> PyResult<()> {
+        py.detach(|| self.inner.log_metrics(actor, run_id, &metrics))
+            .map_err(registry_to_py)
+    }
+
+    fn end_run(&self, py: Python<'_>, actor: &str, run_id: &str, status: &str) -> PyResult<()> {
+        py.detach(|| self.inner.end_run(actor, run_id, status))
+            .map_err(registry_to_py)
+    }
+
+    fn get_run(&self, py: Python<'_>, run_id: &str) -> PyResult<String> {
+        out(py.detach(|| self.inner.get_run(run_id)))
+    }
+
+    #[pyo3(signature = (experiment=None))]
+    fn search_runs(&self, py: Python<'_>, experiment: Option<String>) -> PyResult<String> {
+        out(py.detach(|| self.inner.search_runs(experiment.as_deref())))
+    }
+
+    #[pyo3(signature = (actor, model, data, signature, run_id=None, dataset=None, description=String::new(), tags=BTreeMap::new(), parent=None, input_example=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn log_model(
+        &self,
+        py: Python<'_>,
+        actor: &str,
+        model: &str,
+        data: &Bound<'_, PyBytes>,
+        signature: &str,
+        run_id: Option<String>,
+        dataset: Option<(String, String, i64, Option<Vec<u8>>)>,
+        description: String,
+        tags: BTreeMap<String, String>,
+        parent: Option<(String, i64)>,
+        input_example: Option<String>,
+    ) -> PyResult<String> {
+        let dataset = match dataset {
+            Some((fingerprint, schema, rows, profile)) => Some(reg::Dataset {
+                fingerprint,
+                schema: parse_json("dataset schema", &schema)?,
+                rows,
+                profile,
+            }),
+            None => None,
+        };
+        let new = reg::NewVersion {
+            model: model.into(),
+            data: data.as_bytes().to_vec(),
+            signature: parse_json("signature", signature)?,
+            run_id,
+            dataset,
+            description,
+            tags,
+            parent,
+            input_example,
+        };
+        out(py.detach(|| self.inner.log_model(actor, &new)))
+    }
+
+    fn get_version(&self, py: Python<'_>, model: &str, version: i64) -> PyResult<String> {
+        out(py.detach(|| self.inner.get_version(model, version)))
+    }
+
+    #[pyo3(signature = (uri, at=None))]
+    fn resolve(&self, py: Python<'_>, uri: &str, at: Option<i64>) -> PyResult<String> {
+        out(py.detach(|| self.inner.resolve(uri, at)))
+    }
+
+    fn artifact<'py>(
+        &self,
+        py: Python<'py>,
+        model: &str,
+        version: i64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let data = py
+            .detach(|| self.inner.artifact(model, version))
+            .map_err(registry_to_py)?;
+        Ok(PyBytes::new(py, &data))
+    }
+
+    fn list_models(&self, py: Python<'_>) -> PyResult<String> {
+        out(py.detach(|| self.inner.list_models()))
+    }
+
+    #[pyo3(signature = (filter="", order_by="", limit=1000))]
+    fn search_versions(
+        &self,
+        py: Python<'_>,
+        filter: &str,
+        order_by: &str,
+        limit: i64,
+    ) -> PyResult<String> {
+        out(py.detach(|| self.inner.search_versions(filter, order_by, limit)))
+    }
+
+    fn archive(&self, py: Python<'_>, actor: &str, model: &str, version: i64) -> PyResult<String> {
+        out(py.detach(|| self.inner.archive(actor, model, version)))
+    }
+
+    fn restore(&self, py: Python<'_>, actor: &str, model: &str, version: i64) -> PyResult<String> {
+        out(py.detach(|| self.inner.restore(actor, model, version)))
+    }
+
+    fn set_alias(
+        &self,
+        py: Python<'_>,
+        actor: &str,
+        model: &str,
+        alias: &str,
+        version: i64,
+    ) -> PyResult<String> {
+        out(py.detach(|| self.inner.set_alias(actor, model, alias, version)))
+    }
+
+    fn delete_alias(&self, py: Python<'_>, actor: &str, model: &str, alias: &str) -> PyResult<()> {
+        py.detach(|| self.inner.delete_alias(actor, model, alias))
+            .map_err(registry_to_py)
+    }
+
+    fn alias_history(&self, py: Python<'_>, model: &str, alias: &str) -> PyResult<String> {
+        out(py.detach(|| self.inner.alias_history(model, alias)))
+    }
+
+    fn set_policy(
+        &self,
+        py: Python<'_>,
+        actor: &str,
+        model: &str,
+        alias: &str,
+        require_approval: bool,
+    ) -> PyResult<()> {
+        py.detach(|| self.inner.set_policy(actor, model, alias, require_approval))
+            .map_err(registry_to_py)
+    }
+
+    fn policies(&self, py: Python<'_>, model: &str) -> PyResult<Vec<String>> {
+        py.detach(|| self.inner.policies(model))
+            .map_err(registry_to_py)
+    }
+
+    fn request_promotion(
+        &self,
+        py: Python<'_>,
+        actor: &str,
+        model: &str,
+        alias: &str,
+        version: i64,
+        reason: &str,
+    ) -> PyResult<String> {
+        out(py.detach(|| {
+            self.inner
+                .request_promotion(actor, model, alias, version, reason)
+        }))
+    }
+
+    fn decide(
+        &self,
+        py: Python<'_>,
+        actor: &str,
+        id: i64,
+        approve: bool,
+        reason: &str,
+    ) -> PyResult<String> {
+        out(py.detach(|| self.inner.decide(actor, id, approve, reason)))
+    }
+
+    fn get_approval(&self, py: Python<'_>, id: i64) -> PyResult<String> {
+        out(py.detach(|| self.inner.get_approval(id)))
+    }
+
+    fn approvals(&self, py: Python<'_>, model: &str) -> PyResult<String> {
+        out(py.detach(|| self.inner.approvals(model)))
+    }
+
+    #[pyo3(signature = (model=None, limit=10000))]
+    fn audit_log(&self, py: Python<'_>, model: Option<String>, limit: i64) -> PyResult<String> {
+        out(py.detach(|| self.inner.audit_log(model.as_deref(), limit)))
+    }
+
+    fn verify_audit_log(&self, py: Python<'_>) -> PyResult<i64> {
+        py.detach(|| self.inner.verify_audit_log())
+            .map_err(registry_to_py)
+    }
+
+    fn lineage(&self, py: Python<'_>, model: &str, version: i64) -> PyResult<String> {
+        out(py.detach(|| self.inner.lineage(model, version)))
+    }
+
+    fn dataset_profile<'py>(
+        &self,
+        py: Python<'py>,
+        fingerprint: &str,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let data = py
+            .detach(|| self.inner.dataset_profile(fingerprint))
+            .map_err(registry_to_py)?;
+        Ok(data.map(|d| PyBytes::new(py, &d)))
+    }
+
+    fn add_webhook(
+        &self,
+        py: Python<'_>,
+        actor: &str,
+        model: &str,
+        url: &str,
+        secret: &str,
+        events: Vec<String>,
+    ) -> PyResult<i64> {
+        py.detach(|| self.inner.add_webhook(actor, model, url, secret, &events))
+            .map_err(registry_to_py)
+    }
+
+    fn deliveries(&self, py: Python<'_>, model: &str) -> PyResult<String> {
+        out(py.detach(|| self.inner.deliveries(model)))
+    }
+
+    fn flush_webhooks(&self, py: Python<'_>, timeout: f64) -> bool {
+        let timeout = std::time::Duration::from_secs_f64(timeout.max(0.0));
+        py.detach(|| self.inner.flush_webhooks(timeout))
+    }
+}
+
+/// Parses an ISO-8601 time to microseconds since the epoch (UTC unless an offset is given).
+#[pyfunction]
+fn parse_time(text: &str) -> PyResult<i64> {
+    reg::parse_time(text).map_err(ValidationError::new_err)
+}
+
+/// The HMAC-SHA256 signature webhooks carry, `sha256=<hex>`.
+#[pyfunction]
+fn webhook_signature(secret: &str, body: &[u8]) -> String {
+    reg::sign(secret, body)
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyRegistry>()?;
+    m.add_function(wrap_pyfunction!(parse_time, m)?)?;
+    m.add_function(wrap_pyfunction!(webhook_signature, m)?)?;
+    Ok(())
+}
