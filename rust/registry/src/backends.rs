@@ -253,7 +253,21 @@ pub fn redact(uri: &str) -> String {
     }
 }
 
+/// A lost or refused connection (as opposed to a statement the server rejected).
+fn connection_lost(e: &postgres::Error) -> bool {
+    match e.as_db_error() {
+        Some(db) => matches!(&db.code().code()[..2], "08" | "57"),
+        None => true,
+    }
+}
+
 fn pg_error(uri: &str, e: postgres::Error) -> RegistryError {
+    if connection_lost(&e) {
+        return RegistryError::StoreUnavailable {
+            uri: uri.to_string(),
+            reason: e.to_string(),
+        };
+    }
     if let Some(db) = e.as_db_error() {
         let message = format!("{} ({})", db.message(), db.code().code());
         return match db.code().code() {
@@ -312,23 +326,31 @@ impl PostgresStore {
 
     fn run(&self, read_only: bool, work: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
         let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
-        let client = self.connect_locked(&mut slot)?;
-        let mut tx = client
-            .build_transaction()
-            .read_only(read_only)
-            .start()
-            .map_err(|e| pg_error(&self.uri, e))?;
-        let result = work(&mut PgTx {
-            tx: &mut tx,
-            uri: &self.uri,
-        });
-        match result {
-            Ok(()) => tx.commit().map_err(|e| pg_error(&self.uri, e)),
-            Err(e) => {
-                let _ = tx.rollback();
-                Err(e)
+        // A connection the server dropped (restart, failover, idle kill) is noticed at BEGIN;
+        // one fresh connection is tried before giving up.
+        for attempt in 0..2 {
+            let lost = {
+                let client = self.connect_locked(&mut slot)?;
+                match client.build_transaction().read_only(read_only).start() {
+                    Ok(mut tx) => {
+                        let result = work(&mut PgTx { tx: &mut tx, uri: &self.uri });
+                        return match result {
+                            Ok(()) => tx.commit().map_err(|e| pg_error(&self.uri, e)),
+                            Err(e) => {
+                                let _ = tx.rollback();
+                                Err(e)
+                            }
+                        };
+                    }
+                    Err(e) if attempt == 0 && connection_lost(&e) => true,
+                    Err(e) => return Err(pg_error(&self.uri, e)),
+                }
+            };
+            if lost {
+                *slot = None;
             }
         }
+        unreachable!("the second attempt returns")
     }
 }
 
