@@ -6,12 +6,13 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/pilothouse/target
 # Rust integration tests load ONNX Runtime from the onnxruntime wheel that `install` brings.
 ORT_LIB = $$($(PYTHON) -c "from pilothouse._runtime import find_library; print(find_library()[0])")
 
-.PHONY: help install demo test lint test-rust test-python bench fixtures
+.PHONY: help install postgres demo test lint test-rust test-python bench fixtures
 
 help:
 	@echo "make demo     install everything, then run the demo (train, convert, load, predict)"
 	@echo "make test     install everything, then lint and run every test (cargo test, pytest)"
 	@echo "make install  Python dependencies and the Rust extension (editable)"
+	@echo "make postgres Debian's PostgreSQL, for the team-backend tests (apt-get, when missing)"
 	@echo "make lint     cargo fmt/clippy, ruff, mypy, stubtest"
 	@echo "make bench    the benchmarks in benchmarks/, against the tools users would pick instead"
 	@echo "make fixtures regenerate the ONNX files the Rust tests use"
@@ -37,10 +38,19 @@ test-rust:
 test-python:
 	$(PYTHON) -m pytest
 
-test: install lint test-rust test-python
+# The registry tests run against a real PostgreSQL server (started by the tests themselves,
+# on 127.0.0.1 in a temporary folder); this installs Debian's package when it is missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+		echo "installing PostgreSQL from Debian's packages"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+test: install postgres lint test-rust test-python
 
 bench: install
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e ".[bench]"
 	$(PYTHON) benchmarks/predict.py
+	$(PYTHON) benchmarks/registry.py
 
 fixtures:
 	$(PYTHON) tests/models.py rust/runtime/tests/data

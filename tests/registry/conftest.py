@@ -34,7 +34,11 @@ class Backend:
         if self.kind == "sqlite":
             db = self.uri.removeprefix("sqlite://").split("?")[0]
             with sqlite3.connect(db) as conn:
-                rows = conn.executescript(statement) if ";" in statement.strip()[:-1] else conn.execute(statement)
+                rows = (
+                    conn.executescript(statement)
+                    if ";" in statement.strip()[:-1]
+                    else conn.execute(statement)
+                )
                 return "\n".join("|".join(map(str, r)) for r in rows.fetchall())
         assert self.pg is not None
         return psql(self.pg[0], self.uri.split("?")[0], statement)
@@ -44,7 +48,9 @@ class Backend:
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     artifacts = tmp_path / "artifacts"
     if request.param == "sqlite":
-        return Backend("sqlite", f"sqlite://{tmp_path / 'registry.db'}?artifacts={artifacts}", artifacts)
+        return Backend(
+            "sqlite", f"sqlite://{tmp_path / 'registry.db'}?artifacts={artifacts}", artifacts
+        )
     pg = request.getfixturevalue("pg_server")
     uri = new_database(*pg)
     return Backend("postgresql", f"{uri}?artifacts={artifacts}", artifacts, pg)

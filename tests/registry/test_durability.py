@@ -1,0 +1,210 @@
+"""Webhooks against a real receiver, concurrent writer processes, and writers killed mid-write."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import models
+import pilothouse as ph
+from conftest import Backend
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that records what it gets."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.received: list[tuple[Any, bytes]] = []  # (case-insensitive headers, body)
+        self.status = status
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append((self.headers, body))
+                self.send_response(receiver.status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_ATTEMPTS", "3")
+    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_BACKOFF_MS", "50")
+    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_TIMEOUT_MS", "1000")
+
+
+def test_webhooks_deliver_signed_events(backend: Backend, fast_retries: None) -> None:
+    receiver = Receiver()
+    try:
+        ann, lead = backend.open("ann"), backend.open("lead")
+        raw, _ = models.logistic_regression()
+        ann.log_model(raw, "churn")
+        hook = ann.add_webhook("churn", receiver.url, secret="s3cret")
+        ann.log_model(raw, "churn")
+        ann.set_policy("churn", "champion")
+        request = ann.request_promotion("churn", "champion", 2)
+        lead.approve(request)
+        ann.set_alias("churn", "champion", 2)
+        ann.log_model(raw, "churn")
+        ann.archive_version("churn", 3)
+        assert ann.flush_webhooks(10) and lead.flush_webhooks(10)
+        events = [h["X-Pilothouse-Event"] for h, _ in receiver.received]
+        assert sorted(events) == sorted(
+            [
+                "version.created",
+                "approval.decided",
+                "alias.moved",
+                "version.created",
+                "version.archived",
+            ]
+        )
+        for headers, body in receiver.received:
+            expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+            assert hmac.compare_digest(headers["X-Pilothouse-Signature"], expected)
+            payload = json.loads(body)
+            assert (
+                payload["model"] == "churn"
+                and payload["delivery"] == headers["X-Pilothouse-Delivery"]
+            )
+        moved = next(
+            json.loads(b) for h, b in receiver.received if h["X-Pilothouse-Event"] == "alias.moved"
+        )
+        assert moved["data"]["alias"] == "champion" and moved["data"]["version"]["version"] == 2
+        deliveries = ann.webhook_deliveries("churn")
+        assert len(deliveries) == 5 and all(
+            d["ok"] and d["attempts"] == 1 and d["webhook_id"] == hook for d in deliveries
+        )
+    finally:
+        receiver.close()
+
+
+def test_a_dead_receiver_gets_retries_and_never_fails_the_call(
+    backend: Backend, fast_retries: None
+) -> None:
+    registry = backend.open()
+    raw, _ = models.logistic_regression()
+    registry.log_model(raw, "churn")
+    failing = Receiver(status=503)
+    try:
+        dead_url = "http://127.0.0.1:9/nobody-listens"
+        registry.add_webhook("churn", dead_url, secret="x", events=["version.created"])
+        registry.add_webhook("churn", failing.url, secret="y", events=["version.created"])
+        started = time.perf_counter()
+        version = registry.log_model(raw, "churn")
+        elapsed = time.perf_counter() - started
+        assert version.version == 2
+        assert elapsed < 2.0, "the registry call waited for the receivers"
+        assert registry.flush_webhooks(20)
+        deliveries = registry.webhook_deliveries("churn")
+        assert len(deliveries) == 2
+        assert all(not d["ok"] and d["attempts"] == 3 for d in deliveries)
+        assert {d["status_code"] for d in deliveries} == {None, 503}
+        assert len(failing.received) == 3
+    finally:
+        failing.close()
+    with pytest.raises(ph.ValidationError, match="webhook event"):
+        registry.add_webhook("churn", "http://127.0.0.1:1/", "s", events=["version.exploded"])
+    with pytest.raises(ph.ValidationError, match="webhook URL"):
+        registry.add_webhook("churn", "ftp://x", "s")
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    import pilothouse as ph
+    uri, path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    registry = ph.Registry(uri, actor=sys.argv[4])
+    data = open(path, "rb").read()
+    for i in range(count):
+        registry.log_model(data, "shared", tags={"writer": sys.argv[4], "i": i})
+    print("done", flush=True)
+    """
+)
+
+
+def test_four_processes_log_versions_of_one_model(backend: Backend, tmp_path: Path) -> None:
+    raw, _ = models.logistic_regression()
+    path = tmp_path / "m.onnx"
+    path.write_bytes(raw)
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, backend.uri, str(path), "15", f"w{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    for w in writers:
+        _, err = w.communicate(timeout=240)
+        assert w.returncode == 0, err
+    registry = backend.open()
+    versions = registry.search_versions("name = 'shared'", order_by="version asc", limit=1000)
+    assert [v.version for v in versions] == list(range(1, 61))
+    per_writer = {
+        f"w{i}": sorted(int(v.tags["i"]) for v in versions if v.tags["writer"] == f"w{i}")
+        for i in range(4)
+    }
+    assert all(seen == list(range(15)) for seen in per_writer.values())
+    assert registry.verify_audit_log() == 61
+
+
+def test_writers_killed_mid_log_model_leave_a_consistent_registry(
+    backend: Backend, tmp_path: Path
+) -> None:
+    raw, _ = models.logistic_regression()
+    # a bigger artifact makes kills land during the artifact write too
+    big = models.random_forest(n_estimators=60)[0]
+    paths = []
+    for name, data in (("small.onnx", raw), ("big.onnx", big)):
+        (tmp_path / name).write_bytes(data)
+        paths.append(tmp_path / name)
+    rng = random.Random(7)
+    for round_ in range(20):
+        path = paths[round_ % 2]
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, backend.uri, str(path), "100000", f"k{round_}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.6, 1.2))  # past import, into the write loop
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=30)
+        assert writer.returncode == -signal.SIGKILL
+    registry = backend.open()
+    versions = registry.search_versions("name = 'shared'", order_by="version asc", limit=100_000)
+    assert versions, "no writer got to commit anything"
+    assert [v.version for v in versions] == list(range(1, len(versions) + 1))
+    for v in versions:
+        model = registry.load_model(v.uri)  # every committed version loads, hash verified
+        assert model.inputs
+    assert registry.verify_audit_log() == len(versions) + 1
+    # nothing half-written is visible: only complete, hash-named artifacts, no temp files
+    stored = list(Path(registry.artifact_root, "sha256").rglob("*.onnx"))
+    assert all(p.name == f"{hashlib.sha256(p.read_bytes()).hexdigest()}.onnx" for p in stored)
