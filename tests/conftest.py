@@ -58,19 +58,3 @@ def mlp(model_dir: Path) -> tuple[Path, np.ndarray]:
 @pytest.fixture(scope="session")
 def multi_io(model_dir: Path) -> tuple[Path, dict[str, np.ndarray]]:
     return _write(model_dir, "multi_io", models.multi_io())
-
-
-def onnxruntime_outputs(path: Path, feeds: dict[str, Any]) -> dict[str, Any]:
-    """What onnxruntime's own InferenceSession answers, with pilothouse's default threads."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, feeds)))
-
-
-def zipmap_to_matrix(rows: list[dict[Any, float]], labels: list[Any]) -> np.ndarray:
-    return np.array([[row[label] for label in labels] for row in rows], dtype=np.float32)

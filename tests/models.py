@@ -207,6 +207,22 @@ def with_feature_names(model_bytes: bytes, names: list[str]) -> bytes:
     return model.SerializeToString()
 
 
+def onnxruntime_outputs(path: Path, feeds: dict[str, Any]) -> dict[str, Any]:
+    """What onnxruntime's own InferenceSession answers, with pilothouse's default threads."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, feeds)))
+
+
+def zipmap_to_matrix(rows: list[dict[Any, float]], labels: list[Any]) -> np.ndarray:
+    return np.array([[row[label] for label in labels] for row in rows], dtype=np.float32)
+
+
 def write_rust_fixtures(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     lr, _ = logistic_regression()

@@ -7,12 +7,16 @@ import glob
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+import pilothouse as ph
 
 
 def _bin_dir() -> Path | None:
@@ -116,3 +120,28 @@ def psql(bin_dir: Path, uri: str, sql: str) -> str:
         text=True,
     )
     return out.stdout
+
+
+@dataclass
+class Backend:
+    kind: str
+    uri: str
+    artifacts: Path
+    pg: tuple[Path, int] | None = None
+
+    def open(self, actor: str = "ann") -> ph.Registry:
+        return ph.Registry(self.uri, actor=actor)
+
+    def sql(self, statement: str) -> str:
+        """Run SQL directly against the store, as an attacker with database access could."""
+        if self.kind == "sqlite":
+            db = self.uri.removeprefix("sqlite://").split("?")[0]
+            with sqlite3.connect(db) as conn:
+                rows = (
+                    conn.executescript(statement)
+                    if ";" in statement.strip()[:-1]
+                    else conn.execute(statement)
+                )
+                return "\n".join("|".join(map(str, r)) for r in rows.fetchall())
+        assert self.pg is not None
+        return psql(self.pg[0], self.uri.split("?")[0], statement)

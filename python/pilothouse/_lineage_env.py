@@ -12,8 +12,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 __all__ = ["dataset_fingerprint", "environment", "git_state"]
 
 KEY_PACKAGES = (
@@ -94,6 +92,8 @@ def dataset_fingerprint(data: Any) -> tuple[str, dict[str, Any], int]:
         content, columns, rows = _frame_digest(data)
         schema: dict[str, Any] = {"columns": columns}
     else:
+        import numpy as np
+
         array = np.ascontiguousarray(np.asarray(data))
         if array.dtype == object:
             content = hashlib.sha256(json.dumps(array.tolist(), default=str).encode()).hexdigest()

@@ -10,9 +10,7 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Union
 
 from pilothouse import _core
 from pilothouse._runtime import ensure_runtime
@@ -24,7 +22,23 @@ TensorSpec = _core.TensorSpec
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-_FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    # numpy is bound when the first model loads: `import pilothouse` stays fast for
+    # scripts that only talk to the registry.
+    np = None
+
+_FLOAT_DTYPES: dict[str, Any] = {}
+
+
+def _bind_numpy() -> None:
+    global np
+    if np is None:
+        import numpy
+
+        _FLOAT_DTYPES.update(float32=numpy.float32, float64=numpy.float64)
+        np = numpy
 
 
 class Model:
@@ -39,6 +53,7 @@ class Model:
     __slots__ = ("_core", "_frame_cache", "_single", "_specs")
 
     def __init__(self, core: _core.Model) -> None:
+        _bind_numpy()
         self._core = core
         inputs = core.inputs
         self._single: str | None = inputs[0].name if len(inputs) == 1 else None

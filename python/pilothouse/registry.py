@@ -16,7 +16,6 @@ import atexit
 import datetime as dt
 import getpass
 import html
-import inspect
 import json
 import os
 import threading
@@ -24,8 +23,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
-
-import numpy as np
 
 from pilothouse import _core
 from pilothouse._lineage_env import dataset_fingerprint, environment, git_state
@@ -544,6 +541,8 @@ def _onnx_bytes(model: Any, sample: Any) -> bytes:
 def _example_json(sample: Any, core: _core.Model, rows: int = 5) -> str | None:
     if sample is None:
         return None
+    import numpy as np
+
     try:
         if hasattr(sample, "to_pandas") and not hasattr(sample, "iloc"):
             sample = sample.to_pandas()
@@ -833,6 +832,8 @@ class Registry:
 
 
 def _caller_file() -> Path | None:
+    import inspect
+
     here = Path(__file__).resolve().parent
     for frame in inspect.stack()[2:]:
         path = Path(frame.filename)

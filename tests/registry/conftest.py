@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from postgres import new_database, psql, server
+from postgres import Backend, new_database, server
 
 import pilothouse as ph
 
@@ -17,31 +15,6 @@ import pilothouse as ph
 def pg_server() -> Iterator[tuple[Path, int]]:
     with server() as running:
         yield running
-
-
-@dataclass
-class Backend:
-    kind: str
-    uri: str
-    artifacts: Path
-    pg: tuple[Path, int] | None = None
-
-    def open(self, actor: str = "ann") -> ph.Registry:
-        return ph.Registry(self.uri, actor=actor)
-
-    def sql(self, statement: str) -> str:
-        """Run SQL directly against the store, as an attacker with database access could."""
-        if self.kind == "sqlite":
-            db = self.uri.removeprefix("sqlite://").split("?")[0]
-            with sqlite3.connect(db) as conn:
-                rows = (
-                    conn.executescript(statement)
-                    if ";" in statement.strip()[:-1]
-                    else conn.execute(statement)
-                )
-                return "\n".join("|".join(map(str, r)) for r in rows.fetchall())
-        assert self.pg is not None
-        return psql(self.pg[0], self.uri.split("?")[0], statement)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from postgres import Backend
 
 import models
 import pilothouse as ph
-from conftest import Backend
 
 
 class Receiver:

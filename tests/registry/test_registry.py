@@ -12,11 +12,11 @@ import onnx
 import pandas as pd
 import polars as pl
 import pytest
+from postgres import Backend
 from sklearn.linear_model import LogisticRegression
 
 import models
 import pilothouse as ph
-from conftest import Backend
 
 
 def _frame(seed: int = 0, n: int = 120) -> pd.DataFrame:

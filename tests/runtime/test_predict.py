@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 import pilothouse as ph
-from conftest import onnxruntime_outputs, zipmap_to_matrix
+from models import onnxruntime_outputs, zipmap_to_matrix
 
 FORMS = ["numpy", "numpy-float64", "list", "dict", "pandas", "polars", "arrow-table", "arrow-batch"]
 
