@@ -1,6 +1,8 @@
-"""The pilothouse demo: train a model, convert it to ONNX, load it and predict.
+"""The pilothouse demo: train a model, register it with its lineage, promote it, load it by
+alias and predict.
 
-Run it with ``python -m pilothouse.demo``. It works in a temporary folder and needs the
+Run it with ``python -m pilothouse.demo``. It uses the embedded defaults (an SQLite registry
+and artifact folder) in a temporary folder, so it leaves nothing behind, and needs the
 ``pilothouse[sklearn,pandas]`` extras.
 """
 
@@ -14,7 +16,6 @@ from typing import Any
 import numpy as np
 
 import pilothouse as ph
-from pilothouse.convert import sklearn_to_onnx
 
 
 def churn_data(n: int, seed: int = 0) -> tuple[Any, np.ndarray]:
@@ -50,19 +51,26 @@ def main() -> None:
     print(f"1. trained {type(clf[-1]).__name__} on {len(y_train)} rows")
 
     with tempfile.TemporaryDirectory(prefix="pilothouse-demo-") as tmp:
-        path = Path(tmp) / "churn.onnx"
-        path.write_bytes(sklearn_to_onnx(clf, X_train))
-        print(f"2. converted to ONNX: {path.name}, {path.stat().st_size} bytes")
+        registry = ph.connect(f"sqlite://{Path(tmp) / 'registry.db'}", actor="demo")
+        with registry.start_run(name="train-churn", experiment="churn") as run:
+            run.log_params({"C": 1.0, "max_iter": 500})
+            run.log_metrics({"train_accuracy": float(clf.score(X_train, y_train))})
+            version = run.log_model(
+                clf, name="churn", training_data=X_train, tags={"team": "retention"}
+            )
+        print(f"2. registered {version.uri} ({version.size} bytes ONNX, sha256 {version.sha256[:12]}…)")
+        registry.set_alias("churn", "champion", version.version)
+        print(f"3. alias champion -> version {version.version}")
 
-        model = ph.load_model(path)
-        print(f"3. loaded: {model!r}")
+        model = ph.load_model("models:/churn@champion")
+        print(f"4. loaded by alias: {model!r}")
 
         X_live, _ = churn_data(1_000, seed=1)
         out = model.predict(X_live)
         probabilities = out["probabilities"][:, 1]
         agree = np.mean(out["label"] == clf.predict(X_live))
         print(
-            f"4. predicted {len(probabilities)} rows from pandas: mean churn probability "
+            f"5. predicted {len(probabilities)} rows from pandas: mean churn probability "
             f"{probabilities.mean():.3f}; labels agree with scikit-learn on {agree:.1%}"
         )
         one = X_live.iloc[[0]]
@@ -71,7 +79,16 @@ def main() -> None:
         for _ in range(runs):
             model.predict(one)
         per_call = (time.perf_counter() - start) / runs * 1e6
-        print(f"5. single-row latency from pandas: {per_call:.1f} µs per predict")
+        print(f"6. single-row latency from pandas: {per_call:.1f} µs per predict")
+
+        lineage = registry.lineage("models:/churn@champion")
+        assert lineage.run is not None and lineage.dataset is not None
+        print(
+            f"7. lineage: run {lineage.run['name']} (params {lineage.run['params']}), "
+            f"dataset {lineage.dataset['fingerprint'][:12]}… ({lineage.dataset['rows']} rows)"
+        )
+        events = registry.verify_audit_log()
+        print(f"8. audit log: {events} events, hash chain verified")
 
 
 if __name__ == "__main__":

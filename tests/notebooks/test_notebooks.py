@@ -24,5 +24,10 @@ def test_notebook_runs(path: Path, tmp_path: Path) -> None:
     client.execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    html = [o for o in outputs if "text/html" in o.get("data", {})]
-    assert any("pilothouse Model" in o["data"]["text/html"] for o in html), "the model's HTML repr"
+    html = " ".join(o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {}))
+    expected = {
+        "quickstart.ipynb": ["pilothouse Model"],
+        "registry.ipynb": ["models:/churn/2", "Lineage of models:/churn/2", "2 versions"],
+    }
+    for fragment in expected.get(path.name, []):
+        assert fragment in html, f"{path.name}: no rich output showing {fragment!r}"

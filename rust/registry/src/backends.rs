@@ -333,7 +333,10 @@ impl PostgresStore {
                 let client = self.connect_locked(&mut slot)?;
                 match client.build_transaction().read_only(read_only).start() {
                     Ok(mut tx) => {
-                        let result = work(&mut PgTx { tx: &mut tx, uri: &self.uri });
+                        let result = work(&mut PgTx {
+                            tx: &mut tx,
+                            uri: &self.uri,
+                        });
                         return match result {
                             Ok(()) => tx.commit().map_err(|e| pg_error(&self.uri, e)),
                             Err(e) => {

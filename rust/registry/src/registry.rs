@@ -160,8 +160,13 @@ impl Registry {
 
     pub fn create_run(&self, actor: &str, run: &NewRun) -> Result<Json> {
         names::experiment(&run.experiment)?;
-        if !run.name.is_empty() {
-            names::key("run name", &run.name)?;
+        // run names are labels, not identifiers: free text, within reason
+        if run.name.chars().count() > 256 || run.name.chars().any(char::is_control) {
+            return Err(RegistryError::invalid(
+                "run name",
+                &run.name,
+                "use at most 256 characters and no control characters",
+            ));
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let at = now_micros();
