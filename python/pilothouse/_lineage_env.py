@@ -3,6 +3,7 @@ and the fingerprint of a training dataset."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -30,46 +31,62 @@ KEY_PACKAGES = (
 )
 
 
-def environment() -> dict[str, Any]:
-    """Python, platform and the versions of the key packages that are installed."""
+@functools.lru_cache(maxsize=1)
+def _environment() -> str:
     packages = {}
     for name in KEY_PACKAGES:
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "executable": sys.executable,
-        "packages": packages,
-    }
+    return json.dumps(
+        {
+            "python": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "platform": platform.platform(),
+            "executable": sys.executable,
+            "packages": packages,
+        }
+    )
+
+
+def environment() -> dict[str, Any]:
+    """Python, platform and the versions of the key packages that are installed.
+
+    Read once per process: reading package metadata costs milliseconds per package.
+    """
+    result: dict[str, Any] = json.loads(_environment())
+    return result
 
 
 def git_state(path: Path) -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the git work tree holding `path`, or (None, None) outside one."""
+    """(commit, dirty) of the git work tree holding `path`, or (None, None) outside one.
+
+    One `git status --porcelain=v2 --branch` gives both: the `# branch.oid` header and one
+    line per tracked file that differs from the commit.
+    """
     folder = path if path.is_dir() else path.parent
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        if commit.returncode != 0:
-            return None, None
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
             cwd=folder,
             capture_output=True,
             text=True,
             timeout=10,
         )
-        return commit.stdout.strip(), bool(status.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return None, None
+    if status.returncode != 0:
+        return None, None
+    commit = None
+    dirty = False
+    for line in status.stdout.splitlines():
+        if line.startswith("# branch.oid "):
+            oid = line.split(" ", 2)[2].strip()
+            commit = None if oid == "(initial)" else oid
+        elif line and not line.startswith("#"):
+            dirty = True
+    return commit, dirty if commit else None
 
 
 def _frame_digest(frame: Any) -> tuple[str, dict[str, str], int]:

@@ -58,7 +58,9 @@ def main() -> None:
             version = run.log_model(
                 clf, name="churn", training_data=X_train, tags={"team": "retention"}
             )
-        print(f"2. registered {version.uri} ({version.size} bytes ONNX, sha256 {version.sha256[:12]}…)")
+        print(
+            f"2. registered {version.uri} ({version.size} bytes ONNX, sha256 {version.sha256[:12]}…)"
+        )
         registry.set_alias("churn", "champion", version.version)
         print(f"3. alias champion -> version {version.version}")
 

@@ -18,6 +18,7 @@ import getpass
 import html
 import json
 import os
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -832,13 +833,14 @@ class Registry:
 
 
 def _caller_file() -> Path | None:
-    import inspect
-
+    """The first .py file up the stack outside pilothouse: the training code."""
     here = Path(__file__).resolve().parent
-    for frame in inspect.stack()[2:]:
-        path = Path(frame.filename)
-        if path.exists() and here not in path.resolve().parents and path.suffix == ".py":
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = Path(frame.f_code.co_filename)
+        if path.suffix == ".py" and path.is_file() and here not in path.resolve().parents:
             return path.resolve()
+        frame = frame.f_back  # type: ignore[assignment]
     return None
 
 
