@@ -208,3 +208,30 @@ def test_writers_killed_mid_log_model_leave_a_consistent_registry(
     # nothing half-written is visible: only complete, hash-named artifacts, no temp files
     stored = list(Path(registry.artifact_root, "sha256").rglob("*.onnx"))
     assert all(p.name == f"{hashlib.sha256(p.read_bytes()).hexdigest()}.onnx" for p in stored)
+
+
+def test_a_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill needs root (CI runs as root)")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(small)], check=True)
+    try:
+        uri = f"sqlite://{small / 'registry.db'}"
+        registry = ph.Registry(uri, actor="ann")
+        stored = []
+        with pytest.raises((ph.StoreUnavailableError, OSError)) as info:
+            for i in range(500):
+                stored.append(
+                    registry.log_model(models.mlp(inputs=20, hidden=30 + i)[0], "big").version
+                )
+        assert "disk is full" in str(info.value), info.value
+        assert stored, "the disk filled before anything was stored"
+        reopened = ph.Registry(uri, actor="ann")
+        versions = reopened.search_versions("name = 'big'", order_by="version asc", limit=1000)
+        assert [v.version for v in versions] == stored
+        for v in versions:
+            assert reopened.load_model(v.uri).inputs[0].name == "x"
+        assert reopened.verify_audit_log() == len(stored) + 1
+    finally:
+        subprocess.run(["umount", "--lazy", str(small)], check=True)  # files may still be open
