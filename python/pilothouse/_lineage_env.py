@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["dataset_fingerprint", "environment", "git_state"]
+__all__ = ["GitProbe", "dataset_fingerprint", "environment", "git_state"]
 
 KEY_PACKAGES = (
     "pilothouse",
@@ -59,34 +59,52 @@ def environment() -> dict[str, Any]:
     return result
 
 
-def git_state(path: Path) -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the git work tree holding `path`, or (None, None) outside one.
+class GitProbe:
+    """Asks git, in the background, for (commit, dirty) of the work tree holding `path`.
 
     One `git status --porcelain=v2 --branch` gives both: the `# branch.oid` header and one
-    line per tracked file that differs from the commit.
+    line per tracked file that differs from the commit. Started when a run starts, read when
+    it ends, so the training script never waits for git.
     """
-    folder = path if path.is_dir() else path.parent
-    try:
-        status = subprocess.run(
-            ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-    if status.returncode != 0:
-        return None, None
-    commit = None
-    dirty = False
-    for line in status.stdout.splitlines():
-        if line.startswith("# branch.oid "):
-            oid = line.split(" ", 2)[2].strip()
-            commit = None if oid == "(initial)" else oid
-        elif line and not line.startswith("#"):
-            dirty = True
-    return commit, dirty if commit else None
+
+    def __init__(self, path: Path) -> None:
+        folder = path if path.is_dir() else path.parent
+        try:
+            self._process: subprocess.Popen[str] | None = subprocess.Popen(
+                ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
+                cwd=folder,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+        except OSError:
+            self._process = None
+
+    def result(self, timeout: float = 10.0) -> tuple[str | None, bool | None]:
+        if self._process is None:
+            return None, None
+        try:
+            out, _ = self._process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.communicate()
+            return None, None
+        if self._process.returncode != 0:
+            return None, None
+        commit = None
+        dirty = False
+        for line in out.splitlines():
+            if line.startswith("# branch.oid "):
+                oid = line.split(" ", 2)[2].strip()
+                commit = None if oid == "(initial)" else oid
+            elif line and not line.startswith("#"):
+                dirty = True
+        return commit, dirty if commit else None
+
+
+def git_state(path: Path) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the git work tree holding `path`, or (None, None) outside one."""
+    return GitProbe(path).result()
 
 
 def _frame_digest(frame: Any) -> tuple[str, dict[str, str], int]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from pilothouse import _core
-from pilothouse._lineage_env import dataset_fingerprint, environment, git_state
+from pilothouse._lineage_env import GitProbe, dataset_fingerprint, environment
 from pilothouse._runtime import ensure_runtime
 from pilothouse.errors import InputError, ValidationError
 from pilothouse.model import Model
@@ -443,8 +443,11 @@ class Run:
     Use it as a context manager: it ends as "finished", or "failed" if the block raises.
     """
 
-    def __init__(self, registry: Registry, record: dict[str, Any]) -> None:
+    def __init__(
+        self, registry: Registry, record: dict[str, Any], git: GitProbe | None = None
+    ) -> None:
         self._registry = registry
+        self._git = git
         self.id: str = record["id"]
         self.name: str = record["name"]
         self.experiment: str = record["experiment"]
@@ -471,7 +474,9 @@ class Run:
         return self._registry.log_model(model, name, run=self, **kwargs)
 
     def end(self, status: str = "finished") -> None:
-        self._registry._core.end_run(self._registry.actor, self.id, status)
+        code = self._git.result() if self._git is not None else None
+        self._registry._core.end_run(self._registry.actor, self.id, status, code)
+        self._git = None
         self.status = status
 
     def info(self) -> dict[str, Any]:
@@ -608,19 +613,17 @@ class Registry:
     def start_run(self, name: str = "", experiment: str = "default") -> Run:
         """Start a run, recording the caller's git commit and the environment."""
         caller = _caller_file()
-        commit, dirty = git_state(caller) if caller else (None, None)
+        git = GitProbe(caller) if caller else None  # answered when the run ends
         record = json.loads(
             self._core.create_run(
                 self.actor,
                 name,
                 experiment,
-                git_commit=commit,
-                git_dirty=dirty,
                 code_path=str(caller) if caller else None,
                 environment=json.dumps(environment()),
             )
         )
-        return Run(self, record)
+        return Run(self, record, git)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(self._core.get_run(run_id))
@@ -655,7 +658,8 @@ class Registry:
         sample = training_data if training_data is not None else input_example
         data = _onnx_bytes(model, sample)
         ensure_runtime()
-        core = _core.Model.from_bytes(data, f"{name} (new version)")
+        # loading checks the model; graph optimisation would only slow that check down
+        core = _core.Model.from_bytes(data, f"{name} (new version)", optimization="disable")
         dataset = None
         if training_data is not None:
             fingerprint, schema, rows = dataset_fingerprint(training_data)

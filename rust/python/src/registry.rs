@@ -98,8 +98,16 @@ impl PyRegistry {
             .map_err(registry_to_py)
     }
 
-    fn end_run(&self, py: Python<'_>, actor: &str, run_id: &str, status: &str) -> PyResult<()> {
-        py.detach(|| self.inner.end_run(actor, run_id, status))
+    #[pyo3(signature = (actor, run_id, status, code=None))]
+    fn end_run(
+        &self,
+        py: Python<'_>,
+        actor: &str,
+        run_id: &str,
+        status: &str,
+        code: Option<(Option<String>, Option<bool>)>,
+    ) -> PyResult<()> {
+        py.detach(|| self.inner.end_run(actor, run_id, status, code))
             .map_err(registry_to_py)
     }
 

@@ -263,7 +263,15 @@ impl Registry {
         })
     }
 
-    pub fn end_run(&self, actor: &str, run_id: &str, status: &str) -> Result<()> {
+    /// Ends a run; `code` is the (commit, dirty) state of the calling code when it was only
+    /// known after the run started (git is asked in the background).
+    pub fn end_run(
+        &self,
+        actor: &str,
+        run_id: &str,
+        status: &str,
+        code: Option<(Option<String>, Option<bool>)>,
+    ) -> Result<()> {
         if !["finished", "failed", "killed"].contains(&status) {
             return Err(RegistryError::invalid(
                 "run status",
@@ -274,18 +282,17 @@ impl Registry {
         let at = now_micros();
         self.write(|tx| {
             Self::require_run(tx, run_id)?;
-            tx.execute(
-                "UPDATE runs SET status = ?, ended_at = ? WHERE id = ?",
-                &[status.into(), Value::Int(at), run_id.into()],
-            )?;
-            audit::append(
-                tx,
-                at,
-                actor,
-                "run.end",
-                None,
-                &json!({"run_id": run_id, "status": status}),
-            )
+            tx.execute("UPDATE runs SET status = ?, ended_at = ? WHERE id = ?", &[status.into(), Value::Int(at), run_id.into()])?;
+            let mut details = json!({"run_id": run_id, "status": status});
+            if let Some((commit, dirty)) = &code {
+                tx.execute(
+                    "UPDATE runs SET git_commit = COALESCE(git_commit, ?), git_dirty = COALESCE(git_dirty, ?) WHERE id = ?",
+                    &[commit.clone().into(), dirty.map(i64::from).into(), run_id.into()],
+                )?;
+                details["git_commit"] = json!(commit);
+                details["git_dirty"] = json!(dirty);
+            }
+            audit::append(tx, at, actor, "run.end", None, &details)
         })
     }
 

@@ -185,7 +185,7 @@ fn runs_metrics_search_and_lineage() {
             profile: None,
         });
         reg.log_model("ann", &new).unwrap();
-        reg.end_run("ann", &id, "finished").unwrap();
+        reg.end_run("ann", &id, "finished", None).unwrap();
     }
     let hits = reg
         .search_versions(
