@@ -134,7 +134,7 @@ class Model:
         if isinstance(data, np.ndarray):
             if self._single is None:
                 raise self._needs_dict(type(data).__name__)
-            return core.run({self._single: data})
+            return core.run_single(data)
         if type(data).__module__.startswith("pandas") and hasattr(data, "columns"):
             return core.run(self._pandas_inputs(data))
         if isinstance(data, Mapping):

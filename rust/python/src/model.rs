@@ -280,11 +280,12 @@ fn to_numpy<'py>(py: Python<'py>, tensor: rt::OwnedTensor) -> PyResult<Bound<'py
 
 fn outputs_to_dict<'py>(
     py: Python<'py>,
+    names: &[Py<pyo3::types::PyString>],
     outputs: Vec<(String, rt::OwnedTensor)>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
-    for (name, tensor) in outputs {
-        dict.set_item(name, to_numpy(py, tensor)?)?;
+    for (key, (_, tensor)) in names.iter().zip(outputs) {
+        dict.set_item(key.bind(py), to_numpy(py, tensor)?)?;
     }
     Ok(dict)
 }
@@ -293,6 +294,23 @@ fn outputs_to_dict<'py>(
 #[pyclass(frozen, module = "pilothouse._core", name = "Model")]
 pub struct PyModel {
     model: rt::Model,
+    /// Output names as Python strings, made once: keys of every result dict.
+    output_names: Vec<Py<pyo3::types::PyString>>,
+}
+
+impl PyModel {
+    fn new(py: Python<'_>, model: rt::Model) -> Self {
+        let output_names = model
+            .signature()
+            .outputs
+            .iter()
+            .map(|s| pyo3::types::PyString::intern(py, &s.name).unbind())
+            .collect();
+        PyModel {
+            model,
+            output_names,
+        }
+    }
 }
 
 fn options(
@@ -341,7 +359,7 @@ impl PyModel {
             max_sessions,
         )?;
         let model = py.detach(|| rt::Model::load(&path, opts)).map_err(to_py)?;
-        Ok(PyModel { model })
+        Ok(PyModel::new(py, model))
     }
 
     #[staticmethod]
@@ -367,7 +385,7 @@ impl PyModel {
         let model = py
             .detach(|| rt::Model::from_bytes(data, &origin, opts))
             .map_err(to_py)?;
-        Ok(PyModel { model })
+        Ok(PyModel::new(py, model))
     }
 
     #[getter]
@@ -447,7 +465,28 @@ impl PyModel {
         let tensors: Vec<(String, rt::Tensor<'_>)> =
             held.iter().map(|(n, h)| (n.clone(), h.tensor())).collect();
         let outputs = py.detach(|| self.model.run(tensors)).map_err(to_py)?;
-        outputs_to_dict(py, outputs)
+        outputs_to_dict(py, &self.output_names, outputs)
+    }
+
+    /// Runs a single-input model on one numpy array.
+    fn run_single<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let specs = &self.model.signature().inputs;
+        let [spec] = specs.as_slice() else {
+            return Err(InputError::new_err(format!(
+                "the model has {} inputs; pass a dict of input name -> array",
+                specs.len()
+            )));
+        };
+        let held = hold(&spec.name, data)?;
+        let tensor = held.tensor();
+        let outputs = py
+            .detach(|| self.model.run(vec![(spec.name.clone(), tensor)]))
+            .map_err(to_py)?;
+        outputs_to_dict(py, &self.output_names, outputs)
     }
 
     /// Runs the model on Arrow data (anything with `__arrow_c_stream__` or `__arrow_c_array__`).
@@ -470,7 +509,7 @@ impl PyModel {
                 self.model.run(inputs)
             })
             .map_err(to_py)?;
-        outputs_to_dict(py, outputs)
+        outputs_to_dict(py, &self.output_names, outputs)
     }
 
     /// How a table with these columns feeds the model: ("stack", input, columns) or
