@@ -278,14 +278,58 @@ fn to_numpy<'py>(py: Python<'py>, tensor: rt::OwnedTensor) -> PyResult<Bound<'py
     }
 }
 
+/// A numpy array of `shape` filled with a copy of `bytes` (native-endian elements of T).
+fn array_from_bytes<'py, T: Element>(
+    py: Python<'py>,
+    shape: &[usize],
+    bytes: &[u8],
+) -> Bound<'py, PyAny> {
+    use numpy::PyArray;
+    // SAFETY: the array is created uninitialised with exactly shape.product() elements of
+    // T, and `bytes` holds that many elements; every byte is written before Python sees it.
+    unsafe {
+        let array = PyArray::<T, _>::new(py, numpy::ndarray::IxDyn(shape), false);
+        debug_assert_eq!(array.len() * std::mem::size_of::<T>(), bytes.len());
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), array.data() as *mut u8, bytes.len());
+        array.into_any()
+    }
+}
+
 fn outputs_to_dict<'py>(
     py: Python<'py>,
     names: &[Py<pyo3::types::PyString>],
-    outputs: Vec<(String, rt::OwnedTensor)>,
+    outputs: rt::Outputs,
 ) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
-    for (key, (_, tensor)) in names.iter().zip(outputs) {
-        dict.set_item(key.bind(py), to_numpy(py, tensor)?)?;
+    match outputs {
+        rt::Outputs::InPlace(raw) => {
+            for (key, view) in names.iter().zip(raw.views()) {
+                let array = match view.data {
+                    rt::OutputData::Strings(s) => to_numpy(
+                        py,
+                        rt::Tensor {
+                            shape: view.shape.to_vec(),
+                            data: rt::TensorData::String(s.to_vec().into()),
+                        },
+                    )?,
+                    rt::OutputData::Bytes(b) => match view.dtype {
+                        rt::DType::Float32 => array_from_bytes::<f32>(py, view.shape, b),
+                        rt::DType::Float64 => array_from_bytes::<f64>(py, view.shape, b),
+                        rt::DType::Int32 => array_from_bytes::<i32>(py, view.shape, b),
+                        rt::DType::Int64 => array_from_bytes::<i64>(py, view.shape, b),
+                        rt::DType::Bool | rt::DType::String => {
+                            array_from_bytes::<bool>(py, view.shape, b)
+                        }
+                    },
+                };
+                dict.set_item(key.bind(py), array)?;
+            }
+        }
+        rt::Outputs::Owned(tensors) => {
+            for (key, tensor) in names.iter().zip(tensors) {
+                dict.set_item(key.bind(py), to_numpy(py, tensor)?)?;
+            }
+        }
     }
     Ok(dict)
 }
@@ -464,7 +508,9 @@ impl PyModel {
         }
         let tensors: Vec<(String, rt::Tensor<'_>)> =
             held.iter().map(|(n, h)| (n.clone(), h.tensor())).collect();
-        let outputs = py.detach(|| self.model.run(tensors)).map_err(to_py)?;
+        let outputs = py
+            .detach(|| self.model.run_outputs(tensors))
+            .map_err(to_py)?;
         outputs_to_dict(py, &self.output_names, outputs)
     }
 
@@ -484,7 +530,7 @@ impl PyModel {
         let held = hold(&spec.name, data)?;
         let tensor = held.tensor();
         let outputs = py
-            .detach(|| self.model.run(vec![(spec.name.clone(), tensor)]))
+            .detach(|| self.model.run_outputs(vec![(spec.name.clone(), tensor)]))
             .map_err(to_py)?;
         outputs_to_dict(py, &self.output_names, outputs)
     }
@@ -506,7 +552,7 @@ impl PyModel {
                     })?;
                 let columns = rt::record_batches_to_columns(&batches)?;
                 let inputs = rt::columns_to_inputs(columns, self.model.signature())?;
-                self.model.run(inputs)
+                self.model.run_outputs(inputs)
             })
             .map_err(to_py)?;
         outputs_to_dict(py, &self.output_names, outputs)

@@ -16,7 +16,8 @@ mod tensor;
 pub use arrow::{columns_to_inputs, record_batches_to_columns, tensor_to_arrow, Column};
 pub use environment::{init, loaded_library};
 pub use error::{Result, RuntimeError};
-pub use model::{Model, Optimization, SessionOptions};
+pub use model::{Model, Optimization, Outputs, SessionOptions};
+pub use raw::{OutputData, OutputView, RawOutputs};
 pub use signature::{
     ColumnPlan, DType, Labels, OutputKind, Signature, TensorSpec, FEATURE_NAMES_KEY,
 };

@@ -13,7 +13,7 @@ use ort::value::{DynMapValueType, TensorElementType, TensorRef, ValueType};
 use crate::environment::environment;
 use crate::error::{Result, RuntimeError};
 use crate::onnx_proto;
-use crate::raw::RawRunner;
+use crate::raw::{RawOutputs, RawRunner};
 use crate::signature::{DType, Labels, OutputKind, Signature, TensorSpec, FEATURE_NAMES_KEY};
 use crate::tensor::{OwnedTensor, Tensor, TensorData};
 
@@ -203,6 +203,14 @@ fn build_session(bytes: &[u8], options: &SessionOptions) -> ort::Result<Session>
     builder.commit_from_memory(bytes)
 }
 
+/// A run's outputs, in signature order.
+pub enum Outputs {
+    /// Still in ONNX Runtime's memory (the fast path): read in place, or copy out.
+    InPlace(RawOutputs),
+    /// Already converted (models with ZipMap outputs).
+    Owned(Vec<OwnedTensor>),
+}
+
 /// A model loaded into ONNX Runtime.
 pub struct Model {
     origin: PathBuf,
@@ -347,20 +355,40 @@ impl Model {
 
     /// Runs inputs already checked by [`Model::prepare`].
     pub fn run_prepared(&self, prepared: &[Tensor<'_>]) -> Result<Vec<(String, OwnedTensor)>> {
+        let tensors = match self.run_prepared_outputs(prepared)? {
+            Outputs::InPlace(raw) => raw.into_owned(),
+            Outputs::Owned(tensors) => tensors,
+        };
+        Ok(self
+            .signature
+            .outputs
+            .iter()
+            .map(|s| s.name.clone())
+            .zip(tensors)
+            .collect())
+    }
+
+    /// Validates and runs `inputs`; the outputs, in signature order, may still live in ONNX
+    /// Runtime's memory (read them in place, then drop them).
+    pub fn run_outputs(&self, inputs: Vec<(String, Tensor<'_>)>) -> Result<Outputs> {
+        let prepared = self.prepare(inputs)?;
+        self.run_prepared_outputs(&prepared)
+    }
+
+    fn run_prepared_outputs(&self, prepared: &[Tensor<'_>]) -> Result<Outputs> {
         if let Some(raw) = &self.raw {
             let mut lease = self.pool.acquire()?;
             let session = lease.session.as_mut().expect("a lease holds a session");
             let outputs = raw
                 .run(session, prepared, &self.signature.outputs)
                 .map_err(RuntimeError::Inference)?;
-            return Ok(self
-                .signature
-                .outputs
-                .iter()
-                .map(|s| s.name.clone())
-                .zip(outputs)
-                .collect());
+            return Ok(Outputs::InPlace(outputs));
         }
+        self.run_safe(prepared)
+            .map(|v| Outputs::Owned(v.into_iter().map(|(_, t)| t).collect()))
+    }
+
+    fn run_safe(&self, prepared: &[Tensor<'_>]) -> Result<Vec<(String, OwnedTensor)>> {
         let specs = &self.signature.inputs;
         let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
             Vec::with_capacity(prepared.len());

@@ -120,7 +120,7 @@ impl RawRunner {
         session: &mut ort::session::Session,
         inputs: &[Tensor<'_>],
         outputs: &[TensorSpec],
-    ) -> Result<Vec<OwnedTensor>, String> {
+    ) -> Result<RawOutputs, String> {
         let api = ort::api();
         let mut created = Values(Vec::with_capacity(inputs.len()));
         for tensor in inputs {
@@ -141,12 +141,16 @@ impl RawRunner {
                 results.0.as_mut_ptr(),
             )
         })?;
-        results
+        let described = results
             .0
             .iter()
             .zip(outputs)
-            .map(|(value, spec)| read_output(*value, spec))
-            .collect()
+            .map(|(value, spec)| describe_output(*value, spec))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(RawOutputs {
+            _values: results,
+            outputs: described,
+        })
     }
 
     fn input_value(&self, tensor: &Tensor<'_>) -> Result<*mut sys::OrtValue, String> {
@@ -207,7 +211,110 @@ impl RawRunner {
     }
 }
 
-fn read_output(value: *mut sys::OrtValue, spec: &TensorSpec) -> Result<OwnedTensor, String> {
+/// Output tensors still in ONNX Runtime's memory: read them in place (`views`) or copy them
+/// out (`into_owned`). The values are released when this is dropped.
+pub struct RawOutputs {
+    _values: Values,
+    outputs: Vec<RawOutput>,
+}
+
+// SAFETY: the OrtValues are owned by this struct alone and only read; ORT's CPU allocator
+// frees from any thread.
+unsafe impl Send for RawOutputs {}
+
+struct RawOutput {
+    dtype: DType,
+    shape: Vec<usize>,
+    data: *const u8,
+    bytes: usize,
+    strings: Vec<String>,
+}
+
+/// One output's data, borrowed from ONNX Runtime's buffer.
+pub enum OutputData<'a> {
+    /// Native-endian elements of the dtype (bool as one byte, 0 or 1).
+    Bytes(&'a [u8]),
+    Strings(&'a [String]),
+}
+
+pub struct OutputView<'a> {
+    pub dtype: DType,
+    pub shape: &'a [usize],
+    pub data: OutputData<'a>,
+}
+
+impl RawOutputs {
+    pub fn views(&self) -> impl Iterator<Item = OutputView<'_>> {
+        self.outputs.iter().map(|o| OutputView {
+            dtype: o.dtype,
+            shape: &o.shape,
+            data: if o.dtype == DType::String {
+                OutputData::Strings(&o.strings)
+            } else if o.bytes == 0 {
+                OutputData::Bytes(&[])
+            } else {
+                // SAFETY: `data` points at `bytes` bytes of a live output tensor.
+                OutputData::Bytes(unsafe { std::slice::from_raw_parts(o.data, o.bytes) })
+            },
+        })
+    }
+
+    pub fn into_owned(self) -> Vec<OwnedTensor> {
+        fn typed<T: Copy>(bytes: &[u8]) -> Vec<T> {
+            let n = bytes.len() / std::mem::size_of::<T>();
+            let mut out = Vec::<T>::with_capacity(n);
+            // SAFETY: ORT's buffer holds `n` elements of T; the copy is bytewise into a
+            // vector with room for them.
+            unsafe {
+                ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    out.as_mut_ptr() as *mut u8,
+                    n * std::mem::size_of::<T>(),
+                );
+                out.set_len(n);
+            }
+            out
+        }
+        self.views()
+            .map(|v| {
+                let data = match (v.dtype, v.data) {
+                    (_, OutputData::Strings(s)) => TensorData::String(s.to_vec().into()),
+                    (DType::Float32, OutputData::Bytes(b)) => {
+                        TensorData::Float32(typed::<f32>(b).into())
+                    }
+                    (DType::Float64, OutputData::Bytes(b)) => {
+                        TensorData::Float64(typed::<f64>(b).into())
+                    }
+                    (DType::Int32, OutputData::Bytes(b)) => {
+                        TensorData::Int32(typed::<i32>(b).into())
+                    }
+                    (DType::Int64, OutputData::Bytes(b)) => {
+                        TensorData::Int64(typed::<i64>(b).into())
+                    }
+                    (DType::Bool, OutputData::Bytes(b)) => {
+                        TensorData::Bool(b.iter().map(|x| *x != 0).collect::<Vec<_>>().into())
+                    }
+                    (DType::String, OutputData::Bytes(_)) => TensorData::String(Vec::new().into()),
+                };
+                Tensor {
+                    shape: v.shape.to_vec(),
+                    data,
+                }
+            })
+            .collect()
+    }
+}
+
+fn element_size(dtype: DType) -> usize {
+    match dtype {
+        DType::Float32 | DType::Int32 => 4,
+        DType::Float64 | DType::Int64 => 8,
+        DType::Bool => 1,
+        DType::String => 0,
+    }
+}
+
+fn describe_output(value: *mut sys::OrtValue, spec: &TensorSpec) -> Result<RawOutput, String> {
     let api = ort::api();
     if value.is_null() {
         return Err(format!(
@@ -240,34 +347,23 @@ fn read_output(value: *mut sys::OrtValue, spec: &TensorSpec) -> Result<OwnedTens
         ));
     }
     let count: usize = shape.iter().product();
-    macro_rules! copied {
-        ($t:ty) => {{
-            if count == 0 {
-                Vec::<$t>::new()
-            } else {
-                let mut data = ptr::null_mut();
-                // SAFETY: a CPU tensor of `count` elements of this type, alive until `value`
-                // is released by the caller's guard.
-                check(unsafe { (api.GetTensorMutableData)(value, &mut data) })?;
-                unsafe { std::slice::from_raw_parts(data as *const $t, count) }.to_vec()
-            }
-        }};
-    }
-    let data = match spec.dtype {
-        DType::Float32 => TensorData::Float32(copied!(f32).into()),
-        DType::Float64 => TensorData::Float64(copied!(f64).into()),
-        DType::Int32 => TensorData::Int32(copied!(i32).into()),
-        DType::Int64 => TensorData::Int64(copied!(i64).into()),
-        DType::Bool => TensorData::Bool(
-            copied!(u8)
-                .into_iter()
-                .map(|b| b != 0)
-                .collect::<Vec<_>>()
-                .into(),
-        ),
-        DType::String => TensorData::String(read_strings(value, count)?.into()),
+    let mut out = RawOutput {
+        dtype: spec.dtype,
+        shape,
+        data: ptr::null(),
+        bytes: 0,
+        strings: Vec::new(),
     };
-    Ok(Tensor { shape, data })
+    if spec.dtype == DType::String {
+        out.strings = read_strings(value, count)?;
+    } else if count > 0 {
+        let mut data = ptr::null_mut();
+        // SAFETY: a CPU tensor of `count` elements, alive as long as the RawOutputs holding it.
+        check(unsafe { (api.GetTensorMutableData)(value, &mut data) })?;
+        out.data = data as *const u8;
+        out.bytes = count * element_size(spec.dtype);
+    }
+    Ok(out)
 }
 
 fn read_strings(value: *mut sys::OrtValue, count: usize) -> Result<Vec<String>, String> {
