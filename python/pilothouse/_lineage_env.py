@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GitProbe", "dataset_fingerprint", "environment", "git_state"]
+__all__ = ["GitProbe", "dataset_fingerprint", "environment"]
 
 KEY_PACKAGES = (
     "pilothouse",
@@ -100,11 +100,6 @@ class GitProbe:
             elif line and not line.startswith("#"):
                 dirty = True
         return commit, dirty if commit else None
-
-
-def git_state(path: Path) -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the git work tree holding `path`, or (None, None) outside one."""
-    return GitProbe(path).result()
 
 
 def _frame_digest(frame: Any) -> tuple[str, dict[str, str], int]:
