@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod drift;
 mod errors;
 mod model;
 mod registry;
@@ -12,6 +13,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     model::register(m)?;
     registry::register(m)?;
+    drift::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

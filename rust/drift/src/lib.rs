@@ -1,0 +1,12 @@
+//! pilothouse-drift: the statistics that tell whether data moved away from a reference.
+//! No Python and no I/O.
+//!
+//! This first part holds the exact raw-data statistics (two-sample Kolmogorov-Smirnov
+//! statistic, Wasserstein-1 distance, chi-square test of homogeneity) and the divergences
+//! between binned distributions (PSI, Jensen-Shannon, Hellinger, KL). Mergeable profiles,
+//! the KS p-value and reports build on it.
+
+mod error;
+pub mod stats;
+
+pub use error::{DriftError, Result};

@@ -1,0 +1,117 @@
+"""The drift crate's raw-data statistics against scipy (KS statistic, Wasserstein,
+chi-square) and small numpy references (PSI, Hellinger), on many random cases."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+import pilothouse as ph
+from pilothouse import _core
+
+samples = st.lists(
+    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False),
+    min_size=1,
+    max_size=300,
+)
+# Values drawn from a small set make ties, the case that trips ECDF implementations.
+tied = st.lists(st.integers(min_value=-5, max_value=5).map(float), min_size=1, max_size=200)
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=st.one_of(samples, tied), b=st.one_of(samples, tied))
+def test_ks_statistic_matches_scipy(a: list[float], b: list[float]) -> None:
+    # the statistic does not depend on the p-value method; asymp avoids scipy's own warnings
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # scipy's p-value code warns on tiny samples
+        expected = stats.ks_2samp(a, b, method="asymp").statistic
+    assert abs(_core._drift_ks_statistic(a, b) - expected) <= 1e-9
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=st.one_of(samples, tied), b=st.one_of(samples, tied))
+def test_wasserstein_matches_scipy(a: list[float], b: list[float]) -> None:
+    ours = _core._drift_wasserstein(a, b)
+    theirs = stats.wasserstein_distance(a, b)
+    assert math.isclose(ours, theirs, rel_tol=1e-9, abs_tol=1e-9 * max(1.0, abs(theirs)))
+
+
+counts = st.lists(st.integers(min_value=0, max_value=5000), min_size=2, max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_chi_square_matches_scipy(data: st.DataObject) -> None:
+    a = data.draw(counts)
+    b = data.draw(
+        st.lists(st.integers(min_value=0, max_value=5000), min_size=len(a), max_size=len(a))
+    )
+    table = np.array([a, b], dtype=float)
+    kept = table[:, table.sum(axis=0) > 0]  # categories absent from both carry no information
+    if kept.shape[1] == 0 or (kept.sum(axis=1) == 0).any():
+        with pytest.raises(ph.InputError):
+            _core._drift_chi_square([float(x) for x in a], [float(x) for x in b])
+        return
+    statistic, p, dof = _core._drift_chi_square([float(x) for x in a], [float(x) for x in b])
+    if kept.shape[1] == 1:
+        assert (statistic, p, dof) == (0.0, 1.0, 0)
+        return
+    expected = stats.chi2_contingency(kept)
+    assert dof == expected.dof
+    assert abs(statistic - expected.statistic) <= 1e-9 * max(1.0, expected.statistic)
+    assert math.isclose(p, expected.pvalue, rel_tol=1e-6, abs_tol=1e-300)
+
+
+histograms = st.lists(
+    st.floats(min_value=0, max_value=1e4, allow_nan=False), min_size=1, max_size=40
+)
+
+
+def _numpy_psi(p: np.ndarray, q: np.ndarray) -> float:
+    p, q = np.maximum(p / p.sum(), 1e-4), np.maximum(q / q.sum(), 1e-4)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def _numpy_hellinger(p: np.ndarray, q: np.ndarray) -> float:
+    p, q = p / p.sum(), q / q.sum()
+    return float(np.sqrt(0.5 * np.sum((np.sqrt(p) - np.sqrt(q)) ** 2)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_divergences_match_references(data: st.DataObject) -> None:
+    p = data.draw(histograms)
+    q = data.draw(
+        st.lists(
+            st.floats(min_value=0, max_value=1e4, allow_nan=False), min_size=len(p), max_size=len(p)
+        )
+    )
+    if sum(p) <= 0 or sum(q) <= 0:
+        with pytest.raises(ph.InputError, match="empty"):
+            _core._drift_divergences(p, q)
+        return
+    ours = _core._drift_divergences(p, q)
+    pa, qa = np.array(p), np.array(q)
+    assert math.isclose(ours["psi"], _numpy_psi(pa, qa), rel_tol=1e-9, abs_tol=1e-12)
+    assert math.isclose(ours["hellinger"], _numpy_hellinger(pa, qa), rel_tol=1e-9, abs_tol=1e-12)
+    assert math.isclose(ours["js"], float(jensenshannon(pa, qa)), rel_tol=1e-7, abs_tol=1e-7)
+    kl = float(stats.entropy(pa, qa))
+    assert (math.isinf(ours["kl"]) and math.isinf(kl)) or math.isclose(
+        ours["kl"], kl, rel_tol=1e-9, abs_tol=1e-12
+    )
+
+
+def test_bad_input_names_the_sample() -> None:
+    with pytest.raises(ph.InputError, match="reference: the sample is empty"):
+        _core._drift_ks_statistic([], [1.0])
+    with pytest.raises(ph.InputError, match="current: the sample holds NaN"):
+        _core._drift_wasserstein([1.0], [float("nan")])
+    with pytest.raises(ph.InputError, match="2 reference categories but 3 current"):
+        _core._drift_chi_square([1.0, 2.0], [1.0, 2.0, 3.0])
