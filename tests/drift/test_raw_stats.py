@@ -35,6 +35,45 @@ def test_ks_statistic_matches_scipy(a: list[float], b: list[float]) -> None:
     assert abs(_core._drift_ks_statistic(a, b) - expected) <= 1e-9
 
 
+def _check_exact(a: list[float], b: list[float]) -> None:
+    """Our exact p-value equals scipy's exact computation wherever scipy's succeeds, and is
+    None (asymptotic territory) wherever scipy's gives up."""
+    from scipy.stats._stats_py import _attempt_exact_2kssamp
+
+    d = _core._drift_ks_statistic(a, b)
+    n1, n2 = len(a), len(b)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        ok, _, expected = _attempt_exact_2kssamp(n1, n2, math.gcd(n1, n2), d, "two-sided")
+    ours = _core._drift_ks_pvalue_exact(d, n1, n2)
+    if not ok or max(n1, n2) > 10_000:
+        assert ours is None, (ours, expected, d)
+        return
+    assert ours is not None
+    assert math.isclose(ours, expected, rel_tol=1e-6, abs_tol=1e-300), (ours, expected, d)
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=st.one_of(samples, tied), b=st.one_of(samples, tied))
+def test_exact_ks_pvalue_matches_scipy(a: list[float], b: list[float]) -> None:
+    _check_exact(a, b)
+
+
+@pytest.mark.parametrize(
+    ("n1", "n2", "shift"),
+    [
+        (1000, 1000, 0.1),
+        (3000, 4999, 0.05),
+        (10_000, 7, 1.0),
+        (2500, 10_000, 0.02),
+        (10_001, 5, 0.0),
+    ],
+)
+def test_exact_ks_pvalue_on_larger_samples(n1: int, n2: int, shift: float) -> None:
+    rng = np.random.default_rng(n1 + n2)
+    _check_exact(rng.normal(size=n1).tolist(), (rng.normal(size=n2) + shift).tolist())
+
+
 @settings(max_examples=300, deadline=None)
 @given(a=st.one_of(samples, tied), b=st.one_of(samples, tied))
 def test_wasserstein_matches_scipy(a: list[float], b: list[float]) -> None:

@@ -243,6 +243,98 @@ pub fn hellinger(reference: &[f64], current: &[f64]) -> Result<f64> {
     Ok((sum / 2.0).sqrt())
 }
 
+/// Samples up to this size get the exact two-sample KS p-value (scipy's `MAX_AUTO_N`).
+pub const KS_EXACT_MAX_N: usize = 10_000;
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// P(D >= h/n) for two samples of equal size n: the proportion of lattice paths from (0,0)
+/// to (n,n) that touch one of the lines x - y = +-h. The alternating sum of binomial ratios
+/// is evaluated from the innermost term outwards, which avoids subtractive cancellation.
+fn prob_outside_square(n: u64, h: u64) -> f64 {
+    let (n, h) = (n as f64, h as f64);
+    let mut p = 0.0;
+    let mut k = (n / h).floor();
+    while k >= 0.0 {
+        let mut term = 1.0;
+        let mut j = 0.0;
+        while j < h {
+            term = (n - k * h - j) * term / (n + k * h + j + 1.0);
+            j += 1.0;
+        }
+        p = term * (1.0 - p);
+        k -= 1.0;
+    }
+    2.0 * p
+}
+
+/// P(D >= h/lcm(m, n)) for samples of sizes m and n: the proportion of lattice paths from
+/// (0,0) to (m,n) that leave the band |x/m - y/n| < h/lcm. Hodges' inside method, carrying
+/// the probability of having left the band (Viehmann 2021) so that small p-values keep
+/// their precision. One column of the lattice is kept and only the band is visited.
+fn prob_outside_band(m: u64, n: u64, g: u64, h: u64) -> f64 {
+    let (m, n) = if m >= n { (m, n) } else { (n, m) };
+    let (mg, ng, h) = ((m / g) as i64, (n / g) as i64, h as i64);
+    let n = n as usize;
+    // Inside the band at (x, y) exactly when |ng*x - mg*y| < h.
+    let window = |x: i64| -> (usize, usize) {
+        let lo = (ng * x - h).div_euclid(mg) + 1;
+        let hi = -(-(ng * x + h)).div_euclid(mg) - 1;
+        (lo.max(0) as usize, hi.min(n as i64).max(-1) as usize)
+    };
+    // column[y]: probability that a uniformly random path to (x, y) has left the band
+    let mut column = vec![1.0f64; n + 1];
+    let (mut lo, hi) = window(0);
+    if lo <= hi && hi <= n {
+        column[lo..=hi].fill(0.0);
+    }
+    for x in 1..=(m as i64) {
+        let (new_lo, new_hi) = window(x);
+        if new_lo > new_hi || new_hi > n {
+            return 1.0;
+        }
+        column[lo..new_lo.min(n + 1)].fill(1.0);
+        let xf = x as f64;
+        for y in new_lo..=new_hi {
+            let below = if y == 0 { 0.0 } else { column[y - 1] };
+            let yf = y as f64;
+            column[y] = (column[y] * xf + below * yf) / (xf + yf);
+        }
+        lo = new_lo;
+    }
+    column[n]
+}
+
+/// The exact two-sided p-value of the two-sample KS statistic `d` for sample sizes n1 and
+/// n2, as scipy.stats.ks_2samp computes it when both samples have at most
+/// [`KS_EXACT_MAX_N`] values. `None` when scipy would use the asymptotic distribution
+/// instead (larger samples, or an exact sum that lost precision).
+pub fn ks_pvalue_exact(d: f64, n1: usize, n2: usize) -> Option<f64> {
+    if n1.max(n2) > KS_EXACT_MAX_N || n1 == 0 || n2 == 0 {
+        return None;
+    }
+    let (a, b) = (n1 as u64, n2 as u64);
+    let g = gcd(a, b);
+    let lcm = (a / g) * b;
+    let h = (d * lcm as f64).round() as u64;
+    if h == 0 {
+        return Some(1.0);
+    }
+    let p = if a == b {
+        prob_outside_square(a, h)
+    } else {
+        prob_outside_band(a, b, g, h)
+    };
+    // A value rounded just outside [0, 1] means the exact sum lost precision: scipy then
+    // switches to the asymptotic distribution, and so do we (None).
+    (0.0..=1.0).contains(&p).then_some(p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +398,24 @@ mod tests {
             .unwrap()
             .is_infinite());
         assert!(psi(&[1.0, 1.0], &[1.0, 0.0]).unwrap().is_finite());
+    }
+
+    #[test]
+    fn exact_ks_pvalues() {
+        // scipy.stats.ks_2samp p-values for these (d, n1, n2)
+        for (d, n1, n2, expected) in [
+            (0.5, 4, 4, 0.771_428_571_428_571_4),
+            (0.6, 5, 10, 0.165_834_165_834_165_83),
+            (1.0, 3, 7, 0.016_666_666_666_666_67),
+            (0.0, 5, 5, 1.0),
+        ] {
+            let p = ks_pvalue_exact(d, n1, n2).unwrap();
+            assert!(
+                (p - expected).abs() <= 1e-12 * expected.max(1e-300),
+                "d={d} n=({n1},{n2}): {p} vs {expected}"
+            );
+        }
+        assert!(ks_pvalue_exact(0.1, 20_000, 5).is_none());
     }
 
     #[test]

@@ -18,6 +18,11 @@ fn _drift_ks_statistic(py: Python<'_>, reference: Vec<f64>, current: Vec<f64>) -
 }
 
 #[pyfunction]
+fn _drift_ks_pvalue_exact(d: f64, n1: usize, n2: usize) -> Option<f64> {
+    stats::ks_pvalue_exact(d, n1, n2)
+}
+
+#[pyfunction]
 fn _drift_wasserstein(py: Python<'_>, reference: Vec<f64>, current: Vec<f64>) -> PyResult<f64> {
     py.detach(|| stats::wasserstein(&reference, &current))
         .map_err(to_py)
@@ -61,6 +66,7 @@ fn _drift_divergences<'py>(
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_drift_ks_statistic, m)?)?;
     m.add_function(wrap_pyfunction!(_drift_wasserstein, m)?)?;
+    m.add_function(wrap_pyfunction!(_drift_ks_pvalue_exact, m)?)?;
     m.add_function(wrap_pyfunction!(_drift_chi_square, m)?)?;
     m.add_function(wrap_pyfunction!(_drift_divergences, m)?)?;
     Ok(())
