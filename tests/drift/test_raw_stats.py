@@ -154,3 +154,59 @@ def test_bad_input_names_the_sample() -> None:
         _core._drift_wasserstein([1.0], [float("nan")])
     with pytest.raises(ph.InputError, match="2 reference categories but 3 current"):
         _core._drift_chi_square([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+KOLMOGOROV_N = [1, 2, 5, 17, 60, 140, 141, 400, 2_000, 12_345, 99_999, 100_001, 500_000]
+
+
+@pytest.mark.parametrize("n", KOLMOGOROV_N)
+def test_kolmogorov_sf_matches_scipy_in_every_region(n: int) -> None:
+    """kstwo.sf over x values crossing every algorithm's region for this n."""
+    xs = set()
+    for nx2 in (0.01, 0.3, 0.75, 0.76, 1.5, 2.1, 2.3, 3.9, 4.1, 10.0, 17.0, 100.0, 369.0, 371.0):
+        xs.add(math.sqrt(nx2 / n))
+    for t in (0.4, 0.6, 0.9, 1.0, n - 1.5, n - 0.5):  # t = n x near the closed-form edges
+        xs.add(t / n)
+    xs.update({0.3, 0.5, 0.7, 0.99})
+    for x in sorted(v for v in xs if 0 < v < 1):
+        expected = float(stats.kstwo.sf(x, n))
+        ours = _core._drift_kolmogorov_sf(n, x)
+        assert math.isclose(ours, expected, rel_tol=1e-6, abs_tol=1e-15), (n, x, ours, expected)
+
+
+@pytest.mark.parametrize(
+    ("n1", "n2", "shift"),
+    [
+        (20_000, 20_000, 0.0),
+        (20_000, 20_000, 0.03),
+        (50_000, 12_000, 0.01),
+        (100_000, 3, 0.5),
+        (15_000, 140, 0.2),
+        (30_000, 10_001, 0.0),
+    ],
+)
+def test_ks_pvalue_past_the_exact_range_matches_scipy(n1: int, n2: int, shift: float) -> None:
+    rng = np.random.default_rng(n1 * 7 + n2)
+    a = rng.normal(size=n1)
+    b = rng.normal(size=n2) + shift
+    expected = stats.ks_2samp(a, b)
+    d = _core._drift_ks_statistic(a.tolist(), b.tolist())
+    assert abs(d - expected.statistic) <= 1e-12
+    ours = _core._drift_ks_pvalue(d, n1, n2)
+    assert math.isclose(ours, float(expected.pvalue), rel_tol=1e-6, abs_tol=1e-15), (
+        ours,
+        expected.pvalue,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=st.one_of(samples, tied), b=st.one_of(samples, tied))
+def test_ks_pvalue_matches_scipy_auto(a: list[float], b: list[float]) -> None:
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        expected = stats.ks_2samp(a, b)
+    ours = _core._drift_ks_pvalue(_core._drift_ks_statistic(a, b), len(a), len(b))
+    assert math.isclose(ours, float(expected.pvalue), rel_tol=1e-6, abs_tol=1e-15), (
+        ours,
+        expected.pvalue,
+    )

@@ -7,6 +7,7 @@
 //! the KS p-value and reports build on it.
 
 mod error;
+pub mod kolmogorov;
 pub mod stats;
 
 pub use error::{DriftError, Result};

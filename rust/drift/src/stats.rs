@@ -321,7 +321,7 @@ pub fn ks_pvalue_exact(d: f64, n1: usize, n2: usize) -> Option<f64> {
     let (a, b) = (n1 as u64, n2 as u64);
     let g = gcd(a, b);
     let lcm = (a / g) * b;
-    let h = (d * lcm as f64).round() as u64;
+    let h = (d * lcm as f64).round_ties_even() as u64; // numpy rounds half to even
     if h == 0 {
         return Some(1.0);
     }
@@ -333,6 +333,18 @@ pub fn ks_pvalue_exact(d: f64, n1: usize, n2: usize) -> Option<f64> {
     // A value rounded just outside [0, 1] means the exact sum lost precision: scipy then
     // switches to the asymptotic distribution, and so do we (None).
     (0.0..=1.0).contains(&p).then_some(p)
+}
+
+/// The two-sided p-value of the two-sample KS statistic `d` for sample sizes n1 and n2, as
+/// scipy.stats.ks_2samp(method="auto") computes it: exact up to [`KS_EXACT_MAX_N`] values
+/// per sample, else Smirnov's asymptotic distribution, kstwo(round(n1 n2 / (n1 + n2))).
+pub fn ks_pvalue(d: f64, n1: usize, n2: usize) -> f64 {
+    if let Some(p) = ks_pvalue_exact(d, n1, n2) {
+        return p;
+    }
+    let (m, n) = (n1.max(n2) as f64, n1.min(n2) as f64);
+    let en = (m * n / (m + n)).round_ties_even().max(1.0);
+    crate::kolmogorov::kolmogorov_sf(en as u64, d)
 }
 
 #[cfg(test)]

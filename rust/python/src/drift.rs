@@ -23,6 +23,16 @@ fn _drift_ks_pvalue_exact(d: f64, n1: usize, n2: usize) -> Option<f64> {
 }
 
 #[pyfunction]
+fn _drift_ks_pvalue(py: Python<'_>, d: f64, n1: usize, n2: usize) -> f64 {
+    py.detach(|| stats::ks_pvalue(d, n1, n2))
+}
+
+#[pyfunction]
+fn _drift_kolmogorov_sf(py: Python<'_>, n: u64, x: f64) -> f64 {
+    py.detach(|| pilothouse_drift::kolmogorov::kolmogorov_sf(n, x))
+}
+
+#[pyfunction]
 fn _drift_wasserstein(py: Python<'_>, reference: Vec<f64>, current: Vec<f64>) -> PyResult<f64> {
     py.detach(|| stats::wasserstein(&reference, &current))
         .map_err(to_py)
@@ -67,6 +77,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_drift_ks_statistic, m)?)?;
     m.add_function(wrap_pyfunction!(_drift_wasserstein, m)?)?;
     m.add_function(wrap_pyfunction!(_drift_ks_pvalue_exact, m)?)?;
+    m.add_function(wrap_pyfunction!(_drift_ks_pvalue, m)?)?;
+    m.add_function(wrap_pyfunction!(_drift_kolmogorov_sf, m)?)?;
     m.add_function(wrap_pyfunction!(_drift_chi_square, m)?)?;
     m.add_function(wrap_pyfunction!(_drift_divergences, m)?)?;
     Ok(())
