@@ -25,7 +25,7 @@ FEATURE_NAMES_KEY = "pilothouse.feature_names"
 def _require_skl2onnx() -> Any:
     try:
         import skl2onnx
-    except ImportError as e:  # pragma: no cover - exercised where the extra is absent
+    except ImportError as e:
         raise ImportError(
             "converting scikit-learn models needs skl2onnx: pip install 'pilothouse[sklearn]'"
         ) from e

@@ -68,3 +68,13 @@ def test_numpy_sample_and_bad_sample(tmp_path: Path) -> None:
     assert model.feature_names is None and model.inputs[0].shape == (None, 2)
     with pytest.raises(ph.InputError, match="2-D"):
         sklearn_to_onnx(clf, X[0])
+
+
+def test_a_missing_converter_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    clf = LogisticRegression().fit(X, X[:, 0] > 0)
+    monkeypatch.setitem(sys.modules, "skl2onnx", None)  # as if the extra were not installed
+    with pytest.raises(ImportError, match=r"pip install 'pilothouse\[sklearn\]'"):
+        sklearn_to_onnx(clf, X)
