@@ -72,6 +72,21 @@ pub fn wasserstein(reference: &[f64], current: &[f64]) -> Result<f64> {
     Ok(total)
 }
 
+/// Both sides must describe the same categories or bins.
+fn same_length(what: &str, unit: &str, reference: &[f64], current: &[f64]) -> Result<()> {
+    if reference.len() != current.len() {
+        return Err(DriftError::input(
+            what,
+            format!(
+                "{} reference {unit} but {} current ones",
+                reference.len(),
+                current.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A chi-square test of homogeneity on a 2 x k table of counts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChiSquare {
@@ -84,16 +99,7 @@ pub struct ChiSquare {
 /// per category (scipy.stats.chi2_contingency on the 2 x k table, with its default Yates
 /// correction when there is one degree of freedom). Categories absent from both are ignored.
 pub fn chi_square(reference: &[f64], current: &[f64]) -> Result<ChiSquare> {
-    if reference.len() != current.len() {
-        return Err(DriftError::input(
-            "counts",
-            format!(
-                "{} reference categories but {} current ones",
-                reference.len(),
-                current.len()
-            ),
-        ));
-    }
+    same_length("counts", "categories", reference, current)?;
     if let Some(bad) = reference
         .iter()
         .chain(current)
@@ -163,16 +169,7 @@ fn proportions(what: &str, counts: &[f64]) -> Result<Vec<f64>> {
 }
 
 fn paired(reference: &[f64], current: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
-    if reference.len() != current.len() {
-        return Err(DriftError::input(
-            "bins",
-            format!(
-                "{} reference bins but {} current ones",
-                reference.len(),
-                current.len()
-            ),
-        ));
-    }
+    same_length("bins", "bins", reference, current)?;
     Ok((
         proportions("reference", reference)?,
         proportions("current", current)?,
