@@ -6,6 +6,7 @@
 """
 
 from pilothouse._core import __version__
+from pilothouse.drift import DriftReport, Profile, drift, profile
 from pilothouse.errors import (
     ApprovalRequiredError,
     ConflictError,
@@ -15,6 +16,7 @@ from pilothouse.errors import (
     ModelLoadError,
     NotFoundError,
     PilothouseError,
+    ProfileFormatError,
     RuntimeUnavailableError,
     StoreUnavailableError,
     ValidationError,
@@ -55,6 +57,7 @@ __all__ = [
     "ApprovalRequiredError",
     "AuditEvent",
     "ConflictError",
+    "DriftReport",
     "InferenceError",
     "InputError",
     "IntegrityError",
@@ -64,6 +67,8 @@ __all__ = [
     "ModelVersion",
     "NotFoundError",
     "PilothouseError",
+    "Profile",
+    "ProfileFormatError",
     "Registry",
     "Run",
     "RuntimeUnavailableError",
@@ -79,10 +84,12 @@ __all__ = [
     "audit_log",
     "connect",
     "delete_alias",
+    "drift",
     "get_version",
     "lineage",
     "load_model",
     "log_model",
+    "profile",
     "reject",
     "request_promotion",
     "restore_version",

@@ -5,6 +5,9 @@ pub enum DriftError {
     /// A sample or distribution a statistic cannot be computed on.
     #[error("{what}: {reason}")]
     Input { what: String, reason: String },
+    /// Bytes or JSON that are not a profile this build can read.
+    #[error("{0}")]
+    Format(String),
 }
 
 pub type Result<T, E = DriftError> = std::result::Result<T, E>;

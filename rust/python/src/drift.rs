@@ -1,14 +1,267 @@
-//! The drift statistics for Python. Private for now (`_core._drift_*`): the public
-//! `ph.drift` API builds on them.
+//! Profiles and drift reports for Python. Arrow data arrives through the PyCapsule
+//! interface; the work runs with the GIL released.
 
-use pilothouse_drift::{stats, DriftError};
+use pilothouse_drift::compare::{self, Method, Options};
+use pilothouse_drift::grid::Buckets;
+use pilothouse_drift::{stats, DriftError, Profile, ProfileBuilder};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
+use pyo3_arrow::input::AnyRecordBatch;
+use serde_json::{json, Value};
 
-use crate::errors::InputError;
+use crate::errors::{InputError, ProfileFormatError};
 
 fn to_py(e: DriftError) -> PyErr {
-    InputError::new_err(e.to_string())
+    match e {
+        DriftError::Format(_) => ProfileFormatError::new_err(e.to_string()),
+        DriftError::Input { .. } => InputError::new_err(e.to_string()),
+    }
+}
+
+fn read_all(data: AnyRecordBatch) -> PyResult<Box<dyn arrow_array::RecordBatchReader + Send>> {
+    Ok(Box::new(data.into_reader()?))
+}
+
+fn arrow_error(e: arrow_schema::ArrowError) -> DriftError {
+    DriftError::Input {
+        what: "data".into(),
+        reason: format!("could not read the Arrow data: {e}"),
+    }
+}
+
+/// A dataset's profile (the Rust value behind `pilothouse.Profile`).
+#[pyclass(name = "ProfileData", module = "pilothouse._core", frozen)]
+pub struct PyProfile {
+    inner: Profile,
+}
+
+#[pymethods]
+impl PyProfile {
+    #[getter]
+    fn rows(&self) -> u64 {
+        self.inner.rows
+    }
+
+    #[getter]
+    fn columns(&self) -> Vec<String> {
+        self.inner.columns.iter().map(|c| c.name.clone()).collect()
+    }
+
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let bytes = py.detach(|| self.inner.to_bytes());
+        PyBytes::new(py, &bytes)
+    }
+
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        let inner = py.detach(|| Profile::from_bytes(data)).map_err(to_py)?;
+        Ok(PyProfile { inner })
+    }
+
+    fn to_json(&self, py: Python<'_>) -> String {
+        py.detach(|| self.inner.to_json())
+    }
+
+    #[staticmethod]
+    fn from_json(py: Python<'_>, text: &str) -> PyResult<Self> {
+        let inner = py.detach(|| Profile::from_json(text)).map_err(to_py)?;
+        Ok(PyProfile { inner })
+    }
+
+    #[staticmethod]
+    fn merge(py: Python<'_>, parts: Vec<PyRef<'_, PyProfile>>) -> PyResult<Self> {
+        let parts: Vec<Profile> = parts.iter().map(|p| p.inner.clone()).collect();
+        let inner = py.detach(|| Profile::merge(&parts)).map_err(to_py)?;
+        Ok(PyProfile { inner })
+    }
+
+    /// Per-column summaries as JSON (for reprs and `to_pandas`).
+    fn summary(&self, py: Python<'_>) -> String {
+        py.detach(|| summary(&self.inner).to_string())
+    }
+
+    /// Quantiles of a numeric column, read from its histogram.
+    fn quantiles(&self, column: &str, qs: Vec<f64>) -> PyResult<Vec<Option<f64>>> {
+        let c = self.inner.column(column).ok_or_else(|| {
+            InputError::new_err(format!(
+                "column '{column}': the profile has no such column (it has {:?})",
+                self.columns()
+            ))
+        })?;
+        let n = c.numeric.as_ref().ok_or_else(|| {
+            InputError::new_err(format!(
+                "column '{column}': it is {}, and quantiles need numbers",
+                c.kind.name()
+            ))
+        })?;
+        let b = n.buckets();
+        Ok(qs.into_iter().map(|q| b.quantile(q)).collect())
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<PyProfile>()
+            .is_ok_and(|o| o.get().inner == self.inner)
+    }
+}
+
+fn summary(p: &Profile) -> Value {
+    let cols: Vec<Value> = p
+        .columns
+        .iter()
+        .map(|c| {
+            let mut v = json!({
+                "column": c.name, "kind": c.kind.name(), "dtype": c.dtype,
+                "rows": c.rows, "nulls": c.nulls, "missing_rate": c.missing_rate(),
+            });
+            if let Some(n) = &c.numeric {
+                let b: Buckets = n.buckets();
+                let integer = c.kind == pilothouse_drift::Kind::Integer;
+                v["nan"] = json!(n.nan);
+                v["inf"] = json!(n.pos_inf + n.neg_inf);
+                v["mean"] = json!((n.finite() > 0).then_some(n.moments.mean));
+                v["std"] = json!((n.finite() > 0).then_some(n.moments.std()));
+                v["min"] = json!(n.min);
+                v["max"] = json!(n.max);
+                v["p05"] = json!(b.quantile(0.05));
+                v["p50"] = json!(b.quantile(0.5));
+                v["p95"] = json!(b.quantile(0.95));
+                v["rank_error"] = json!(b.rank_error(integer));
+            }
+            if let Some(k) = &c.categories {
+                v["distinct"] = json!(k.distinct());
+                v["exact"] = json!(k.exact());
+                let top: Vec<Value> = k
+                    .sorted()
+                    .into_iter()
+                    .take(5)
+                    .map(|(name, n)| json!([name, n]))
+                    .collect();
+                v["top"] = json!(top);
+            }
+            v
+        })
+        .collect();
+    json!({"rows": p.rows, "columns": cols})
+}
+
+/// Profiles data batch by batch.
+#[pyclass(name = "ProfileBuilder", module = "pilothouse._core")]
+pub struct PyProfileBuilder {
+    inner: Option<ProfileBuilder>,
+}
+
+#[pymethods]
+impl PyProfileBuilder {
+    #[new]
+    fn new() -> Self {
+        PyProfileBuilder {
+            inner: Some(ProfileBuilder::default()),
+        }
+    }
+
+    /// Adds Arrow data (a batch, a table or a stream); returns the rows seen so far.
+    fn update(&mut self, py: Python<'_>, data: AnyRecordBatch) -> PyResult<u64> {
+        let reader = read_all(data)?;
+        let builder = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| InputError::new_err("this profile builder is already finished"))?;
+        py.detach(|| {
+            for batch in reader {
+                builder.update(&batch.map_err(arrow_error)?)?;
+            }
+            Ok(builder.rows())
+        })
+        .map_err(to_py)
+    }
+
+    fn finish(&mut self) -> PyResult<PyProfile> {
+        let builder = self
+            .inner
+            .take()
+            .ok_or_else(|| InputError::new_err("this profile builder is already finished"))?;
+        Ok(PyProfile {
+            inner: builder.finish().map_err(to_py)?,
+        })
+    }
+}
+
+fn parse_options(text: &str) -> PyResult<Options> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| InputError::new_err(format!("drift options: {e}")))?;
+    let mut o = Options::default();
+    let method = |m: &Value| -> PyResult<Option<Method>> {
+        match m.as_str() {
+            None | Some("auto") => Ok(None),
+            Some(name) => Method::parse(name).map(Some).map_err(to_py),
+        }
+    };
+    o.method = method(&v["method"])?;
+    if let Some(cols) = v["column_methods"].as_object() {
+        for (k, m) in cols {
+            if let Some(m) = method(m)? {
+                o.column_methods.insert(k.clone(), m);
+            }
+        }
+    }
+    o.threshold = v["threshold"].as_f64();
+    if let Some(cols) = v["column_thresholds"].as_object() {
+        for (k, t) in cols {
+            let t = t.as_f64().ok_or_else(|| {
+                InputError::new_err(format!("threshold for column '{k}' is not a number"))
+            })?;
+            o.column_thresholds.insert(k.clone(), t);
+        }
+    }
+    if let Some(cols) = v["categorical"].as_array() {
+        o.categorical = cols
+            .iter()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect();
+    }
+    if let Some(s) = v["drift_share"].as_f64() {
+        o.drift_share = s;
+    }
+    if let Some(s) = v["missing_rate_change"].as_f64() {
+        o.missing_rate_change = s;
+    }
+    Ok(o)
+}
+
+/// Compares two profiles; returns the report as JSON.
+#[pyfunction]
+fn drift_profiles(
+    py: Python<'_>,
+    reference: &PyProfile,
+    current: &PyProfile,
+    options: &str,
+) -> PyResult<String> {
+    let opts = parse_options(options)?;
+    py.detach(|| {
+        compare::compare_profiles(&reference.inner, &current.inner, &opts)
+            .map(|r| serde_json::to_string(&r).expect("reports serialise"))
+    })
+    .map_err(to_py)
+}
+
+/// Compares two in-memory datasets exactly; returns the report as JSON.
+#[pyfunction]
+fn drift_exact(
+    py: Python<'_>,
+    reference: AnyRecordBatch,
+    current: AnyRecordBatch,
+    options: &str,
+) -> PyResult<String> {
+    let opts = parse_options(options)?;
+    let (r, c) = (read_all(reference)?, read_all(current)?);
+    py.detach(|| {
+        let r: Vec<_> = r.collect::<Result<_, _>>().map_err(arrow_error)?;
+        let c: Vec<_> = c.collect::<Result<_, _>>().map_err(arrow_error)?;
+        compare::compare_exact(&r, &c, &opts)
+            .map(|r| serde_json::to_string(&r).expect("reports serialise"))
+    })
+    .map_err(to_py)
 }
 
 #[pyfunction]
@@ -36,6 +289,21 @@ fn _drift_kolmogorov_sf(py: Python<'_>, n: u64, x: f64) -> f64 {
 fn _drift_wasserstein(py: Python<'_>, reference: Vec<f64>, current: Vec<f64>) -> PyResult<f64> {
     py.detach(|| stats::wasserstein(&reference, &current))
         .map_err(to_py)
+}
+
+#[pyfunction]
+fn _drift_cramer_von_mises(
+    py: Python<'_>,
+    mut reference: Vec<f64>,
+    mut current: Vec<f64>,
+) -> PyResult<(f64, f64)> {
+    py.detach(|| {
+        reference.sort_by(f64::total_cmp);
+        current.sort_by(f64::total_cmp);
+        stats::cramer_von_mises_sorted(&reference, &current)
+    })
+    .map(|r| (r.statistic, r.p_value))
+    .map_err(to_py)
 }
 
 #[pyfunction]
@@ -74,8 +342,13 @@ fn _drift_divergences<'py>(
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyProfile>()?;
+    m.add_class::<PyProfileBuilder>()?;
+    m.add_function(wrap_pyfunction!(drift_profiles, m)?)?;
+    m.add_function(wrap_pyfunction!(drift_exact, m)?)?;
     m.add_function(wrap_pyfunction!(_drift_ks_statistic, m)?)?;
     m.add_function(wrap_pyfunction!(_drift_wasserstein, m)?)?;
+    m.add_function(wrap_pyfunction!(_drift_cramer_von_mises, m)?)?;
     m.add_function(wrap_pyfunction!(_drift_ks_pvalue_exact, m)?)?;
     m.add_function(wrap_pyfunction!(_drift_ks_pvalue, m)?)?;
     m.add_function(wrap_pyfunction!(_drift_kolmogorov_sf, m)?)?;

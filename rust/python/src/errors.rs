@@ -32,6 +32,12 @@ create_exception!(
 );
 create_exception!(
     pilothouse._core,
+    ProfileFormatError,
+    InputError,
+    "Bytes or JSON that are not a profile this version can read (corrupt, or newer)."
+);
+create_exception!(
+    pilothouse._core,
     InferenceError,
     PilothouseError,
     "ONNX Runtime failed while running valid inputs."
@@ -115,6 +121,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ModelLoadError", py.get_type::<ModelLoadError>())?;
     m.add("InputError", py.get_type::<InputError>())?;
     m.add("InferenceError", py.get_type::<InferenceError>())?;
+    m.add("ProfileFormatError", py.get_type::<ProfileFormatError>())?;
     m.add("NotFoundError", py.get_type::<NotFoundError>())?;
     m.add("ConflictError", py.get_type::<ConflictError>())?;
     m.add(

@@ -1,0 +1,714 @@
+//! Column profiles: everything the drift tests and data-quality checks need to know about
+//! a dataset, in a few kilobytes per column, built from Arrow record batches in parallel
+//! and merged exactly (counts, frequencies and histogram buckets add; moments merge with
+//! Chan's formula).
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    ArrowPrimitiveType, Date32Type, Date64Type, Float16Type, Float32Type, Float64Type, Int16Type,
+    Int32Type, Int64Type, Int8Type, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+};
+use arrow_array::{Array, ArrayRef, PrimitiveArray, RecordBatch};
+use arrow_schema::{DataType, TimeUnit};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::categories::{Categories, FastMap};
+use crate::error::{DriftError, Result};
+use crate::grid::Grid;
+
+/// Rows handled by one parallel task.
+const CHUNK_ROWS: usize = 1 << 17;
+
+/// How a column is profiled and compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Float,
+    Integer,
+    Boolean,
+    Categorical,
+    /// Seconds since the Unix epoch, profiled like floats.
+    Datetime,
+    /// No non-null value seen yet, so no type either.
+    Null,
+}
+
+impl Kind {
+    pub fn is_numeric(self) -> bool {
+        matches!(self, Kind::Float | Kind::Integer | Kind::Datetime)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Float => "float",
+            Kind::Integer => "integer",
+            Kind::Boolean => "boolean",
+            Kind::Categorical => "categorical",
+            Kind::Datetime => "datetime",
+            Kind::Null => "null",
+        }
+    }
+}
+
+/// Count, mean and sum of squared deviations, merged with Chan et al.'s formula.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Moments {
+    pub n: u64,
+    pub mean: f64,
+    pub m2: f64,
+}
+
+impl Moments {
+    pub fn merge(&mut self, o: &Moments) {
+        if o.n == 0 {
+            return;
+        }
+        if self.n == 0 {
+            *self = *o;
+            return;
+        }
+        let n = (self.n + o.n) as f64;
+        let delta = o.mean - self.mean;
+        self.mean += delta * o.n as f64 / n;
+        self.m2 += o.m2 + delta * delta * self.n as f64 * o.n as f64 / n;
+        self.n += o.n;
+    }
+
+    /// Population standard deviation (numpy's default, ddof=0).
+    pub fn std(&self) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            (self.m2 / self.n as f64).max(0.0).sqrt()
+        }
+    }
+}
+
+/// The numeric part of a profile. NaN and infinities are counted, not binned.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Numeric {
+    pub nan: u64,
+    pub pos_inf: u64,
+    pub neg_inf: u64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub moments: Moments,
+    pub grid: Grid,
+}
+
+impl Numeric {
+    pub fn finite(&self) -> u64 {
+        self.moments.n
+    }
+
+    pub fn merge(&mut self, o: &Numeric) {
+        self.nan += o.nan;
+        self.pos_inf += o.pos_inf;
+        self.neg_inf += o.neg_inf;
+        self.min = min_opt(self.min, o.min, f64::min);
+        self.max = min_opt(self.max, o.max, f64::max);
+        self.moments.merge(&o.moments);
+        self.grid.merge(&o.grid);
+    }
+
+    pub fn buckets(&self) -> crate::grid::Buckets {
+        crate::grid::Buckets::new(&self.grid, self.min.unwrap_or(0.0), self.max.unwrap_or(0.0))
+    }
+}
+
+fn min_opt(a: Option<f64>, b: Option<f64>, f: fn(f64, f64) -> f64) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(f(x, y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// Accumulates one chunk of numbers in a single pass: the sums are taken around the
+/// chunk's first value, which keeps the variance accurate for data far from zero.
+struct NumericAcc {
+    out: Numeric,
+    shift: f64,
+    s1: f64,
+    s2: f64,
+    min: f64,
+    max: f64,
+}
+
+impl NumericAcc {
+    fn new() -> Self {
+        NumericAcc {
+            out: Numeric::default(),
+            shift: f64::NAN,
+            s1: 0.0,
+            s2: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, x: f64) {
+        if !x.is_finite() {
+            if x.is_nan() {
+                self.out.nan += 1;
+            } else if x > 0.0 {
+                self.out.pos_inf += 1;
+            } else {
+                self.out.neg_inf += 1;
+            }
+            return;
+        }
+        self.out.grid.add(x);
+        if self.out.moments.n == 0 {
+            self.shift = x;
+        }
+        let d = x - self.shift;
+        self.s1 += d;
+        self.s2 += d * d;
+        self.out.moments.n += 1;
+        self.min = self.min.min(x);
+        self.max = self.max.max(x);
+    }
+
+    fn finish(mut self) -> Numeric {
+        let n = self.out.moments.n;
+        if n > 0 {
+            let nf = n as f64;
+            self.out.moments.mean = self.shift + self.s1 / nf;
+            self.out.moments.m2 = (self.s2 - self.s1 * self.s1 / nf).max(0.0);
+            self.out.min = Some(self.min);
+            self.out.max = Some(self.max);
+        }
+        self.out
+    }
+}
+
+/// Everything known about one column.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ColumnProfile {
+    pub name: String,
+    pub kind: Kind,
+    /// The Arrow type the column arrived as.
+    pub dtype: String,
+    pub rows: u64,
+    pub nulls: u64,
+    pub numeric: Option<Numeric>,
+    pub categories: Option<Categories>,
+}
+
+impl ColumnProfile {
+    fn empty(name: &str, kind: Kind, dtype: &DataType) -> Self {
+        ColumnProfile {
+            name: name.to_owned(),
+            kind,
+            dtype: dtype.to_string(),
+            rows: 0,
+            nulls: 0,
+            numeric: kind.is_numeric().then(Numeric::default),
+            categories: matches!(kind, Kind::Boolean | Kind::Categorical).then(Categories::default),
+        }
+    }
+
+    /// Non-null, non-NaN values.
+    pub fn values(&self) -> u64 {
+        match (&self.numeric, &self.categories) {
+            (Some(n), _) => n.finite() + n.pos_inf + n.neg_inf,
+            (_, Some(c)) => c.total(),
+            _ => 0,
+        }
+    }
+
+    /// Share of rows that are null (or NaN, for numbers).
+    pub fn missing_rate(&self) -> f64 {
+        if self.rows == 0 {
+            return 0.0;
+        }
+        let nan = self.numeric.as_ref().map_or(0, |n| n.nan);
+        (self.nulls + nan) as f64 / self.rows as f64
+    }
+
+    pub fn merge(&mut self, o: &ColumnProfile) -> Result<()> {
+        let kind = match (self.kind, o.kind) {
+            (a, b) if a == b => a,
+            (Kind::Null, b) => b,
+            (a, Kind::Null) => a,
+            (Kind::Integer, Kind::Float) | (Kind::Float, Kind::Integer) => Kind::Float,
+            (a, b) => {
+                return Err(DriftError::input(
+                    format!("column '{}'", self.name),
+                    format!(
+                        "it is {} ({}) in one part and {} ({}) in another; profiles of parts \
+                         must share each column's type",
+                        a.name(),
+                        self.dtype,
+                        b.name(),
+                        o.dtype
+                    ),
+                ))
+            }
+        };
+        if self.kind == Kind::Null {
+            self.dtype.clone_from(&o.dtype);
+        }
+        self.kind = kind;
+        self.rows += o.rows;
+        self.nulls += o.nulls;
+        match (&mut self.numeric, &o.numeric) {
+            (Some(a), Some(b)) => a.merge(b),
+            (a @ None, Some(b)) => *a = Some(b.clone()),
+            _ => {}
+        }
+        match (&mut self.categories, &o.categories) {
+            (Some(a), Some(b)) => a.merge(b),
+            (a @ None, Some(b)) => *a = Some(b.clone()),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn visit_primitive<T: ArrowPrimitiveType>(
+    array: &dyn Array,
+    to_f64: impl Fn(T::Native) -> f64,
+    mut f: impl FnMut(f64),
+) {
+    let array: &PrimitiveArray<T> = array.as_primitive::<T>();
+    let values = array.values();
+    match array.nulls().filter(|n| n.null_count() > 0) {
+        None => values.iter().for_each(|v| f(to_f64(*v))),
+        Some(nulls) => nulls.valid_indices().for_each(|i| f(to_f64(values[i]))),
+    }
+}
+
+/// Calls `f` with every non-null value of a numeric or datetime array as f64 (datetimes
+/// in seconds since the epoch). Does nothing for other types.
+pub fn visit_numbers(array: &dyn Array, f: impl FnMut(f64)) {
+    match array.data_type() {
+        DataType::Float16 => visit_primitive::<Float16Type>(array, |v| f64::from(v.to_f32()), f),
+        DataType::Float32 => visit_primitive::<Float32Type>(array, f64::from, f),
+        DataType::Float64 => visit_primitive::<Float64Type>(array, |v| v, f),
+        DataType::Int8 => visit_primitive::<Int8Type>(array, f64::from, f),
+        DataType::Int16 => visit_primitive::<Int16Type>(array, f64::from, f),
+        DataType::Int32 => visit_primitive::<Int32Type>(array, f64::from, f),
+        DataType::Int64 => visit_primitive::<Int64Type>(array, |v| v as f64, f),
+        DataType::UInt8 => visit_primitive::<UInt8Type>(array, f64::from, f),
+        DataType::UInt16 => visit_primitive::<UInt16Type>(array, f64::from, f),
+        DataType::UInt32 => visit_primitive::<UInt32Type>(array, f64::from, f),
+        DataType::UInt64 => visit_primitive::<UInt64Type>(array, |v| v as f64, f),
+        DataType::Date32 => visit_primitive::<Date32Type>(array, |d| f64::from(d) * 86_400.0, f),
+        DataType::Date64 => visit_primitive::<Date64Type>(array, |ms| ms as f64 / 1e3, f),
+        DataType::Timestamp(unit, _) => {
+            let s = timestamp_scale(unit);
+            match unit {
+                TimeUnit::Second => visit_primitive::<TimestampSecondType>(array, |v| v as f64, f),
+                TimeUnit::Millisecond => {
+                    visit_primitive::<TimestampMillisecondType>(array, |v| v as f64 / s, f)
+                }
+                TimeUnit::Microsecond => {
+                    visit_primitive::<TimestampMicrosecondType>(array, |v| v as f64 / s, f)
+                }
+                TimeUnit::Nanosecond => {
+                    visit_primitive::<TimestampNanosecondType>(array, |v| v as f64 / s, f)
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn count_strings<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Categories {
+    let mut chunk: FastMap<&str, u64> = FastMap::default();
+    for v in values.flatten() {
+        *chunk.entry(v).or_insert(0) += 1;
+    }
+    let mut c = Categories::default();
+    for (k, n) in chunk {
+        c.add(k, n);
+    }
+    c.settle();
+    c
+}
+
+/// The strings a dictionary's values stand for.
+fn dictionary_labels(name: &str, values: &dyn Array) -> Result<Vec<Option<String>>> {
+    let owned = |it: &mut dyn Iterator<Item = Option<&str>>| -> Vec<Option<String>> {
+        it.map(|v| v.map(str::to_owned)).collect()
+    };
+    Ok(match values.data_type() {
+        DataType::Utf8 => owned(&mut values.as_string::<i32>().iter()),
+        DataType::LargeUtf8 => owned(&mut values.as_string::<i64>().iter()),
+        DataType::Utf8View => owned(&mut values.as_string_view().iter()),
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+            let v: Vec<Option<i64>> = match values.data_type() {
+                DataType::Int8 => values
+                    .as_primitive::<Int8Type>()
+                    .iter()
+                    .map(|x| x.map(i64::from))
+                    .collect(),
+                DataType::Int16 => values
+                    .as_primitive::<Int16Type>()
+                    .iter()
+                    .map(|x| x.map(i64::from))
+                    .collect(),
+                DataType::Int32 => values
+                    .as_primitive::<Int32Type>()
+                    .iter()
+                    .map(|x| x.map(i64::from))
+                    .collect(),
+                _ => values.as_primitive::<Int64Type>().iter().collect(),
+            };
+            v.into_iter().map(|x| x.map(|i| i.to_string())).collect()
+        }
+        other => return Err(unsupported(name, other)),
+    })
+}
+
+fn unsupported(name: &str, dtype: &DataType) -> DriftError {
+    DriftError::input(
+        format!("column '{name}'"),
+        format!(
+            "its type {dtype} cannot be profiled; numbers, booleans, strings, categoricals and \
+             datetimes can (cast it, or leave the column out)"
+        ),
+    )
+}
+
+fn timestamp_scale(unit: &TimeUnit) -> f64 {
+    match unit {
+        TimeUnit::Second => 1.0,
+        TimeUnit::Millisecond => 1e3,
+        TimeUnit::Microsecond => 1e6,
+        TimeUnit::Nanosecond => 1e9,
+    }
+}
+
+/// The kind a column of this Arrow type gets, or an error naming the column.
+pub fn kind_of(name: &str, dtype: &DataType) -> Result<Kind> {
+    Ok(match dtype {
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => Kind::Float,
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => Kind::Integer,
+        DataType::Boolean => Kind::Boolean,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Kind::Categorical,
+        DataType::Dictionary(_, v)
+            if matches!(
+                v.as_ref(),
+                DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+                    | DataType::Int8
+                    | DataType::Int16
+                    | DataType::Int32
+                    | DataType::Int64
+            ) =>
+        {
+            Kind::Categorical
+        }
+        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => Kind::Datetime,
+        DataType::Null => Kind::Null,
+        other => return Err(unsupported(name, other)),
+    })
+}
+
+/// Profiles one Arrow array (a chunk of a column).
+pub fn profile_array(name: &str, array: &dyn Array) -> Result<ColumnProfile> {
+    let dtype = array.data_type();
+    let kind = kind_of(name, dtype)?;
+    let mut p = ColumnProfile::empty(name, kind, dtype);
+    p.rows = array.len() as u64;
+    p.nulls = array.logical_null_count() as u64;
+    if kind.is_numeric() {
+        let mut acc = NumericAcc::new();
+        visit_numbers(array, |x| acc.push(x));
+        p.numeric = Some(acc.finish());
+    }
+    p.categories = match dtype {
+        DataType::Boolean => {
+            let b = array.as_boolean();
+            let trues = b.true_count() as u64;
+            let mut c = Categories::default();
+            c.add("true", trues);
+            c.add("false", p.rows - p.nulls - trues);
+            Some(c)
+        }
+        DataType::Utf8 => Some(count_strings(array.as_string::<i32>().iter())),
+        DataType::LargeUtf8 => Some(count_strings(array.as_string::<i64>().iter())),
+        DataType::Utf8View => Some(count_strings(array.as_string_view().iter())),
+        DataType::Dictionary(_, _) => {
+            let dict = array.as_any_dictionary();
+            let labels = dictionary_labels(name, dict.values().as_ref())?;
+            let mut per_code = vec![0u64; labels.len()];
+            let keys = dict.normalized_keys();
+            match array.logical_nulls() {
+                None => keys.iter().for_each(|k| per_code[*k] += 1),
+                Some(nulls) => nulls.valid_indices().for_each(|i| per_code[keys[i]] += 1),
+            }
+            let mut c = Categories::default();
+            for (label, n) in labels.iter().zip(per_code) {
+                if let Some(label) = label {
+                    c.add(label, n);
+                }
+            }
+            c.settle();
+            Some(c)
+        }
+        _ => p.categories,
+    };
+    Ok(p)
+}
+
+/// A dataset's profile: one entry per column, in the order first seen.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub rows: u64,
+    pub columns: Vec<ColumnProfile>,
+}
+
+impl Profile {
+    pub fn column(&self, name: &str) -> Option<&ColumnProfile> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// Profiles record batches (in parallel across columns and chunks).
+    pub fn of_batches(batches: &[RecordBatch]) -> Result<Profile> {
+        let mut b = ProfileBuilder::default();
+        for batch in batches {
+            b.update(batch)?;
+        }
+        b.finish()
+    }
+
+    /// Merges the profiles of parts into the profile of the whole.
+    pub fn merge(parts: &[Profile]) -> Result<Profile> {
+        let Some((first, rest)) = parts.split_first() else {
+            return Err(DriftError::input("profiles", "there are none to merge"));
+        };
+        let mut out = first.clone();
+        for p in rest {
+            out.absorb(p)?;
+        }
+        Ok(out)
+    }
+
+    fn absorb(&mut self, o: &Profile) -> Result<()> {
+        let mine: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
+        let theirs: Vec<&str> = o.columns.iter().map(|c| c.name.as_str()).collect();
+        let missing: Vec<&str> = mine
+            .iter()
+            .filter(|n| !theirs.contains(n))
+            .copied()
+            .collect();
+        let extra: Vec<&str> = theirs
+            .iter()
+            .filter(|n| !mine.contains(n))
+            .copied()
+            .collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            return Err(DriftError::input(
+                "profiles",
+                format!(
+                    "they describe different columns (only in one: {:?}; only in the other: \
+                     {:?}); merge profiles of parts of one dataset",
+                    missing, extra
+                ),
+            ));
+        }
+        for c in &mut self.columns {
+            let other = o.column(&c.name).expect("checked above");
+            c.merge(other)?;
+        }
+        self.rows += o.rows;
+        Ok(())
+    }
+}
+
+/// Builds a profile batch by batch, so data of any size streams through.
+#[derive(Default)]
+pub struct ProfileBuilder {
+    profile: Option<Profile>,
+}
+
+impl ProfileBuilder {
+    pub fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+        let schema = batch.schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        for (i, n) in names.iter().enumerate() {
+            if names[..i].contains(n) {
+                return Err(DriftError::input(
+                    format!("column '{n}'"),
+                    "the name appears twice; give each column its own name",
+                ));
+            }
+        }
+        let mut tasks: Vec<(usize, ArrayRef)> = Vec::new();
+        for (c, col) in batch.columns().iter().enumerate() {
+            let len = col.len();
+            if len == 0 {
+                tasks.push((c, Arc::clone(col)));
+            }
+            let mut start = 0;
+            while start < len {
+                let n = CHUNK_ROWS.min(len - start);
+                tasks.push((c, col.slice(start, n)));
+                start += n;
+            }
+        }
+        let parts: Vec<Result<(usize, ColumnProfile)>> = tasks
+            .into_par_iter()
+            .map(|(c, arr)| profile_array(names[c], arr.as_ref()).map(|p| (c, p)))
+            .collect();
+        let mut columns: Vec<Option<ColumnProfile>> = vec![None; names.len()];
+        for part in parts {
+            let (c, p) = part?;
+            match &mut columns[c] {
+                Some(acc) => acc.merge(&p)?,
+                slot => *slot = Some(p),
+            }
+        }
+        let batch_profile = Profile {
+            rows: batch.num_rows() as u64,
+            columns: columns
+                .into_iter()
+                .map(|c| c.expect("every column has a task"))
+                .collect(),
+        };
+        match &mut self.profile {
+            None => self.profile = Some(batch_profile),
+            Some(p) => p.absorb(&batch_profile).map_err(|e| match e {
+                DriftError::Input { reason, .. } => DriftError::input(
+                    "batch",
+                    format!("its columns differ from the first batch's: {reason}"),
+                ),
+                other => other,
+            })?,
+        }
+        Ok(())
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.profile.as_ref().map_or(0, |p| p.rows)
+    }
+
+    pub fn finish(self) -> Result<Profile> {
+        self.profile
+            .ok_or_else(|| DriftError::input("data", "there are no columns to profile"))
+    }
+}
+
+const MAGIC: &[u8; 6] = b"PHPROF";
+/// The version of the byte and JSON formats this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+const JSON_FORMAT: &str = "pilothouse.profile";
+
+#[derive(Serialize, Deserialize)]
+struct JsonEnvelope {
+    format: String,
+    version: u16,
+    #[serde(flatten)]
+    profile: serde_json::Value,
+}
+
+impl Profile {
+    /// Bytes: "PHPROF", the format version (u16 LE), a CRC-32 of the body (u32 LE) and
+    /// the body in postcard's stable encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let body = postcard::to_allocvec(self).expect("profiles always serialise");
+        let mut out = Vec::with_capacity(body.len() + 12);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Profile> {
+        if bytes.len() < 12 || &bytes[..6] != MAGIC {
+            return Err(DriftError::Format(
+                "these bytes are not a pilothouse profile (they do not start with PHPROF); \
+                 pass what Profile.to_bytes() returned"
+                    .into(),
+            ));
+        }
+        let version = u16::from_le_bytes([bytes[6], bytes[7]]);
+        check_version(version)?;
+        let crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        let body = &bytes[12..];
+        if crc32fast::hash(body) != crc {
+            return Err(DriftError::Format(format!(
+                "the profile is corrupt: its checksum does not match its {} bytes (truncated or \
+                 altered in storage or transit)",
+                bytes.len()
+            )));
+        }
+        let p: Profile = postcard::from_bytes(body)
+            .map_err(|e| DriftError::Format(format!("the profile is corrupt: {e}")))?;
+        p.validate()
+    }
+
+    pub fn to_json(&self) -> String {
+        let envelope = JsonEnvelope {
+            format: JSON_FORMAT.into(),
+            version: FORMAT_VERSION,
+            profile: serde_json::to_value(self).expect("profiles always serialise"),
+        };
+        serde_json::to_string(&envelope).expect("profiles always serialise")
+    }
+
+    pub fn from_json(text: &str) -> Result<Profile> {
+        let envelope: JsonEnvelope = serde_json::from_str(text)
+            .map_err(|e| DriftError::Format(format!("the profile JSON is malformed: {e}")))?;
+        if envelope.format != JSON_FORMAT {
+            return Err(DriftError::Format(format!(
+                "this JSON is a '{}', not a '{JSON_FORMAT}'",
+                envelope.format
+            )));
+        }
+        check_version(envelope.version)?;
+        let p: Profile = serde_json::from_value(envelope.profile)
+            .map_err(|e| DriftError::Format(format!("the profile JSON is malformed: {e}")))?;
+        p.validate()
+    }
+
+    fn validate(self) -> Result<Profile> {
+        for c in &self.columns {
+            let bad = c.nulls > c.rows
+                || c.values() > c.rows
+                || c.numeric
+                    .as_ref()
+                    .is_some_and(|n| n.grid.total() != n.finite());
+            if bad {
+                return Err(DriftError::Format(format!(
+                    "the profile is corrupt: column '{}' has inconsistent counts",
+                    c.name
+                )));
+            }
+        }
+        Ok(self)
+    }
+}
+
+fn check_version(version: u16) -> Result<()> {
+    if version > FORMAT_VERSION {
+        return Err(DriftError::Format(format!(
+            "the profile was written in format version {version}, newer than this pilothouse \
+             reads ({FORMAT_VERSION}); upgrade pilothouse to read it"
+        )));
+    }
+    if version == 0 {
+        return Err(DriftError::Format(
+            "the profile claims format version 0, which never existed; it is corrupt".into(),
+        ));
+    }
+    Ok(())
+}
