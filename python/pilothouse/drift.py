@@ -30,6 +30,7 @@ The dataset drifts when at least half of the tested columns drift (``drift_share
 
 from __future__ import annotations
 
+import copy
 import glob
 import json
 import os
@@ -305,6 +306,9 @@ class DriftReport:
     """Per-column drift verdicts, data-quality checks and the dataset-level verdict."""
 
     def __init__(self, data: dict[str, Any]) -> None:
+        for c in data["columns"]:
+            if isinstance(c["statistic"], str):  # JSON carries infinities as text
+                c["statistic"] = float(c["statistic"])
         self._data = data
 
     @property
@@ -358,7 +362,7 @@ class DriftReport:
         raise KeyError(f"the report has no column {name!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self._data))  # type: ignore[no-any-return]
+        return copy.deepcopy(self._data)
 
     def to_pandas(self) -> pd.DataFrame:
         """One row per column: column, kind, method, statistic, p_value, threshold,

@@ -159,6 +159,8 @@ pub struct ColumnReport {
     pub reference_type: String,
     pub current_type: String,
     pub method: Option<&'static str>,
+    /// Infinite for KL when the current data misses a reference bin (JSON: "inf").
+    #[serde(serialize_with = "non_finite_as_text")]
     pub statistic: Option<f64>,
     pub p_value: Option<f64>,
     pub threshold: Option<f64>,
@@ -192,6 +194,15 @@ pub struct ColumnReport {
     pub current_constant: bool,
     pub type_mismatch: bool,
     pub chart: Chart,
+}
+
+/// JSON has no infinity: such values are written as the strings "inf", "-inf", "nan".
+fn non_finite_as_text<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(x) if !x.is_finite() => s.serialize_str(&x.to_string().to_lowercase()),
+        Some(x) => s.serialize_f64(*x),
+        None => s.serialize_none(),
+    }
 }
 
 /// The whole report.
