@@ -137,7 +137,9 @@ def _notes(c: dict[str, Any]) -> str:
     notes = list(c["reasons"])
     if c["unseen_categories"]:
         shown = ", ".join(c["unseen_categories"][:5])
-        notes.append(f"new categories ({c['unseen_share']:.1%} of current): {shown}")
+        share = c["unseen_share"]
+        amount = "<0.1%" if 0 < share < 0.001 else f"{share:.1%}"
+        notes.append(f"new categories ({amount} of current): {shown}")
     if c["out_of_range_share"] > 0:
         notes.append(f"{c['out_of_range_share']:.2%} of current values outside the reference range")
     if c["reference_constant"] or c["current_constant"]:

@@ -84,9 +84,7 @@ categories = st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), min_size=1, ma
 def test_chi_square_matches_chi2_contingency(a: list[str], b: list[str]) -> None:
     labels = sorted(set(a) | set(b))
     table = np.array([[a.count(k) for k in labels], [b.count(k) for k in labels]])
-    got = ph.drift(pd.DataFrame({"c": a}), pd.DataFrame({"c": b}), method="chisquare").column(
-        "c"
-    )
+    got = ph.drift(pd.DataFrame({"c": a}), pd.DataFrame({"c": b}), method="chisquare").column("c")
     if len(labels) == 1:
         assert got["statistic"] == 0.0 and got["p_value"] == 1.0
         return

@@ -28,7 +28,8 @@ def _frame(n: int, seed: int) -> pd.DataFrame:
             "flag": rng.random(n) < 0.3,
             "city": city,
             "segment": pd.Categorical(rng.choice(["a", "b", "c"], n)),
-            "when": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 86400 * 30, n), "s"),
+            "when": pd.Timestamp("2026-01-01")
+            + pd.to_timedelta(rng.integers(0, 86400 * 30, n), "s"),
             "maybe": np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),
             "nullable": pd.array(np.where(rng.random(n) < 0.1, None, ints), dtype="Int64"),
         }
@@ -189,14 +190,19 @@ def test_parquet_directory_streams_in_batches(tmp_path: Path) -> None:
     folder = tmp_path / "data"
     folder.mkdir()
     for i, start in enumerate(range(0, len(df), 250_000)):
-        pq.write_table(table.slice(start, 250_000), folder / f"part-{i}.parquet", row_group_size=50_000)
+        pq.write_table(
+            table.slice(start, 250_000), folder / f"part-{i}.parquet", row_group_size=50_000
+        )
     from_dir = ph.profile(folder, progress=False)
     from_glob = ph.profile(str(folder / "*.parquet"), progress=False)
     in_memory = ph.profile(df)
     assert from_dir.rows == 700_000
     a, b = _by_column(from_dir), _by_column(in_memory)
     for name in b:
-        assert a[name]["top" if "top" in b[name] else "p50"] == b[name]["top" if "top" in b[name] else "p50"]
+        assert (
+            a[name]["top" if "top" in b[name] else "p50"]
+            == b[name]["top" if "top" in b[name] else "p50"]
+        )
         assert a[name]["missing_rate"] == b[name]["missing_rate"]
     assert _by_column(from_glob) == a
     with pytest.raises(FileNotFoundError, match="no file matches"):
