@@ -111,7 +111,7 @@ def test_merge_refuses_profiles_of_different_data() -> None:
     with pytest.raises(ph.InputError, match="different columns"):
         ph.Profile.merge([a, b])
     c = ph.profile(pd.DataFrame({"x": ["a", "b"]}))
-    with pytest.raises(ph.InputError, match="column 'x'.*float.*categorical"):
+    with pytest.raises(ph.InputError, match=r"column 'x'.*float.*categorical"):
         ph.Profile.merge([a, c])
     with pytest.raises(ph.InputError, match="none to merge"):
         ph.Profile.merge([])
@@ -147,13 +147,13 @@ def test_corrupt_or_foreign_blobs_are_named() -> None:
     blob = bytearray(ph.profile(_frame(2_000, 6)).to_bytes())
     flipped = bytearray(blob)
     flipped[len(flipped) // 2] ^= 0x40
-    with pytest.raises(ph.ProfileFormatError, match="corrupt.*checksum"):
+    with pytest.raises(ph.ProfileFormatError, match=r"corrupt.*checksum"):
         ph.Profile.from_bytes(bytes(flipped))
     with pytest.raises(ph.ProfileFormatError, match="corrupt"):
         ph.Profile.from_bytes(bytes(blob[:-10]))
     newer = bytearray(blob)
     newer[6:8] = (2).to_bytes(2, "little")
-    with pytest.raises(ph.ProfileFormatError, match="version 2, newer.*upgrade"):
+    with pytest.raises(ph.ProfileFormatError, match=r"version 2, newer.*upgrade"):
         ph.Profile.from_bytes(bytes(newer))
     with pytest.raises(ph.ProfileFormatError, match="not a pilothouse profile"):
         ph.Profile.from_bytes(b"PK\x03\x04 a zip file")
@@ -222,7 +222,7 @@ def test_edge_cases() -> None:
     with pytest.raises(ph.InputError, match="no rows"):
         ph.profile(pd.DataFrame({"x": pd.Series([], dtype=float)}))
     nested = pa.table({"l": pa.array([[1, 2], [3]])})
-    with pytest.raises(ph.InputError, match="column 'l'.*List"):
+    with pytest.raises(ph.InputError, match=r"column 'l'.*List"):
         ph.profile(nested)
     with pytest.raises(ph.InputError, match="cannot profile a set"):
         ph.profile({1, 2})
