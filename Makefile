@@ -51,6 +51,11 @@ bench: install
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e ".[bench]"
 	$(PYTHON) benchmarks/predict.py
 	$(PYTHON) benchmarks/registry.py
+	# Evidently needs pandas < 3: it gets its own virtualenv
+	test -x $(HOME)/.cache/pilothouse/evidently-venv/bin/python || \
+	  ( $(PYTHON) -m venv $(HOME)/.cache/pilothouse/evidently-venv && \
+	    $(HOME)/.cache/pilothouse/evidently-venv/bin/pip install --quiet evidently "pandas<3" pyarrow scipy )
+	$(PYTHON) benchmarks/drift.py
 
 fixtures:
 	$(PYTHON) tests/models.py rust/runtime/tests/data

@@ -233,10 +233,8 @@ fn finite_sorted(batches: &[RecordBatch], column: &str) -> Vec<f64> {
     for b in batches {
         if let Some(a) = b.column_by_name(column) {
             out.reserve(a.len());
-            visit_numbers(a.as_ref(), |x| {
-                if x.is_finite() {
-                    out.push(x + 0.0);
-                }
+            visit_numbers(a.as_ref(), |xs| {
+                out.extend(xs.iter().filter(|x| x.is_finite()).map(|x| x + 0.0));
             });
         }
     }

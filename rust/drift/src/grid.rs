@@ -25,12 +25,11 @@ pub const KEY_LIMIT: u32 = 1 << (12 + SUB_BUCKET_BITS);
 
 #[inline]
 fn ordered(x: f64) -> u64 {
+    // branch-free: negative values flip every bit, others only the sign bit (half the
+    // values of centred data are negative, so a branch here would mispredict constantly)
     let b = x.to_bits();
-    if b >> 63 == 1 {
-        !b
-    } else {
-        b | (1 << 63)
-    }
+    let mask = ((b as i64) >> 63) as u64;
+    b ^ (mask | (1 << 63))
 }
 
 #[inline]
@@ -67,11 +66,13 @@ pub fn width(key: u32) -> f64 {
     lower_edge(key + 1) - lower_edge(key)
 }
 
-/// Counts per bucket while values stream in.
+/// Counts per bucket while values stream in. Blocks of 1024 buckets (one power of two)
+/// are allocated as values reach them, in one flat vector.
 #[derive(Clone, Debug)]
 pub struct Grid {
     index: Box<[u32]>,
-    blocks: Vec<(u16, Box<[u64]>)>,
+    block_keys: Vec<u16>,
+    counts: Vec<u64>,
     total: u64,
 }
 
@@ -79,7 +80,8 @@ impl Default for Grid {
     fn default() -> Self {
         Grid {
             index: vec![NONE; BLOCKS].into_boxed_slice(),
-            blocks: Vec::new(),
+            block_keys: Vec::new(),
+            counts: Vec::new(),
             total: 0,
         }
     }
@@ -102,13 +104,35 @@ impl Grid {
         let hi = (key >> SUB_BUCKET_BITS) as usize;
         let mut b = self.index[hi];
         if b == NONE {
-            b = self.blocks.len() as u32;
-            self.blocks
-                .push((hi as u16, vec![0; BLOCK].into_boxed_slice()));
+            b = self.block_keys.len() as u32;
+            self.block_keys.push(hi as u16);
+            self.counts.resize(self.counts.len() + BLOCK, 0);
             self.index[hi] = b;
         }
-        self.blocks[b as usize].1[key as usize & (BLOCK - 1)] += n;
+        self.counts[((b as usize) << SUB_BUCKET_BITS) | (key as usize & (BLOCK - 1))] += n;
         self.total += n;
+    }
+
+    /// Adds many finite values (the hot loop of profiling).
+    pub fn add_all(&mut self, xs: &[f64]) {
+        let index: &mut [u32; BLOCKS] = (&mut *self.index).try_into().expect("4096 blocks");
+        let counts = &mut self.counts;
+        for x in xs {
+            let key = key_of(*x) as usize;
+            let hi = (key >> SUB_BUCKET_BITS) & (BLOCKS - 1);
+            let mut b = index[hi];
+            if b == NONE {
+                b = (counts.len() / BLOCK) as u32;
+                self.block_keys.push(hi as u16);
+                counts.resize(counts.len() + BLOCK, 0);
+                index[hi] = b;
+            }
+            let slot = ((b as usize) << SUB_BUCKET_BITS) | (key & (BLOCK - 1));
+            debug_assert!(slot < counts.len());
+            // SAFETY: block b was allocated above or earlier, so its 1024 slots exist
+            unsafe { *counts.get_unchecked_mut(slot) += 1 };
+        }
+        self.total += xs.len() as u64;
     }
 
     pub fn total(&self) -> u64 {
@@ -123,11 +147,17 @@ impl Grid {
 
     /// Non-empty buckets in increasing order of value.
     pub fn buckets(&self) -> Vec<(u32, u64)> {
-        let mut blocks: Vec<&(u16, Box<[u64]>)> = self.blocks.iter().collect();
-        blocks.sort_by_key(|(hi, _)| *hi);
+        let mut blocks: Vec<(u16, usize)> = self
+            .block_keys
+            .iter()
+            .enumerate()
+            .map(|(b, hi)| (*hi, b))
+            .collect();
+        blocks.sort_unstable();
         let mut out = Vec::new();
-        for (hi, counts) in blocks {
-            let base = u32::from(*hi) << SUB_BUCKET_BITS;
+        for (hi, b) in blocks {
+            let base = u32::from(hi) << SUB_BUCKET_BITS;
+            let counts = &self.counts[b * BLOCK..(b + 1) * BLOCK];
             out.extend(
                 counts
                     .iter()

@@ -131,6 +131,7 @@ fn summary(p: &Profile) -> Value {
             if let Some(k) = &c.categories {
                 v["distinct"] = json!(k.distinct());
                 v["exact"] = json!(k.exact());
+                v["undercount"] = json!(k.undercount());
                 let top: Vec<Value> = k
                     .sorted()
                     .into_iter()
