@@ -27,6 +27,7 @@ def test_notebook_runs(path: Path, tmp_path: Path) -> None:
     html = " ".join(o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {}))
     expected = {
         "quickstart.ipynb": ["pilothouse Model"],
+        "drift.ipynb": ["Profile of 50,000 rows", "ph-drift-", "dataset drift", "enterprise"],
         "registry.ipynb": ["models:/churn/2", "Lineage of models:/churn/2", "2 versions"],
     }
     for fragment in expected.get(path.name, []):
