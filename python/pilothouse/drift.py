@@ -202,10 +202,7 @@ def _batches(data: Any, columns: Sequence[str] | None) -> tuple[Iterable[Any], i
         return dataset.to_batches(columns=wanted, batch_size=_BATCH_ROWS), dataset.count_rows()
     table = _to_table(data, columns)
     if columns is not None and not _is_numpy(data):
-        missing = [c for c in columns if c not in table.column_names]
-        if missing:
-            raise InputError(f"columns {missing} are not in the data ({table.column_names})")
-        table = table.select(list(columns))
+        table = _select(table, columns, "the data")
     return table.to_batches(max_chunksize=_BATCH_ROWS * 4), table.num_rows
 
 
@@ -492,8 +489,8 @@ def drift(
         ref_table = _to_table(reference, columns if _is_numpy(reference) else None)
         cur_table = _to_table(current, columns if _is_numpy(current) else None)
         if columns is not None and not _is_numpy(reference):
-            ref_table = _select(ref_table, columns, "reference")
-            cur_table = _select(cur_table, columns, "current")
+            ref_table = _select(ref_table, columns, "the reference data")
+            cur_table = _select(cur_table, columns, "the current data")
         for side, table in (("reference", ref_table), ("current", cur_table)):
             if table.num_rows == 0:
                 raise InputError(f"the {side} data has no rows")
@@ -507,8 +504,8 @@ def _is_numpy(data: object) -> bool:
     return type(data).__module__.split(".")[0] == "numpy"
 
 
-def _select(table: pa.Table, columns: Sequence[str], side: str) -> pa.Table:
+def _select(table: pa.Table, columns: Sequence[str], where: str) -> pa.Table:
     missing = [c for c in columns if c not in table.column_names]
     if missing:
-        raise InputError(f"columns {missing} are not in the {side} data ({table.column_names})")
+        raise InputError(f"columns {missing} are not in {where} ({table.column_names})")
     return table.select(list(columns))

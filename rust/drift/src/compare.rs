@@ -386,27 +386,20 @@ fn align_categories(r: &ColumnProfile, c: &ColumnProfile) -> Aligned {
 /// Integer columns compared as categories: each bucket that holds a single integer is
 /// one category (buckets of larger numbers group a few neighbours).
 fn align_buckets(r: &Buckets, c: &Buckets) -> Aligned {
-    let mut keys: Vec<u32> = r.keys.iter().chain(&c.keys).copied().collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let count = |b: &Buckets, k: u32| -> f64 {
-        b.keys.binary_search(&k).map_or(0.0, |i| b.counts[i] as f64)
-    };
     let mut out = Aligned {
         labels: Vec::new(),
         reference: Vec::new(),
         current: Vec::new(),
         unseen: Vec::new(),
     };
-    for k in keys {
+    for (k, a, b) in merged_counts(r, c) {
         let label = fmt_value(grid::anchor(k));
-        let (a, b) = (count(r, k), count(c, k));
-        if a == 0.0 {
-            out.unseen.push((label.clone(), b));
+        if a == 0 {
+            out.unseen.push((label.clone(), b as f64));
         }
         out.labels.push(label);
-        out.reference.push(a);
-        out.current.push(b);
+        out.reference.push(a as f64);
+        out.current.push(b as f64);
     }
     out
 }
@@ -565,7 +558,8 @@ fn numeric_outcome(
                     "the Cramer-von Mises test needs at least two values on each side",
                 ));
             }
-            let (t, u, nx, ny) = stats::cvm_from_groups(merged_counts(r, c).into_iter());
+            let (t, u, nx, ny) =
+                stats::cvm_from_groups(merged_counts(r, c).into_iter().map(|(_, a, b)| (a, b)));
             Outcome {
                 statistic: t,
                 p_value: Some(stats::cvm_pvalue(t, u, nx, ny)),
@@ -576,8 +570,8 @@ fn numeric_outcome(
     })
 }
 
-/// Counts per bucket of both sides over the union of buckets, in increasing order.
-fn merged_counts(r: &Buckets, c: &Buckets) -> Vec<(u64, u64)> {
+/// (key, reference count, current count) over the union of buckets, in increasing order.
+fn merged_counts(r: &Buckets, c: &Buckets) -> Vec<(u32, u64, u64)> {
     let (mut i, mut j) = (0, 0);
     let mut out = Vec::with_capacity(r.keys.len().max(c.keys.len()));
     while i < r.keys.len() || j < c.keys.len() {
@@ -596,7 +590,7 @@ fn merged_counts(r: &Buckets, c: &Buckets) -> Vec<(u64, u64)> {
         } else {
             0
         };
-        out.push((a, b));
+        out.push((k, a, b));
     }
     out
 }
@@ -607,7 +601,7 @@ fn grid_ks(r: &Buckets, c: &Buckets) -> f64 {
     let (n, m) = (r.total as f64, c.total as f64);
     let (mut a, mut b) = (0u64, 0u64);
     let mut d: f64 = 0.0;
-    for (ca, cb) in merged_counts(r, c) {
+    for (_, ca, cb) in merged_counts(r, c) {
         a += ca;
         b += cb;
         d = d.max((a as f64 / n - b as f64 / m).abs());
@@ -620,14 +614,11 @@ fn grid_wasserstein(r: &Buckets, c: &Buckets) -> f64 {
     let (n, m) = (r.total as f64, c.total as f64);
     let lo = r.min.min(c.min);
     let hi = r.max.max(c.max);
-    let mut keys: Vec<u32> = r.keys.iter().chain(&c.keys).copied().collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let counts = merged_counts(r, c);
+    let merged = merged_counts(r, c);
     let (mut fa, mut fb) = (0.0, 0.0);
     let mut total = 0.0;
-    for (idx, (k, (ca, cb))) in keys.iter().zip(counts).enumerate() {
-        let x0 = grid::lower_edge(*k).max(lo);
+    for (idx, (k, ca, cb)) in merged.iter().copied().enumerate() {
+        let x0 = grid::lower_edge(k).max(lo);
         let x1 = grid::lower_edge(k + 1).min(hi).max(x0);
         let (ga, gb) = (fa + ca as f64 / n, fb + cb as f64 / m);
         let (d0, d1) = (fa - fb, ga - gb);
@@ -638,7 +629,7 @@ fn grid_wasserstein(r: &Buckets, c: &Buckets) -> f64 {
             (d0 * d0 + d1 * d1) / (2.0 * (d1 - d0).abs()) * w
         };
         (fa, fb) = (ga, gb);
-        if let Some(next) = keys.get(idx + 1) {
+        if let Some((next, _, _)) = merged.get(idx + 1) {
             let gap = grid::lower_edge(*next).min(hi) - x1;
             if gap > 0.0 {
                 total += (fa - fb).abs() * gap;
@@ -743,6 +734,7 @@ fn compare_column(
         ));
     }
     let numeric = r.kind.is_numeric() && c.kind.is_numeric();
+    let integer = r.kind == Kind::Integer && c.kind == Kind::Integer;
     let categorical = matches!(r.kind, Kind::Boolean | Kind::Categorical)
         && matches!(c.kind, Kind::Boolean | Kind::Categorical);
     if !numeric && !categorical && r.kind != Kind::Null && c.kind != Kind::Null {
@@ -793,7 +785,6 @@ fn compare_column(
         out.reference_constant = rn.min == rn.max;
         out.current_constant = cn.min == cn.max;
         let (rb, cb) = (rn.buckets(), cn.buckets());
-        let integer = r.kind == Kind::Integer && c.kind == Kind::Integer;
         let few = rb.keys.len() <= opts.max_integer_categories
             && rb.keys.iter().all(|k| grid::width(*k) <= 1.0);
         let as_categories = opts.categorical.contains(name)
@@ -878,7 +869,6 @@ fn compare_column(
         binned(method, &a.reference, &a.current)
     } else {
         let (rb, cb) = numeric_pair.as_ref().expect("numeric");
-        let integer = r.kind == Kind::Integer && c.kind == Kind::Integer;
         numeric_outcome(
             method,
             rb,

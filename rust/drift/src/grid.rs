@@ -99,8 +99,9 @@ impl Grid {
         self.add_key(key_of(x), 1);
     }
 
+    /// Where a key's count lives, allocating its block on first use.
     #[inline]
-    pub fn add_key(&mut self, key: u32, n: u64) {
+    fn slot(&mut self, key: u32) -> usize {
         let hi = (key >> SUB_BUCKET_BITS) as usize;
         let mut b = self.index[hi];
         if b == NONE {
@@ -109,28 +110,21 @@ impl Grid {
             self.counts.resize(self.counts.len() + BLOCK, 0);
             self.index[hi] = b;
         }
-        self.counts[((b as usize) << SUB_BUCKET_BITS) | (key as usize & (BLOCK - 1))] += n;
+        ((b as usize) << SUB_BUCKET_BITS) | (key as usize & (BLOCK - 1))
+    }
+
+    #[inline]
+    pub fn add_key(&mut self, key: u32, n: u64) {
+        let slot = self.slot(key);
+        self.counts[slot] += n;
         self.total += n;
     }
 
     /// Adds many finite values (the hot loop of profiling).
     pub fn add_all(&mut self, xs: &[f64]) {
-        let index: &mut [u32; BLOCKS] = (&mut *self.index).try_into().expect("4096 blocks");
-        let counts = &mut self.counts;
         for x in xs {
-            let key = key_of(*x) as usize;
-            let hi = (key >> SUB_BUCKET_BITS) & (BLOCKS - 1);
-            let mut b = index[hi];
-            if b == NONE {
-                b = (counts.len() / BLOCK) as u32;
-                self.block_keys.push(hi as u16);
-                counts.resize(counts.len() + BLOCK, 0);
-                index[hi] = b;
-            }
-            let slot = ((b as usize) << SUB_BUCKET_BITS) | (key & (BLOCK - 1));
-            debug_assert!(slot < counts.len());
-            // SAFETY: block b was allocated above or earlier, so its 1024 slots exist
-            unsafe { *counts.get_unchecked_mut(slot) += 1 };
+            let slot = self.slot(key_of(*x));
+            self.counts[slot] += 1;
         }
         self.total += xs.len() as u64;
     }
