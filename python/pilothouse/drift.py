@@ -142,15 +142,11 @@ def _pandas_to_table(frame: pd.DataFrame) -> Any:
         dtype = col.dtype
         if isinstance(dtype, np.dtype) and dtype.kind in "fiub":
             arrays.append(pa.array(col.to_numpy(), from_pandas=False))
-        elif isinstance(dtype, pd.CategoricalDtype) and isinstance(
-            dtype.categories.dtype, np.dtype
-        ):
-            codes = col.cat.codes.to_numpy()
+        elif isinstance(dtype, pd.CategoricalDtype):
+            codes = np.asarray(col.array.codes)
             mask = codes < 0
             indices = pa.array(codes, mask=mask if mask.any() else None)
-            arrays.append(
-                pa.DictionaryArray.from_arrays(indices, pa.array(dtype.categories.to_numpy()))
-            )
+            arrays.append(pa.DictionaryArray.from_arrays(indices, pa.array(dtype.categories)))
         else:
             arrays.append(pa.Array.from_pandas(col))
     return pa.Table.from_arrays(arrays, names=names)

@@ -228,6 +228,12 @@ def test_edge_cases() -> None:
         ph.profile({1, 2})
     inf = _by_column(ph.profile(pd.DataFrame({"x": [1.0, np.inf, -np.inf, 2.0]})))["x"]
     assert inf["inf"] == 2 and inf["max"] == 2.0
+    # NaN first, then numbers; and a column of NaN only (numpy floats, no null bitmap)
+    mixed = np.concatenate([[np.nan, np.nan], np.arange(10_000.0), [np.nan]])
+    col = _by_column(ph.profile(pd.DataFrame({"x": mixed, "only_nan": np.nan})))
+    assert col["x"]["nan"] == 3 and col["x"]["min"] == 0.0 and col["x"]["max"] == 9999.0
+    assert col["x"]["mean"] == pytest.approx(4999.5, rel=1e-12)
+    assert col["only_nan"]["missing_rate"] == 1.0 and col["only_nan"]["mean"] is None
 
 
 def test_profile_mode_ks_is_within_its_bound_of_the_exact_statistic() -> None:

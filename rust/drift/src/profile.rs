@@ -6,12 +6,14 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
+use arrow_array::types::ArrowDictionaryKeyType;
 use arrow_array::types::{
     ArrowPrimitiveType, Date32Type, Date64Type, Float16Type, Float32Type, Float64Type, Int16Type,
     Int32Type, Int64Type, Int8Type, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use arrow_array::{Array, ArrayRef, PrimitiveArray, RecordBatch};
+use arrow_buffer::{ArrowNativeType, NullBuffer};
 use arrow_schema::{DataType, TimeUnit};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -154,45 +156,51 @@ impl NumericAcc {
         }
     }
 
+    /// Adds a slice: moments first, assuming every value is finite (one pass); when the
+    /// sums say otherwise (NaN or an infinity got in), the slice is filtered and redone.
     fn push_slice(&mut self, xs: &[f64]) {
-        if xs.is_empty() {
+        if self.out.moments.n == 0 {
+            match xs.iter().find(|x| x.is_finite()) {
+                Some(first) => self.shift = *first,
+                None => return self.count_non_finite(xs),
+            }
+        }
+        let m = Lanes::sum(xs, self.shift, self.min, self.max);
+        if m.is_finite() {
+            self.apply(m, xs.len());
+            self.out.grid.add_all(xs);
             return;
         }
-        let all_finite = xs.iter().all(|x| x.is_finite());
-        let xs: &[f64] = if all_finite {
-            xs
-        } else {
-            self.finite.clear();
-            for x in xs {
-                if x.is_finite() {
-                    self.finite.push(*x);
-                } else if x.is_nan() {
-                    self.out.nan += 1;
-                } else if *x > 0.0 {
-                    self.out.pos_inf += 1;
-                } else {
-                    self.out.neg_inf += 1;
-                }
+        let mut finite = std::mem::take(&mut self.finite);
+        finite.clear();
+        finite.extend(xs.iter().copied().filter(|x| x.is_finite()));
+        if finite.len() < xs.len() {
+            self.count_non_finite(xs);
+        }
+        let m = Lanes::sum(&finite, self.shift, self.min, self.max);
+        self.apply(m, finite.len());
+        self.out.grid.add_all(&finite);
+        self.finite = finite;
+    }
+
+    fn count_non_finite(&mut self, xs: &[f64]) {
+        for x in xs.iter().filter(|x| !x.is_finite()) {
+            if x.is_nan() {
+                self.out.nan += 1;
+            } else if *x > 0.0 {
+                self.out.pos_inf += 1;
+            } else {
+                self.out.neg_inf += 1;
             }
-            &self.finite
-        };
-        let Some(first) = xs.first() else { return };
-        if self.out.moments.n == 0 {
-            self.shift = *first;
         }
-        let shift = self.shift;
-        let (mut s1, mut s2, mut lo, mut hi) = (self.s1, self.s2, self.min, self.max);
-        for &x in xs {
-            let d = x - shift;
-            s1 += d;
-            s2 += d * d;
-            // plain comparisons: the values are finite, so NaN-aware min/max is not needed
-            lo = if x < lo { x } else { lo };
-            hi = if x > hi { x } else { hi };
-        }
-        (self.s1, self.s2, self.min, self.max) = (s1, s2, lo, hi);
-        self.out.moments.n += xs.len() as u64;
-        self.out.grid.add_all(xs);
+    }
+
+    fn apply(&mut self, m: Lanes, n: usize) {
+        self.s1 += (m.s1[0] + m.s1[1]) + (m.s1[2] + m.s1[3]);
+        self.s2 += (m.s2[0] + m.s2[1]) + (m.s2[2] + m.s2[3]);
+        self.min = m.lo.into_iter().fold(self.min, f64::min);
+        self.max = m.hi.into_iter().fold(self.max, f64::max);
+        self.out.moments.n += n as u64;
     }
 
     fn finish(mut self) -> Numeric {
@@ -205,6 +213,56 @@ impl NumericAcc {
             self.out.max = Some(self.max);
         }
         self.out
+    }
+}
+
+/// Sums, minimum and maximum in four independent lanes, so the additions do not wait on
+/// each other.
+struct Lanes {
+    s1: [f64; 4],
+    s2: [f64; 4],
+    lo: [f64; 4],
+    hi: [f64; 4],
+}
+
+impl Lanes {
+    fn sum(xs: &[f64], shift: f64, min: f64, max: f64) -> Lanes {
+        let mut m = Lanes {
+            s1: [0.0; 4],
+            s2: [0.0; 4],
+            lo: [min; 4],
+            hi: [max; 4],
+        };
+        let mut quads = xs.chunks_exact(4);
+        for q in &mut quads {
+            for (l, x) in q.iter().enumerate() {
+                m.add(l, *x, shift);
+            }
+        }
+        for x in quads.remainder() {
+            m.add(0, *x, shift);
+        }
+        m
+    }
+
+    #[inline]
+    fn add(&mut self, l: usize, x: f64, shift: f64) {
+        let d = x - shift;
+        self.s1[l] += d;
+        self.s2[l] += d * d;
+        // plain comparisons: NaN-aware min/max is not needed (a NaN shows in the sums)
+        self.lo[l] = if x < self.lo[l] { x } else { self.lo[l] };
+        self.hi[l] = if x > self.hi[l] { x } else { self.hi[l] };
+    }
+
+    /// False when a NaN or an infinity was among the values.
+    fn is_finite(&self) -> bool {
+        self.s1
+            .iter()
+            .chain(&self.s2)
+            .chain(&self.lo)
+            .chain(&self.hi)
+            .all(|v| v.is_finite())
     }
 }
 
@@ -382,6 +440,39 @@ fn count_strings<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Categorie
     c
 }
 
+/// Occurrences of each code of a dictionary array. Without nulls, four interleaved
+/// counters: with few categories, neighbouring rows often share a code, and one counter
+/// would make each increment wait for the previous one.
+fn count_codes<K: ArrowDictionaryKeyType>(
+    array: &dyn Array,
+    codes: usize,
+    nulls: Option<NullBuffer>,
+) -> Vec<u64> {
+    let keys = array.as_dictionary::<K>().keys().values();
+    match nulls {
+        None => {
+            let mut lanes = vec![[0u64; 4]; codes];
+            let mut quads = keys.chunks_exact(4);
+            for q in &mut quads {
+                for (l, k) in q.iter().enumerate() {
+                    lanes[k.as_usize()][l] += 1;
+                }
+            }
+            for k in quads.remainder() {
+                lanes[k.as_usize()][0] += 1;
+            }
+            lanes.iter().map(|l| l.iter().sum()).collect()
+        }
+        Some(nulls) => {
+            let mut per_code = vec![0u64; codes];
+            nulls
+                .valid_indices()
+                .for_each(|i| per_code[keys[i].as_usize()] += 1);
+            per_code
+        }
+    }
+}
+
 /// The strings a dictionary's values stand for.
 fn dictionary_labels(name: &str, values: &dyn Array) -> Result<Vec<Option<String>>> {
     let owned = |it: &mut dyn Iterator<Item = Option<&str>>| -> Vec<Option<String>> {
@@ -496,12 +587,20 @@ pub fn profile_array(name: &str, array: &dyn Array) -> Result<ColumnProfile> {
         DataType::Dictionary(_, _) => {
             let dict = array.as_any_dictionary();
             let labels = dictionary_labels(name, dict.values().as_ref())?;
-            let mut per_code = vec![0u64; labels.len()];
-            let keys = dict.normalized_keys();
-            match array.logical_nulls() {
-                None => keys.iter().for_each(|k| per_code[*k] += 1),
-                Some(nulls) => nulls.valid_indices().for_each(|i| per_code[keys[i]] += 1),
-            }
+            let nulls = array.logical_nulls();
+            let per_code = match dtype {
+                DataType::Dictionary(k, _) => match k.as_ref() {
+                    DataType::Int8 => count_codes::<Int8Type>(array, labels.len(), nulls),
+                    DataType::Int16 => count_codes::<Int16Type>(array, labels.len(), nulls),
+                    DataType::Int32 => count_codes::<Int32Type>(array, labels.len(), nulls),
+                    DataType::Int64 => count_codes::<Int64Type>(array, labels.len(), nulls),
+                    DataType::UInt8 => count_codes::<UInt8Type>(array, labels.len(), nulls),
+                    DataType::UInt16 => count_codes::<UInt16Type>(array, labels.len(), nulls),
+                    DataType::UInt32 => count_codes::<UInt32Type>(array, labels.len(), nulls),
+                    _ => count_codes::<UInt64Type>(array, labels.len(), nulls),
+                },
+                _ => unreachable!("matched a dictionary"),
+            };
             let mut c = Categories::default();
             for (label, n) in labels.iter().zip(per_code) {
                 if let Some(label) = label {
@@ -599,6 +698,10 @@ impl ProfileBuilder {
                 ));
             }
         }
+        // Enough tasks to keep every thread busy, none smaller than CHUNK_ROWS: a wide
+        // batch gets one task per column, a narrow one splits its columns.
+        let cells = batch.num_rows() * batch.num_columns();
+        let per_task = CHUNK_ROWS.max(cells / (rayon::current_num_threads() * 8).max(1));
         let mut tasks: Vec<(usize, ArrayRef)> = Vec::new();
         for (c, col) in batch.columns().iter().enumerate() {
             let len = col.len();
@@ -607,7 +710,7 @@ impl ProfileBuilder {
             }
             let mut start = 0;
             while start < len {
-                let n = CHUNK_ROWS.min(len - start);
+                let n = per_task.min(len - start);
                 tasks.push((c, col.slice(start, n)));
                 start += n;
             }
