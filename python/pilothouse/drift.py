@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = ["DriftReport", "Profile", "drift", "profile"]
 
 _BATCH_ROWS = 1 << 18
+# seconds of work before a progress bar appears
+_PROGRESS_DELAY = 0.5
 
 
 def _pyarrow() -> Any:
@@ -188,7 +190,7 @@ def _progress(total: int | None, enabled: bool | None) -> Any:
         from tqdm.auto import tqdm  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return None
-    return tqdm(total=total, unit="rows", unit_scale=True, desc="profiling", delay=0.5)
+    return tqdm(total=total, unit="rows", unit_scale=True, desc="profiling", delay=_PROGRESS_DELAY)
 
 
 def _batches(data: Any, columns: Sequence[str] | None) -> tuple[Iterable[Any], int | None]:

@@ -212,6 +212,22 @@ def test_parquet_directory_streams_in_batches(tmp_path: Path) -> None:
         ph.profile(tmp_path / "junk.parquet")
 
 
+def test_progress_bar_shows_rows_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    # the module, not the function ph.drift that shares its name
+    drift_module = importlib.import_module("pilothouse.drift")
+    pq.write_table(pa.table({"x": np.arange(300_000.0)}), tmp_path / "x.parquet")
+    monkeypatch.setattr(drift_module, "_PROGRESS_DELAY", 0)
+    ph.profile(tmp_path / "x.parquet", progress=True)
+    err = capsys.readouterr().err
+    assert "profiling" in err and "300k/300k" in err
+    ph.profile(tmp_path / "x.parquet")  # not a terminal here, so no bar by default
+    assert capsys.readouterr().err == ""
+
+
 def test_edge_cases() -> None:
     nulls = pd.DataFrame({"x": pd.array([None] * 50, dtype="Float64"), "s": [None] * 50})
     cols = _by_column(ph.profile(nulls))
