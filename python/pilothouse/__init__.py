@@ -50,6 +50,15 @@ from pilothouse.registry import (
     start_run,
     verify_audit_log,
 )
+from pilothouse.serving import (
+    Deployment,
+    Server,
+    deploy,
+    deployments,
+    inference_log,
+    serve,
+    undeploy,
+)
 
 __all__ = [
     "AliasMove",
@@ -57,6 +66,7 @@ __all__ = [
     "ApprovalRequiredError",
     "AuditEvent",
     "ConflictError",
+    "Deployment",
     "DriftReport",
     "InferenceError",
     "InputError",
@@ -73,6 +83,7 @@ __all__ = [
     "Run",
     "RuntimeUnavailableError",
     "SearchResults",
+    "Server",
     "StoreUnavailableError",
     "TensorSpec",
     "ValidationError",
@@ -84,8 +95,11 @@ __all__ = [
     "audit_log",
     "connect",
     "delete_alias",
+    "deploy",
+    "deployments",
     "drift",
     "get_version",
+    "inference_log",
     "lineage",
     "load_model",
     "log_model",
@@ -94,8 +108,10 @@ __all__ = [
     "request_promotion",
     "restore_version",
     "search_versions",
+    "serve",
     "set_alias",
     "set_policy",
     "start_run",
+    "undeploy",
     "verify_audit_log",
 ]

@@ -589,7 +589,8 @@ class Registry:
     functions instead of building one directly."""
 
     def __init__(self, uri: str | None = None, *, actor: str | None = None) -> None:
-        self._core = _core.Registry.open(uri or default_uri(), str(_home() / "artifacts"))
+        self._uri = uri or default_uri()
+        self._core = _core.Registry.open(self._uri, str(_home() / "artifacts"))
         self.actor: str = actor or os.environ.get("PILOTHOUSE_ACTOR") or getpass.getuser()
 
     @property

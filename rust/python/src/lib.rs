@@ -7,6 +7,7 @@ mod drift;
 mod errors;
 mod model;
 mod registry;
+mod server;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -14,6 +15,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     model::register(m)?;
     registry::register(m)?;
     drift::register(m)?;
+    server::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -219,6 +219,31 @@ impl PyRegistry {
             .map_err(registry_to_py)
     }
 
+    fn set_deployment(
+        &self,
+        py: Python<'_>,
+        actor: &str,
+        name: &str,
+        model: &str,
+        spec: &str,
+    ) -> PyResult<String> {
+        let spec = parse_json("deployment spec", spec)?;
+        out(py.detach(|| self.inner.set_deployment(actor, name, model, &spec)))
+    }
+
+    fn delete_deployment(&self, py: Python<'_>, actor: &str, name: &str) -> PyResult<()> {
+        py.detach(|| self.inner.delete_deployment(actor, name))
+            .map_err(registry_to_py)
+    }
+
+    fn deployment(&self, py: Python<'_>, name: &str) -> PyResult<String> {
+        out(py.detach(|| self.inner.deployment(name)))
+    }
+
+    fn deployments(&self, py: Python<'_>) -> PyResult<String> {
+        out(py.detach(|| self.inner.deployments()))
+    }
+
     fn alias_history(&self, py: Python<'_>, model: &str, alias: &str) -> PyResult<String> {
         out(py.detach(|| self.inner.alias_history(model, alias)))
     }

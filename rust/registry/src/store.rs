@@ -271,4 +271,15 @@ CREATE TABLE deliveries (
     at BIGINT NOT NULL
 );
 "#,
+    // 2: deployments the model server follows
+    r#"
+CREATE TABLE deployments (
+    name TEXT PRIMARY KEY,
+    model TEXT NOT NULL REFERENCES models(name),
+    spec TEXT NOT NULL,
+    generation BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT NOT NULL
+);
+"#,
 ];

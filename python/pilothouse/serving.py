@@ -1,0 +1,359 @@
+"""Serving: deployments in the registry, the model server, and its payload log.
+
+>>> srv = ph.serve(port=8000)                       # doctest: +SKIP
+>>> ph.deploy("churn", model="churn", alias="champion")  # doctest: +SKIP
+>>> ph.inference_log("churn", since="1h")           # doctest: +SKIP
+
+``deploy`` writes to the registry, so every server replica reading the same registry follows
+it; a running server picks up a deployment change or an alias move within its poll interval
+(250 ms by default), loads and warms up the new version, then moves traffic to it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from pilothouse import _core
+from pilothouse._runtime import ensure_runtime
+from pilothouse.errors import ValidationError
+from pilothouse.registry import Registry, _home, default_registry
+
+__all__ = [
+    "Deployment",
+    "Server",
+    "deploy",
+    "deployments",
+    "inference_log",
+    "serve",
+    "undeploy",
+]
+
+Target = Union[str, int]
+
+
+def _registry(registry: Registry | str | None) -> Registry:
+    if registry is None:
+        return default_registry()
+    if isinstance(registry, str):
+        return Registry(registry)
+    return registry
+
+
+class Server:
+    """A model server running in the background of this process (see :func:`serve`).
+
+    It runs on its own threads without the GIL; ``stop()`` drains requests in flight and
+    flushes the payload log. Use it as a context manager to stop it on exit."""
+
+    def __init__(self, core: _core.Server, registry: Registry) -> None:
+        self._core = core
+        self.registry = registry
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the server."""
+        return self._core.url
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
+    def log_dir(self) -> Path:
+        """Where the payload log's Parquet segments are written."""
+        return Path(self._core.log_dir)
+
+    @property
+    def running(self) -> bool:
+        return self._core.running
+
+    def flush(self) -> None:
+        """Write the buffered payload-log rows now (they are also written every second)."""
+        self._core.flush()
+
+    def stop(self) -> None:
+        """Stop gracefully: no new connections, requests in flight finish, log flushed."""
+        self._core.stop()
+
+    def wait(self) -> None:
+        """Block until the server stops."""
+        self._core.wait()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"Server(url={self.url!r}, {state}, registry={self.registry.uri!r})"
+
+    def _repr_html_(self) -> str:
+        state = "running" if self.running else "stopped"
+        return (
+            f"<div><b>pilothouse server</b> ({state}) at <a href='{html.escape(self.url)}/v2'>"
+            f"{html.escape(self.url)}</a><br>registry: {html.escape(self.registry.uri)}<br>"
+            f"metrics: <a href='{html.escape(self.url)}/metrics'>/metrics</a><br>"
+            f"payload log: {html.escape(str(self.log_dir))}</div>"
+        )
+
+
+def serve(
+    port: int = 8000,
+    host: str = "127.0.0.1",
+    *,
+    registry: Registry | str | None = None,
+    config: str | Path | None = None,
+    **options: Any,
+) -> Server:
+    """Start the model server in the background and return at once.
+
+    ``port=0`` picks a free port (see ``Server.url``). ``options`` are the keys of the
+    configuration file (``pilothouse serve --help`` lists them): ``log_dir``,
+    ``max_body_bytes``, ``poll_interval_ms``, ``flush_interval_ms``, ``log_format``,
+    ``log_level``, ``http_threads``, ``inference_threads``, ``shutdown_timeout_s``.
+    """
+    reg = _registry(registry)
+    ensure_runtime()
+    settings: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "registry": reg._uri,
+        "artifacts": str(_home() / "artifacts"),
+        "log_level": "warn",
+    }
+    settings.update({k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()})
+    core = _core.Server.start(
+        json.dumps(settings), str(config) if config is not None else None, False
+    )
+    return Server(core, reg)
+
+
+def _target(value: Target) -> dict[str, Any]:
+    if isinstance(value, bool):
+        raise ValidationError(f"a route target is an alias name or a version number, not {value!r}")
+    if isinstance(value, int):
+        return {"version": value}
+    if isinstance(value, str):
+        text = value.strip().lstrip("@")
+        if re.fullmatch(r"v?\d+", text):
+            return {"version": int(text.lstrip("v"))}
+        return {"alias": text}
+    raise ValidationError(
+        f"a route target is an alias name or a version number, not {type(value).__name__}"
+    )
+
+
+def _label(target: Mapping[str, Any]) -> str:
+    return f"@{target['alias']}" if "alias" in target else f"v{target['version']}"
+
+
+@dataclass
+class Deployment:
+    """A deployment as stored in the registry."""
+
+    name: str
+    model: str
+    routes: list[tuple[str, float]]
+    shadow: str | None
+    generation: int
+    updated_at: dt.datetime | None
+    updated_by: str
+    spec: dict[str, Any] = field(repr=False)
+    versions: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def _from(cls, record: Mapping[str, Any]) -> Deployment:
+        spec = record["spec"]
+        aliases = record.get("aliases", {})
+
+        def resolved(target: Mapping[str, Any]) -> int | None:
+            return target["version"] if "version" in target else aliases.get(target["alias"])
+
+        targets = [r["target"] for r in spec["routes"]] + (
+            [spec["shadow"]] if spec.get("shadow") else []
+        )
+        at = record.get("updated_at")
+        return cls(
+            name=record["name"],
+            model=record["model"],
+            routes=[(_label(r["target"]), float(r["weight"])) for r in spec["routes"]],
+            shadow=_label(spec["shadow"]) if spec.get("shadow") else None,
+            generation=int(record["generation"]),
+            updated_at=dt.datetime.fromtimestamp(at / 1e6, dt.timezone.utc) if at else None,
+            updated_by=record.get("updated_by", ""),
+            spec=spec,
+            versions={
+                _label(t): v for t in targets if (v := resolved(t)) is not None
+            },
+        )
+
+    def _repr_html_(self) -> str:
+        total = sum(w for _, w in self.routes) or 1.0
+        rows = "".join(
+            f"<tr><td>{html.escape(label)}</td><td>{self.versions.get(label, '?')}</td>"
+            f"<td>{100 * w / total:.1f}%</td></tr>"
+            for label, w in self.routes
+        )
+        if self.shadow:
+            rows += (
+                f"<tr><td>{html.escape(self.shadow)} (shadow)</td>"
+                f"<td>{self.versions.get(self.shadow, '?')}</td><td>copy</td></tr>"
+            )
+        return (
+            f"<div><b>deployment {html.escape(self.name)}</b> of model "
+            f"{html.escape(self.model)} (generation {self.generation})"
+            "<table><tr><th>route</th><th>version</th><th>traffic</th></tr>"
+            f"{rows}</table></div>"
+        )
+
+
+def deploy(
+    name: str,
+    model: str | None = None,
+    alias: str | None = None,
+    *,
+    version: int | None = None,
+    routes: Sequence[tuple[Target, float]] | None = None,
+    shadow: Target | None = None,
+    sticky_header: str | None = None,
+    max_batch_size: int = 64,
+    max_queue_delay_us: int = 0,
+    queue_capacity: int = 1024,
+    timeout_ms: int = 30_000,
+    log_payloads: bool = True,
+    retention_days: int | None = 30,
+    redact: Iterable[str] = (),
+    hash_inputs: Iterable[str] = (),
+    registry: Registry | str | None = None,
+) -> Deployment:
+    """Create or replace the deployment ``name`` in the registry; servers follow it.
+
+    Serve one alias (``alias="champion"``, followed as it moves) or one version
+    (``version=3``), or split traffic by weight (``routes=[("champion", 0.9),
+    ("challenger", 0.1)]``). ``shadow`` gets a copy of every request off the response path;
+    its outputs are logged beside the primary's. ``sticky_header`` pins requests with the
+    same header value to the same route. ``max_batch_size=1`` switches batching off.
+    ``redact`` drops the named inputs from the payload log, ``hash_inputs`` stores a SHA-256
+    instead of their values, ``log_payloads=False`` keeps no inputs or outputs at all.
+    """
+    reg = _registry(registry)
+    model = model or name
+    if routes is not None and (alias is not None or version is not None):
+        raise ValidationError("give routes=[...] or alias=/version=, not both")
+    if routes is None:
+        if alias is not None and version is not None:
+            raise ValidationError("give alias= or version=, not both")
+        single: Target = alias if alias is not None else version if version is not None else "champion"
+        routes = [(single, 1.0)]
+    spec: dict[str, Any] = {
+        "model": model,
+        "routes": [{"target": _target(t), "weight": float(w)} for t, w in routes],
+        "shadow": _target(shadow) if shadow is not None else None,
+        "sticky_header": sticky_header,
+        "batching": {
+            "max_batch_size": max_batch_size,
+            "max_queue_delay_us": max_queue_delay_us,
+            "queue_capacity": queue_capacity,
+        },
+        "timeout_ms": timeout_ms,
+        "log": {
+            "payloads": log_payloads,
+            "retention_days": retention_days,
+            "drop": list(redact),
+            "hash": list(hash_inputs),
+        },
+    }
+    normalized = _core.normalize_deployment(json.dumps(spec))
+    # Every target must resolve now: a typo fails here, not in a server's log.
+    for r in [*spec["routes"], *([{"target": spec["shadow"]}] if spec["shadow"] else [])]:
+        t = r["target"]
+        ref = f"models:/{model}@{t['alias']}" if "alias" in t else f"models:/{model}/{t['version']}"
+        reg._core.resolve(ref, None)
+    record = json.loads(reg._core.set_deployment(reg.actor, name, model, normalized))
+    return Deployment._from(record)
+
+
+def undeploy(name: str, *, registry: Registry | str | None = None) -> None:
+    """Remove a deployment; servers stop serving it within their poll interval."""
+    reg = _registry(registry)
+    reg._core.delete_deployment(reg.actor, name)
+
+
+def deployments(*, registry: Registry | str | None = None) -> list[Deployment]:
+    """Every deployment in the registry, with the versions its aliases point at now."""
+    reg = _registry(registry)
+    return [Deployment._from(r) for r in json.loads(reg._core.deployments())]
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _since(when: dt.datetime | dt.timedelta | str | None) -> int | None:
+    now = dt.datetime.now(dt.timezone.utc)
+    if when is None:
+        return None
+    if isinstance(when, dt.timedelta):
+        return int((now - when).timestamp() * 1e6)
+    if isinstance(when, dt.datetime):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        return int(when.timestamp() * 1e6)
+    m = _DURATION.match(when)
+    if m:
+        return int((now.timestamp() - float(m.group(1)) * _UNIT[m.group(2)]) * 1e6)
+    return _core.parse_time(when)
+
+
+def _unwrap(tensor: Mapping[str, Any]) -> Any:
+    data = tensor["data"]
+    shape = tensor["shape"]
+    if isinstance(data, str):  # hashed by the log's redaction policy
+        return data
+    import numpy as np
+
+    values = np.asarray(data).reshape(shape) if shape else np.asarray(data)
+    if values.ndim >= 1 and values.shape[0] == 1:
+        values = values[0]
+    return values.tolist()
+
+
+def inference_log(
+    name: str,
+    since: dt.datetime | dt.timedelta | str | None = "1h",
+    until: dt.datetime | dt.timedelta | str | None = None,
+    *,
+    registry: Registry | str | None = None,
+    log_dir: str | Path | None = None,
+    decode: bool = True,
+) -> Any:
+    """The logged requests of deployment ``name`` as a pandas DataFrame, oldest first.
+
+    ``since``/``until`` take a duration back from now ("15m", "1h", "7d"), a datetime or an
+    ISO 8601 string; ``since=None`` reads everything. One row per request and role
+    (``primary``, or ``shadow`` for the shadow's run of the same request id). With
+    ``decode`` the JSON payloads become ``input.<name>`` and ``output.<name>`` columns (a
+    single-row request's tensors unwrapped to that row)."""
+    if log_dir is None:
+        reg = _registry(registry)
+        log_dir = Path(reg.artifact_root).parent / "inference-log"
+    table = _core.read_inference_log(str(log_dir), name, _since(since), _since(until))
+    frame = table.to_pandas()
+    frame = frame.sort_values(["time", "role"], kind="stable").reset_index(drop=True)
+    if not decode or frame.empty:
+        return frame
+    for column, prefix in (("inputs", "input."), ("outputs", "output.")):
+        parsed = [json.loads(v) if isinstance(v, str) else {} for v in frame[column]]
+        names = sorted({k for p in parsed for k in p})
+        for key in names:
+            frame[prefix + key] = [_unwrap(p[key]) if key in p else None for p in parsed]
+    return frame.drop(columns=["inputs", "outputs"])

@@ -1,0 +1,311 @@
+//! Dynamic batching: a bounded queue per loaded version and inference threads that coalesce
+//! waiting requests into one ONNX Runtime call and split the outputs back per request.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use pilothouse_runtime::{Model, OwnedTensor, Tensor, TensorData};
+use tokio::sync::oneshot;
+
+use crate::metrics::VersionMetrics;
+
+/// A finished request: its outputs (signature order) and where the time went.
+pub struct Done {
+    pub outputs: Arc<Vec<OwnedTensor>>,
+    pub queue: Duration,
+    pub inference: Duration,
+    pub batch_rows: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobError {
+    /// The request's deadline passed while it waited in the queue.
+    Timeout,
+    /// ONNX Runtime refused the call.
+    Inference(String),
+}
+
+struct Job {
+    inputs: Arc<Vec<OwnedTensor>>,
+    rows: usize,
+    enqueued: Instant,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<Done, JobError>>,
+}
+
+/// The queue in front of one version's inference threads.
+pub struct Batcher {
+    queue: Sender<Job>,
+    pub capacity: usize,
+    metrics: VersionMetrics,
+}
+
+pub struct Settings {
+    pub max_batch_rows: usize,
+    pub max_delay: Duration,
+    pub capacity: usize,
+    pub threads: usize,
+}
+
+/// Submitting found the queue full.
+pub struct QueueFull;
+
+impl Batcher {
+    /// Starts `threads` inference threads for `model`; they exit when the batcher is dropped
+    /// and the queue is empty, releasing the model.
+    pub fn start(
+        model: Arc<Model>,
+        settings: Settings,
+        metrics: VersionMetrics,
+        name: &str,
+    ) -> Batcher {
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(settings.capacity);
+        for i in 0..settings.threads.max(1) {
+            let rx = rx.clone();
+            let model = model.clone();
+            let metrics = metrics.clone();
+            let max_rows = settings.max_batch_rows.max(1);
+            let delay = settings.max_delay;
+            std::thread::Builder::new()
+                .name(format!("ph-infer-{name}-{i}"))
+                .spawn(move || worker(&model, &rx, max_rows, delay, &metrics))
+                .expect("spawning an inference thread");
+        }
+        Batcher {
+            queue: tx,
+            capacity: settings.capacity,
+            metrics,
+        }
+    }
+
+    /// Queues inputs (already checked, in the model's input order) with `rows` rows.
+    pub fn submit(
+        &self,
+        inputs: Arc<Vec<OwnedTensor>>,
+        rows: usize,
+        deadline: Instant,
+    ) -> Result<oneshot::Receiver<Result<Done, JobError>>, QueueFull> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            inputs,
+            rows,
+            enqueued: Instant::now(),
+            deadline,
+            reply,
+        };
+        match self.queue.try_send(job) {
+            Ok(()) => {
+                self.metrics.queue_depth.inc();
+                Ok(rx)
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => Err(QueueFull),
+        }
+    }
+}
+
+fn worker(
+    model: &Model,
+    rx: &Receiver<Job>,
+    max_rows: usize,
+    delay: Duration,
+    metrics: &VersionMetrics,
+) {
+    let mut pending: Option<Job> = None;
+    loop {
+        let first = match pending.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        metrics.queue_depth.dec();
+        let key = trailing_dims(&first.inputs);
+        let mut rows = first.rows;
+        let mut batch = vec![first];
+        let until = batch[0].enqueued + delay;
+        while rows < max_rows {
+            let next = match rx.try_recv() {
+                Ok(job) => job,
+                Err(_) => {
+                    let now = Instant::now();
+                    if now >= until {
+                        break;
+                    }
+                    match rx.recv_timeout(until - now) {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                            break
+                        }
+                    }
+                }
+            };
+            metrics.queue_depth.dec();
+            if rows + next.rows > max_rows || trailing_dims(&next.inputs) != key {
+                pending = Some(next);
+                break;
+            }
+            rows += next.rows;
+            batch.push(next);
+        }
+        run_batch(model, batch, metrics);
+    }
+}
+
+fn trailing_dims(inputs: &[OwnedTensor]) -> Vec<Vec<usize>> {
+    inputs
+        .iter()
+        .map(|t| t.shape.get(1..).unwrap_or(&[]).to_vec())
+        .collect()
+}
+
+fn run_batch(model: &Model, batch: Vec<Job>, metrics: &VersionMetrics) {
+    let start = Instant::now();
+    let (live, expired): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|j| j.deadline > start);
+    for job in expired {
+        let _ = job.reply.send(Err(JobError::Timeout));
+    }
+    if live.is_empty() {
+        return;
+    }
+    let rows: usize = live.iter().map(|j| j.rows).sum();
+    let result = if live.len() == 1 {
+        model.run_prepared(&live[0].inputs)
+    } else {
+        let joined = concat(&live);
+        model.run_prepared(&joined)
+    };
+    let inference = start.elapsed();
+    metrics.inference_seconds.observe(inference.as_secs_f64());
+    metrics.batch_size.observe(live.len() as f64);
+    let outputs = match result {
+        Ok(outputs) => outputs.into_iter().map(|(_, t)| t).collect::<Vec<_>>(),
+        Err(e) => {
+            let message = e.to_string();
+            for job in live {
+                let _ = job.reply.send(Err(JobError::Inference(message.clone())));
+            }
+            return;
+        }
+    };
+    if live.len() == 1 {
+        let job = live.into_iter().next().expect("one job");
+        let queue = start.saturating_duration_since(job.enqueued);
+        metrics.queue_seconds.observe(queue.as_secs_f64());
+        let _ = job.reply.send(Ok(Done {
+            outputs: Arc::new(outputs),
+            queue,
+            inference,
+            batch_rows: rows,
+        }));
+        return;
+    }
+    if let Some(bad) = outputs.iter().find(|t| t.shape.first() != Some(&rows)) {
+        let message = format!(
+            "the model's output has shape {:?} for a batch of {rows} rows, so it cannot be split per request; set batching.max_batch_size = 1 for this deployment",
+            bad.shape
+        );
+        for job in live {
+            let _ = job.reply.send(Err(JobError::Inference(message.clone())));
+        }
+        return;
+    }
+    let mut offset = 0;
+    for job in live {
+        let queue = start.saturating_duration_since(job.enqueued);
+        metrics.queue_seconds.observe(queue.as_secs_f64());
+        let mine: Vec<OwnedTensor> = outputs
+            .iter()
+            .map(|t| slice_rows(t, offset, job.rows))
+            .collect();
+        offset += job.rows;
+        let _ = job.reply.send(Ok(Done {
+            outputs: Arc::new(mine),
+            queue,
+            inference,
+            batch_rows: rows,
+        }));
+    }
+}
+
+macro_rules! each {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            TensorData::Float32($v) => TensorData::Float32(Cow::Owned($body)),
+            TensorData::Float64($v) => TensorData::Float64(Cow::Owned($body)),
+            TensorData::Int32($v) => TensorData::Int32(Cow::Owned($body)),
+            TensorData::Int64($v) => TensorData::Int64(Cow::Owned($body)),
+            TensorData::Bool($v) => TensorData::Bool(Cow::Owned($body)),
+            TensorData::String($v) => TensorData::String(Cow::Owned($body)),
+        }
+    };
+}
+
+/// Rows `offset..offset + rows` of a batch-major tensor.
+pub fn slice_rows(tensor: &OwnedTensor, offset: usize, rows: usize) -> OwnedTensor {
+    let per_row: usize = tensor.shape[1..].iter().product();
+    let (a, b) = (offset * per_row, (offset + rows) * per_row);
+    let mut shape = tensor.shape.clone();
+    shape[0] = rows;
+    Tensor {
+        shape,
+        data: each!(&tensor.data, v => v[a..b].to_vec()),
+    }
+}
+
+macro_rules! stack {
+    ($first:expr, $parts:expr, $($variant:ident),*) => {
+        match $first {
+            $(TensorData::$variant(_) => TensorData::$variant(Cow::Owned(
+                $parts
+                    .flat_map(|d| match d {
+                        TensorData::$variant(v) => v.iter().cloned(),
+                        _ => unreachable!("every job was checked against one signature"),
+                    })
+                    .collect(),
+            )),)*
+        }
+    };
+}
+
+/// The jobs' inputs stacked along the first axis (every job has the same trailing dims).
+fn concat(jobs: &[Job]) -> Vec<OwnedTensor> {
+    let inputs = jobs[0].inputs.len();
+    (0..inputs)
+        .map(|i| {
+            let first = &jobs[0].inputs[i];
+            let mut shape = first.shape.clone();
+            shape[0] = jobs.iter().map(|j| j.inputs[i].shape[0]).sum();
+            let parts = || jobs.iter().map(move |j| &j.inputs[i].data);
+            let data = stack!(
+                &first.data,
+                parts(),
+                Float32,
+                Float64,
+                Int32,
+                Int64,
+                Bool,
+                String
+            );
+            Tensor { shape, data }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_rows_of_a_matrix() {
+        let t = Tensor {
+            shape: vec![3, 2],
+            data: TensorData::Int64(Cow::Owned(vec![1, 2, 3, 4, 5, 6])),
+        };
+        let s = slice_rows(&t, 1, 2);
+        assert_eq!(s.shape, vec![2, 2]);
+        assert_eq!(s.data, TensorData::Int64(Cow::Owned(vec![3, 4, 5, 6])));
+    }
+}

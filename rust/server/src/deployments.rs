@@ -1,0 +1,535 @@
+//! Deployments as the server holds them: loaded versions with their batchers, routes, and the
+//! watcher that follows the registry (deployment changes and alias moves), loading and warming
+//! up a new version before traffic moves to it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use pilothouse_registry::Registry;
+use pilothouse_runtime::{
+    ColumnPlan, DType, Model, OwnedTensor, SessionOptions, Signature, Tensor, TensorData,
+};
+use prometheus_client::metrics::gauge::Gauge;
+use serde_json::Value as Json;
+
+use crate::batcher::{Batcher, Settings};
+use crate::metrics::{DeploymentLabels, Metrics, VersionLabels, VersionMetrics};
+use crate::paylog::LogSender;
+use crate::spec::{Batching, DeploymentSpec, Target};
+
+/// One version of a model, loaded for one deployment.
+pub struct Loaded {
+    pub model_name: Arc<str>,
+    pub version: i64,
+    pub model: Arc<Model>,
+    pub batcher: Batcher,
+    pub metrics: VersionMetrics,
+    pub input_names: Arc<Vec<String>>,
+    pub output_names: Arc<Vec<String>>,
+    pub batching: Batching,
+}
+
+pub struct RouteState {
+    pub loaded: Arc<Loaded>,
+    pub label: Arc<str>,
+    cumulative: f64,
+}
+
+pub struct Deployment {
+    pub name: Arc<str>,
+    pub spec: DeploymentSpec,
+    pub generation: i64,
+    pub routes: Vec<RouteState>,
+    pub shadow: Option<(Arc<Loaded>, Arc<str>)>,
+    pub timeout: Duration,
+    pub in_flight: Gauge,
+    pub request_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// Versions by route target, as resolved when this state was built.
+    resolved: Vec<(Target, i64)>,
+}
+
+impl Deployment {
+    /// The route for a request: by the sticky key's hash when given, else at random, in
+    /// proportion to the weights.
+    pub fn pick(&self, sticky: Option<&[u8]>) -> &RouteState {
+        let total = self.routes.last().map_or(0.0, |r| r.cumulative);
+        let u = match sticky {
+            Some(key) => (xxhash_rust::xxh3::xxh3_64(key) >> 11) as f64 / (1u64 << 53) as f64,
+            None => fastrand::f64(),
+        } * total;
+        self.routes
+            .iter()
+            .find(|r| u < r.cumulative)
+            .unwrap_or_else(|| self.routes.last().expect("a deployment has routes"))
+    }
+
+    /// A version by number, if this deployment serves it (a route or the shadow).
+    pub fn version(&self, v: i64) -> Option<&Arc<Loaded>> {
+        self.routes
+            .iter()
+            .map(|r| &r.loaded)
+            .chain(self.shadow.iter().map(|s| &s.0))
+            .find(|l| l.version == v)
+    }
+
+    pub fn versions(&self) -> Vec<i64> {
+        let mut v: Vec<i64> = self
+            .routes
+            .iter()
+            .map(|r| r.loaded.version)
+            .chain(self.shadow.iter().map(|s| s.0.version))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// The primary version (the first route's).
+    pub fn primary(&self) -> &Arc<Loaded> {
+        &self.routes[0].loaded
+    }
+}
+
+#[derive(Default)]
+pub struct State {
+    pub deployments: ArcSwap<HashMap<String, Arc<Deployment>>>,
+    /// Every deployment in the registry is loaded (false until the first full sync).
+    pub ready: AtomicBool,
+}
+
+pub struct Context {
+    pub metrics: Arc<Metrics>,
+    pub log: LogSender,
+    pub inference_threads: usize,
+}
+
+pub struct Watcher {
+    registry: Registry,
+    state: Arc<State>,
+    ctx: Context,
+    /// (deployment, version) -> when loading it last failed, to retry at most every 10 s.
+    failures: HashMap<(String, i64), Instant>,
+    registry_error: Option<String>,
+    spec_errors: HashMap<String, String>,
+}
+
+impl Watcher {
+    pub fn new(registry: Registry, state: Arc<State>, ctx: Context) -> Self {
+        Watcher {
+            registry,
+            state,
+            ctx,
+            failures: HashMap::new(),
+            registry_error: None,
+            spec_errors: HashMap::new(),
+        }
+    }
+
+    /// Polls the registry every `every` until `stop` is set.
+    pub fn run(&mut self, every: Duration, stop: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
+            let until = Instant::now() + every;
+            while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(10).min(every));
+            }
+            if !stop.load(Ordering::SeqCst) {
+                self.sync();
+            }
+        }
+    }
+
+    /// One poll: reads every deployment and alias, loads what is new, swaps it in.
+    pub fn sync(&mut self) {
+        let list = match self.registry.deployments() {
+            Ok(list) => {
+                if self.registry_error.take().is_some() {
+                    tracing::info!(
+                        event = "registry_reachable",
+                        "the registry is reachable again"
+                    );
+                }
+                list
+            }
+            Err(e) => {
+                let message = e.to_string();
+                if self.registry_error.as_deref() != Some(&message) {
+                    tracing::warn!(event = "registry_unreachable", error = %message, "cannot read deployments; serving what is loaded");
+                }
+                self.registry_error = Some(message);
+                return;
+            }
+        };
+        let current = self.state.deployments.load_full();
+        let mut next: HashMap<String, Arc<Deployment>> = HashMap::new();
+        let mut changed = false;
+        let mut all_ready = true;
+        for record in &list {
+            let name = record["name"].as_str().unwrap_or_default().to_string();
+            match self.build(record, current.get(&name)) {
+                Ok(Some(built)) => {
+                    changed = true;
+                    next.insert(name, built);
+                }
+                Ok(None) => {
+                    next.insert(name.clone(), current[&name].clone());
+                }
+                Err(message) => {
+                    all_ready = false;
+                    if self.spec_errors.get(&name) != Some(&message) {
+                        tracing::error!(event = "deployment_error", deployment = %name, error = %message, "deployment not updated");
+                        self.spec_errors.insert(name.clone(), message);
+                    }
+                    if let Some(old) = current.get(&name) {
+                        next.insert(name, old.clone());
+                    }
+                }
+            }
+        }
+        for name in current.keys() {
+            if !next.contains_key(name) {
+                changed = true;
+                tracing::info!(event = "deployment_removed", deployment = %name, "deployment removed");
+            }
+        }
+        if changed {
+            self.state.deployments.store(Arc::new(next));
+        }
+        self.state.ready.store(all_ready, Ordering::SeqCst);
+    }
+
+    /// The new state of one deployment, None when nothing changed, or why it cannot be built.
+    fn build(
+        &mut self,
+        record: &Json,
+        current: Option<&Arc<Deployment>>,
+    ) -> Result<Option<Arc<Deployment>>, String> {
+        let name = record["name"].as_str().unwrap_or_default();
+        let model = record["model"].as_str().unwrap_or_default();
+        let generation = record["generation"].as_i64().unwrap_or(0);
+        let spec = DeploymentSpec::from_json(&record["spec"]).map_err(|e| e.to_string())?;
+        let aliases = &record["aliases"];
+        let resolve = |t: &Target| -> Result<i64, String> {
+            match t {
+                Target::Version(v) => Ok(*v),
+                Target::Alias(a) => aliases[a.as_str()]
+                    .as_i64()
+                    .ok_or_else(|| format!("alias '{a}' of model '{model}' is not set")),
+            }
+        };
+        let resolved: Vec<(Target, i64)> = spec
+            .targets()
+            .iter()
+            .map(|t| resolve(t).map(|v| (t.clone(), v)))
+            .collect::<Result<_, _>>()?;
+        if let Some(cur) = current {
+            if cur.generation == generation && cur.resolved == resolved {
+                self.spec_errors.remove(name);
+                return Ok(None);
+            }
+        }
+        // Versions loaded already (same batching) are reused; the rest load and warm up now.
+        let mut loaded: BTreeMap<i64, Arc<Loaded>> = BTreeMap::new();
+        let reusable: Vec<&Arc<Loaded>> = current
+            .map(|c| {
+                c.routes
+                    .iter()
+                    .map(|r| &r.loaded)
+                    .chain(c.shadow.iter().map(|s| &s.0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (_, v) in &resolved {
+            if loaded.contains_key(v) {
+                continue;
+            }
+            if let Some(l) = reusable
+                .iter()
+                .find(|l| l.version == *v && l.batching == spec.batching && &*l.model_name == model)
+            {
+                loaded.insert(*v, (*l).clone());
+                continue;
+            }
+            if let Some(when) = self.failures.get(&(name.to_string(), *v)) {
+                if when.elapsed() < Duration::from_secs(10) {
+                    return Err(format!(
+                        "version {v} of '{model}' failed to load recently; retrying shortly"
+                    ));
+                }
+            }
+            match self.load(name, model, *v, &spec.batching) {
+                Ok(l) => {
+                    self.failures.remove(&(name.to_string(), *v));
+                    loaded.insert(*v, Arc::new(l));
+                }
+                Err(e) => {
+                    self.failures.insert((name.to_string(), *v), Instant::now());
+                    self.ctx
+                        .metrics
+                        .load_failures
+                        .get_or_create(&VersionLabels {
+                            deployment: name.into(),
+                            version: v.to_string(),
+                        })
+                        .inc();
+                    return Err(format!("cannot load version {v} of '{model}': {e}"));
+                }
+            }
+        }
+        let mut cumulative = 0.0;
+        let routes = spec
+            .routes
+            .iter()
+            .zip(&resolved)
+            .map(|(route, (target, v))| {
+                cumulative += route.weight;
+                RouteState {
+                    loaded: loaded[v].clone(),
+                    label: target.label().into(),
+                    cumulative,
+                }
+            })
+            .collect::<Vec<_>>();
+        let shadow = spec.shadow.as_ref().map(|t| {
+            let v = resolved
+                .iter()
+                .find(|(r, _)| r == t)
+                .expect("resolved above")
+                .1;
+            (loaded[&v].clone(), Arc::<str>::from(t.label()))
+        });
+        let before = current.map(|c| c.versions());
+        let deployment = Deployment {
+            name: name.into(),
+            timeout: Duration::from_millis(spec.timeout_ms),
+            in_flight: self
+                .ctx
+                .metrics
+                .in_flight
+                .get_or_create_owned(&DeploymentLabels {
+                    deployment: name.into(),
+                }),
+            request_seconds: self.ctx.metrics.request_seconds.get_or_create_owned(
+                &DeploymentLabels {
+                    deployment: name.into(),
+                },
+            ),
+            generation,
+            routes,
+            shadow,
+            resolved,
+            spec,
+        };
+        self.ctx.log.set_policy(name, deployment.spec.log.clone());
+        self.spec_errors.remove(name);
+        tracing::info!(event = "deployment_ready", deployment = %name, model = %model, generation, versions = ?deployment.versions(), previous = ?before, "traffic moved to the new versions");
+        Ok(Some(Arc::new(deployment)))
+    }
+
+    fn load(
+        &self,
+        deployment: &str,
+        model: &str,
+        version: i64,
+        batching: &Batching,
+    ) -> Result<Loaded, String> {
+        let start = Instant::now();
+        let record = self
+            .registry
+            .get_version(model, version)
+            .map_err(|e| e.to_string())?;
+        let bytes = self
+            .registry
+            .artifact(model, version)
+            .map_err(|e| e.to_string())?;
+        let threads = self.ctx.inference_threads;
+        let options = SessionOptions {
+            max_sessions: threads,
+            ..SessionOptions::default()
+        };
+        let origin = format!("models:/{model}/{version}");
+        let runtime_model = Arc::new(
+            Model::from_bytes(bytes, Path::new(&origin), options).map_err(|e| e.to_string())?,
+        );
+        let example = warm_up_inputs(runtime_model.signature(), &record["input_example"]);
+        let batchable = warm_up(&runtime_model, &example, threads)?;
+        let metrics = VersionMetrics::new(&self.ctx.metrics, deployment, version);
+        let settings = Settings {
+            max_batch_rows: if batchable {
+                batching.max_batch_size
+            } else {
+                1
+            },
+            max_delay: Duration::from_micros(batching.max_queue_delay_us),
+            capacity: batching.queue_capacity,
+            threads,
+        };
+        let batcher = Batcher::start(
+            runtime_model.clone(),
+            settings,
+            metrics.clone(),
+            &format!("{deployment}-v{version}"),
+        );
+        let signature = runtime_model.signature();
+        let elapsed = start.elapsed();
+        self.ctx
+            .metrics
+            .load_seconds
+            .get_or_create(&VersionLabels {
+                deployment: deployment.into(),
+                version: version.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+        tracing::info!(event = "version_loaded", deployment = %deployment, model = %model, version, load_ms = elapsed.as_secs_f64() * 1e3, batchable, "loaded and warmed up");
+        Ok(Loaded {
+            model_name: model.into(),
+            version,
+            input_names: Arc::new(signature.inputs.iter().map(|s| s.name.clone()).collect()),
+            output_names: Arc::new(signature.outputs.iter().map(|s| s.name.clone()).collect()),
+            model: runtime_model,
+            batcher,
+            metrics,
+            batching: batching.clone(),
+        })
+    }
+}
+
+/// Runs the example on every inference thread at once (so each opens its session now, not
+/// on the first request), and says whether outputs follow the rows (so batches can be split).
+fn warm_up(model: &Arc<Model>, inputs: &[OwnedTensor], threads: usize) -> Result<bool, String> {
+    let rows = inputs
+        .first()
+        .and_then(|t| t.shape.first().copied())
+        .unwrap_or(1);
+    let results: Vec<Result<Vec<(String, OwnedTensor)>, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut last = Err("not run".to_string());
+                    for _ in 0..3 {
+                        last = model.run_prepared(inputs).map_err(|e| e.to_string());
+                        last.as_ref().map_err(Clone::clone)?;
+                    }
+                    last
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("warm-up panicked".into())))
+            .collect()
+    });
+    let mut outputs = None;
+    for r in results {
+        outputs = Some(r.map_err(|e| format!("warm-up failed: {e}"))?);
+    }
+    let outputs = outputs.unwrap_or_default();
+    let dynamic_inputs = model
+        .signature()
+        .inputs
+        .iter()
+        .all(|s| matches!(s.shape.first(), Some(None) | Some(Some(-1))));
+    Ok(dynamic_inputs && outputs.iter().all(|(_, t)| t.shape.first() == Some(&rows)))
+}
+
+/// The version's stored input example as model inputs, or zeros of the signature's shapes.
+fn warm_up_inputs(signature: &Signature, example: &Json) -> Vec<OwnedTensor> {
+    from_example(signature, example).unwrap_or_else(|| {
+        signature
+            .inputs
+            .iter()
+            .map(|s| {
+                let shape: Vec<usize> = s
+                    .shape
+                    .iter()
+                    .map(|d| d.filter(|d| *d > 0).map_or(1, |d| d as usize))
+                    .collect();
+                let n = shape.iter().product();
+                let data = match s.dtype {
+                    DType::Float32 => TensorData::Float32(vec![0.0; n].into()),
+                    DType::Float64 => TensorData::Float64(vec![0.0; n].into()),
+                    DType::Int32 => TensorData::Int32(vec![0; n].into()),
+                    DType::Int64 => TensorData::Int64(vec![0; n].into()),
+                    DType::Bool => TensorData::Bool(vec![false; n].into()),
+                    DType::String => TensorData::String(vec![String::new(); n].into()),
+                };
+                Tensor { shape, data }
+            })
+            .collect()
+    })
+}
+
+fn nested_shape(v: &Json) -> Vec<usize> {
+    let mut shape = Vec::new();
+    let mut cur = v;
+    while let Json::Array(items) = cur {
+        shape.push(items.len());
+        match items.first() {
+            Some(first) => cur = first,
+            None => break,
+        }
+    }
+    shape
+}
+
+fn from_example(signature: &Signature, example: &Json) -> Option<Vec<OwnedTensor>> {
+    let text = example.as_str()?;
+    let parsed: Json = serde_json::from_str(text).ok()?;
+    let mut named: Vec<(String, Tensor<'static>)> = Vec::new();
+    if let Some(inputs) = parsed.get("inputs").and_then(Json::as_object) {
+        for spec in &signature.inputs {
+            let v = inputs.get(&spec.name)?;
+            let data = crate::protocol::decode_json_values(spec.dtype, v).ok()?;
+            named.push((spec.name.clone(), Tensor::new(nested_shape(v), data).ok()?));
+        }
+    } else if let Some(columns) = parsed.get("columns").and_then(Json::as_object) {
+        let names: Vec<String> = columns.keys().cloned().collect();
+        match signature.plan_columns(&names).ok()? {
+            ColumnPlan::Stack {
+                input,
+                columns: order,
+            } => {
+                let spec = signature.input(&input)?;
+                let cols: Vec<&Vec<Json>> = order
+                    .iter()
+                    .map(|c| columns.get(c)?.as_array())
+                    .collect::<Option<_>>()?;
+                let rows = cols.first()?.len();
+                let mut flat = Vec::with_capacity(rows * cols.len());
+                for r in 0..rows {
+                    for c in &cols {
+                        flat.push(c.get(r)?.clone());
+                    }
+                }
+                let data =
+                    crate::protocol::decode_json_values(spec.dtype, &Json::Array(flat)).ok()?;
+                named.push((input, Tensor::new(vec![rows, cols.len()], data).ok()?));
+            }
+            ColumnPlan::ByName { inputs } => {
+                for input in inputs {
+                    let spec = signature.input(&input)?;
+                    let v = columns.get(&input)?;
+                    let data = crate::protocol::decode_json_values(spec.dtype, v).ok()?;
+                    named.push((input, Tensor::new(nested_shape(v), data).ok()?));
+                }
+            }
+        }
+    } else {
+        return None;
+    }
+    // conform reshapes [rows] columns into [rows, 1] inputs and checks everything else.
+    let model_order: Vec<OwnedTensor> = signature
+        .inputs
+        .iter()
+        .map(|s| {
+            named
+                .iter()
+                .find(|(n, _)| n == &s.name)
+                .and_then(|(_, t)| t.clone().conform(s).ok())
+        })
+        .collect::<Option<_>>()?;
+    Some(model_order)
+}

@@ -1,0 +1,579 @@
+//! The HTTP surface: Open Inference Protocol v2 endpoints, `/metrics`, and protocol-conformant
+//! `{"error": "..."}` answers for everything that goes wrong.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use pilothouse_runtime::OwnedTensor;
+use serde_json::json;
+
+use crate::batcher::JobError;
+use crate::deployments::{Deployment, Loaded};
+use crate::metrics::{Metrics, RequestLabels};
+use crate::paylog::{LogSender, Record};
+use crate::protocol::{self, InferRequest};
+
+pub struct App {
+    pub state: Arc<crate::deployments::State>,
+    pub metrics: Arc<Metrics>,
+    pub log: LogSender,
+    pub max_body: usize,
+}
+
+type Shared = State<Arc<App>>;
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = json!({"error": message.into()}).to_string();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn ok_json(value: serde_json::Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route(
+            "/v2/health/live",
+            get(|| async { ok_json(json!({"live": true})) }),
+        )
+        .route("/v2/health/ready", get(server_ready))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(version_metadata),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(version_ready),
+        )
+        .route("/v2/models/{name}/infer", post(infer))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(infer_version),
+        )
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app)
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {method} {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+async fn server_metadata() -> Response {
+    ok_json(
+        json!({"name": "pilothouse", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"]}),
+    )
+}
+
+async fn server_ready(State(app): Shared) -> Response {
+    if app.state.ready.load(Ordering::SeqCst) {
+        ok_json(json!({"ready": true}))
+    } else {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: some deployments are still loading or failed to load (see the server log)",
+        )
+    }
+}
+
+async fn metrics(State(app): Shared) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+fn find(app: &App, name: &str) -> Result<Arc<Deployment>, Response> {
+    app.state
+        .deployments
+        .load()
+        .get(name)
+        .cloned()
+        .ok_or_else(|| {
+            let known = app.state.deployments.load();
+            let mut names: Vec<&String> = known.keys().collect();
+            names.sort();
+            error(
+                StatusCode::NOT_FOUND,
+                format!("no deployment named '{name}'; deployed: {names:?}"),
+            )
+        })
+}
+
+fn find_version(d: &Deployment, version: &str) -> Result<Arc<Loaded>, Response> {
+    let v: i64 = version.parse().map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("version '{version}' is not a number"),
+        )
+    })?;
+    d.version(v).cloned().ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "version {v} of '{}' is not deployed; deployed versions: {:?}",
+                d.name,
+                d.versions()
+            ),
+        )
+    })
+}
+
+async fn model_metadata(State(app): Shared, Path(name): Path<String>) -> Response {
+    match find(&app, &name) {
+        Ok(d) => ok_json(protocol::model_metadata(
+            &name,
+            &d.versions(),
+            d.primary().model.signature(),
+        )),
+        Err(r) => r,
+    }
+}
+
+async fn version_metadata(
+    State(app): Shared,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    let d = match find(&app, &name) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match find_version(&d, &version) {
+        Ok(l) => ok_json(protocol::model_metadata(
+            &name,
+            &[l.version],
+            l.model.signature(),
+        )),
+        Err(r) => r,
+    }
+}
+
+async fn model_ready(State(app): Shared, Path(name): Path<String>) -> Response {
+    match find(&app, &name) {
+        Ok(_) => ok_json(json!({"name": name, "ready": true})),
+        Err(r) => r,
+    }
+}
+
+async fn version_ready(
+    State(app): Shared,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    let d = match find(&app, &name) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match find_version(&d, &version) {
+        Ok(_) => ok_json(json!({"name": name, "version": version, "ready": true})),
+        Err(r) => r,
+    }
+}
+
+async fn infer(State(app): Shared, Path(name): Path<String>, request: Request) -> Response {
+    serve(app, name, None, request).await
+}
+
+async fn infer_version(
+    State(app): Shared,
+    Path((name, version)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    serve(app, name, Some(version), request).await
+}
+
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
+}
+
+fn with_ids(
+    mut response: Response,
+    id: &str,
+    version: Option<i64>,
+    route: Option<&str>,
+) -> Response {
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(id) {
+        h.insert("x-request-id", v);
+    }
+    if let Some(v) = version {
+        h.insert("x-model-version", HeaderValue::from(v));
+    }
+    if let Some(r) = route.and_then(|r| HeaderValue::from_str(r).ok()) {
+        h.insert("x-model-route", r);
+    }
+    response
+}
+
+async fn read_body(app: &App, request: Request) -> Result<(HeaderMap, Bytes), Response> {
+    let (parts, body) = request.into_parts();
+    let too_large = |n: String| {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is {n} bytes, over the server's limit of {} bytes (max_body_bytes)", app.max_body),
+        )
+    };
+    if let Some(n) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if n > app.max_body {
+            return Err(too_large(n.to_string()));
+        }
+    }
+    let bytes = axum::body::to_bytes(Body::new(body), app.max_body)
+        .await
+        .map_err(|_| too_large("more than that".into()))?;
+    Ok((parts.headers, bytes))
+}
+
+/// Where a request's time went, for the response, metrics and the log.
+struct Outcome {
+    status: StatusCode,
+    queue: Duration,
+    inference: Duration,
+    batch_rows: usize,
+    outputs: Option<Arc<Vec<OwnedTensor>>>,
+    error: Option<String>,
+}
+
+async fn serve(app: Arc<App>, name: String, version: Option<String>, request: Request) -> Response {
+    let arrived = Instant::now();
+    let time_us = crate::now_us();
+    let id = request_id(request.headers());
+    let deployment = match find(&app, &name) {
+        Ok(d) => d,
+        Err(r) => {
+            count(&app.metrics, "", "", 404);
+            return with_ids(r, &id, None, None);
+        }
+    };
+    deployment.in_flight.inc();
+    let _guard = InFlight(deployment.in_flight.clone());
+    let (loaded, route) = match &version {
+        Some(v) => match find_version(&deployment, v) {
+            Ok(l) => (l, Arc::<str>::from(format!("v{}", v))),
+            Err(r) => {
+                count(&app.metrics, &name, "", r.status().as_u16());
+                return with_ids(r, &id, None, None);
+            }
+        },
+        None => {
+            let sticky = deployment
+                .spec
+                .sticky_header
+                .as_ref()
+                .and_then(|h| request.headers().get(h.as_str()))
+                .map(|v| v.as_bytes().to_vec());
+            let r = deployment.pick(sticky.as_deref());
+            (r.loaded.clone(), r.label.clone())
+        }
+    };
+    let fail = |status: StatusCode, message: String| {
+        count(
+            &app.metrics,
+            &name,
+            &loaded.version.to_string(),
+            status.as_u16(),
+        );
+        with_ids(
+            error(status, message),
+            &id,
+            Some(loaded.version),
+            Some(&route),
+        )
+    };
+    let (headers, body) = match read_body(&app, request).await {
+        Ok(b) => b,
+        Err(r) => {
+            count(
+                &app.metrics,
+                &name,
+                &loaded.version.to_string(),
+                r.status().as_u16(),
+            );
+            return with_ids(r, &id, Some(loaded.version), Some(&route));
+        }
+    };
+    let header_length = match headers
+        .get("inference-header-content-length")
+        .map(|v| v.to_str().ok().and_then(|s| s.parse::<usize>().ok()))
+    {
+        None => None,
+        Some(Some(n)) => Some(n),
+        Some(None) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "Inference-Header-Content-Length is not a number".into(),
+            )
+        }
+    };
+    let parsed = if body.len() > 256 * 1024 {
+        let body = body.clone();
+        tokio::task::spawn_blocking(move || protocol::parse_request(&body, header_length))
+            .await
+            .unwrap_or_else(|_| {
+                Err(protocol::BadRequest(
+                    "the request could not be decoded".into(),
+                ))
+            })
+    } else {
+        protocol::parse_request(&body, header_length)
+    };
+    let request = match parsed {
+        Ok(r) => r,
+        Err(e) => return fail(StatusCode::BAD_REQUEST, e.0),
+    };
+    let shadow_inputs = deployment.shadow.as_ref().map(|_| request.inputs.clone());
+    let mut request = request;
+    let (outcome, inputs) = run(&loaded, &deployment, &mut request).await;
+    let latency = arrived.elapsed();
+    let status = outcome.status;
+    let response = if status == StatusCode::OK {
+        loaded.metrics.ok.inc();
+        let outputs = outcome.outputs.as_ref().expect("set on success");
+        let encoded = protocol::encode_response(
+            &name,
+            loaded.version,
+            request.id.as_deref(),
+            &loaded.output_names,
+            outputs,
+            &request,
+        );
+        let content_type = if encoded.header_length.is_some() {
+            "application/octet-stream"
+        } else {
+            "application/json"
+        };
+        let mut response = ([(header::CONTENT_TYPE, content_type)], encoded.body).into_response();
+        if let Some(n) = encoded.header_length {
+            response
+                .headers_mut()
+                .insert("inference-header-content-length", HeaderValue::from(n));
+        }
+        with_ids(response, &id, Some(loaded.version), Some(&route))
+    } else {
+        let mut r = fail(status, outcome.error.clone().unwrap_or_default());
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(1));
+        }
+        r
+    };
+    deployment.request_seconds.observe(latency.as_secs_f64());
+    app.log.send(Record {
+        deployment: deployment.name.clone(),
+        request_id: id.clone(),
+        time_us,
+        model: loaded.model_name.clone(),
+        version: loaded.version,
+        role: "primary",
+        route: route.clone(),
+        status: status.as_u16(),
+        latency,
+        queue: outcome.queue,
+        inference: outcome.inference,
+        batch_rows: outcome.batch_rows,
+        input_names: loaded.input_names.clone(),
+        inputs,
+        output_names: loaded.output_names.clone(),
+        outputs: outcome.outputs,
+        error: outcome.error,
+    });
+    if let (Some((shadow, label)), Some(inputs), true) =
+        (&deployment.shadow, shadow_inputs, status == StatusCode::OK)
+    {
+        shadow_run(
+            app.clone(),
+            deployment.clone(),
+            shadow.clone(),
+            label.clone(),
+            id,
+            time_us,
+            inputs,
+        );
+    }
+    response
+}
+
+fn count(metrics: &Metrics, deployment: &str, version: &str, status: u16) {
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            deployment: deployment.into(),
+            version: version.into(),
+            status: status.to_string(),
+        })
+        .inc();
+}
+
+/// Validates `request` against `loaded`, queues its inputs and waits for the answer. The
+/// inputs (in the model's order) come back for the log once they were accepted.
+async fn run(
+    loaded: &Arc<Loaded>,
+    deployment: &Deployment,
+    request: &mut InferRequest,
+) -> (Outcome, Option<Arc<Vec<OwnedTensor>>>) {
+    let failed = |status: StatusCode, message: String| Outcome {
+        status,
+        queue: Duration::ZERO,
+        inference: Duration::ZERO,
+        batch_rows: 0,
+        outputs: None,
+        error: Some(message),
+    };
+    let signature = loaded.model.signature();
+    if let Err(e) = protocol::check_inputs(&request.inputs, signature)
+        .and_then(|_| protocol::check_outputs(&request.outputs, signature))
+    {
+        return (failed(StatusCode::BAD_REQUEST, e.0), None);
+    }
+    // Model input order (check_inputs made sure each input is there exactly once).
+    request
+        .inputs
+        .sort_by_key(|(n, _)| signature.inputs.iter().position(|s| &s.name == n));
+    let rows = request.inputs[0].1.shape.first().copied().unwrap_or(1);
+    if request
+        .inputs
+        .iter()
+        .any(|(_, t)| t.shape.first().copied().unwrap_or(1) != rows)
+    {
+        return (
+            failed(
+                StatusCode::BAD_REQUEST,
+                "the inputs disagree on the number of rows (their first dimension)".into(),
+            ),
+            None,
+        );
+    }
+    let timeout = request.timeout_us.map_or(deployment.timeout, |us| {
+        Duration::from_micros(us).min(deployment.timeout)
+    });
+    let deadline = Instant::now() + timeout;
+    let inputs: Arc<Vec<OwnedTensor>> = Arc::new(
+        std::mem::take(&mut request.inputs)
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect(),
+    );
+    let Ok(receiver) = loaded.batcher.submit(inputs.clone(), rows, deadline) else {
+        let message = format!(
+            "deployment '{}' is at capacity ({} requests queued for version {}); retry later",
+            deployment.name, loaded.batcher.capacity, loaded.version
+        );
+        return (
+            failed(StatusCode::SERVICE_UNAVAILABLE, message),
+            Some(inputs),
+        );
+    };
+    let outcome = match tokio::time::timeout_at(deadline.into(), receiver).await {
+        Ok(Ok(Ok(done))) => Outcome {
+            status: StatusCode::OK,
+            queue: done.queue,
+            inference: done.inference,
+            batch_rows: done.batch_rows,
+            outputs: Some(done.outputs),
+            error: None,
+        },
+        Ok(Ok(Err(JobError::Timeout))) | Err(_) => failed(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("no answer within {} ms (timeout_ms of deployment '{}', or the request's timeout parameter)", timeout.as_millis(), deployment.name),
+        ),
+        Ok(Ok(Err(JobError::Inference(m)))) => failed(StatusCode::INTERNAL_SERVER_ERROR, m),
+        Ok(Err(_)) => failed(StatusCode::SERVICE_UNAVAILABLE, "the version was unloaded before the request ran; retry".into()),
+    };
+    (outcome, Some(inputs))
+}
+
+/// Runs a copy of the request on the shadow version, off the response path, and logs it.
+fn shadow_run(
+    app: Arc<App>,
+    deployment: Arc<Deployment>,
+    shadow: Arc<Loaded>,
+    label: Arc<str>,
+    id: String,
+    time_us: i64,
+    inputs: Vec<(String, OwnedTensor)>,
+) {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut request = InferRequest {
+            id: None,
+            inputs,
+            outputs: None,
+            binary_outputs: false,
+            timeout_us: None,
+        };
+        let (outcome, inputs) = run(&shadow, &deployment, &mut request).await;
+        if outcome.status != StatusCode::OK {
+            app.metrics
+                .shadow_dropped
+                .get_or_create(&crate::metrics::DeploymentLabels {
+                    deployment: deployment.name.to_string(),
+                })
+                .inc();
+        }
+        app.log.send(Record {
+            deployment: deployment.name.clone(),
+            request_id: id,
+            time_us,
+            model: shadow.model_name.clone(),
+            version: shadow.version,
+            role: "shadow",
+            route: label,
+            status: outcome.status.as_u16(),
+            latency: started.elapsed(),
+            queue: outcome.queue,
+            inference: outcome.inference,
+            batch_rows: outcome.batch_rows,
+            input_names: shadow.input_names.clone(),
+            inputs,
+            output_names: shadow.output_names.clone(),
+            outputs: outcome.outputs,
+            error: outcome.error,
+        });
+    });
+}

@@ -1,0 +1,25 @@
+//! pilothouse-server: the model server. Open Inference Protocol v2 over HTTP (axum on a tokio
+//! runtime this crate owns), deployments followed from the registry with hot swap, weighted
+//! and sticky routes, shadow traffic, dynamic batching, a Parquet payload log and Prometheus
+//! metrics. Depends on the runtime and registry crates through their public types only.
+
+mod batcher;
+mod config;
+mod deployments;
+mod error;
+mod http;
+mod metrics;
+mod paylog;
+mod protocol;
+mod server;
+mod spec;
+
+pub use config::Config;
+pub use error::{Result, ServerError};
+pub use paylog::{read as read_log, schema as log_schema};
+pub use server::Server;
+pub use spec::{Batching, DeploymentSpec, LogPolicy, Route, Target};
+
+pub(crate) fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}

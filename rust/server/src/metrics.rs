@@ -1,0 +1,203 @@
+//! Prometheus metrics, served at `/metrics` in the text exposition format. Names follow the
+//! Prometheus conventions: base units (seconds), `_total` for counters.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeploymentLabels {
+    pub deployment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    pub deployment: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub deployment: String,
+    pub version: String,
+    pub status: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency() -> Histogram {
+    // 10 µs to ~20 s
+    Histogram::new(exponential_buckets(1e-5, 2.0, 22))
+}
+
+fn batch_sizes() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 11))
+}
+
+fn load_times() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: HistogramFamily<DeploymentLabels>,
+    pub queue_seconds: HistogramFamily<VersionLabels>,
+    pub inference_seconds: HistogramFamily<VersionLabels>,
+    pub batch_size: HistogramFamily<VersionLabels>,
+    pub queue_depth: Family<VersionLabels, Gauge>,
+    pub in_flight: Family<DeploymentLabels, Gauge>,
+    pub load_seconds: HistogramFamily<VersionLabels>,
+    pub load_failures: Family<VersionLabels, Counter>,
+    pub shadow_dropped: Family<DeploymentLabels, Counter>,
+    pub log_rows: Counter,
+    pub log_dropped: Counter,
+    pub log_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::default();
+        registry.register(
+            "pilothouse_requests",
+            "Inference requests answered, by deployment, version and HTTP status",
+            requests.clone(),
+        );
+        let request_seconds = HistogramFamily::new_with_constructor(latency as fn() -> Histogram);
+        registry.register(
+            "pilothouse_request_duration_seconds",
+            "Time from a request's arrival to its answer",
+            request_seconds.clone(),
+        );
+        let queue_seconds = HistogramFamily::new_with_constructor(latency as fn() -> Histogram);
+        registry.register(
+            "pilothouse_queue_duration_seconds",
+            "Time a request waited in the batching queue",
+            queue_seconds.clone(),
+        );
+        let inference_seconds = HistogramFamily::new_with_constructor(latency as fn() -> Histogram);
+        registry.register(
+            "pilothouse_inference_duration_seconds",
+            "Time of one ONNX Runtime call (one batch)",
+            inference_seconds.clone(),
+        );
+        let batch_size = HistogramFamily::new_with_constructor(batch_sizes as fn() -> Histogram);
+        registry.register(
+            "pilothouse_batch_size",
+            "Requests coalesced into one ONNX Runtime call",
+            batch_size.clone(),
+        );
+        let queue_depth = Family::default();
+        registry.register(
+            "pilothouse_queue_depth",
+            "Requests waiting in the batching queue",
+            queue_depth.clone(),
+        );
+        let in_flight = Family::default();
+        registry.register(
+            "pilothouse_in_flight_requests",
+            "Inference requests being served",
+            in_flight.clone(),
+        );
+        let load_seconds = HistogramFamily::new_with_constructor(load_times as fn() -> Histogram);
+        registry.register(
+            "pilothouse_model_load_duration_seconds",
+            "Time to load and warm up a model version",
+            load_seconds.clone(),
+        );
+        let load_failures = Family::default();
+        registry.register(
+            "pilothouse_model_load_failures",
+            "Model versions that failed to load",
+            load_failures.clone(),
+        );
+        let shadow_dropped = Family::default();
+        registry.register(
+            "pilothouse_shadow_dropped",
+            "Shadow copies not run because the shadow version was busy or refused the input",
+            shadow_dropped.clone(),
+        );
+        let log_rows = Counter::default();
+        registry.register(
+            "pilothouse_payload_log_rows",
+            "Rows written to the payload log",
+            log_rows.clone(),
+        );
+        let log_dropped = Counter::default();
+        registry.register(
+            "pilothouse_payload_log_dropped",
+            "Payload-log rows dropped because the writer could not keep up or the disk failed",
+            log_dropped.clone(),
+        );
+        let log_errors = Counter::default();
+        registry.register(
+            "pilothouse_payload_log_errors",
+            "Failed attempts to write a payload-log segment",
+            log_errors.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            queue_seconds,
+            inference_seconds,
+            batch_size,
+            queue_depth,
+            in_flight,
+            load_seconds,
+            load_failures,
+            shadow_dropped,
+            log_rows,
+            log_dropped,
+            log_errors,
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Handles for one loaded version, created once so the hot path touches no label maps.
+#[derive(Clone)]
+pub struct VersionMetrics {
+    pub ok: Counter,
+    pub queue_seconds: Histogram,
+    pub inference_seconds: Histogram,
+    pub batch_size: Histogram,
+    pub queue_depth: Gauge,
+}
+
+impl VersionMetrics {
+    pub fn new(metrics: &Metrics, deployment: &str, version: i64) -> Self {
+        let labels = VersionLabels {
+            deployment: deployment.to_string(),
+            version: version.to_string(),
+        };
+        VersionMetrics {
+            ok: metrics.requests.get_or_create_owned(&RequestLabels {
+                deployment: deployment.to_string(),
+                version: version.to_string(),
+                status: "200".into(),
+            }),
+            queue_seconds: metrics.queue_seconds.get_or_create_owned(&labels),
+            inference_seconds: metrics.inference_seconds.get_or_create_owned(&labels),
+            batch_size: metrics.batch_size.get_or_create_owned(&labels),
+            queue_depth: metrics.queue_depth.get_or_create_owned(&labels),
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Starting and stopping the server: a tokio runtime owned by the server, the registry watcher,
+//! the payload-log writer, and a graceful shutdown that drains requests in flight and flushes
+//! the log before returning.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use pilothouse_registry::Registry;
+
+use crate::config::Config;
+use crate::deployments::{self, State};
+use crate::error::{Result, ServerError};
+use crate::http::{self, App};
+use crate::metrics::Metrics;
+use crate::paylog::{self, LogSender};
+
+/// A running server. `stop` (or dropping it) shuts it down gracefully.
+pub struct Server {
+    addr: SocketAddr,
+    log_dir: PathBuf,
+    log: LogSender,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::fmt;
+    let level: tracing::Level = config.log_level.parse().unwrap_or(tracing::Level::INFO);
+    let builder = fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    // The first server in a process sets the format; later ones (tests, notebooks) share it.
+    let _ = if config.log_format == "json" {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn default_artifacts() -> PathBuf {
+    std::env::var_os("PILOTHOUSE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pilothouse")))
+        .unwrap_or_else(|| PathBuf::from(".pilothouse"))
+        .join("artifacts")
+}
+
+impl Server {
+    /// Opens the registry, loads every deployment, listens, and serves from background
+    /// threads. With `handle_signals`, SIGTERM and SIGINT stop it gracefully.
+    pub fn start(config: Config, handle_signals: bool) -> Result<Server> {
+        config.validate()?;
+        init_logging(&config);
+        let artifacts = config.artifacts.clone().unwrap_or_else(default_artifacts);
+        let registry = Registry::open(&config.registry, &artifacts)?;
+        let log_dir = config.log_dir.clone().unwrap_or_else(|| {
+            registry
+                .artifact_root()
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("inference-log")
+        });
+        std::fs::create_dir_all(&log_dir)
+            .map_err(|e| ServerError::Log(format!("cannot create {}: {e}", log_dir.display())))?;
+        let metrics = Arc::new(Metrics::new());
+        let (log, log_thread) = paylog::start(
+            log_dir.clone(),
+            Duration::from_millis(config.flush_interval_ms),
+            metrics.clone(),
+        );
+        let state = Arc::new(State::default());
+        let stop_watching = Arc::new(AtomicBool::new(false));
+        let ctx = deployments::Context {
+            metrics: metrics.clone(),
+            log: log.clone(),
+            inference_threads: config.inference_threads(),
+        };
+        // The first sync happens before the port opens, so a started server serves what is
+        // deployed; later ones follow the registry from a background thread.
+        let mut watcher = deployments::Watcher::new(registry, state.clone(), ctx);
+        watcher.sync();
+        let poll = Duration::from_millis(config.poll_interval_ms);
+        let watch_stop = stop_watching.clone();
+        let watch_thread = std::thread::Builder::new()
+            .name("ph-watch".into())
+            .spawn(move || watcher.run(poll, &watch_stop))
+            .expect("spawning the registry watcher");
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.http_threads())
+            .thread_name("ph-http")
+            .enable_all()
+            .build()
+            .map_err(|e| ServerError::Config(format!("cannot start the HTTP runtime: {e}")))?;
+        let addr_text = format!("{}:{}", config.host, config.port);
+        let listener = std::net::TcpListener::bind(&addr_text).map_err(|e| ServerError::Bind {
+            addr: addr_text.clone(),
+            reason: e.to_string(),
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| ServerError::Bind {
+                addr: addr_text.clone(),
+                reason: e.to_string(),
+            })?;
+        let addr = listener.local_addr().map_err(|e| ServerError::Bind {
+            addr: addr_text.clone(),
+            reason: e.to_string(),
+        })?;
+        let app = Arc::new(App {
+            state,
+            metrics,
+            log: log.clone(),
+            max_body: config.max_body_bytes,
+        });
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let grace = Duration::from_secs(config.shutdown_timeout_s);
+        tracing::info!(event = "server_started", address = %addr, registry = %config.registry, payload_log = %log_dir.display(), "listening on http://{addr}");
+        let thread = std::thread::Builder::new()
+            .name("ph-server".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(event = "listen_failed", error = %e, "cannot listen");
+                            return;
+                        }
+                    };
+                    let stopping = Arc::new(tokio::sync::Notify::new());
+                    let notify = stopping.clone();
+                    let signal = async move {
+                        wait_for_stop(shutdown_rx, handle_signals).await;
+                        tracing::info!(event = "shutdown_started", "stopping: no new connections; finishing requests in flight");
+                        notify.notify_one();
+                    };
+                    let serve = axum::serve(listener, http::router(app)).with_graceful_shutdown(signal);
+                    tokio::select! {
+                        r = serve => if let Err(e) = r { tracing::error!(event = "server_error", error = %e, "the HTTP server failed") },
+                        _ = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
+                            tracing::warn!(event = "shutdown_timeout", seconds = grace.as_secs(), "requests still in flight after the shutdown timeout were cut");
+                        }
+                    }
+                });
+                // Shadow runs still queued get a moment, then the runtime goes.
+                runtime.shutdown_timeout(Duration::from_secs(2));
+                stop_watching.store(true, Ordering::SeqCst);
+                let _ = watch_thread.join();
+                // The last senders are gone now: the writer flushes what it holds and exits.
+                let _ = log_thread.join();
+                tracing::info!(event = "server_stopped", "stopped; the payload log is flushed");
+            })
+            .expect("spawning the server thread");
+        Ok(Server {
+            addr,
+            log_dir,
+            log,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// Writes the buffered payload-log rows now.
+    pub fn flush_log(&self) {
+        self.log.flush();
+    }
+
+    /// Stops accepting connections, finishes requests in flight, flushes the payload log.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.wait();
+    }
+
+    /// Blocks until the server has stopped (by `stop` from another handle, or a signal).
+    pub fn wait(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn wait_for_stop(stop: tokio::sync::oneshot::Receiver<()>, handle_signals: bool) {
+    if !handle_signals {
+        let _ = stop.await;
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            let _ = stop.await;
+            return;
+        };
+        tokio::select! {
+            _ = stop => {}
+            _ = term.recv() => tracing::info!(event = "signal", signal = "SIGTERM", "received SIGTERM"),
+            _ = int.recv() => tracing::info!(event = "signal", signal = "SIGINT", "received SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::select! {
+            _ = stop => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Deployment specs: what the `deploy` calls write into the registry and every server replica
+//! follows. Plain serde types, stored as JSON.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, ServerError};
+
+/// A version of the deployment's model, by alias (followed as it moves) or by number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Alias(String),
+    Version(i64),
+}
+
+impl Target {
+    /// How the payload log and metrics name the route: `@champion` or `v3`.
+    pub fn label(&self) -> String {
+        match self {
+            Target::Alias(a) => format!("@{a}"),
+            Target::Version(v) => format!("v{v}"),
+        }
+    }
+
+    /// Parses `champion`, `@champion`, `3` or `v3`.
+    pub fn parse(text: &str) -> Target {
+        let t = text.trim();
+        let digits = t.strip_prefix('v').unwrap_or(t);
+        match digits.parse::<i64>() {
+            Ok(v) if v > 0 => Target::Version(v),
+            _ => Target::Alias(t.trim_start_matches('@').to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Route {
+    pub target: Target,
+    pub weight: f64,
+}
+
+/// Dynamic batching: requests are coalesced up to `max_batch_size` rows, waiting at most
+/// `max_queue_delay_us` after the first one for more (0: take only what is already queued).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Batching {
+    pub max_batch_size: usize,
+    pub max_queue_delay_us: u64,
+    /// Requests waiting beyond this answer 503 with Retry-After.
+    pub queue_capacity: usize,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching {
+            max_batch_size: 64,
+            max_queue_delay_us: 0,
+            queue_capacity: 1024,
+        }
+    }
+}
+
+/// What the payload log keeps for a deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogPolicy {
+    /// Keep inputs and outputs; false keeps only ids, versions, routes, status and latency.
+    pub payloads: bool,
+    /// Delete segments older than this many days (None: keep forever).
+    pub retention_days: Option<u32>,
+    /// Inputs never written.
+    pub drop: Vec<String>,
+    /// Inputs written as a SHA-256 of their values (joinable, not readable).
+    pub hash: Vec<String>,
+}
+
+impl Default for LogPolicy {
+    fn default() -> Self {
+        LogPolicy {
+            payloads: true,
+            retention_days: Some(30),
+            drop: Vec::new(),
+            hash: Vec::new(),
+        }
+    }
+}
+
+/// One deployment: how requests to `/v2/models/{name}` reach versions of `model`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentSpec {
+    pub model: String,
+    pub routes: Vec<Route>,
+    #[serde(default)]
+    pub shadow: Option<Target>,
+    /// Requests with the same value of this header always take the same route.
+    #[serde(default)]
+    pub sticky_header: Option<String>,
+    #[serde(default)]
+    pub batching: Batching,
+    /// A request not answered within this many milliseconds gets 504.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub log: LogPolicy,
+}
+
+fn default_timeout() -> u64 {
+    30_000
+}
+
+impl DeploymentSpec {
+    pub fn from_json(value: &serde_json::Value) -> Result<Self> {
+        let spec: DeploymentSpec = serde_json::from_value(value.clone())
+            .map_err(|e| ServerError::Config(format!("deployment spec: {e}")))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("specs serialise")
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(ServerError::Config(m));
+        if self.routes.is_empty() {
+            return bad("a deployment needs at least one route (an alias or a version)".into());
+        }
+        for r in &self.routes {
+            if !(r.weight.is_finite() && r.weight >= 0.0) {
+                return bad(format!(
+                    "route {}: the weight must be a number >= 0, got {}",
+                    r.target.label(),
+                    r.weight
+                ));
+            }
+        }
+        if self.routes.iter().map(|r| r.weight).sum::<f64>() <= 0.0 {
+            return bad(
+                "the route weights add up to 0: give at least one a positive weight".into(),
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for r in &self.routes {
+            if !seen.insert(&r.target) {
+                return bad(format!("route {} is listed twice", r.target.label()));
+            }
+        }
+        if self.batching.max_batch_size == 0 {
+            return bad(
+                "batching.max_batch_size must be at least 1 (1 switches batching off)".into(),
+            );
+        }
+        if self.batching.queue_capacity == 0 {
+            return bad("batching.queue_capacity must be at least 1".into());
+        }
+        if self.timeout_ms == 0 {
+            return bad("timeout_ms must be at least 1".into());
+        }
+        if let Some(h) = &self.sticky_header {
+            if h.is_empty()
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return bad(format!(
+                    "sticky_header '{h}' is not a valid HTTP header name"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every version reference the deployment needs loaded: routes, then the shadow.
+    pub fn targets(&self) -> Vec<Target> {
+        let mut out: Vec<Target> = self.routes.iter().map(|r| r.target.clone()).collect();
+        if let Some(s) = &self.shadow {
+            if !out.contains(s) {
+                out.push(s.clone());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_label() {
+        assert_eq!(Target::parse("champion"), Target::Alias("champion".into()));
+        assert_eq!(Target::parse("@champion"), Target::Alias("champion".into()));
+        assert_eq!(Target::parse("3"), Target::Version(3));
+        assert_eq!(Target::parse("v12"), Target::Version(12));
+        assert_eq!(Target::Version(3).label(), "v3");
+    }
+
+    #[test]
+    fn specs_round_trip_and_validate() {
+        let spec = DeploymentSpec {
+            model: "churn".into(),
+            routes: vec![
+                Route {
+                    target: Target::parse("champion"),
+                    weight: 0.9,
+                },
+                Route {
+                    target: Target::parse("challenger"),
+                    weight: 0.1,
+                },
+            ],
+            shadow: None,
+            sticky_header: Some("X-User".into()),
+            batching: Batching::default(),
+            timeout_ms: 1000,
+            log: LogPolicy::default(),
+        };
+        let back = DeploymentSpec::from_json(&spec.to_json()).unwrap();
+        assert_eq!(back, spec);
+        let mut zero = spec.clone();
+        zero.routes.iter_mut().for_each(|r| r.weight = 0.0);
+        assert!(zero
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("add up to 0"));
+        let unknown = serde_json::json!({"model": "m", "routes": [], "colour": 1});
+        assert!(DeploymentSpec::from_json(&unknown)
+            .unwrap_err()
+            .to_string()
+            .contains("colour"));
+    }
+}
