@@ -54,6 +54,7 @@ enum Message {
     Record(Box<Record>),
     Policy(String, LogPolicy),
     Flush(std::sync::mpsc::Sender<()>),
+    Shutdown,
 }
 
 /// The handle the server holds; cheap to clone.
@@ -69,6 +70,11 @@ impl LogSender {
         if self.tx.try_send(Message::Record(Box::new(record))).is_err() {
             self.metrics.log_dropped.inc();
         }
+    }
+
+    /// Flushes and stops the writer (rows sent after this are dropped).
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Message::Shutdown);
     }
 
     pub fn set_policy(&self, deployment: &str, policy: LogPolicy) {
@@ -438,7 +444,7 @@ fn run(writer: &mut Writer, rx: &Receiver<Message>, flush_every: Duration) {
                 let _ = ack.send(());
             }
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
+            Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
                 writer.flush();
                 return;
             }

@@ -120,6 +120,7 @@ impl Server {
         });
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let grace = Duration::from_secs(config.shutdown_timeout_s);
+        let final_log = log.clone();
         tracing::info!(event = "server_started", address = %addr, registry = %config.registry, payload_log = %log_dir.display(), "listening on http://{addr}");
         let thread = std::thread::Builder::new()
             .name("ph-server".into())
@@ -151,7 +152,8 @@ impl Server {
                 runtime.shutdown_timeout(Duration::from_secs(2));
                 stop_watching.store(true, Ordering::SeqCst);
                 let _ = watch_thread.join();
-                // The last senders are gone now: the writer flushes what it holds and exits.
+                // Every request is answered and logged: the writer flushes what it holds, exits.
+                final_log.shutdown();
                 let _ = log_thread.join();
                 tracing::info!(event = "server_stopped", "stopped; the payload log is flushed");
             })

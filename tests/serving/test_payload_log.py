@@ -1,0 +1,132 @@
+"""The payload log: SIGTERM under load loses no acknowledged request; retention and redaction;
+the in-process server from a notebook."""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import requests
+from servers import CliServer, Store, infer_json, log_scale_versions, models, wait_version
+
+import pilothouse as ph
+from pilothouse import _core
+
+
+def test_sigterm_under_load_keeps_every_acknowledged_request(store: Store, cli: object) -> None:
+    log_scale_versions(store, "scale", (2.0,))
+    ph.deploy("scale", version=1, registry=store.registry)
+    server: CliServer = cli("--flush-interval-ms", "60000")  # only the shutdown flush writes
+    acked: list[str] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def client(seed: int) -> None:
+        session = requests.Session()
+        n = 0
+        while not stop.is_set():
+            n += 1
+            rid = f"c{seed}-{n}"
+            body = {
+                "inputs": [
+                    {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [n, seed, 0, 1]}
+                ]
+            }
+            try:
+                r = session.post(
+                    f"{server.url}/v2/models/scale/infer",
+                    json=body,
+                    headers={"X-Request-ID": rid},
+                    timeout=10,
+                )
+            except requests.RequestException as e:
+                errors.append(type(e).__name__)
+                time.sleep(0.01)
+                continue
+            if r.status_code == 200:
+                assert r.headers["x-request-id"] == rid
+                acked.append(rid)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=30) == 0
+    stop.set()
+    for t in threads:
+        t.join()
+    assert len(acked) > 100
+    log = ph.inference_log("scale", since=None, registry=store.registry)
+    missing = set(acked) - set(log.request_id)
+    assert not missing, f"{len(missing)} acknowledged requests are not in the log"
+    row = log.set_index("request_id").loc[acked[0]]
+    assert row.status == 200 and row.version == 1 and row.route == "v1"
+    assert row["output.y"] == [2 * v for v in row["input.x"]]
+    assert any("SIGTERM" in line for line in server.lines)
+
+
+def test_retention_deletes_old_hours_and_keeps_recent(store: Store, cli: object) -> None:
+    log_scale_versions(store, "scale", (1.0,))
+    ph.deploy("scale", version=1, retention_days=1, registry=store.registry)
+    schema = _core.read_inference_log(str(store.log_dir), "none").schema
+    now = dt.datetime.now(dt.timezone.utc)
+    old = store.log_dir / "scale" / "2020-01-01" / "00"
+    recent_at = now - dt.timedelta(hours=2)
+    recent = store.log_dir / "scale" / recent_at.strftime("%Y-%m-%d") / recent_at.strftime("%H")
+    for folder in (old, recent):
+        folder.mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist([], schema=schema), folder / "part-0-test-0.parquet")
+    server: CliServer = cli()  # type: ignore[operator]
+    server.wait_for(lambda: not old.exists(), timeout=10, what="the 2020 folder to be deleted")
+    assert recent.exists() and not old.parent.exists()
+    assert infer_json(server.url, "scale", {"x": np.ones((1, 4), np.float32)}).status_code == 200
+
+
+def test_redaction_and_payload_free_logging(store: Store, cli: object) -> None:
+    data, sample = models.multi_io()
+    store.registry.log_model(data, "io", input_example={k: v[:2] for k, v in sample.items()})
+    ph.deploy("io", version=1, redact=["s"], hash_inputs=["a"], registry=store.registry)
+    log_scale_versions(store, "quiet", (1.0,))
+    ph.deploy("quiet", version=1, log_payloads=False, registry=store.registry)
+    server: CliServer = cli()  # type: ignore[operator]
+    for _ in range(2):
+        assert infer_json(server.url, "io", dict(sample)).status_code == 200
+    assert infer_json(server.url, "quiet", {"x": np.ones((1, 4), np.float32)}).status_code == 200
+    assert server.stop() == 0
+    log = ph.inference_log("io", registry=store.registry)
+    assert len(log) == 2 and "input.s" not in log.columns
+    assert log["input.a"].str.startswith("sha256:").all() and log["input.a"].nunique() == 1
+    assert log["input.b"][0] == sample["b"].tolist() and "output.s_same" in log.columns
+    quiet = ph.inference_log("quiet", registry=store.registry)
+    assert len(quiet) == 1 and not [c for c in quiet.columns if c.startswith(("input.", "output."))]
+    assert quiet.status[0] == 200 and quiet.latency_ms[0] > 0
+
+
+def test_in_process_server_from_a_notebook(store: Store, tmp_path: Path) -> None:
+    log_scale_versions(store, "scale", (1.0, 2.0))
+    store.registry.set_alias("scale", "champion", 1)
+    with ph.serve(port=0, poll_interval_ms=50) as srv:
+        assert srv.running and srv.url.startswith("http://127.0.0.1:")
+        ph.deploy("scale", model="scale", alias="champion")  # after the server started
+        wait_version(srv.url, "scale", 1)
+        ph.set_alias("scale", "champion", 2)
+        wait_version(srv.url, "scale", 2)
+        assert "pilothouse server" in srv._repr_html_()
+        assert [d.name for d in ph.deployments()] == ["scale"]
+    assert not srv.running
+    log = ph.inference_log("scale", since="5m")
+    assert set(log.version) == {1, 2}
+    try:
+        requests.get(f"{srv.url}/v2/health/live", timeout=2)
+        raise AssertionError("the server still answers after stop()")
+    except requests.ConnectionError:
+        pass
+    ph.undeploy("scale")
+    assert ph.deployments() == []
