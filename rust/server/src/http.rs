@@ -113,32 +113,34 @@ async fn metrics(State(app): Shared) -> Response {
         .into_response()
 }
 
-fn find(app: &App, name: &str) -> Result<Arc<Deployment>, Response> {
-    app.state
-        .deployments
-        .load()
-        .get(name)
-        .cloned()
-        .ok_or_else(|| {
-            let known = app.state.deployments.load();
-            let mut names: Vec<&String> = known.keys().collect();
-            names.sort();
-            error(
-                StatusCode::NOT_FOUND,
-                format!("no deployment named '{name}'; deployed: {names:?}"),
-            )
-        })
+/// An answer other than success: status and message, made into a response at the end.
+type Refusal = (StatusCode, String);
+
+fn refuse((status, message): Refusal) -> Response {
+    error(status, message)
 }
 
-fn find_version(d: &Deployment, version: &str) -> Result<Arc<Loaded>, Response> {
+fn find(app: &App, name: &str) -> Result<Arc<Deployment>, Refusal> {
+    let deployments = app.state.deployments.load();
+    deployments.get(name).cloned().ok_or_else(|| {
+        let mut names: Vec<&String> = deployments.keys().collect();
+        names.sort();
+        (
+            StatusCode::NOT_FOUND,
+            format!("no deployment named '{name}'; deployed: {names:?}"),
+        )
+    })
+}
+
+fn find_version(d: &Deployment, version: &str) -> Result<Arc<Loaded>, Refusal> {
     let v: i64 = version.parse().map_err(|_| {
-        error(
+        (
             StatusCode::BAD_REQUEST,
             format!("version '{version}' is not a number"),
         )
     })?;
     d.version(v).cloned().ok_or_else(|| {
-        error(
+        (
             StatusCode::NOT_FOUND,
             format!(
                 "version {v} of '{}' is not deployed; deployed versions: {:?}",
@@ -156,7 +158,7 @@ async fn model_metadata(State(app): Shared, Path(name): Path<String>) -> Respons
             &d.versions(),
             d.primary().model.signature(),
         )),
-        Err(r) => r,
+        Err(r) => refuse(r),
     }
 }
 
@@ -166,7 +168,7 @@ async fn version_metadata(
 ) -> Response {
     let d = match find(&app, &name) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return refuse(r),
     };
     match find_version(&d, &version) {
         Ok(l) => ok_json(protocol::model_metadata(
@@ -174,14 +176,14 @@ async fn version_metadata(
             &[l.version],
             l.model.signature(),
         )),
-        Err(r) => r,
+        Err(r) => refuse(r),
     }
 }
 
 async fn model_ready(State(app): Shared, Path(name): Path<String>) -> Response {
     match find(&app, &name) {
         Ok(_) => ok_json(json!({"name": name, "ready": true})),
-        Err(r) => r,
+        Err(r) => refuse(r),
     }
 }
 
@@ -191,11 +193,11 @@ async fn version_ready(
 ) -> Response {
     let d = match find(&app, &name) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return refuse(r),
     };
     match find_version(&d, &version) {
         Ok(_) => ok_json(json!({"name": name, "version": version, "ready": true})),
-        Err(r) => r,
+        Err(r) => refuse(r),
     }
 }
 
@@ -246,12 +248,15 @@ fn with_ids(
     response
 }
 
-async fn read_body(app: &App, request: Request) -> Result<(HeaderMap, Bytes), Response> {
+async fn read_body(app: &App, request: Request) -> Result<(HeaderMap, Bytes), Refusal> {
     let (parts, body) = request.into_parts();
-    let too_large = |n: String| {
-        error(
+    let too_large = |size: String| {
+        (
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is {n} bytes, over the server's limit of {} bytes (max_body_bytes)", app.max_body),
+            format!(
+                "the request body is {size}, over the server's limit of {} bytes (max_body_bytes)",
+                app.max_body
+            ),
         )
     };
     if let Some(n) = parts
@@ -261,12 +266,12 @@ async fn read_body(app: &App, request: Request) -> Result<(HeaderMap, Bytes), Re
         .and_then(|v| v.parse::<usize>().ok())
     {
         if n > app.max_body {
-            return Err(too_large(n.to_string()));
+            return Err(too_large(format!("{n} bytes")));
         }
     }
     let bytes = axum::body::to_bytes(Body::new(body), app.max_body)
         .await
-        .map_err(|_| too_large("more than that".into()))?;
+        .map_err(|_| too_large("larger than that, or was cut off".into()))?;
     Ok((parts.headers, bytes))
 }
 
@@ -288,7 +293,7 @@ async fn serve(app: Arc<App>, name: String, version: Option<String>, request: Re
         Ok(d) => d,
         Err(r) => {
             count(&app.metrics, "", "", 404);
-            return with_ids(r, &id, None, None);
+            return with_ids(refuse(r), &id, None, None);
         }
     };
     deployment.in_flight.inc();
@@ -297,8 +302,8 @@ async fn serve(app: Arc<App>, name: String, version: Option<String>, request: Re
         Some(v) => match find_version(&deployment, v) {
             Ok(l) => (l, Arc::<str>::from(format!("v{}", v))),
             Err(r) => {
-                count(&app.metrics, &name, "", r.status().as_u16());
-                return with_ids(r, &id, None, None);
+                count(&app.metrics, &name, "", r.0.as_u16());
+                return with_ids(refuse(r), &id, None, None);
             }
         },
         None => {
@@ -333,9 +338,9 @@ async fn serve(app: Arc<App>, name: String, version: Option<String>, request: Re
                 &app.metrics,
                 &name,
                 &loaded.version.to_string(),
-                r.status().as_u16(),
+                r.0.as_u16(),
             );
-            return with_ids(r, &id, Some(loaded.version), Some(&route));
+            return with_ids(refuse(r), &id, Some(loaded.version), Some(&route));
         }
     };
     let header_length = match headers

@@ -537,7 +537,7 @@ mod tests {
             r.inputs[0].1.data,
             TensorData::Float32(Cow::Owned(vec![1.0, 2.0, 3.0, 4.5]))
         );
-        let head = br#"{"inputs":[{"name":"x","shape":[2],"datatype":"BYTES","parameters":{"binary_data_size":10}}]}"#;
+        let head = br#"{"inputs":[{"name":"x","shape":[2],"datatype":"BYTES","parameters":{"binary_data_size":12}}]}"#;
         let mut body = head.to_vec();
         for s in ["ab", "cd"] {
             body.extend_from_slice(&(s.len() as u32).to_le_bytes());
