@@ -60,8 +60,7 @@ _SERVE_OPTIONS: list[tuple[str, str, type, str]] = [
         "--inference-threads",
         "inference_threads",
         int,
-        "inference threads and ONNX Runtime sessions per loaded version (default 0: one per "
-        "core)",
+        "inference threads and ONNX Runtime sessions per loaded version (default 0: one per core)",
     ),
     (
         "--shutdown-timeout-s",

@@ -1,5 +1,5 @@
 """The pilothouse demo: train a model, register it with its lineage, promote it, load it by
-alias and predict.
+alias and predict, serve it over HTTP (Open Inference Protocol), and check live data for drift.
 
 Run it with ``python -m pilothouse.demo``. It uses the embedded defaults (an SQLite registry
 and artifact folder) in a temporary folder, so it leaves nothing behind, and needs the
@@ -8,8 +8,10 @@ and artifact folder) in a temporary folder, so it leaves nothing behind, and nee
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,50 @@ def main() -> None:
         )
         events = registry.verify_audit_log()
         print(f"8. audit log: {events} events, hash chain verified")
+
+        with ph.serve(port=0) as server:
+            ph.deploy("churn", alias="champion")
+            rows = X_live.iloc[:3].to_numpy(np.float32)
+            body = {
+                "inputs": [
+                    {
+                        "name": "X",
+                        "shape": list(rows.shape),
+                        "datatype": "FP32",
+                        "data": rows.ravel().tolist(),
+                    }
+                ]
+            }
+            request = urllib.request.Request(
+                f"{server.url}/v2/models/churn/infer",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            deadline = time.monotonic() + 10
+            while True:  # the server picks the new deployment up within its poll interval
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as response:
+                        answer = json.load(response)
+                    break
+                except urllib.error.HTTPError as e:
+                    if e.code != 404 or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            labels = next(o for o in answer["outputs"] if o["name"] == "label")["data"]
+            print(
+                f"9. served at {server.url}: POST /v2/models/churn/infer answered by version "
+                f"{answer['model_version']} with labels {labels}"
+            )
+        log = ph.inference_log("churn")
+        print(f"10. payload log: {len(log)} request(s) with inputs, outputs and latency")
+
+        X_drifted = X_live.copy()
+        X_drifted["monthly_charges"] = X_drifted["monthly_charges"] * 1.3 + 10
+        report = ph.drift(X_train, X_drifted)
+        print(
+            f"11. drift of live data against training: {report.drifted_columns} drifted "
+            f"(dataset drift: {report.dataset_drift})"
+        )
 
 
 if __name__ == "__main__":

@@ -176,7 +176,8 @@ class Deployment:
         aliases = record.get("aliases", {})
 
         def resolved(target: Mapping[str, Any]) -> int | None:
-            return target["version"] if "version" in target else aliases.get(target["alias"])
+            found = target["version"] if "version" in target else aliases.get(target["alias"])
+            return None if found is None else int(found)
 
         targets = [r["target"] for r in spec["routes"]] + (
             [spec["shadow"]] if spec.get("shadow") else []
@@ -191,9 +192,7 @@ class Deployment:
             updated_at=dt.datetime.fromtimestamp(at / 1e6, dt.timezone.utc) if at else None,
             updated_by=record.get("updated_by", ""),
             spec=spec,
-            versions={
-                _label(t): v for t in targets if (v := resolved(t)) is not None
-            },
+            versions={_label(t): v for t in targets if (v := resolved(t)) is not None},
         )
 
     def _repr_html_(self) -> str:
@@ -252,7 +251,9 @@ def deploy(
     if routes is None:
         if alias is not None and version is not None:
             raise ValidationError("give alias= or version=, not both")
-        single: Target = alias if alias is not None else version if version is not None else "champion"
+        single: Target = (
+            alias if alias is not None else version if version is not None else "champion"
+        )
         routes = [(single, 1.0)]
     spec: dict[str, Any] = {
         "model": model,

@@ -89,7 +89,9 @@ def test_alias_moves_under_load_without_failures(store: Store, cli: object) -> N
         for t in threads:
             t.join()
     after = server.rss_kb()
-    print(f"swaps: max lag {max(lags):.3f} s, RSS {baseline} kB after 6 -> {after} kB after 100, {count[0]} requests")
+    print(
+        f"swaps: max lag {max(lags):.3f} s, RSS {baseline} kB after 6 -> {after} kB after 100, {count[0]} requests"
+    )
     # the server follows a move within a second (poll interval 50 ms here, 250 ms default)
     assert max(lags) < 1.0, max(lags)
     assert after <= baseline * 1.10, (
