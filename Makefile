@@ -56,6 +56,12 @@ bench: install
 	  ( $(PYTHON) -m venv $(HOME)/.cache/pilothouse/evidently-venv && \
 	    $(HOME)/.cache/pilothouse/evidently-venv/bin/pip install --quiet evidently "pandas<3" pyarrow scipy )
 	$(PYTHON) benchmarks/drift.py
+	# the serving benchmark: wrk from Debian's packages, BentoML in its own virtualenv
+	command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	test -x $(HOME)/.cache/pilothouse/bentoml-venv/bin/python || \
+	  ( $(PYTHON) -m venv $(HOME)/.cache/pilothouse/bentoml-venv && \
+	    $(HOME)/.cache/pilothouse/bentoml-venv/bin/pip install --quiet bentoml onnxruntime numpy )
+	$(PYTHON) benchmarks/serving.py
 
 fixtures:
 	$(PYTHON) tests/models.py rust/runtime/tests/data

@@ -14,7 +14,7 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Datelike, Timelike, Utc};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use pilothouse_runtime::OwnedTensor;
 use sha2::{Digest, Sha256};
 
@@ -270,9 +270,21 @@ fn write_segment(dir: &Path, deployment: &str, rows: &[Row], seq: u64) -> std::i
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
         let file = std::fs::File::create(&tmp)?;
-        let props = parquet::file::properties::WriterProperties::builder()
-            .set_compression(parquet::basic::Compression::SNAPPY)
-            .build();
+        // Ids, times and payloads are (nearly) all distinct: dictionaries would only cost.
+        let mut props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::SNAPPY);
+        for column in [
+            "request_id",
+            "time",
+            "latency_ms",
+            "queue_ms",
+            "inference_ms",
+            "inputs",
+            "outputs",
+        ] {
+            props = props.set_column_dictionary_enabled(column.into(), false);
+        }
+        let props = props.build();
         let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema(), Some(props))
             .map_err(std::io::Error::other)?;
         writer
@@ -426,27 +438,30 @@ pub fn start(
     (LogSender { tx, metrics }, handle)
 }
 
+/// The writer never blocks on the channel: it wakes on a short tick and drains what arrived,
+/// so a request's `send` is a queue push that never has to wake a sleeping thread.
 fn run(writer: &mut Writer, rx: &Receiver<Message>, flush_every: Duration) {
+    let tick = Duration::from_millis(20).min(flush_every);
     let retention_every = Duration::from_secs(60);
     let mut next_flush = Instant::now() + flush_every;
     let mut next_retention = Instant::now() + Duration::from_secs(2);
     loop {
-        let wait = next_flush
-            .min(next_retention)
-            .saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
-            Ok(Message::Record(r)) => writer.add(*r),
-            Ok(Message::Policy(d, p)) => {
-                writer.policies.insert(d, p);
-            }
-            Ok(Message::Flush(ack)) => {
-                writer.flush();
-                let _ = ack.send(());
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
-                writer.flush();
-                return;
+        std::thread::sleep(tick);
+        loop {
+            match rx.try_recv() {
+                Ok(Message::Record(r)) => writer.add(*r),
+                Ok(Message::Policy(d, p)) => {
+                    writer.policies.insert(d, p);
+                }
+                Ok(Message::Flush(ack)) => {
+                    writer.flush();
+                    let _ = ack.send(());
+                }
+                Ok(Message::Shutdown) | Err(TryRecvError::Disconnected) => {
+                    writer.flush();
+                    return;
+                }
+                Err(TryRecvError::Empty) => break,
             }
         }
         let now = Instant::now();

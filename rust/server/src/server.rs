@@ -91,12 +91,20 @@ impl Server {
             .spawn(move || watcher.run(poll, &watch_stop))
             .expect("spawning the registry watcher");
 
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(config.http_threads())
-            .thread_name("ph-http")
-            .enable_all()
-            .build()
-            .map_err(|e| ServerError::Config(format!("cannot start the HTTP runtime: {e}")))?;
+        // One HTTP thread: a current-thread runtime on the server thread itself (no
+        // work-stealing machinery, no hand-off between an accept thread and a worker).
+        let runtime = if config.http_threads() == 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.http_threads())
+                .thread_name("ph-http")
+                .enable_all()
+                .build()
+        }
+        .map_err(|e| ServerError::Config(format!("cannot start the HTTP runtime: {e}")))?;
         let addr_text = format!("{}:{}", config.host, config.port);
         let listener = std::net::TcpListener::bind(&addr_text).map_err(|e| ServerError::Bind {
             addr: addr_text.clone(),

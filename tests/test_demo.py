@@ -1,0 +1,17 @@
+"""The README's demo command runs end to end: register, serve over HTTP, predict, drift."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_demo_runs() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "pilothouse.demo"], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = run.stdout
+    assert "POST /v2/models/churn/infer answered by version 1" in out, out
+    assert "payload log: 1 request" in out
+    assert "['monthly_charges'] drifted" in out
