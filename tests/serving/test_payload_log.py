@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import requests
-from servers import CliServer, Store, infer_json, log_scale_versions, models, wait_version
+from servers import CliServer, Store, infer_json, log_scale_versions, metric, models, wait_version
 
 import pilothouse as ph
 from pilothouse import _core
@@ -116,8 +116,11 @@ def test_in_process_server_from_a_notebook(store: Store, tmp_path: Path) -> None
         assert srv.running and srv.url.startswith("http://127.0.0.1:")
         ph.deploy("scale", model="scale", alias="champion")  # after the server started
         wait_version(srv.url, "scale", 1)
+        x = np.ones((1, 4), np.float32)
+        assert infer_json(srv.url, "scale", {"x": x}).json()["outputs"][0]["data"] == [1.0] * 4
         ph.set_alias("scale", "champion", 2)
         wait_version(srv.url, "scale", 2)
+        assert infer_json(srv.url, "scale", {"x": x}).json()["outputs"][0]["data"] == [2.0] * 4
         assert "pilothouse server" in srv._repr_html_()
         assert [d.name for d in ph.deployments()] == ["scale"]
     assert not srv.running
@@ -130,3 +133,36 @@ def test_in_process_server_from_a_notebook(store: Store, tmp_path: Path) -> None
         pass
     ph.undeploy("scale")
     assert ph.deployments() == []
+
+
+def test_a_log_folder_that_cannot_be_written_loses_nothing(store: Store, cli: object) -> None:
+    log_scale_versions(store, "scale", (1.0,))
+    ph.deploy("scale", version=1, registry=store.registry)
+    server: CliServer = cli("--flush-interval-ms", "100")  # type: ignore[operator]
+    blocker = store.log_dir / "scale"
+    blocker.write_text("a file where the deployment's folder should be")
+    ids = [
+        infer_json(server.url, "scale", {"x": np.ones((1, 4), np.float32)}).headers["x-request-id"]
+        for _ in range(20)
+    ]
+    server.wait_for(
+        lambda: (
+            metric(
+                requests.get(f"{server.url}/metrics", timeout=5).text,
+                "pilothouse_payload_log_errors_total",
+            )
+            >= 1
+        ),
+        what="a failed segment write",
+    )
+    assert any("cannot write a payload-log segment" in line for line in server.lines)
+    blocker.unlink()  # the disk is writable again: the kept rows go out at the next flush
+    server.wait_for(
+        lambda: len(ph.inference_log("scale", since=None, registry=store.registry)) == 20,
+        what="the kept rows to be written",
+    )
+    assert set(ph.inference_log("scale", since=None, registry=store.registry).request_id) == set(
+        ids
+    )
+    text = requests.get(f"{server.url}/metrics", timeout=5).text
+    assert metric(text, "pilothouse_payload_log_dropped_total") == 0

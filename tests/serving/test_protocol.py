@@ -3,6 +3,11 @@ Open Inference Protocol endpoints, every element type, several inputs and output
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -158,11 +163,10 @@ def test_ids_versions_and_versioned_endpoint(served: tuple[CliServer, dict]) -> 
 
 
 def test_help_lists_every_option_and_toml_config(store: Store, cli: object, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
+    command = shutil.which("pilothouse")  # the console script pip installed
+    assert command is not None
     out = subprocess.run(
-        [sys.executable, "-m", "pilothouse.cli", "serve", "--help"],
+        [command, "serve", "--help"],
         capture_output=True,
         text=True,
         check=True,
@@ -211,11 +215,25 @@ def test_help_lists_every_option_and_toml_config(store: Store, cli: object, tmp_
         timeout=60,
     )
     assert run.returncode == 1 and "prot" in run.stderr
+    # deployments from the command line
+    data, _ = models.logistic_regression(zipmap=False)
+    store.registry.log_model(data, "cli-model")
+    env = {**os.environ, "PILOTHOUSE_URI": store.uri}
+    made = subprocess.run(
+        [command, "deploy", "api", "--model", "cli-model", "--route", "1=1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert "deployed api (generation 1)" in made.stdout
+    listed = subprocess.run(
+        [command, "deployments"], capture_output=True, text=True, env=env, check=True
+    )
+    assert listed.stdout.startswith("api\tmodel=cli-model")
 
 
 def _json(line: str) -> dict | None:
-    import json
-
     try:
         value = json.loads(line)
     except ValueError:
