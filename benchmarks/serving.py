@@ -6,7 +6,9 @@ Every server is pinned to core 0 and wrk (Debian's package) to core 1. All serve
 first and idle while another one is measured; the cases are measured in alternating rounds and
 the best round of each is kept, so slow phases of a shared machine hit every server alike.
 pilothouse runs as `pilothouse serve` (one HTTP thread, one inference thread, dynamic batching
-on, payload logging on); the forest is also served with batching off. BentoML runs from its
+on, payload logging on); the forest is also served with batching off, and the logistic
+regression with the payload log keeping metadata only (`log_payloads=False`), to show what
+logging every input and output costs. BentoML runs from its
 own virtualenv (``~/.cache/pilothouse/bentoml-venv``, made by ``make bench``). Peak RSS is the
 largest sum of resident memory over the server's process tree, sampled every 200 ms (the
 pilothouse process serves all three deployments, so its peak covers all of them).
@@ -225,6 +227,7 @@ def pilothouse_server(
         registry.log_model(str(path), name, input_example=X[:4])
         ph.deploy(name, version=1, max_batch_size=64, registry=registry)
     ph.deploy("forest-nobatch", model="forest", version=1, max_batch_size=1, registry=registry)
+    ph.deploy("logreg-nopayloads", model="logreg", version=1, log_payloads=False, registry=registry)
     port = free_port()
     cmd = [
         sys.executable,
@@ -332,6 +335,15 @@ def main() -> None:
                 "forest",
                 ours,
                 f"{ours.url}/v2/models/forest-nobatch/infer",
+                oip_body(row),
+            )
+        )
+        cases.append(
+            (
+                "pilothouse, no payloads",
+                "logreg",
+                ours,
+                f"{ours.url}/v2/models/logreg-nopayloads/infer",
                 oip_body(row),
             )
         )

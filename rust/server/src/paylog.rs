@@ -135,7 +135,9 @@ pub fn schema() -> SchemaRef {
 
 /// `{"name": {"datatype": "FP32", "shape": [1, 4], "data": [...]}, ...}` under the policy.
 fn tensors_json(names: &[String], tensors: &[OwnedTensor], policy: Option<&LogPolicy>) -> String {
-    let mut out = Vec::with_capacity(128);
+    // About 12 bytes per number plus the names and shapes: one allocation in the usual case.
+    let values: usize = tensors.iter().map(|t| t.data.len()).sum();
+    let mut out = Vec::with_capacity(64 + 48 * names.len() + 12 * values);
     out.push(b'{');
     let mut first = true;
     for (name, t) in names.iter().zip(tensors) {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use pilothouse_registry::Registry;
 
 use crate::config::Config;
@@ -148,6 +149,10 @@ impl Server {
                         tracing::info!(event = "shutdown_started", "stopping: no new connections; finishing requests in flight");
                         notify.notify_one();
                     };
+                    // Answers are small and written whole: send them at once (no Nagle delay).
+                    let listener = listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
                     let serve = axum::serve(listener, http::router(app)).with_graceful_shutdown(signal);
                     tokio::select! {
                         r = serve => if let Err(e) = r { tracing::error!(event = "server_error", error = %e, "the HTTP server failed") },
