@@ -210,6 +210,26 @@ def wrk(url: str, body: dict, connections: int, duration: float) -> dict[str, fl
     return result
 
 
+def _core_times(core: str) -> tuple[int, int]:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{core} "):
+            values = [int(v) for v in line.split()[1:]]
+            return sum(values), values[3] + values[4]  # total, idle + iowait
+    return 1, 1
+
+
+def settle(core: str = SERVER_CORE, timeout: float = 30.0) -> None:
+    """Waits until the server core is idle: a server still working off the previous case's
+    queue (BentoML at 64 connections takes seconds) must not slow the next one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        total0, idle0 = _core_times(core)
+        time.sleep(0.5)
+        total1, idle1 = _core_times(core)
+        if total1 > total0 and (idle1 - idle0) / (total1 - total0) > 0.95:
+            return
+
+
 def oip_body(row: np.ndarray) -> dict:
     return {
         "inputs": [{"name": "X", "shape": [1, FEATURES], "datatype": "FP32", "data": row.tolist()}]
@@ -369,6 +389,7 @@ def main() -> None:
             print(f"round {round_} of {args.rounds}", flush=True)
             for label, model, _, url, body in cases:
                 for c in connections:
+                    settle()
                     result = wrk(url, body, c, args.duration)
                     key = (label, model, c)
                     if key not in best or result["rps"] > best[key]["rps"]:
