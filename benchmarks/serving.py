@@ -210,12 +210,12 @@ def wrk(url: str, body: dict, connections: int, duration: float) -> dict[str, fl
     return result
 
 
-def _core_times(core: str) -> tuple[int, int]:
+def _core_times(core: str) -> tuple[int, int, int]:
     for line in Path("/proc/stat").read_text().splitlines():
         if line.startswith(f"cpu{core} "):
             values = [int(v) for v in line.split()[1:]]
-            return sum(values), values[3] + values[4]  # total, idle + iowait
-    return 1, 1
+            return sum(values), values[3] + values[4], values[7]  # total, idle + iowait, steal
+    return 1, 1, 0
 
 
 def settle(core: str = SERVER_CORE, timeout: float = 30.0) -> None:
@@ -223,9 +223,9 @@ def settle(core: str = SERVER_CORE, timeout: float = 30.0) -> None:
     queue (BentoML at 64 connections takes seconds) must not slow the next one."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        total0, idle0 = _core_times(core)
+        total0, idle0, _ = _core_times(core)
         time.sleep(0.5)
-        total1, idle1 = _core_times(core)
+        total1, idle1, _ = _core_times(core)
         if total1 > total0 and (idle1 - idle0) / (total1 - total0) > 0.95:
             return
 
@@ -390,13 +390,18 @@ def main() -> None:
             for label, model, _, url, body in cases:
                 for c in connections:
                     settle()
+                    total0, _, steal0 = _core_times(SERVER_CORE)
                     result = wrk(url, body, c, args.duration)
+                    total1, _, steal1 = _core_times(SERVER_CORE)
+                    # time the hypervisor gave the server's core to other machines
+                    result["steal"] = 100.0 * (steal1 - steal0) / max(total1 - total0, 1)
                     key = (label, model, c)
                     if key not in best or result["rps"] > best[key]["rps"]:
                         best[key] = result
                     print(
                         f"  {label:26} {model:8} c={c:<3} {result['rps']:>10.0f} req/s  "
-                        f"p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  errors {result['errors']:.0f}",
+                        f"p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  errors {result['errors']:.0f}  "
+                        f"steal {result['steal']:.0f}%",
                         flush=True,
                     )
         peaks = {(label, model): running.peak_kb for label, model, running, _, _ in cases}
@@ -412,11 +417,11 @@ def main() -> None:
         f"servers on core {SERVER_CORE}, wrk on core {CLIENT_CORE}"
     )
     print(
-        f"{'server':26} {'model':8} {'conns':>5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'peak RSS MB':>12} {'errors':>7}"
+        f"{'server':26} {'model':8} {'conns':>5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'peak RSS MB':>12} {'errors':>7} {'steal %':>8}"
     )
     for label, model, c, r, peak in rows:
         print(
-            f"{label:26} {model:8} {c:>5} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {peak / 1024:>12.1f} {r['errors']:>7.0f}"
+            f"{label:26} {model:8} {c:>5} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {peak / 1024:>12.1f} {r['errors']:>7.0f} {r['steal']:>8.0f}"
         )
     get = {(label, model, c): r for label, model, c, r, _ in rows}
     print()
