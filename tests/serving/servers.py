@@ -76,6 +76,10 @@ class CliServer:
             f"timed out waiting for {what}; server log:\n" + "\n".join(self.lines[-30:])
         )
 
+    def metric(self, name: str, **labels: str) -> float:
+        """The server's /metrics value of `name` (summed over matching label sets)."""
+        return metric(requests.get(f"{self.url}/metrics", timeout=5).text, name, **labels)
+
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):

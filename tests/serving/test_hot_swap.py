@@ -123,14 +123,7 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
     artifact.write_bytes(b"not onnx")
     store.registry.set_alias("scale", "champion", 2)
     server.wait_for(
-        lambda: (
-            metric(
-                requests.get(f"{server.url}/metrics", timeout=5).text,
-                "pilothouse_model_load_failures_total",
-            )
-            >= 1
-        ),
-        what="a load failure",
+        lambda: server.metric("pilothouse_model_load_failures_total") >= 1, what="a load failure"
     )
     r = infer_json(server.url, "scale", {"x": np.ones((1, 4), np.float32)})
     assert r.status_code == 200 and r.headers["x-model-version"] == "1"

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import requests
-from servers import CliServer, Store, infer_json, log_scale_versions, metric, models, wait_version
+from servers import CliServer, Store, infer_json, log_scale_versions, models, wait_version
 
 import pilothouse as ph
 from pilothouse import _core
@@ -146,13 +146,7 @@ def test_a_log_folder_that_cannot_be_written_loses_nothing(store: Store, cli: ob
         for _ in range(20)
     ]
     server.wait_for(
-        lambda: (
-            metric(
-                requests.get(f"{server.url}/metrics", timeout=5).text,
-                "pilothouse_payload_log_errors_total",
-            )
-            >= 1
-        ),
+        lambda: server.metric("pilothouse_payload_log_errors_total") >= 1,
         what="a failed segment write",
     )
     assert any("cannot write a payload-log segment" in line for line in server.lines)
@@ -164,5 +158,4 @@ def test_a_log_folder_that_cannot_be_written_loses_nothing(store: Store, cli: ob
     assert set(ph.inference_log("scale", since=None, registry=store.registry).request_id) == set(
         ids
     )
-    text = requests.get(f"{server.url}/metrics", timeout=5).text
-    assert metric(text, "pilothouse_payload_log_dropped_total") == 0
+    assert server.metric("pilothouse_payload_log_dropped_total") == 0

@@ -162,15 +162,17 @@ async fn model_metadata(State(app): Shared, Path(name): Path<String>) -> Respons
     }
 }
 
+/// The version `version` of deployment `name`, as the `/versions/{v}` endpoints address it.
+fn find_deployed(app: &App, name: &str, version: &str) -> Result<Arc<Loaded>, Refusal> {
+    let deployment = find(app, name)?;
+    find_version(&deployment, version)
+}
+
 async fn version_metadata(
     State(app): Shared,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
-    let d = match find(&app, &name) {
-        Ok(d) => d,
-        Err(r) => return refuse(r),
-    };
-    match find_version(&d, &version) {
+    match find_deployed(&app, &name, &version) {
         Ok(l) => ok_json(protocol::model_metadata(
             &name,
             &[l.version],
@@ -191,11 +193,7 @@ async fn version_ready(
     State(app): Shared,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
-    let d = match find(&app, &name) {
-        Ok(d) => d,
-        Err(r) => return refuse(r),
-    };
-    match find_version(&d, &version) {
+    match find_deployed(&app, &name, &version) {
         Ok(_) => ok_json(json!({"name": name, "version": version, "ready": true})),
         Err(r) => refuse(r),
     }

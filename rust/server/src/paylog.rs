@@ -307,6 +307,8 @@ struct Writer {
     root: PathBuf,
     metrics: Arc<Metrics>,
     policies: HashMap<String, LogPolicy>,
+    /// For rows of a deployment whose policy has not arrived yet.
+    default_policy: LogPolicy,
     /// (deployment, hour) -> rows
     buffers: BTreeMap<(Arc<str>, i64), Vec<Row>>,
     buffered: usize,
@@ -316,19 +318,16 @@ struct Writer {
 
 impl Writer {
     fn add(&mut self, record: Record) {
-        let policy = self
-            .policies
-            .get(&*record.deployment)
-            .cloned()
-            .unwrap_or_default();
         let key = (
             record.deployment.clone(),
             record.time_us.div_euclid(HOUR_US) * HOUR_US,
         );
-        self.buffers
-            .entry(key)
-            .or_default()
-            .push(to_row(record, &policy));
+        let policy = self
+            .policies
+            .get(&*record.deployment)
+            .unwrap_or(&self.default_policy);
+        let row = to_row(record, policy);
+        self.buffers.entry(key).or_default().push(row);
         self.buffered += 1;
         if self.buffered >= FLUSH_ROWS {
             self.flush();
@@ -441,6 +440,7 @@ pub fn start(
         root,
         metrics: metrics.clone(),
         policies: HashMap::new(),
+        default_policy: LogPolicy::default(),
         buffers: BTreeMap::new(),
         buffered: 0,
         seq: 0,
