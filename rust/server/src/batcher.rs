@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use pilothouse_runtime::{Model, OwnedTensor, Tensor, TensorData};
+use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use crate::metrics::VersionMetrics;
@@ -47,6 +48,30 @@ pub struct Settings {
     pub max_delay: Duration,
     pub capacity: usize,
     pub threads: usize,
+    /// The HTTP runtime: a batch's answers are handed to it in one task (one wake-up of the
+    /// HTTP thread per batch, not one per request).
+    pub runtime: Handle,
+}
+
+type Reply = (
+    oneshot::Sender<Result<Done, JobError>>,
+    Result<Done, JobError>,
+);
+
+/// Hands a batch's answers to the waiting requests. One answer is sent from here; several go
+/// through one task on the HTTP runtime, so the HTTP thread wakes once and finds them all.
+fn deliver(runtime: &Handle, mut replies: Vec<Reply>) {
+    if replies.len() <= 1 {
+        if let Some((tx, result)) = replies.pop() {
+            let _ = tx.send(result);
+        }
+        return;
+    }
+    runtime.spawn(async move {
+        for (tx, result) in replies {
+            let _ = tx.send(result);
+        }
+    });
 }
 
 /// Submitting found the queue full.
@@ -68,9 +93,13 @@ impl Batcher {
             let metrics = metrics.clone();
             let max_rows = settings.max_batch_rows.max(1);
             let delay = settings.max_delay;
+            let runtime = settings.runtime.clone();
             std::thread::Builder::new()
                 .name(format!("ph-infer-{name}-{i}"))
-                .spawn(move || worker(&model, &rx, max_rows, delay, &metrics))
+                .spawn(move || {
+                    crate::sched::batch_thread(0);
+                    worker(&model, &rx, max_rows, delay, &metrics, &runtime)
+                })
                 .expect("spawning an inference thread");
         }
         Batcher {
@@ -111,6 +140,7 @@ fn worker(
     max_rows: usize,
     delay: Duration,
     metrics: &VersionMetrics,
+    runtime: &Handle,
 ) {
     let mut pending: Option<Job> = None;
     loop {
@@ -150,7 +180,7 @@ fn worker(
             rows += next.rows;
             batch.push(next);
         }
-        run_batch(model, batch, metrics);
+        deliver(runtime, run_batch(model, batch, metrics));
     }
 }
 
@@ -161,14 +191,16 @@ fn trailing_dims(inputs: &[OwnedTensor]) -> Vec<Vec<usize>> {
         .collect()
 }
 
-fn run_batch(model: &Model, batch: Vec<Job>, metrics: &VersionMetrics) {
+/// Runs one batch; returns each request's answer.
+fn run_batch(model: &Model, batch: Vec<Job>, metrics: &VersionMetrics) -> Vec<Reply> {
     let start = Instant::now();
     let (live, expired): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|j| j.deadline > start);
-    for job in expired {
-        let _ = job.reply.send(Err(JobError::Timeout));
-    }
+    let mut replies: Vec<Reply> = expired
+        .into_iter()
+        .map(|job| (job.reply, Err(JobError::Timeout)))
+        .collect();
     if live.is_empty() {
-        return;
+        return replies;
     }
     let rows: usize = live.iter().map(|j| j.rows).sum();
     let result = if live.len() == 1 {
@@ -184,33 +216,38 @@ fn run_batch(model: &Model, batch: Vec<Job>, metrics: &VersionMetrics) {
         Ok(outputs) => outputs.into_iter().map(|(_, t)| t).collect::<Vec<_>>(),
         Err(e) => {
             let message = e.to_string();
-            for job in live {
-                let _ = job.reply.send(Err(JobError::Inference(message.clone())));
-            }
-            return;
+            replies.extend(
+                live.into_iter()
+                    .map(|job| (job.reply, Err(JobError::Inference(message.clone())))),
+            );
+            return replies;
         }
     };
     if live.len() == 1 {
         let job = live.into_iter().next().expect("one job");
         let queue = start.saturating_duration_since(job.enqueued);
         metrics.queue_seconds.observe(queue.as_secs_f64());
-        let _ = job.reply.send(Ok(Done {
-            outputs: Arc::new(outputs),
-            queue,
-            inference,
-            batch_rows: rows,
-        }));
-        return;
+        replies.push((
+            job.reply,
+            Ok(Done {
+                outputs: Arc::new(outputs),
+                queue,
+                inference,
+                batch_rows: rows,
+            }),
+        ));
+        return replies;
     }
     if let Some(bad) = outputs.iter().find(|t| t.shape.first() != Some(&rows)) {
         let message = format!(
             "the model's output has shape {:?} for a batch of {rows} rows, so it cannot be split per request; set batching.max_batch_size = 1 for this deployment",
             bad.shape
         );
-        for job in live {
-            let _ = job.reply.send(Err(JobError::Inference(message.clone())));
-        }
-        return;
+        replies.extend(
+            live.into_iter()
+                .map(|job| (job.reply, Err(JobError::Inference(message.clone())))),
+        );
+        return replies;
     }
     let mut offset = 0;
     for job in live {
@@ -221,13 +258,17 @@ fn run_batch(model: &Model, batch: Vec<Job>, metrics: &VersionMetrics) {
             .map(|t| slice_rows(t, offset, job.rows))
             .collect();
         offset += job.rows;
-        let _ = job.reply.send(Ok(Done {
-            outputs: Arc::new(mine),
-            queue,
-            inference,
-            batch_rows: rows,
-        }));
+        replies.push((
+            job.reply,
+            Ok(Done {
+                outputs: Arc::new(mine),
+                queue,
+                inference,
+                batch_rows: rows,
+            }),
+        ));
     }
+    replies
 }
 
 macro_rules! each {

@@ -105,6 +105,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub log: LogSender,
     pub inference_threads: usize,
+    /// The HTTP runtime, to which inference threads hand their answers.
+    pub runtime: tokio::runtime::Handle,
 }
 
 pub struct Watcher {
@@ -366,6 +368,7 @@ impl Watcher {
             max_delay: Duration::from_micros(batching.max_queue_delay_us),
             capacity: batching.queue_capacity,
             threads,
+            runtime: self.ctx.runtime.clone(),
         };
         let batcher = Batcher::start(
             runtime_model.clone(),

@@ -11,6 +11,7 @@ mod http;
 mod metrics;
 mod paylog;
 mod protocol;
+mod sched;
 mod server;
 mod spec;
 

@@ -416,19 +416,6 @@ fn remove_before(dir: &Path, cutoff_us: i64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Lowers the calling thread's scheduling priority (nice 5): logging is background work that
-/// should fill the gaps between requests, not compete with them; it still gets about a quarter
-/// of a busy core, more than it needs at full load.
-fn background_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority take no pointers; on Linux PRIO_PROCESS with a thread id
-    // changes that one thread.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 5);
-    }
-}
-
 /// Starts the writer thread; it stops (after a last flush) when every sender is dropped.
 pub fn start(
     root: PathBuf,
@@ -449,7 +436,9 @@ pub fn start(
     let handle = std::thread::Builder::new()
         .name("ph-payload-log".into())
         .spawn(move || {
-            background_priority();
+            // Background work: fills the gaps between requests, never preempts them; still
+            // about a quarter of a busy core, more than it needs at full load.
+            crate::sched::batch_thread(5);
             run(&mut writer, &rx, flush_every)
         })
         .expect("spawning the payload-log writer");

@@ -74,24 +74,6 @@ impl Server {
             Duration::from_millis(config.flush_interval_ms),
             metrics.clone(),
         );
-        let state = Arc::new(State::default());
-        let stop_watching = Arc::new(AtomicBool::new(false));
-        let ctx = deployments::Context {
-            metrics: metrics.clone(),
-            log: log.clone(),
-            inference_threads: config.inference_threads(),
-        };
-        // The first sync happens before the port opens, so a started server serves what is
-        // deployed; later ones follow the registry from a background thread.
-        let mut watcher = deployments::Watcher::new(registry, state.clone(), ctx);
-        watcher.sync();
-        let poll = Duration::from_millis(config.poll_interval_ms);
-        let watch_stop = stop_watching.clone();
-        let watch_thread = std::thread::Builder::new()
-            .name("ph-watch".into())
-            .spawn(move || watcher.run(poll, &watch_stop))
-            .expect("spawning the registry watcher");
-
         // One HTTP thread: a current-thread runtime on the server thread itself (no
         // work-stealing machinery, no hand-off between an accept thread and a worker).
         let runtime = if config.http_threads() == 1 {
@@ -106,6 +88,25 @@ impl Server {
                 .build()
         }
         .map_err(|e| ServerError::Config(format!("cannot start the HTTP runtime: {e}")))?;
+        let state = Arc::new(State::default());
+        let stop_watching = Arc::new(AtomicBool::new(false));
+        let ctx = deployments::Context {
+            metrics: metrics.clone(),
+            log: log.clone(),
+            inference_threads: config.inference_threads(),
+            runtime: runtime.handle().clone(),
+        };
+        // The first sync happens before the port opens, so a started server serves what is
+        // deployed; later ones follow the registry from a background thread.
+        let mut watcher = deployments::Watcher::new(registry, state.clone(), ctx);
+        watcher.sync();
+        let poll = Duration::from_millis(config.poll_interval_ms);
+        let watch_stop = stop_watching.clone();
+        let watch_thread = std::thread::Builder::new()
+            .name("ph-watch".into())
+            .spawn(move || watcher.run(poll, &watch_stop))
+            .expect("spawning the registry watcher");
+
         let addr_text = format!("{}:{}", config.host, config.port);
         let listener = std::net::TcpListener::bind(&addr_text).map_err(|e| ServerError::Bind {
             addr: addr_text.clone(),
