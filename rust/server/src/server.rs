@@ -143,6 +143,7 @@ impl Server {
                             return;
                         }
                     };
+                    tokio::spawn(arm_timers());
                     let stopping = Arc::new(tokio::sync::Notify::new());
                     let notify = stopping.clone();
                     let signal = async move {
@@ -251,5 +252,22 @@ async fn wait_for_stop(stop: tokio::sync::oneshot::Receiver<()>, handle_signals:
             _ = stop => {}
             _ = tokio::signal::ctrl_c() => {}
         }
+    }
+}
+
+/// Keeps one timer armed a short while ahead, for the life of the runtime.
+///
+/// Each request waits for its answer under a deadline, which is a tokio timer. Tokio interrupts
+/// its own reactor (an eventfd write, and an extra trip through epoll) whenever a new timer
+/// expires before every timer it knew of when it last went to sleep, and when it knew of none,
+/// which is the case at the first request after every pause. Measured at 16 connections: 0.6
+/// such writes per request. With this timer always pending 100 ms ahead, deadlines further out
+/// (1 s by default) never interrupt anything; only requests asking for less than 100 ms still
+/// do. Costs ten wake-ups a second.
+async fn arm_timers() {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
     }
 }
