@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -28,6 +28,12 @@ pub struct App {
 }
 
 type Shared = State<Arc<App>>;
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
+const X_MODEL_ROUTE: HeaderName = HeaderName::from_static("x-model-route");
+const INFERENCE_HEADER_LENGTH: HeaderName =
+    HeaderName::from_static("inference-header-content-length");
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let body = json!({"error": message.into()}).to_string();
@@ -229,7 +235,7 @@ fn new_request_id() -> String {
 
 fn request_id(headers: &HeaderMap) -> String {
     headers
-        .get("x-request-id")
+        .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 200)
         .map_or_else(new_request_id, str::to_string)
@@ -243,13 +249,13 @@ fn with_ids(
 ) -> Response {
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(id) {
-        h.insert("x-request-id", v);
+        h.insert(X_REQUEST_ID, v);
     }
     if let Some(v) = version {
-        h.insert("x-model-version", HeaderValue::from(v));
+        h.insert(X_MODEL_VERSION, HeaderValue::from(v));
     }
     if let Some(r) = route.and_then(|r| HeaderValue::from_str(r).ok()) {
-        h.insert("x-model-route", r);
+        h.insert(X_MODEL_ROUTE, r);
     }
     response
 }
@@ -350,7 +356,7 @@ async fn serve(app: Arc<App>, name: String, version: Option<String>, request: Re
         }
     };
     let header_length = match headers
-        .get("inference-header-content-length")
+        .get(INFERENCE_HEADER_LENGTH)
         .map(|v| v.to_str().ok().and_then(|s| s.parse::<usize>().ok()))
     {
         None => None,
@@ -403,7 +409,7 @@ async fn serve(app: Arc<App>, name: String, version: Option<String>, request: Re
         if let Some(n) = encoded.header_length {
             response
                 .headers_mut()
-                .insert("inference-header-content-length", HeaderValue::from(n));
+                .insert(INFERENCE_HEADER_LENGTH, HeaderValue::from(n));
         }
         with_ids(response, &id, Some(loaded.version), Some(&route))
     } else {

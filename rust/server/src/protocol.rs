@@ -4,7 +4,9 @@
 use std::borrow::Cow;
 
 use pilothouse_runtime::{DType, OwnedTensor, Signature, Tensor, TensorData, TensorSpec};
+use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value as Json};
 
 /// A request that cannot be served as sent: the message names what was wrong.
@@ -18,25 +20,112 @@ fn bad<T>(message: impl Into<String>) -> Parsed<T> {
 }
 
 #[derive(Deserialize)]
-struct RawRequest {
+struct RawRequest<'a> {
     #[serde(default)]
     id: Option<Json>,
     #[serde(default)]
     parameters: Option<Map<String, Json>>,
-    inputs: Vec<RawInput>,
+    #[serde(borrow)]
+    inputs: Vec<RawInput<'a>>,
     #[serde(default)]
     outputs: Option<Vec<RawOutput>>,
 }
 
-#[derive(Deserialize)]
-struct RawInput {
+struct RawInput<'a> {
     name: String,
     shape: Vec<i64>,
     datatype: String,
-    #[serde(default)]
     parameters: Option<Map<String, Json>>,
-    #[serde(default)]
-    data: Option<Json>,
+    data: Option<RawData<'a>>,
+}
+
+/// An input's `data`: decoded while the request is read when its datatype came first (the
+/// usual order), else kept as JSON text to decode once the datatype is known.
+enum RawData<'a> {
+    Decoded(Result<TensorData<'static>, String>),
+    Text(&'a RawValue),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawInput<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(InputVisitor(std::marker::PhantomData))
+    }
+}
+
+struct InputVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for InputVisitor<'a> {
+    type Value = RawInput<'a>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an input tensor object")
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RawInput<'a>, A::Error> {
+        let (mut name, mut shape, mut datatype, mut parameters, mut data) =
+            (None, None, None::<String>, None, None);
+        fn once<T, E: de::Error>(slot: &Option<T>, field: &'static str) -> Result<(), E> {
+            match slot {
+                Some(_) => Err(E::duplicate_field(field)),
+                None => Ok(()),
+            }
+        }
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                "name" => {
+                    once(&name, "name")?;
+                    name = Some(map.next_value::<String>()?);
+                }
+                "shape" => {
+                    once(&shape, "shape")?;
+                    shape = Some(map.next_value::<Vec<i64>>()?);
+                }
+                "datatype" => {
+                    once(&datatype, "datatype")?;
+                    datatype = Some(map.next_value::<String>()?);
+                }
+                "parameters" => {
+                    once(&parameters, "parameters")?;
+                    parameters = Some(map.next_value::<Option<Map<String, Json>>>()?);
+                }
+                "data" => {
+                    once(&data, "data")?;
+                    let count = shape.as_deref().map_or(0, capacity_hint);
+                    data = Some(match datatype.as_deref().and_then(parse_dtype) {
+                        Some(dtype) => {
+                            RawData::Decoded(map.next_value_seed(Typed { dtype, count })?)
+                        }
+                        None => RawData::Text(map.next_value::<&'de RawValue>()?),
+                    });
+                }
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(RawInput {
+            name: name.ok_or_else(|| de::Error::missing_field("name"))?,
+            shape: shape.ok_or_else(|| de::Error::missing_field("shape"))?,
+            datatype: datatype.ok_or_else(|| de::Error::missing_field("datatype"))?,
+            parameters: parameters.flatten(),
+            data,
+        })
+    }
+}
+
+/// Elements a shape holds, as a starting capacity (bounded: the shape is not checked yet).
+fn capacity_hint(shape: &[i64]) -> usize {
+    shape
+        .iter()
+        .try_fold(1usize, |a, d| a.checked_mul(usize::try_from(*d).ok()?))
+        .unwrap_or(0)
+        .min(1 << 20)
+}
+
+/// The Open Inference Protocol datatype named exactly so (upper case).
+fn parse_dtype(name: &str) -> Option<DType> {
+    DType::from_name(name).filter(|_| {
+        name.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    })
 }
 
 #[derive(Deserialize)]
@@ -95,19 +184,12 @@ pub fn parse_request(body: &[u8], header_length: Option<usize>) -> Parsed<InferR
     for input in raw.inputs {
         let name = input.name;
         let what = |m: String| BadRequest(format!("input '{name}': {m}"));
-        let dtype = DType::from_name(&input.datatype)
-            .filter(|_| {
-                input
-                    .datatype
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-            })
-            .ok_or_else(|| {
-                what(format!(
+        let dtype = parse_dtype(&input.datatype).ok_or_else(|| {
+            what(format!(
                 "datatype {:?} is not supported; use one of FP32, FP64, INT32, INT64, BOOL, BYTES",
                 input.datatype
             ))
-            })?;
+        })?;
         let mut shape = Vec::with_capacity(input.shape.len());
         for d in &input.shape {
             if *d < 0 {
@@ -144,7 +226,10 @@ pub fn parse_request(body: &[u8], header_length: Option<usize>) -> Parsed<InferR
                 binary = rest;
                 decode_binary(dtype, mine, count).map_err(what)?
             }
-            (None, Some(json)) => decode_json(dtype, &json, count).map_err(what)?,
+            (None, Some(RawData::Decoded(data))) => data.map_err(what)?,
+            (None, Some(RawData::Text(json))) => {
+                decode_json_text(dtype, json, count).map_err(what)?
+            }
             (None, None) => return Err(what("no data (give \"data\" or binary_data_size)".into())),
         };
         let got = data.len();
@@ -186,6 +271,214 @@ pub fn parse_request(body: &[u8], header_length: Option<usize>) -> Parsed<InferR
         }),
         timeout_us,
     })
+}
+
+/// A tensor element as JSON may give it; `None` when this JSON value cannot be one. The
+/// conversions are those of `decode_json`, so both paths accept exactly the same data.
+trait Element: Sized {
+    /// What an element must be, for messages.
+    const WANT: &'static str;
+    fn from_i64(_: i64) -> Option<Self> {
+        None
+    }
+    fn from_u64(_: u64) -> Option<Self> {
+        None
+    }
+    fn from_f64(_: f64) -> Option<Self> {
+        None
+    }
+    fn from_bool(_: bool) -> Option<Self> {
+        None
+    }
+    fn from_str(_: &str) -> Option<Self> {
+        None
+    }
+}
+
+impl Element for f32 {
+    const WANT: &'static str = "a number";
+    fn from_i64(v: i64) -> Option<Self> {
+        Some(v as f64 as f32)
+    }
+    fn from_u64(v: u64) -> Option<Self> {
+        Some(v as f64 as f32)
+    }
+    fn from_f64(v: f64) -> Option<Self> {
+        Some(v as f32)
+    }
+}
+
+impl Element for f64 {
+    const WANT: &'static str = "a number";
+    fn from_i64(v: i64) -> Option<Self> {
+        Some(v as f64)
+    }
+    fn from_u64(v: u64) -> Option<Self> {
+        Some(v as f64)
+    }
+    fn from_f64(v: f64) -> Option<Self> {
+        Some(v)
+    }
+}
+
+impl Element for i32 {
+    const WANT: &'static str = "an int32";
+    fn from_i64(v: i64) -> Option<Self> {
+        i32::try_from(v).ok()
+    }
+    fn from_u64(v: u64) -> Option<Self> {
+        i32::try_from(v).ok()
+    }
+}
+
+impl Element for i64 {
+    const WANT: &'static str = "an int64";
+    fn from_i64(v: i64) -> Option<Self> {
+        Some(v)
+    }
+    fn from_u64(v: u64) -> Option<Self> {
+        i64::try_from(v).ok()
+    }
+}
+
+impl Element for bool {
+    const WANT: &'static str = "true or false";
+    fn from_bool(v: bool) -> Option<Self> {
+        Some(v)
+    }
+}
+
+impl Element for String {
+    const WANT: &'static str = "a string";
+    fn from_str(v: &str) -> Option<Self> {
+        Some(v.to_string())
+    }
+}
+
+/// Appends the elements of a JSON value, nested lists flattened, to a vector. The first
+/// element that cannot be a `T` is kept (with its position) and the rest only read past, so
+/// the message can name it.
+struct Flat<'v, T> {
+    out: &'v mut Vec<T>,
+    fault: &'v mut Option<(usize, Json)>,
+}
+
+impl<T> Flat<'_, T> {
+    fn push(self, v: Option<T>, as_json: impl FnOnce() -> Json) {
+        if self.fault.is_some() {
+            return;
+        }
+        match v {
+            Some(v) => self.out.push(v),
+            None => *self.fault = Some((self.out.len(), as_json())),
+        }
+    }
+}
+
+impl<'de, T: Element> DeserializeSeed<'de> for Flat<'_, T> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, T: Element> Visitor<'de> for Flat<'_, T> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("tensor data")
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.push(T::from_i64(v), || Json::from(v));
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.push(T::from_u64(v), || Json::from(v));
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.push(T::from_f64(v), || Json::from(v));
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.push(T::from_bool(v), || Json::from(v));
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.push(T::from_str(v), || Json::from(v));
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.push(None, || Json::Null);
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(Flat {
+                out: &mut *self.out,
+                fault: &mut *self.fault,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let value = Json::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        self.push(None, || value);
+        Ok(())
+    }
+}
+
+fn flat<'de, T: Element, D: de::Deserializer<'de>>(
+    d: D,
+    count: usize,
+) -> Result<Result<Vec<T>, String>, D::Error> {
+    let mut out = Vec::with_capacity(count);
+    let mut fault = None;
+    Flat {
+        out: &mut out,
+        fault: &mut fault,
+    }
+    .deserialize(d)?;
+    Ok(match fault {
+        None => Ok(out),
+        Some((i, v)) => Err(format!("element {i} is {v}, not {}", T::WANT)),
+    })
+}
+
+/// Decodes `data` straight into tensor data of `dtype` (no JSON tree in between). The outer
+/// error is malformed JSON; the inner one an element of the wrong type, named.
+struct Typed {
+    dtype: DType,
+    count: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Typed {
+    type Value = Result<TensorData<'static>, String>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let n = self.count;
+        Ok(match self.dtype {
+            DType::Float32 => flat(d, n)?.map(|v| TensorData::Float32(Cow::Owned(v))),
+            DType::Float64 => flat(d, n)?.map(|v| TensorData::Float64(Cow::Owned(v))),
+            DType::Int32 => flat(d, n)?.map(|v| TensorData::Int32(Cow::Owned(v))),
+            DType::Int64 => flat(d, n)?.map(|v| TensorData::Int64(Cow::Owned(v))),
+            DType::Bool => flat(d, n)?.map(|v| TensorData::Bool(Cow::Owned(v))),
+            DType::String => flat(d, n)?.map(|v| TensorData::String(Cow::Owned(v))),
+        })
+    }
+}
+
+/// `data` kept as JSON text (its datatype came after it) decoded into tensor data of `dtype`.
+fn decode_json_text(
+    dtype: DType,
+    data: &RawValue,
+    count: usize,
+) -> std::result::Result<TensorData<'static>, String> {
+    let mut de = serde_json::Deserializer::from_str(data.get());
+    let decoded = Typed { dtype, count }
+        .deserialize(&mut de)
+        .map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    decoded
 }
 
 fn flatten<'j>(value: &'j Json, out: &mut Vec<&'j Json>) {
@@ -547,6 +840,74 @@ mod tests {
         assert_eq!(
             r.inputs[0].1.data,
             TensorData::String(Cow::Owned(vec!["ab".into(), "cd".into()]))
+        );
+    }
+
+    #[test]
+    fn typed_decoding_agrees_with_the_json_tree() {
+        let cases: &[(DType, &str)] = &[
+            (DType::Float32, "[[1, 2.5], [-3e2, 0.1]]"),
+            (
+                DType::Float32,
+                "[16777217, 18446744073709551615, -9223372036854775808]",
+            ),
+            (DType::Float32, "7"),
+            (DType::Float64, "[[0.1, 1e-300], [2, -0.0]]"),
+            (DType::Int32, "[1, -2, 2147483647]"),
+            (DType::Int32, "[2147483648]"),
+            (DType::Int32, "[1.0]"),
+            (
+                DType::Int64,
+                "[[9223372036854775807], [-9223372036854775808]]",
+            ),
+            (DType::Int64, "[9223372036854775808]"),
+            (DType::Bool, "[true, [false, true]]"),
+            (DType::Bool, "[1]"),
+            (DType::String, r#"["a", ["\u00e9\n", ""]]"#),
+            (DType::String, r#"["a", 1]"#),
+            (DType::Float32, r#"[1, "a"]"#),
+            (DType::Float32, "[1, null]"),
+            (DType::Float64, "[[1, 2], [3, {}]]"),
+        ];
+        for (dtype, text) in cases {
+            let raw = RawValue::from_string(text.to_string()).unwrap();
+            let tree: Json = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                decode_json_text(*dtype, &raw, 0),
+                decode_json(*dtype, &tree, 0),
+                "{dtype:?} {text}"
+            );
+        }
+        // In a request, whichever comes first of data and datatype.
+        for body in [
+            r#"{"inputs":[{"name":"x","shape":[2],"datatype":"INT64","data":[1,[2]]}]}"#,
+            r#"{"inputs":[{"data":[1,[2]],"name":"x","datatype":"INT64","shape":[2]}]}"#,
+        ] {
+            let r = parse_request(body.as_bytes(), None).unwrap();
+            assert_eq!(
+                r.inputs[0].1.data,
+                TensorData::Int64(Cow::Owned(vec![1, 2]))
+            );
+        }
+        for body in [
+            r#"{"inputs":[{"name":"x","shape":[2],"datatype":"INT64","data":[1,{"a":[2]}]}]}"#,
+            r#"{"inputs":[{"data":[1,{"a":[2]}],"name":"x","datatype":"INT64","shape":[2]}]}"#,
+        ] {
+            assert_eq!(
+                parse_request(body.as_bytes(), None).unwrap_err().0,
+                r#"input 'x': element 1 is {"a":[2]}, not an int64"#
+            );
+        }
+        let dup =
+            br#"{"inputs":[{"name":"x","name":"y","shape":[1],"datatype":"FP32","data":[1]}]}"#;
+        assert!(parse_request(dup, None)
+            .unwrap_err()
+            .0
+            .contains("duplicate field `name`"));
+        let raw = RawValue::from_string(r#"[1, "a"]"#.into()).unwrap();
+        assert_eq!(
+            decode_json_text(DType::Float32, &raw, 2).unwrap_err(),
+            r#"element 1 is "a", not a number"#
         );
     }
 
