@@ -262,7 +262,7 @@ async fn wait_for_stop(stop: tokio::sync::oneshot::Receiver<()>, handle_signals:
 /// expires before every timer it knew of when it last went to sleep, and when it knew of none,
 /// which is the case at the first request after every pause. Measured at 16 connections: 0.6
 /// such writes per request. With this timer always pending 100 ms ahead, deadlines further out
-/// (1 s by default) never interrupt anything; only requests asking for less than 100 ms still
+/// (30 s by default) never interrupt anything; only requests asking for less than 100 ms still
 /// do. Costs ten wake-ups a second.
 async fn arm_timers() {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
