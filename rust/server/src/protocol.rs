@@ -273,8 +273,8 @@ pub fn parse_request(body: &[u8], header_length: Option<usize>) -> Parsed<InferR
     })
 }
 
-/// A tensor element as JSON may give it; `None` when this JSON value cannot be one. The
-/// conversions are those of `decode_json`, so both paths accept exactly the same data.
+/// A tensor element as JSON may give it; `None` when this JSON value cannot be one (an int32
+/// must be an integer in range; a float takes any number).
 trait Element: Sized {
     /// What an element must be, for messages.
     const WANT: &'static str;
@@ -481,61 +481,15 @@ fn decode_json_text(
     decoded
 }
 
-fn flatten<'j>(value: &'j Json, out: &mut Vec<&'j Json>) {
-    match value {
-        Json::Array(items) => items.iter().for_each(|v| flatten(v, out)),
-        other => out.push(other),
-    }
-}
-
-/// JSON values (nested lists flattened) as tensor data of `dtype`.
+/// JSON values (nested lists flattened) as tensor data of `dtype`: the same decoding as a
+/// request's `data`, from a JSON tree (a stored input example).
 pub(crate) fn decode_json_values(
     dtype: DType,
     data: &Json,
 ) -> std::result::Result<TensorData<'static>, String> {
-    decode_json(dtype, data, 0)
-}
-
-fn decode_json(
-    dtype: DType,
-    data: &Json,
-    count: usize,
-) -> std::result::Result<TensorData<'static>, String> {
-    let mut flat = Vec::with_capacity(count);
-    flatten(data, &mut flat);
-    let at = |i: usize, v: &Json, want: &str| format!("element {i} is {v}, not {want}");
-    macro_rules! numbers {
-        ($variant:ident, $ty:ty, $get:expr, $want:expr) => {{
-            let mut out: Vec<$ty> = Vec::with_capacity(flat.len());
-            for (i, v) in flat.iter().enumerate() {
-                out.push($get(v).ok_or_else(|| at(i, v, $want))?);
-            }
-            TensorData::$variant(Cow::Owned(out))
-        }};
-    }
-    Ok(match dtype {
-        DType::Float32 => numbers!(
-            Float32,
-            f32,
-            |v: &Json| v.as_f64().map(|x| x as f32),
-            "a number"
-        ),
-        DType::Float64 => numbers!(Float64, f64, |v: &Json| v.as_f64(), "a number"),
-        DType::Int32 => numbers!(
-            Int32,
-            i32,
-            |v: &Json| v.as_i64().and_then(|x| i32::try_from(x).ok()),
-            "an int32"
-        ),
-        DType::Int64 => numbers!(Int64, i64, |v: &Json| v.as_i64(), "an int64"),
-        DType::Bool => numbers!(Bool, bool, |v: &Json| v.as_bool(), "true or false"),
-        DType::String => numbers!(
-            String,
-            String,
-            |v: &Json| v.as_str().map(str::to_string),
-            "a string"
-        ),
-    })
+    Typed { dtype, count: 0 }
+        .deserialize(data)
+        .map_err(|e| e.to_string())?
 }
 
 fn decode_binary(
@@ -844,7 +798,7 @@ mod tests {
     }
 
     #[test]
-    fn typed_decoding_agrees_with_the_json_tree() {
+    fn text_and_tree_decode_alike() {
         let cases: &[(DType, &str)] = &[
             (DType::Float32, "[[1, 2.5], [-3e2, 0.1]]"),
             (
@@ -874,7 +828,7 @@ mod tests {
             let tree: Json = serde_json::from_str(text).unwrap();
             assert_eq!(
                 decode_json_text(*dtype, &raw, 0),
-                decode_json(*dtype, &tree, 0),
+                decode_json_values(*dtype, &tree),
                 "{dtype:?} {text}"
             );
         }
@@ -904,6 +858,57 @@ mod tests {
             .unwrap_err()
             .0
             .contains("duplicate field `name`"));
+        let tree = |t: &str| serde_json::from_str::<Json>(t).unwrap();
+        let faults = [
+            (
+                DType::Int32,
+                "[2147483648]",
+                "element 0 is 2147483648, not an int32",
+            ),
+            (DType::Int32, "[1, 1.0]", "element 1 is 1.0, not an int32"),
+            (
+                DType::Int64,
+                "[9223372036854775808]",
+                "element 0 is 9223372036854775808, not an int64",
+            ),
+            (
+                DType::Bool,
+                "[true, [1]]",
+                "element 1 is 1, not true or false",
+            ),
+            (DType::String, r#"["a", 1]"#, "element 1 is 1, not a string"),
+            (
+                DType::Float32,
+                "[1, null]",
+                "element 1 is null, not a number",
+            ),
+            (
+                DType::Float64,
+                "[[1, 2], [3, {}]]",
+                "element 3 is {}, not a number",
+            ),
+        ];
+        for (dtype, text, message) in faults {
+            assert_eq!(decode_json_values(dtype, &tree(text)).unwrap_err(), message);
+        }
+        assert_eq!(
+            decode_json_values(
+                DType::Float32,
+                &tree("[16777217, [18446744073709551615], -1.5]")
+            ),
+            Ok(TensorData::Float32(Cow::Owned(vec![
+                16777216.0,
+                1.8446744e19,
+                -1.5
+            ])))
+        );
+        assert_eq!(
+            decode_json_values(DType::String, &tree(r#"["\u00e9\n", [""]]"#)),
+            Ok(TensorData::String(Cow::Owned(vec![
+                "é\n".into(),
+                String::new()
+            ])))
+        );
         let raw = RawValue::from_string(r#"[1, "a"]"#.into()).unwrap();
         assert_eq!(
             decode_json_text(DType::Float32, &raw, 2).unwrap_err(),
