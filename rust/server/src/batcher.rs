@@ -152,7 +152,6 @@ fn worker(
             },
         };
         metrics.queue_depth.dec();
-        let key = trailing_dims(&first.inputs);
         let mut rows = first.rows;
         let mut batch = vec![first];
         let until = batch[0].enqueued + delay;
@@ -173,7 +172,7 @@ fn worker(
                 }
             };
             metrics.queue_depth.dec();
-            if rows + next.rows > max_rows || trailing_dims(&next.inputs) != key {
+            if rows + next.rows > max_rows || !same_row_shape(&next.inputs, &batch[0].inputs) {
                 pending = Some(next);
                 break;
             }
@@ -184,11 +183,12 @@ fn worker(
     }
 }
 
-fn trailing_dims(inputs: &[OwnedTensor]) -> Vec<Vec<usize>> {
-    inputs
-        .iter()
-        .map(|t| t.shape.get(1..).unwrap_or(&[]).to_vec())
-        .collect()
+/// Whether two requests' inputs have the same dims after the first (can share a batch).
+fn same_row_shape(a: &[OwnedTensor], b: &[OwnedTensor]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.shape.get(1..) == y.shape.get(1..))
 }
 
 /// Runs one batch; returns each request's answer.
@@ -297,16 +297,18 @@ pub fn slice_rows(tensor: &OwnedTensor, offset: usize, rows: usize) -> OwnedTens
 }
 
 macro_rules! stack {
-    ($first:expr, $parts:expr, $($variant:ident),*) => {
+    ($first:expr, $parts:expr, $len:expr, $($variant:ident),*) => {
         match $first {
-            $(TensorData::$variant(_) => TensorData::$variant(Cow::Owned(
-                $parts
-                    .flat_map(|d| match d {
-                        TensorData::$variant(v) => v.iter().cloned(),
+            $(TensorData::$variant(_) => {
+                let mut out = Vec::with_capacity($len);
+                for part in $parts {
+                    match part {
+                        TensorData::$variant(v) => out.extend_from_slice(v),
                         _ => unreachable!("every job was checked against one signature"),
-                    })
-                    .collect(),
-            )),)*
+                    }
+                }
+                TensorData::$variant(Cow::Owned(out))
+            })*
         }
     };
 }
@@ -319,10 +321,12 @@ fn concat(jobs: &[Job]) -> Vec<OwnedTensor> {
             let first = &jobs[0].inputs[i];
             let mut shape = first.shape.clone();
             shape[0] = jobs.iter().map(|j| j.inputs[i].shape[0]).sum();
-            let parts = || jobs.iter().map(move |j| &j.inputs[i].data);
+            let len = jobs.iter().map(|j| j.inputs[i].data.len()).sum();
+            let parts = jobs.iter().map(|j| &j.inputs[i].data);
             let data = stack!(
                 &first.data,
-                parts(),
+                parts,
+                len,
                 Float32,
                 Float64,
                 Int32,

@@ -944,3 +944,29 @@ mod tests {
         }
     }
 }
+#[cfg(test)]
+mod timing_tmp {
+    #[test]
+    #[ignore]
+    fn time_parse() {
+        let body = std::fs::read("/tmp/sp/body.json").unwrap();
+        let n = 200_000;
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(
+                    super::parse_request(std::hint::black_box(&body), None).unwrap(),
+                );
+            }
+            eprintln!("parse_request {:?}/call", t.elapsed() / n);
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(
+                    serde_json::from_slice::<serde::de::IgnoredAny>(std::hint::black_box(&body))
+                        .unwrap(),
+                );
+            }
+            eprintln!("ignored {:?}/call", t.elapsed() / n);
+        }
+    }
+}
