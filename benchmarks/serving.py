@@ -4,7 +4,9 @@ onnxruntime server vs BentoML, on the same logistic regression and 100-tree rand
 
 Every server is pinned to core 0 and wrk (Debian's package) to core 1. All servers start
 first and idle while another one is measured; the cases are measured in alternating rounds and
-the best round of each is kept, so slow phases of a shared machine hit every server alike.
+the best round of each is kept, so slow phases of a shared machine hit every server alike. A
+measurement during which the hypervisor stole more than 5% of either core is taken again (up
+to twice), for every server alike; the table shows the steal of the one kept.
 pilothouse runs as `pilothouse serve` (one HTTP thread, one inference thread, dynamic batching
 on, payload logging on); the forest is also served with batching off, and the logistic
 regression with the payload log keeping metadata only (`log_payloads=False`), to show what
@@ -44,6 +46,9 @@ APPS = HERE / "serving_apps"
 BENTO_PYTHON = Path.home() / ".cache/pilothouse/bentoml-venv/bin/python"
 FEATURES = 20
 SERVER_CORE, CLIENT_CORE = "0", "1"
+# A measurement during which the hypervisor took more than this share of either core from
+# this machine is taken again (at most STEAL_RETAKES times; the last one is kept regardless).
+STEAL_LIMIT, STEAL_RETAKES = 5.0, 2
 
 
 def build_models(folder: Path) -> tuple[dict[str, Path], np.ndarray]:
@@ -389,19 +394,34 @@ def main() -> None:
             print(f"round {round_} of {args.rounds}", flush=True)
             for label, model, _, url, body in cases:
                 for c in connections:
-                    settle()
-                    total0, _, steal0 = _core_times(SERVER_CORE)
-                    result = wrk(url, body, c, args.duration)
-                    total1, _, steal1 = _core_times(SERVER_CORE)
-                    # time the hypervisor gave the server's core to other machines
-                    result["steal"] = 100.0 * (steal1 - steal0) / max(total1 - total0, 1)
+                    for attempt in range(1 + STEAL_RETAKES):
+                        settle()
+                        before = {core: _core_times(core) for core in (SERVER_CORE, CLIENT_CORE)}
+                        result = wrk(url, body, c, args.duration)
+                        after = {core: _core_times(core) for core in (SERVER_CORE, CLIENT_CORE)}
+                        # time the hypervisor gave the cores to other machines
+                        steal = {
+                            core: 100.0
+                            * (after[core][2] - before[core][2])
+                            / max(after[core][0] - before[core][0], 1)
+                            for core in before
+                        }
+                        result["steal"] = steal[SERVER_CORE]
+                        result["wrk_steal"] = steal[CLIENT_CORE]
+                        if max(steal.values()) <= STEAL_LIMIT or attempt == STEAL_RETAKES:
+                            break
+                        print(
+                            f"  {label:26} {model:8} c={c:<3} {result['rps']:>10.0f} req/s  "
+                            f"retaken: steal {steal[SERVER_CORE]:.0f}% / {steal[CLIENT_CORE]:.0f}%",
+                            flush=True,
+                        )
                     key = (label, model, c)
                     if key not in best or result["rps"] > best[key]["rps"]:
                         best[key] = result
                     print(
                         f"  {label:26} {model:8} c={c:<3} {result['rps']:>10.0f} req/s  "
                         f"p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  errors {result['errors']:.0f}  "
-                        f"steal {result['steal']:.0f}%",
+                        f"steal {result['steal']:.0f}% / {result['wrk_steal']:.0f}%",
                         flush=True,
                     )
         peaks = {(label, model): running.peak_kb for label, model, running, _, _ in cases}
@@ -417,11 +437,11 @@ def main() -> None:
         f"servers on core {SERVER_CORE}, wrk on core {CLIENT_CORE}"
     )
     print(
-        f"{'server':26} {'model':8} {'conns':>5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'peak RSS MB':>12} {'errors':>7} {'steal %':>8}"
+        f"{'server':26} {'model':8} {'conns':>5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'peak RSS MB':>12} {'errors':>7} {'steal % server/wrk':>18}"
     )
     for label, model, c, r, peak in rows:
         print(
-            f"{label:26} {model:8} {c:>5} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {peak / 1024:>12.1f} {r['errors']:>7.0f} {r['steal']:>8.0f}"
+            f"{label:26} {model:8} {c:>5} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {peak / 1024:>12.1f} {r['errors']:>7.0f} {r['steal']:>11.0f} / {r['wrk_steal']:<4.0f}"
         )
     get = {(label, model, c): r for label, model, c, r, _ in rows}
     print()
