@@ -34,7 +34,7 @@ struct RawRequest<'a> {
 struct RawInput<'a> {
     name: String,
     shape: Vec<i64>,
-    datatype: String,
+    datatype: Cow<'a, str>,
     parameters: Option<Map<String, Json>>,
     data: Option<RawData<'a>>,
 }
@@ -61,32 +61,32 @@ impl<'de: 'a, 'a> Visitor<'de> for InputVisitor<'a> {
     }
     fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RawInput<'a>, A::Error> {
         let (mut name, mut shape, mut datatype, mut parameters, mut data) =
-            (None, None, None::<String>, None, None);
+            (None, None, None::<Cow<'de, str>>, None, None);
         fn once<T, E: de::Error>(slot: &Option<T>, field: &'static str) -> Result<(), E> {
             match slot {
                 Some(_) => Err(E::duplicate_field(field)),
                 None => Ok(()),
             }
         }
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match &*key {
-                "name" => {
+        while let Some(key) = map.next_key::<InputField>()? {
+            match key {
+                InputField::Name => {
                     once(&name, "name")?;
                     name = Some(map.next_value::<String>()?);
                 }
-                "shape" => {
+                InputField::Shape => {
                     once(&shape, "shape")?;
                     shape = Some(map.next_value::<Vec<i64>>()?);
                 }
-                "datatype" => {
+                InputField::Datatype => {
                     once(&datatype, "datatype")?;
-                    datatype = Some(map.next_value::<String>()?);
+                    datatype = Some(map.next_value::<Text<'de>>()?.0);
                 }
-                "parameters" => {
+                InputField::Parameters => {
                     once(&parameters, "parameters")?;
                     parameters = Some(map.next_value::<Option<Map<String, Json>>>()?);
                 }
-                "data" => {
+                InputField::Data => {
                     once(&data, "data")?;
                     let count = shape.as_deref().map_or(0, capacity_hint);
                     data = Some(match datatype.as_deref().and_then(parse_dtype) {
@@ -96,7 +96,7 @@ impl<'de: 'a, 'a> Visitor<'de> for InputVisitor<'a> {
                         None => RawData::Text(map.next_value::<&'de RawValue>()?),
                     });
                 }
-                _ => {
+                InputField::Other => {
                     map.next_value::<de::IgnoredAny>()?;
                 }
             }
@@ -108,6 +108,41 @@ impl<'de: 'a, 'a> Visitor<'de> for InputVisitor<'a> {
             parameters: parameters.flatten(),
             data,
         })
+    }
+}
+
+/// The keys of an input object (matched without copying them).
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum InputField {
+    Name,
+    Shape,
+    Datatype,
+    Parameters,
+    Data,
+    #[serde(other)]
+    Other,
+}
+
+/// A JSON string, borrowed from the request when it has no escapes.
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -190,20 +225,18 @@ pub fn parse_request(body: &[u8], header_length: Option<usize>) -> Parsed<InferR
                 input.datatype
             ))
         })?;
-        let mut shape = Vec::with_capacity(input.shape.len());
-        for d in &input.shape {
-            if *d < 0 {
-                return Err(what(format!(
-                    "the shape {:?} has a negative dimension",
-                    input.shape
-                )));
-            }
-            shape.push(*d as usize);
+        if input.shape.iter().any(|d| *d < 0) {
+            return Err(what(format!(
+                "the shape {:?} has a negative dimension",
+                input.shape
+            )));
         }
+        // Collected in place: the checked dims keep their allocation.
+        let shape: Vec<usize> = input.shape.into_iter().map(|d| d as usize).collect();
         let count = shape
             .iter()
             .try_fold(1usize, |a, d| a.checked_mul(*d))
-            .ok_or_else(|| what(format!("the shape {:?} is too large", input.shape)))?;
+            .ok_or_else(|| what(format!("the shape {shape:?} is too large")))?;
         let binary_size = input
             .parameters
             .as_ref()
@@ -235,8 +268,7 @@ pub fn parse_request(body: &[u8], header_length: Option<usize>) -> Parsed<InferR
         let got = data.len();
         if got != count {
             return Err(what(format!(
-                "the shape {:?} holds {count} elements but the data has {got}",
-                input.shape
+                "the shape {shape:?} holds {count} elements but the data has {got}"
             )));
         }
         inputs.push((name, Tensor { shape, data }));
@@ -708,7 +740,8 @@ pub fn encode_response(
     let mut binary: Vec<u8> = Vec::new();
     head.extend_from_slice(b"{\"model_name\":");
     serde_json::to_writer(&mut head, model).expect("vec");
-    head.extend_from_slice(format!(",\"model_version\":\"{version}\"").as_bytes());
+    std::io::Write::write_fmt(&mut head, format_args!(",\"model_version\":\"{version}\""))
+        .expect("vec");
     if let Some(id) = id {
         head.extend_from_slice(b",\"id\":");
         serde_json::to_writer(&mut head, id).expect("vec");
@@ -941,32 +974,6 @@ mod tests {
         for (body, want) in cases {
             let e = parse_request(body, None).unwrap_err();
             assert!(e.0.contains(want), "{} lacks {want}", e.0);
-        }
-    }
-}
-#[cfg(test)]
-mod timing_tmp {
-    #[test]
-    #[ignore]
-    fn time_parse() {
-        let body = std::fs::read("/tmp/sp/body.json").unwrap();
-        let n = 200_000;
-        for _ in 0..3 {
-            let t = std::time::Instant::now();
-            for _ in 0..n {
-                std::hint::black_box(
-                    super::parse_request(std::hint::black_box(&body), None).unwrap(),
-                );
-            }
-            eprintln!("parse_request {:?}/call", t.elapsed() / n);
-            let t = std::time::Instant::now();
-            for _ in 0..n {
-                std::hint::black_box(
-                    serde_json::from_slice::<serde::de::IgnoredAny>(std::hint::black_box(&body))
-                        .unwrap(),
-                );
-            }
-            eprintln!("ignored {:?}/call", t.elapsed() / n);
         }
     }
 }
