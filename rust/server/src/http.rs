@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use pilothouse_runtime::OwnedTensor;
 use serde_json::json;
+use tower::{Service, ServiceExt};
 
 use crate::batcher::JobError;
 use crate::deployments::{Deployment, Loaded};
@@ -46,6 +47,41 @@ fn ok_json(value: serde_json::Value) -> Response {
         value.to_string(),
     )
         .into_response()
+}
+
+/// The service the listener runs. Inference (`POST /v2/models/{name}/infer`, nearly all the
+/// traffic) goes straight to its handler, skipping the router's matching, path-parameter
+/// extraction and boxed futures; every other request goes through the router.
+pub fn service(
+    app: Arc<App>,
+) -> impl Service<Request, Response = Response, Error = std::convert::Infallible, Future: Send>
+       + Clone
+       + Send
+       + 'static {
+    let router = router(app.clone());
+    tower::service_fn(move |request: Request| {
+        let (app, router) = (app.clone(), router.clone());
+        async move {
+            match infer_target(&request) {
+                Some(name) => Ok(serve(app, name, None, request).await),
+                None => router.oneshot(request).await,
+            }
+        }
+    })
+}
+
+/// The deployment a plain inference request names: `POST /v2/models/{name}/infer` with a name
+/// that needs no percent-decoding. Anything else is left to the router.
+fn infer_target(request: &Request) -> Option<String> {
+    if request.method() != Method::POST {
+        return None;
+    }
+    let name = request
+        .uri()
+        .path()
+        .strip_prefix("/v2/models/")?
+        .strip_suffix("/infer")?;
+    (!name.is_empty() && !name.contains(['/', '%'])).then(|| name.to_string())
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -593,4 +629,43 @@ fn shadow_run(
             error: outcome.error,
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(method: Method, uri: &str) -> Option<String> {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        infer_target(&request)
+    }
+
+    #[test]
+    fn only_plain_inference_requests_skip_the_router() {
+        assert_eq!(
+            target(Method::POST, "/v2/models/churn/infer"),
+            Some("churn".into())
+        );
+        assert_eq!(
+            target(Method::POST, "/v2/models/churn-v.2_x/infer?x=1"),
+            Some("churn-v.2_x".into())
+        );
+        for (method, uri) in [
+            (Method::GET, "/v2/models/churn/infer"),
+            (Method::PUT, "/v2/models/churn/infer"),
+            (Method::POST, "/v2/models/churn/versions/2/infer"),
+            (Method::POST, "/v2/models/ch%20urn/infer"),
+            (Method::POST, "/v2/models//infer"),
+            (Method::POST, "/v2/models/churn/infer/"),
+            (Method::POST, "/v2/models/churn"),
+            (Method::POST, "/v2/models/infer"),
+            (Method::POST, "/v3/models/churn/infer"),
+        ] {
+            assert_eq!(target(method.clone(), uri), None, "{method} {uri}");
+        }
+    }
 }

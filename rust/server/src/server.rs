@@ -155,7 +155,8 @@ impl Server {
                     let listener = listener.tap_io(|tcp| {
                         let _ = tcp.set_nodelay(true);
                     });
-                    let serve = axum::serve(listener, http::router(app)).with_graceful_shutdown(signal);
+                    let serve = axum::serve(listener, axum::ServiceExt::into_make_service(http::service(app)))
+                        .with_graceful_shutdown(signal);
                     tokio::select! {
                         r = serve => if let Err(e) = r { tracing::error!(event = "server_error", error = %e, "the HTTP server failed") },
                         _ = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
