@@ -84,7 +84,7 @@ fn infer_target(request: &Request) -> Option<String> {
     (!name.is_empty() && !name.contains(['/', '%'])).then(|| name.to_string())
 }
 
-pub fn router(app: Arc<App>) -> Router {
+fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v2", get(server_metadata))
         .route(

@@ -274,7 +274,6 @@ impl Columns {
 /// write fails, and the builders taking new rows.
 struct Pending {
     first_time_us: i64,
-    rows: usize,
     done: Vec<RecordBatch>,
     open: Columns,
 }
@@ -283,10 +282,13 @@ impl Pending {
     fn new(first_time_us: i64, sizes: (usize, usize)) -> Pending {
         Pending {
             first_time_us,
-            rows: 0,
             done: Vec::new(),
             open: Columns::new(sizes.0, sizes.1),
         }
+    }
+
+    fn rows(&self) -> usize {
+        self.done.iter().map(RecordBatch::num_rows).sum::<usize>() + self.open.rows
     }
 
     /// Every row as batches, the open builders finished first.
@@ -376,6 +378,21 @@ struct Writer {
 }
 
 impl Writer {
+    fn new(root: PathBuf, metrics: Arc<Metrics>) -> Writer {
+        Writer {
+            root,
+            metrics,
+            policies: HashMap::new(),
+            default_policy: LogPolicy::default(),
+            buffers: BTreeMap::new(),
+            sizes: HashMap::new(),
+            buffered: 0,
+            seq: 0,
+            last_error: None,
+            scratch: Vec::new(),
+        }
+    }
+
     fn add(&mut self, record: Record) {
         let hour = record.time_us.div_euclid(HOUR_US) * HOUR_US;
         let policy = self
@@ -388,7 +405,6 @@ impl Writer {
             .entry((record.deployment.clone(), hour))
             .or_insert_with(|| Pending::new(record.time_us, sizes));
         pending.open.push(&record, policy, &mut self.scratch);
-        pending.rows += 1;
         let open = &pending.open;
         if open.rows >= CHUNK_ROWS
             || open.inputs.values_slice().len() + open.outputs.values_slice().len() >= CHUNK_BYTES
@@ -408,7 +424,8 @@ impl Writer {
         let keys: Vec<(Arc<str>, i64)> = self.buffers.keys().cloned().collect();
         for key in keys {
             let mut pending = self.buffers.remove(&key).expect("listed");
-            if pending.rows == 0 {
+            let rows = pending.rows();
+            if rows == 0 {
                 continue;
             }
             if pending.open.rows > 0 {
@@ -420,8 +437,8 @@ impl Writer {
             let first = pending.first_time_us;
             match write_segment(&dir, first, pending.batches(&key.0), self.seq) {
                 Ok(_) => {
-                    self.metrics.log_rows.inc_by(pending.rows as u64);
-                    self.buffered -= pending.rows;
+                    self.metrics.log_rows.inc_by(rows as u64);
+                    self.buffered -= rows;
                     self.last_error = None;
                 }
                 Err(e) => {
@@ -443,9 +460,9 @@ impl Writer {
             let Some(key) = self.buffers.keys().next().cloned() else {
                 break;
             };
-            let pending = self.buffers.remove(&key).expect("listed");
-            self.buffered -= pending.rows;
-            self.metrics.log_dropped.inc_by(pending.rows as u64);
+            let rows = self.buffers.remove(&key).expect("listed").rows();
+            self.buffered -= rows;
+            self.metrics.log_dropped.inc_by(rows as u64);
         }
     }
 
@@ -498,18 +515,7 @@ pub fn start(
     metrics: Arc<Metrics>,
 ) -> (LogSender, std::thread::JoinHandle<()>) {
     let (tx, rx) = crossbeam_channel::bounded(200_000);
-    let mut writer = Writer {
-        root,
-        metrics: metrics.clone(),
-        policies: HashMap::new(),
-        default_policy: LogPolicy::default(),
-        buffers: BTreeMap::new(),
-        sizes: HashMap::new(),
-        buffered: 0,
-        seq: 0,
-        last_error: None,
-        scratch: Vec::new(),
-    };
+    let mut writer = Writer::new(root, metrics.clone());
     let handle = std::thread::Builder::new()
         .name("ph-payload-log".into())
         .spawn(move || {
@@ -676,21 +682,6 @@ mod tests {
         }
     }
 
-    fn writer(root: &Path) -> Writer {
-        Writer {
-            root: root.to_path_buf(),
-            metrics: Arc::new(Metrics::new()),
-            policies: HashMap::new(),
-            default_policy: LogPolicy::default(),
-            buffers: BTreeMap::new(),
-            sizes: HashMap::new(),
-            buffered: 0,
-            seq: 0,
-            last_error: None,
-            scratch: Vec::new(),
-        }
-    }
-
     /// Every row, in order, as (request id, version, inputs JSON, outputs JSON).
     fn rows(root: &Path) -> Vec<(String, i64, String, String)> {
         let mut out = Vec::new();
@@ -725,7 +716,7 @@ mod tests {
     #[test]
     fn rows_over_several_chunks_come_back_whole_and_in_order() {
         let dir = std::env::temp_dir().join(format!("ph-paylog-{}", fastrand::u64(..)));
-        let mut w = writer(&dir);
+        let mut w = Writer::new(dir.clone(), Arc::new(Metrics::new()));
         let now = crate::now_us();
         // Small rows fill chunks by count, the large ones by bytes (8 MB / 40 kB is ~200 rows).
         let n = CHUNK_ROWS * 2 + 123;
