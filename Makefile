@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/pilothouse/target
 # Rust integration tests load ONNX Runtime from the onnxruntime wheel that `install` brings.
 ORT_LIB = $$($(PYTHON) -c "from pilothouse._runtime import find_library; print(find_library()[0])")
 
-.PHONY: help install postgres demo test lint test-rust test-python bench fixtures
+.PHONY: help install postgres demo test lint test-rust test-python bench fixtures fuzz
 
 help:
 	@echo "make demo     install everything, then run the demo (train, convert, load, predict)"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint     cargo fmt/clippy, ruff, mypy, stubtest"
 	@echo "make bench    the benchmarks in benchmarks/, against the tools users would pick instead"
 	@echo "make fixtures regenerate the ONNX files the Rust tests use"
+	@echo "make fuzz     a long run of the decoder fuzz tests (FUZZ_CASES cases per property)"
 
 install:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check "maturin>=1.9,<2"
@@ -62,6 +63,13 @@ bench: install
 	  ( $(PYTHON) -m venv $(HOME)/.cache/pilothouse/bentoml-venv && \
 	    $(HOME)/.cache/pilothouse/bentoml-venv/bin/pip install --quiet bentoml onnxruntime numpy )
 	$(PYTHON) benchmarks/serving.py
+
+# The property-based fuzz tests that `cargo test` runs briefly, run long (release build, so
+# many more cases per minute). Every property counts as one line in the summary.
+FUZZ_CASES ?= 200000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p pilothouse-server --test fuzz_decoders
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p pilothouse-drift --test fuzz_profile
 
 fixtures:
 	$(PYTHON) tests/models.py rust/runtime/tests/data

@@ -211,8 +211,15 @@ impl<'de> Deserialize<'de> for Categories {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let data = CategoriesData::deserialize(d)?;
-        let kept: u64 = data.counts.iter().map(|(_, n)| *n).sum();
-        if kept > data.total || data.hll.as_ref().is_some_and(|h| !h.is_valid()) {
+        let kept = data
+            .counts
+            .iter()
+            .try_fold(0u64, |a, (_, n)| a.checked_add(*n));
+        if kept.is_none_or(|k| k > data.total)
+            || data.total > crate::profile::MAX_COUNT
+            || data.undercount > crate::profile::MAX_COUNT
+            || data.hll.as_ref().is_some_and(|h| !h.is_valid())
+        {
             return Err(D::Error::custom("category counts are inconsistent"));
         }
         let mut counts = FastMap::default();

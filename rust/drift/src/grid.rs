@@ -226,6 +226,15 @@ impl TryFrom<SparseGrid> for Grid {
             if (i > 0 && *gap == 0) || key >= u64::from(KEY_LIMIT) || *n == 0 {
                 return Err(format!("histogram bucket {i} is out of order or empty"));
             }
+            // Counts come from stored bytes: their total must stay far from overflowing, so
+            // that merging such grids later cannot overflow either.
+            if grid
+                .total
+                .checked_add(*n)
+                .is_none_or(|t| t > crate::profile::MAX_COUNT)
+            {
+                return Err(format!("histogram bucket {i} has an impossible count {n}"));
+            }
             grid.add_key(key as u32, *n);
         }
         Ok(grid)

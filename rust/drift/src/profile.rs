@@ -758,6 +758,9 @@ impl ProfileBuilder {
 }
 
 const MAGIC: &[u8; 6] = b"PHPROF";
+/// The largest count a stored profile may hold (2^56 rows): far beyond any real data, and
+/// far enough from u64::MAX that adding up many profiles cannot overflow.
+pub const MAX_COUNT: u64 = 1 << 56;
 /// The version of the byte and JSON formats this build writes and reads.
 pub const FORMAT_VERSION: u16 = 1;
 const JSON_FORMAT: &str = "pilothouse.profile";
@@ -831,18 +834,55 @@ impl Profile {
         p.validate()
     }
 
+    /// Checks what decoding alone cannot: counts that add up, and each column's contents
+    /// matching its kind (the comparisons rely on both). Profiles arrive from files,
+    /// databases and other processes, so nothing here may panic on any input.
     fn validate(self) -> Result<Profile> {
+        let corrupt = |column: &str, what: &str| {
+            Err(DriftError::Format(format!(
+                "the profile is corrupt: column '{column}' {what}"
+            )))
+        };
+        if self.rows > MAX_COUNT {
+            return Err(DriftError::Format(format!(
+                "the profile is corrupt: it claims {} rows",
+                self.rows
+            )));
+        }
+        let mut names = std::collections::HashSet::new();
         for c in &self.columns {
-            let bad = c.nulls > c.rows
-                || c.values() > c.rows
-                || c.numeric
-                    .as_ref()
-                    .is_some_and(|n| n.grid.total() != n.finite());
+            if !names.insert(c.name.as_str()) {
+                return corrupt(&c.name, "is listed twice");
+            }
+            let numeric_ok = c.numeric.is_some() == c.kind.is_numeric();
+            let categories_ok =
+                c.categories.is_some() == matches!(c.kind, Kind::Boolean | Kind::Categorical);
+            if !numeric_ok || !categories_ok {
+                return corrupt(
+                    &c.name,
+                    &format!("is of kind {} but holds other contents", c.kind.name()),
+                );
+            }
+            let values = match &c.numeric {
+                Some(n) => [n.finite(), n.pos_inf, n.neg_inf, n.nan]
+                    .iter()
+                    .try_fold(0u64, |a, b| a.checked_add(*b)),
+                None => Some(c.values()),
+            };
+            let bad = c.rows > self.rows
+                || c.nulls > c.rows
+                || values.is_none_or(|v| v.checked_add(c.nulls).is_none_or(|t| t > c.rows))
+                || c.numeric.as_ref().is_some_and(|n| {
+                    n.grid.total() != n.finite()
+                        || !n.moments.mean.is_finite()
+                        || !n.moments.m2.is_finite()
+                        || n.moments.m2 < 0.0
+                        || n.min
+                            .zip(n.max)
+                            .is_some_and(|(lo, hi)| lo.partial_cmp(&hi).is_none_or(|o| o.is_gt()))
+                });
             if bad {
-                return Err(DriftError::Format(format!(
-                    "the profile is corrupt: column '{}' has inconsistent counts",
-                    c.name
-                )));
+                return corrupt(&c.name, "has inconsistent counts");
             }
         }
         Ok(self)

@@ -13,9 +13,11 @@ mod registry;
 mod store;
 mod webhooks;
 
+pub mod files;
 pub use artifacts::{sha256_hex, ArtifactStore};
 pub use backends::{open as open_store, redact, Location, PostgresStore, SqliteStore};
 pub use error::{RegistryError, Result};
+pub use names::deployment as check_deployment_name;
 pub use query::parse_time;
 pub use registry::{now_micros, parse_uri, Dataset, NewRun, NewVersion, Registry, VersionRef};
 pub use store::{Row, Store, Tx, Value};

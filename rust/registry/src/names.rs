@@ -58,6 +58,11 @@ pub fn alias(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A deployment's name: also a folder of the payload log, so never a path.
+pub fn deployment(name: &str) -> Result<()> {
+    check("deployment name", name, "")
+}
+
 pub fn experiment(name: &str) -> Result<()> {
     check("experiment name", name, " /")
 }

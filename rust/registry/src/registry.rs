@@ -119,10 +119,12 @@ impl Registry {
     pub fn open(uri: &str, default_artifacts: &Path) -> Result<Self> {
         let location = backends::open(uri, default_artifacts)?;
         let store: Arc<dyn Store> = Arc::from(location.store);
+        let artifacts = ArtifactStore::new(location.artifacts);
+        artifacts.clean_stale();
         Ok(Registry {
             hooks: Webhooks::start(store.clone()),
             store,
-            artifacts: ArtifactStore::new(location.artifacts),
+            artifacts,
         })
     }
 
@@ -739,13 +741,7 @@ impl Registry {
         model: &str,
         spec: &Json,
     ) -> Result<Json> {
-        names::model(name).map_err(|_| {
-            RegistryError::invalid(
-                "deployment name",
-                name,
-                "use letters, digits, '.', '_' and '-', starting with a letter or digit",
-            )
-        })?;
+        names::deployment(name)?;
         let at = now_micros();
         let text = spec.to_string();
         self.write(|tx| {

@@ -545,7 +545,9 @@ async fn run(
     let timeout = request.timeout_us.map_or(deployment.timeout, |us| {
         Duration::from_micros(us).min(deployment.timeout)
     });
-    let deadline = Instant::now() + timeout;
+    // The timeout is bounded by the deployment spec's validation; checked all the same.
+    let now = Instant::now();
+    let deadline = now.checked_add(timeout).unwrap_or(now);
     let inputs: Arc<Vec<OwnedTensor>> = Arc::new(
         std::mem::take(&mut request.inputs)
             .into_iter()

@@ -18,6 +18,8 @@ mod spec;
 pub use config::Config;
 pub use error::{Result, ServerError};
 pub use paylog::{read as read_log, schema as log_schema};
+/// The request decoder, public so that the fuzz tests (and tools) can drive it directly.
+pub use protocol::{parse_request, BadRequest, InferRequest};
 pub use server::Server;
 pub use spec::{Batching, DeploymentSpec, LogPolicy, Route, Target};
 

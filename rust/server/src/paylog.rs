@@ -321,14 +321,15 @@ fn write_segment(
     batches: &[RecordBatch],
     seq: u64,
 ) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
+    // Owner-only: the log holds raw request inputs.
+    pilothouse_registry::files::create_dirs_durably(dir)?;
     let name = format!(
         "part-{first}-{}-{seq}.parquet",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
-        let file = std::fs::File::create(&tmp)?;
+        let file = pilothouse_registry::files::private_file(&tmp)?;
         // Ids, times and payloads are (nearly) all distinct: dictionaries would only cost.
         let mut props = parquet::file::properties::WriterProperties::builder()
             .set_compression(parquet::basic::Compression::SNAPPY);
@@ -573,6 +574,8 @@ pub fn read(
     since_us: Option<i64>,
     until_us: Option<i64>,
 ) -> Result<Vec<RecordBatch>> {
+    // The name becomes a folder: "../x" or "/etc" must never reach the file system.
+    pilothouse_registry::check_deployment_name(deployment)?;
     let dir = root.join(deployment);
     let mut files = Vec::new();
     let io =

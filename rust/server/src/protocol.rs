@@ -90,9 +90,10 @@ impl<'de: 'a, 'a> Visitor<'de> for InputVisitor<'a> {
                     once(&data, "data")?;
                     let count = shape.as_deref().map_or(0, capacity_hint);
                     data = Some(match datatype.as_deref().and_then(parse_dtype) {
-                        Some(dtype) => {
-                            RawData::Decoded(map.next_value_seed(Typed { dtype, count })?)
-                        }
+                        Some(dtype) => RawData::Decoded(map.next_value_seed(Typed {
+                            dtype,
+                            capacity: count,
+                        })?),
                         None => RawData::Text(map.next_value::<&'de RawValue>()?),
                     });
                 }
@@ -146,13 +147,17 @@ impl<'de> Deserialize<'de> for Text<'de> {
     }
 }
 
-/// Elements a shape holds, as a starting capacity (bounded: the shape is not checked yet).
+/// Elements reserved before any of an input's data has been read: what its shape claims, but
+/// never more than a few (the claim is the client's; the rest grows with the bytes that
+/// actually arrive, so a tiny request cannot make the server reserve gigabytes).
+const RESERVED_UNSEEN: usize = 64;
+
 fn capacity_hint(shape: &[i64]) -> usize {
     shape
         .iter()
         .try_fold(1usize, |a, d| a.checked_mul(usize::try_from(*d).ok()?))
         .unwrap_or(0)
-        .min(1 << 20)
+        .min(RESERVED_UNSEEN)
 }
 
 /// The Open Inference Protocol datatype named exactly so (upper case).
@@ -462,9 +467,9 @@ impl<'de, T: Element> Visitor<'de> for Flat<'_, T> {
 
 fn flat<'de, T: Element, D: de::Deserializer<'de>>(
     d: D,
-    count: usize,
+    capacity: usize,
 ) -> Result<Result<Vec<T>, String>, D::Error> {
-    let mut out = Vec::with_capacity(count);
+    let mut out = Vec::with_capacity(capacity);
     let mut fault = None;
     Flat {
         out: &mut out,
@@ -478,16 +483,17 @@ fn flat<'de, T: Element, D: de::Deserializer<'de>>(
 }
 
 /// Decodes `data` straight into tensor data of `dtype` (no JSON tree in between). The outer
-/// error is malformed JSON; the inner one an element of the wrong type, named.
+/// error is malformed JSON; the inner one an element of the wrong type, named. `capacity` is
+/// what to reserve up front: bounded by bytes already received, never by a claimed shape.
 struct Typed {
     dtype: DType,
-    count: usize,
+    capacity: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for Typed {
     type Value = Result<TensorData<'static>, String>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        let n = self.count;
+        let n = self.capacity;
         Ok(match self.dtype {
             DType::Float32 => flat(d, n)?.map(|v| TensorData::Float32(Cow::Owned(v))),
             DType::Float64 => flat(d, n)?.map(|v| TensorData::Float64(Cow::Owned(v))),
@@ -505,8 +511,11 @@ fn decode_json_text(
     data: &RawValue,
     count: usize,
 ) -> std::result::Result<TensorData<'static>, String> {
-    let mut de = serde_json::Deserializer::from_str(data.get());
-    let decoded = Typed { dtype, count }
+    // Every element takes at least two bytes of text ("1,"): that bounds the reservation.
+    let text = data.get();
+    let capacity = count.min(text.len() / 2 + 1);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let decoded = Typed { dtype, capacity }
         .deserialize(&mut de)
         .map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
@@ -519,7 +528,7 @@ pub(crate) fn decode_json_values(
     dtype: DType,
     data: &Json,
 ) -> std::result::Result<TensorData<'static>, String> {
-    Typed { dtype, count: 0 }
+    Typed { dtype, capacity: 0 }
         .deserialize(data)
         .map_err(|e| e.to_string())?
 }
@@ -532,13 +541,13 @@ fn decode_binary(
     macro_rules! fixed {
         ($variant:ident, $ty:ty) => {{
             let width = std::mem::size_of::<$ty>();
-            if bytes.len() != count * width {
+            if count.checked_mul(width) != Some(bytes.len()) {
                 return Err(format!(
-                    "binary_data_size is {} bytes but the shape needs {} {} values ({} bytes)",
+                    "binary_data_size is {} bytes but the shape needs {} {} values ({} bytes each)",
                     bytes.len(),
                     count,
                     dtype.protocol_name(),
-                    count * width
+                    width
                 ));
             }
             TensorData::$variant(Cow::Owned(
@@ -564,7 +573,8 @@ fn decode_binary(
             TensorData::Bool(Cow::Owned(bytes.iter().map(|b| *b != 0).collect()))
         }
         DType::String => {
-            let mut out = Vec::with_capacity(count);
+            // Each element has a 4-byte length prefix: the bytes bound what can be there.
+            let mut out = Vec::with_capacity(count.min(bytes.len() / 4));
             let mut rest = bytes;
             while !rest.is_empty() {
                 if rest.len() < 4 {

@@ -66,7 +66,7 @@ impl Server {
                 .unwrap_or(Path::new("."))
                 .join("inference-log")
         });
-        std::fs::create_dir_all(&log_dir)
+        pilothouse_registry::files::create_dirs_durably(&log_dir)
             .map_err(|e| ServerError::Log(format!("cannot create {}: {e}", log_dir.display())))?;
         let metrics = Arc::new(Metrics::new());
         let (log, log_thread) = paylog::start(
@@ -131,7 +131,7 @@ impl Server {
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let grace = Duration::from_secs(config.shutdown_timeout_s);
         let final_log = log.clone();
-        tracing::info!(event = "server_started", address = %addr, registry = %config.registry, payload_log = %log_dir.display(), "listening on http://{addr}");
+        tracing::info!(event = "server_started", address = %addr, registry = %pilothouse_registry::redact(&config.registry), payload_log = %log_dir.display(), "listening on http://{addr}");
         let thread = std::thread::Builder::new()
             .name("ph-server".into())
             .spawn(move || {

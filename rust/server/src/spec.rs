@@ -109,6 +109,12 @@ fn default_timeout() -> u64 {
     30_000
 }
 
+const MAX_BATCH_SIZE: usize = 1 << 20;
+const MAX_QUEUE_CAPACITY: usize = 1 << 20;
+const MAX_QUEUE_DELAY_US: u64 = 10_000_000;
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
+const MAX_WEIGHT: f64 = 1e9;
+
 impl DeploymentSpec {
     pub fn from_json(value: &serde_json::Value) -> Result<Self> {
         let spec: DeploymentSpec = serde_json::from_value(value.clone())
@@ -127,9 +133,9 @@ impl DeploymentSpec {
             return bad("a deployment needs at least one route (an alias or a version)".into());
         }
         for r in &self.routes {
-            if !(r.weight.is_finite() && r.weight >= 0.0) {
+            if !(r.weight.is_finite() && (0.0..=MAX_WEIGHT).contains(&r.weight)) {
                 return bad(format!(
-                    "route {}: the weight must be a number >= 0, got {}",
+                    "route {}: the weight must be a number from 0 to {MAX_WEIGHT}, got {}",
                     r.target.label(),
                     r.weight
                 ));
@@ -146,16 +152,32 @@ impl DeploymentSpec {
                 return bad(format!("route {} is listed twice", r.target.label()));
             }
         }
-        if self.batching.max_batch_size == 0 {
-            return bad(
-                "batching.max_batch_size must be at least 1 (1 switches batching off)".into(),
-            );
+        // Upper bounds too: the queue is allocated by its capacity and a deadline is "now +
+        // timeout", so a number from a spec must not be able to exhaust memory or overflow.
+        let b = &self.batching;
+        if !(1..=MAX_BATCH_SIZE).contains(&b.max_batch_size) {
+            return bad(format!(
+                "batching.max_batch_size must be between 1 and {MAX_BATCH_SIZE} (1 switches batching off), got {}",
+                b.max_batch_size
+            ));
         }
-        if self.batching.queue_capacity == 0 {
-            return bad("batching.queue_capacity must be at least 1".into());
+        if !(1..=MAX_QUEUE_CAPACITY).contains(&b.queue_capacity) {
+            return bad(format!(
+                "batching.queue_capacity must be between 1 and {MAX_QUEUE_CAPACITY}, got {}",
+                b.queue_capacity
+            ));
         }
-        if self.timeout_ms == 0 {
-            return bad("timeout_ms must be at least 1".into());
+        if b.max_queue_delay_us > MAX_QUEUE_DELAY_US {
+            return bad(format!(
+                "batching.max_queue_delay_us must be at most {MAX_QUEUE_DELAY_US} (10 s), got {}",
+                b.max_queue_delay_us
+            ));
+        }
+        if !(1..=MAX_TIMEOUT_MS).contains(&self.timeout_ms) {
+            return bad(format!(
+                "timeout_ms must be between 1 and {MAX_TIMEOUT_MS} (one hour), got {}",
+                self.timeout_ms
+            ));
         }
         if let Some(h) = &self.sticky_header {
             if h.is_empty()
