@@ -45,6 +45,8 @@ __all__ = [
     "approve",
     "archive_version",
     "audit_log",
+    "audit_head",
+    "AuditAnchor",
     "connect",
     "default_registry",
     "delete_alias",
@@ -263,6 +265,36 @@ class AuditEvent:
     hash: str
 
 
+@dataclass(frozen=True)
+class AuditAnchor:
+    """The newest audit event's sequence number and hash, taken with :func:`audit_head`.
+
+    Keep it outside the registry (a ticket, a commit, another system's log, or ``str(anchor)``
+    anywhere); :func:`verify_audit_log` with it detects deleted newest events and a chain
+    recomputed from scratch, which the chain alone cannot."""
+
+    seq: int
+    hash: str
+    at: dt.datetime | None = None
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.hash}"
+
+    @classmethod
+    def parse(cls, anchor: AuditAnchor | str | dict[str, Any]) -> AuditAnchor:
+        """An anchor from itself, its ``"seq:hash"`` text or a ``{"seq", "hash"}`` dict."""
+        if isinstance(anchor, AuditAnchor):
+            return anchor
+        if isinstance(anchor, dict):
+            return cls(int(anchor["seq"]), str(anchor["hash"]))
+        seq, sep, digest = str(anchor).partition(":")
+        if not sep or not seq.isdigit() or not digest:
+            raise ValueError(
+                f"audit anchor {anchor!r} is not 'seq:hash' (as str(ph.audit_head()) gives)"
+            )
+        return cls(int(seq), digest)
+
+
 class Lineage:
     """Where a version came from and where it went, as a graph and as tables.
 
@@ -288,18 +320,23 @@ class Lineage:
         self.nodes.append({"id": me, "kind": "version", "sha256": v["sha256"]})
         if self.run:
             run_id = f"run:{self.run['id']}"
+            code = self.run.get("code") or {}
             self.nodes.append(
                 {
                     "id": run_id,
                     "kind": "run",
                     "name": self.run["name"],
                     "experiment": self.run["experiment"],
+                    "status": self.run.get("status"),
+                    "git_commit": code.get("git_commit"),
+                    "git_dirty": code.get("git_dirty"),
+                    "started_at": _time(self.run.get("started_at")),
+                    "ended_at": _time(self.run.get("ended_at")),
                     "params": self.run["params"],
                     "metrics": self.run["metrics"],
                 }
             )
             self.edges.append((run_id, me, "produced"))
-            code = self.run.get("code") or {}
             if code.get("git_commit"):
                 code_id = f"git:{code['git_commit']}"
                 self.nodes.append({"id": code_id, "kind": "code", **code})
@@ -345,14 +382,68 @@ class Lineage:
                 found.append(n)
         return found
 
+    def details(self, node: Mapping[str, Any]) -> str:
+        """A node in one line: a run's name, experiment, status and code commit; a
+        dataset's rows; a version's hash (and, for this version, when and by whom)."""
+        kind = node.get("kind")
+        parts: list[str] = []
+        if kind == "run":
+            parts.append(node.get("name") or "(unnamed run)")
+            parts.append(f"experiment {node.get('experiment') or '—'}")
+            parts.append(node.get("status") or "—")
+            commit = node.get("git_commit")
+            dirty = " (uncommitted changes)" if node.get("git_dirty") else ""
+            parts.append(f"commit {commit[:12]}{dirty}" if commit else "no git commit")
+        elif kind == "code":
+            dirty = " (uncommitted changes)" if node.get("git_dirty") else ""
+            parts.append(f"commit {node.get('git_commit')}{dirty}")
+            if node.get("path"):
+                parts.append(str(node["path"]))
+        elif kind == "dataset":
+            parts.append(f"{node.get('rows'):,} rows" if node.get("rows") is not None else "")
+        elif kind == "environment":
+            python = node.get("python")
+            if python:
+                parts.append(f"{node.get('implementation') or 'Python'} {python}")
+            if node.get("platform"):
+                parts.append(str(node["platform"]))
+        elif kind == "version":
+            if node.get("sha256"):
+                parts.append(f"sha256 {node['sha256'][:12]}")
+            if node["id"] == self.version["uri"]:
+                created = _time(self.version.get("created_at"))
+                if created is not None:
+                    by = self.version.get("created_by") or "—"
+                    parts.append(f"created {created:%Y-%m-%d %H:%M} UTC by {by}")
+                if self.version.get("aliases"):
+                    parts.append("aliases " + " ".join(self.version["aliases"]))
+        return ", ".join(p for p in parts if p)
+
+    def summary(self) -> list[dict[str, str]]:
+        """One row per node: ``id``, ``kind`` and ``details`` (see :meth:`details`)."""
+        return [{"id": n["id"], "kind": n["kind"], "details": self.details(n)} for n in self.nodes]
+
     def tables(self) -> dict[str, Any]:
-        """The graph as pandas tables: ``nodes``, ``edges``, ``params``, ``metrics``."""
+        """The graph as pandas tables: ``nodes`` (with a run's name, experiment, status and
+        git commit, and a ``details`` line for every node), ``edges``, ``params``,
+        ``metrics``."""
         import pandas as pd
 
         params = (self.run or {}).get("params", {})
         history = (self.run or {}).get("metric_history", {})
         return {
-            "nodes": pd.DataFrame([{"id": n["id"], "kind": n["kind"]} for n in self.nodes]),
+            "nodes": pd.DataFrame(
+                [
+                    {
+                        "id": n["id"],
+                        "kind": n["kind"],
+                        **{k: n.get(k) for k in ("name", "experiment", "status", "git_commit")},
+                        "details": self.details(n),
+                    }
+                    for n in self.nodes
+                ],
+                columns=["id", "kind", "name", "experiment", "status", "git_commit", "details"],
+            ),
             "edges": pd.DataFrame(self.edges, columns=["source", "target", "relation"]),
             "params": pd.DataFrame(sorted(params.items()), columns=["key", "value"]),
             "metrics": pd.DataFrame(
@@ -427,10 +518,17 @@ class Lineage:
         return events
 
     def _repr_html_(self) -> str:
-        rows = [{"from": s, "relation": r, "to": t} for s, t, r in self.edges]
+        heading = f"<strong>Lineage of {html.escape(self.version['uri'])}</strong>"
+        run = next((n for n in self.nodes if n["kind"] == "run"), None)
+        if run is not None:
+            heading += f"<br>run: {html.escape(self.details(run))}"
+        nodes = [
+            {"node": r["id"], "kind": r["kind"], "details": r["details"]} for r in self.summary()
+        ]
+        edges = [{"from": s, "relation": r, "to": t} for s, t, r in self.edges]
         return (
-            f"<div><strong>Lineage of {html.escape(self.version['uri'])}</strong>"
-            f"{_table(rows, ('from', 'relation', 'to'))}</div>"
+            f"<div>{heading}{_table(nodes, ('node', 'kind', 'details'))}"
+            f"{_table(edges, ('from', 'relation', 'to'))}</div>"
         )
 
     def __repr__(self) -> str:
@@ -812,10 +910,22 @@ class Registry:
             for r in json.loads(self._core.audit_log(model, limit))
         ]
 
-    def verify_audit_log(self) -> int:
+    def verify_audit_log(self, anchor: AuditAnchor | str | dict[str, Any] | None = None) -> int:
         """Check the whole hash chain; returns the number of events, or raises
-        IntegrityError naming the first event where it breaks."""
-        return self._core.verify_audit_log()
+        IntegrityError naming the first event where it breaks.
+
+        With ``anchor`` (from :meth:`audit_head`, taken earlier and kept elsewhere) it also
+        detects deleted newest events and a recomputed chain. Events written while
+        ``PILOTHOUSE_AUDIT_KEY`` was set are HMAC-keyed and need the same key to verify."""
+        if anchor is None:
+            return self._core.verify_audit_log()
+        a = AuditAnchor.parse(anchor)
+        return self._core.verify_audit_log(a.seq, a.hash)
+
+    def audit_head(self) -> AuditAnchor:
+        """The newest audit event as an anchor to keep outside the registry."""
+        r = json.loads(self._core.audit_head())
+        return AuditAnchor(r["seq"], r["hash"], _time(r["at"]))
 
     def lineage(self, ref: VersionLike, version: int | str | None = None) -> Lineage:
         mv = self._version(ref, version)
@@ -946,8 +1056,12 @@ def audit_log(model: str | None = None, limit: int = 10_000) -> list[AuditEvent]
     return default_registry().audit_log(model, limit)
 
 
-def verify_audit_log() -> int:
-    return default_registry().verify_audit_log()
+def verify_audit_log(anchor: AuditAnchor | str | dict[str, Any] | None = None) -> int:
+    return default_registry().verify_audit_log(anchor)
+
+
+def audit_head() -> AuditAnchor:
+    return default_registry().audit_head()
 
 
 def add_webhook(name: str, url: str, secret: str, events: Sequence[str] | None = None) -> int:

@@ -228,6 +228,39 @@ def test_tampering_with_the_audit_table_is_detected(backend: Backend, tamper: st
         registry.verify_audit_log()
 
 
+def test_an_anchor_catches_truncation_and_the_key_catches_rewrites(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = backend.open()
+    raw, _ = models.logistic_regression()
+    for _ in range(3):
+        registry.log_model(raw, "churn")
+    anchor = registry.audit_head()
+    assert anchor.seq == 4 and len(anchor.hash) == 64
+    assert ph.AuditAnchor.parse(str(anchor)) == ph.AuditAnchor(anchor.seq, anchor.hash)
+    assert registry.verify_audit_log(anchor=str(anchor)) == 4
+    # The newest events deleted: still a valid chain, but shorter than the anchor says.
+    backend.sql("DELETE FROM audit WHERE seq >= 3")
+    assert registry.verify_audit_log() == 2
+    with pytest.raises(ph.IntegrityError, match="truncated: the anchor names event 4"):
+        registry.verify_audit_log(anchor)
+    with pytest.raises(ValueError, match="not 'seq:hash'"):
+        registry.verify_audit_log("four")
+    # With a key in the environment new events are HMAC-keyed; editing one, even with every
+    # plain hash after it recomputed, cannot be hidden without the key.
+    monkeypatch.setenv("PILOTHOUSE_AUDIT_KEY", "a-key-kept-in-a-vault")
+    registry.log_model(raw, "churn")
+    keyed = registry.audit_log()[-1]
+    assert keyed.hash.startswith("hmac-sha256:")
+    assert registry.verify_audit_log() == 3
+    backend.sql(f"UPDATE audit SET actor = 'mallory' WHERE seq = {keyed.seq}")
+    with pytest.raises(ph.IntegrityError, match="another key"):
+        registry.verify_audit_log()
+    monkeypatch.delenv("PILOTHOUSE_AUDIT_KEY")
+    with pytest.raises(ph.IntegrityError, match="set PILOTHOUSE_AUDIT_KEY"):
+        registry.verify_audit_log()
+
+
 def test_archive_and_restore_keep_the_artifact(registry: ph.Registry) -> None:
     raw, _ = models.logistic_regression()
     registry.log_model(raw, "churn")

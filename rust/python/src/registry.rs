@@ -304,9 +304,22 @@ impl PyRegistry {
         out(py.detach(|| self.inner.audit_log(model.as_deref(), limit)))
     }
 
-    fn verify_audit_log(&self, py: Python<'_>) -> PyResult<i64> {
-        py.detach(|| self.inner.verify_audit_log())
+    #[pyo3(signature = (anchor_seq=None, anchor_hash=None))]
+    fn verify_audit_log(
+        &self,
+        py: Python<'_>,
+        anchor_seq: Option<i64>,
+        anchor_hash: Option<String>,
+    ) -> PyResult<i64> {
+        let anchor = anchor_seq
+            .zip(anchor_hash)
+            .map(|(seq, hash)| pilothouse_registry::AuditAnchor { seq, hash });
+        py.detach(|| self.inner.verify_audit_log(anchor.as_ref()))
             .map_err(registry_to_py)
+    }
+
+    fn audit_head(&self, py: Python<'_>) -> PyResult<String> {
+        out(py.detach(|| self.inner.audit_head()))
     }
 
     fn lineage(&self, py: Python<'_>, model: &str, version: i64) -> PyResult<String> {

@@ -15,6 +15,7 @@ mod webhooks;
 
 pub mod files;
 pub use artifacts::{sha256_hex, ArtifactStore};
+pub use audit::Anchor as AuditAnchor;
 pub use backends::{open as open_store, redact, Location, PostgresStore, SqliteStore};
 pub use error::{RegistryError, Result};
 pub use names::deployment as check_deployment_name;

@@ -981,8 +981,17 @@ impl Registry {
     }
 
     /// Ok(number of events checked), or an Integrity error saying where the chain breaks.
-    pub fn verify_audit_log(&self) -> Result<i64> {
-        self.read(audit::verify)
+    /// Keyed events are checked with the key in `PILOTHOUSE_AUDIT_KEY`; an anchor taken
+    /// with `audit_head` also catches truncation and a recomputed chain.
+    pub fn verify_audit_log(&self, anchor: Option<&audit::Anchor>) -> Result<i64> {
+        let key = audit::key_from_env();
+        self.read(|tx| audit::verify(tx, key.as_deref(), anchor))
+    }
+
+    /// The newest audit event's `{seq, hash, at}`: keep it outside the registry and pass it
+    /// to `verify_audit_log` later.
+    pub fn audit_head(&self) -> Result<Json> {
+        self.read(audit::head)
     }
 
     // -- lineage ----------------------------------------------------------------------------

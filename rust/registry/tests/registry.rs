@@ -242,14 +242,127 @@ fn the_audit_chain_detects_edits_deletions_and_reordering() {
         for i in 0..4 {
             reg.log_model("ann", &version("m", format!("{i}").as_bytes())).unwrap();
         }
-        assert_eq!(reg.verify_audit_log().unwrap(), 5); // model.create + 4 versions
+        assert_eq!(reg.verify_audit_log(None).unwrap(), 5); // model.create + 4 versions
         let conn = rusqlite::Connection::open(t.0.join("registry.db")).unwrap();
         conn.execute_batch(tamper).unwrap();
         drop(conn);
-        let err = reg.verify_audit_log().unwrap_err();
+        let err = reg.verify_audit_log(None).unwrap_err();
         assert!(matches!(err, RegistryError::Integrity(_)), "{tamper}: {err}");
         assert!(err.to_string().contains("event 2") || err.to_string().contains("event 3"), "{err}");
     }
+}
+
+#[test]
+fn an_anchor_detects_truncation_and_a_recomputed_chain() {
+    use pilothouse_registry::AuditAnchor;
+    let (reg, t) = fresh("anchor");
+    for i in 0..3 {
+        reg.log_model("ann", &version("m", format!("{i}").as_bytes()))
+            .unwrap();
+    }
+    let head = reg.audit_head().unwrap();
+    assert_eq!(head["seq"], 4);
+    let anchor = AuditAnchor {
+        seq: 4,
+        hash: head["hash"].as_str().unwrap().to_string(),
+    };
+    assert_eq!(reg.verify_audit_log(Some(&anchor)).unwrap(), 4);
+    // Newer events than the anchor are fine.
+    reg.log_model("ann", &version("m", b"later")).unwrap();
+    assert_eq!(reg.verify_audit_log(Some(&anchor)).unwrap(), 5);
+    // Deleting the newest events leaves a valid chain, which only the anchor can tell.
+    let conn = rusqlite::Connection::open(t.0.join("registry.db")).unwrap();
+    conn.execute_batch("DELETE FROM audit WHERE seq >= 4")
+        .unwrap();
+    assert_eq!(reg.verify_audit_log(None).unwrap(), 3);
+    let e = reg.verify_audit_log(Some(&anchor)).unwrap_err().to_string();
+    assert!(e.contains("truncated") && e.contains("event 4"), "{e}");
+    // An event edited and every hash after it recomputed (what an attacker with the schema
+    // can do): a valid chain again, but not the anchored one.
+    let (reg, t) = fresh("rewrite");
+    for i in 0..3 {
+        reg.log_model("ann", &version("m", format!("{i}").as_bytes()))
+            .unwrap();
+    }
+    let head = reg.audit_head().unwrap();
+    let anchor = AuditAnchor {
+        seq: head["seq"].as_i64().unwrap(),
+        hash: head["hash"].as_str().unwrap().to_string(),
+    };
+    let conn = rusqlite::Connection::open(t.0.join("registry.db")).unwrap();
+    let rows: Vec<(i64, i64, String, String, Option<String>, String)> = conn
+        .prepare("SELECT seq, at, actor, action, model, details FROM audit ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut prev = "0".repeat(64);
+    for (seq, at, actor, action, model, details) in rows {
+        let actor = if seq == 2 {
+            "mallory".to_string()
+        } else {
+            actor
+        };
+        let hash = sha256_chain(
+            &prev,
+            seq,
+            at,
+            &actor,
+            &action,
+            model.as_deref().unwrap_or(""),
+            &details,
+        );
+        conn.execute(
+            "UPDATE audit SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+            rusqlite::params![actor, prev, hash, seq],
+        )
+        .unwrap();
+        prev = hash;
+    }
+    assert_eq!(
+        reg.verify_audit_log(None).unwrap(),
+        4,
+        "the rewrite is a valid chain"
+    );
+    let e = reg.verify_audit_log(Some(&anchor)).unwrap_err().to_string();
+    assert!(e.contains("rewritten"), "{e}");
+}
+
+/// The plain chain's hash, written out independently of the crate (as an attacker would).
+fn sha256_chain(
+    prev: &str,
+    seq: i64,
+    at: i64,
+    actor: &str,
+    action: &str,
+    model: &str,
+    details: &str,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [
+        prev,
+        &seq.to_string(),
+        &at.to_string(),
+        actor,
+        action,
+        model,
+        details,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
 }
 
 #[test]
@@ -279,7 +392,7 @@ fn concurrent_writers_get_consecutive_versions() {
         .unwrap();
     let numbers: Vec<i64> = all.iter().map(|v| v["version"].as_i64().unwrap()).collect();
     assert_eq!(numbers, (1..=40).collect::<Vec<_>>());
-    reg.verify_audit_log().unwrap();
+    reg.verify_audit_log(None).unwrap();
 }
 
 #[test]
