@@ -37,6 +37,21 @@ pub struct Config {
     pub inference_threads: usize,
     /// How long `stop` / SIGTERM waits for requests in flight.
     pub shutdown_timeout_s: u64,
+    /// Connections served at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// A client that has not sent a request's headers within this time is disconnected.
+    pub header_read_timeout_ms: u64,
+    /// A request whose body has not fully arrived within this time gets 408.
+    pub body_read_timeout_ms: u64,
+    /// Request bodies held at once (read, queued or running); past it, 503 + Retry-After.
+    pub max_inflight_bytes: usize,
+    /// Payload-log records waiting for the disk, in bytes; what happens past it is
+    /// `log_overflow`.
+    pub log_buffer_bytes: usize,
+    /// "block": refuse new requests (503 + Retry-After) until the log catches up, so no
+    /// answered request is ever missing from the log; "drop": answer, drop the record,
+    /// count it in `pilothouse_payload_log_dropped_total` and warn.
+    pub log_overflow: String,
 }
 
 impl Default for Config {
@@ -55,6 +70,12 @@ impl Default for Config {
             http_threads: 0,
             inference_threads: 0,
             shutdown_timeout_s: 30,
+            max_connections: 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_inflight_bytes: 512 * 1024 * 1024,
+            log_buffer_bytes: 256 * 1024 * 1024,
+            log_overflow: "block".into(),
         }
     }
 }
@@ -115,8 +136,47 @@ impl Config {
                 self.max_body_bytes
             ));
         }
-        if self.poll_interval_ms == 0 || self.flush_interval_ms == 0 {
-            return bad("poll_interval_ms and flush_interval_ms must be at least 1".into());
+        if self.max_connections == 0 || self.max_connections > 1 << 20 {
+            return bad(format!(
+                "max_connections must be between 1 and 1048576, got {}",
+                self.max_connections
+            ));
+        }
+        for (key, ms) in [
+            ("poll_interval_ms", self.poll_interval_ms),
+            ("flush_interval_ms", self.flush_interval_ms),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("body_read_timeout_ms", self.body_read_timeout_ms),
+        ] {
+            if !(1..=3_600_000).contains(&ms) {
+                return bad(format!(
+                    "{key} must be between 1 and 3600000 (one hour), got {ms}"
+                ));
+            }
+        }
+        if self.max_inflight_bytes < self.max_body_bytes {
+            return bad(format!(
+                "max_inflight_bytes ({}) must be at least max_body_bytes ({}), or no request of the largest size could ever be served",
+                self.max_inflight_bytes, self.max_body_bytes
+            ));
+        }
+        if self.log_buffer_bytes < 1024 * 1024 {
+            return bad(format!(
+                "log_buffer_bytes must be at least 1048576 (1 MiB), got {}",
+                self.log_buffer_bytes
+            ));
+        }
+        if !matches!(self.log_overflow.as_str(), "block" | "drop") {
+            return bad(format!(
+                "log_overflow must be \"block\" (refuse requests while the log is behind) or \"drop\" (drop records, counted), got {:?}",
+                self.log_overflow
+            ));
+        }
+        if self.shutdown_timeout_s > 3600 {
+            return bad(format!(
+                "shutdown_timeout_s must be at most 3600, got {}",
+                self.shutdown_timeout_s
+            ));
         }
         Ok(())
     }

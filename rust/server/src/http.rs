@@ -1,7 +1,7 @@
 //! The HTTP surface: Open Inference Protocol v2 endpoints, `/metrics`, and protocol-conformant
 //! `{"error": "..."}` answers for everything that goes wrong.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use tower::{Service, ServiceExt};
 
 use crate::batcher::JobError;
 use crate::deployments::{Deployment, Loaded};
+use crate::encoding;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::paylog::{LogSender, Record};
 use crate::protocol::{self, InferRequest};
@@ -26,6 +27,79 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub log: LogSender,
     pub max_body: usize,
+    /// How long a request's body may take to arrive once its headers have.
+    pub body_timeout: Duration,
+    /// Bytes of request bodies held by requests being read, queued or run.
+    pub in_flight: ByteBudget,
+}
+
+/// A budget of bytes shared by every request: a request takes its body's size before the
+/// body is read and gives it back when its answer is sent.
+pub struct ByteBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl ByteBudget {
+    pub fn new(limit: usize) -> ByteBudget {
+        ByteBudget {
+            used: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// Takes `bytes` if they fit; the guard gives them back when dropped.
+    fn take(&self, bytes: usize) -> Option<Held<'_>> {
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            let next = used.checked_add(bytes).filter(|n| *n <= self.limit)?;
+            match self
+                .used
+                .compare_exchange_weak(used, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    return Some(Held {
+                        budget: self,
+                        bytes,
+                    })
+                }
+                Err(now) => used = now,
+            }
+        }
+    }
+}
+
+/// Bytes taken from a budget, returned on drop.
+struct Held<'a> {
+    budget: &'a ByteBudget,
+    bytes: usize,
+}
+
+impl Held<'_> {
+    /// Adjusts what is held to the body's real size (a chunked body had no length).
+    fn resize(&mut self, bytes: usize) -> bool {
+        if bytes <= self.bytes {
+            self.budget
+                .used
+                .fetch_sub(self.bytes - bytes, Ordering::AcqRel);
+            self.bytes = bytes;
+            return true;
+        }
+        match self.budget.take(bytes - self.bytes) {
+            Some(more) => {
+                self.bytes += more.bytes;
+                std::mem::forget(more);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 type Shared = State<Arc<App>>;
@@ -87,6 +161,7 @@ fn infer_target(request: &Request) -> Option<String> {
 fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v2", get(server_metadata))
+        .route("/v2/", get(server_metadata))
         .route(
             "/v2/health/live",
             get(|| async { ok_json(json!({"live": true})) }),
@@ -159,17 +234,22 @@ async fn metrics(State(app): Shared) -> Response {
 type Refusal = (StatusCode, String);
 
 fn refuse((status, message): Refusal) -> Response {
-    error(status, message)
+    let mut r = error(status, message);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(1));
+    }
+    r
 }
 
 fn find(app: &App, name: &str) -> Result<Arc<Deployment>, Refusal> {
     let deployments = app.state.deployments.load();
+    // The names of other deployments are not the caller's business: GET /v2/models/{m}
+    // answers for a name they know, and `pilothouse deployments` lists them for operators.
     deployments.get(name).cloned().ok_or_else(|| {
-        let mut names: Vec<&String> = deployments.keys().collect();
-        names.sort();
         (
             StatusCode::NOT_FOUND,
-            format!("no deployment named '{name}'; deployed: {names:?}"),
+            format!("no deployment named '{name}' on this server"),
         )
     })
 }
@@ -296,7 +376,20 @@ fn with_ids(
     response
 }
 
-async fn read_body(app: &App, request: Request) -> Result<(HeaderMap, Bytes), Refusal> {
+/// The answer when the in-flight byte budget is spent.
+fn busy(app: &App) -> Refusal {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "the server holds as many request bytes as it may (max_inflight_bytes = {}); retry later",
+            app.in_flight.limit
+        ),
+    )
+}
+
+/// Reads the body within the size limit, the in-flight byte budget and the body timeout.
+/// What it returns holds the body's bytes in the budget until dropped.
+async fn read_body(app: &App, request: Request) -> Result<(HeaderMap, Bytes, Held<'_>), Refusal> {
     let (parts, body) = request.into_parts();
     let too_large = |size: String| {
         (
@@ -307,20 +400,107 @@ async fn read_body(app: &App, request: Request) -> Result<(HeaderMap, Bytes), Re
             ),
         )
     };
-    if let Some(n) = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if n > app.max_body {
-            return Err(too_large(format!("{n} bytes")));
+    let busy = || busy(app);
+    let claimed = match parts.headers.get(header::CONTENT_LENGTH) {
+        Some(v) => {
+            let n = v.to_str().ok().and_then(|v| v.parse::<usize>().ok());
+            match n {
+                Some(n) if n > app.max_body => return Err(too_large(format!("{n} bytes"))),
+                Some(n) => n,
+                None => {
+                    return Err((
+                        StatusCode::BAD_REQUEST,
+                        "Content-Length is not a number".into(),
+                    ))
+                }
+            }
         }
+        // A chunked body of unknown size: the limit is held until its size is known.
+        None => app.max_body,
+    };
+    let mut held = app.in_flight.take(claimed).ok_or_else(busy)?;
+    let read = axum::body::to_bytes(Body::new(body), app.max_body);
+    let mut read = std::pin::pin!(read);
+    // Most bodies are already buffered when the headers are: no timer for those.
+    let bytes = match futures_poll_once(read.as_mut()).await {
+        Some(done) => done,
+        None => match tokio::time::timeout(app.body_timeout, read).await {
+            Ok(done) => done,
+            Err(_) => {
+                return Err((
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {} ms (body_read_timeout_ms)",
+                        app.body_timeout.as_millis()
+                    ),
+                ))
+            }
+        },
     }
-    let bytes = axum::body::to_bytes(Body::new(body), app.max_body)
+    .map_err(|_| too_large("larger than that, or was cut off".into()))?;
+    if !held.resize(bytes.len()) {
+        return Err(busy());
+    }
+    Ok((parts.headers, bytes, held))
+}
+
+/// A body sent with `Content-Encoding`, decoded off the HTTP thread; the size limit and the
+/// in-flight budget apply to the decoded bytes.
+async fn decode_body(
+    app: &App,
+    coding: &HeaderValue,
+    body: Bytes,
+    held: &mut Held<'_>,
+) -> Result<Bytes, Refusal> {
+    use encoding::DecodeError;
+    let refusal = |e: DecodeError| {
+        match e {
+        DecodeError::Unsupported(c) => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Encoding '{c}' is not supported; send gzip, deflate or identity"),
+        ),
+        DecodeError::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the decompressed request body is over the server's limit of {} bytes (max_body_bytes)",
+                app.max_body
+            ),
+        ),
+        DecodeError::Corrupt(m) => (StatusCode::BAD_REQUEST, m),
+    }
+    };
+    let coding = match encoding::content_coding(coding.to_str().unwrap_or("(not text)")) {
+        Ok(None) => return Ok(body),
+        Ok(Some(c)) => c,
+        Err(e) => return Err(refusal(e)),
+    };
+    let limit = app.max_body;
+    let decoded = tokio::task::spawn_blocking(move || encoding::decode(coding, &body, limit))
         .await
-        .map_err(|_| too_large("larger than that, or was cut off".into()))?;
-    Ok((parts.headers, bytes))
+        .map_err(|_| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the request body could not be decompressed".to_string(),
+            )
+        })?
+        .map_err(refusal)?;
+    if !held.resize(decoded.len()) {
+        return Err(busy(app));
+    }
+    Ok(Bytes::from(decoded))
+}
+
+/// Polls a future once: its output if it is ready now, else None (it can be polled again).
+async fn futures_poll_once<F: std::future::Future + Unpin>(fut: F) -> Option<F::Output> {
+    let mut fut = Some(fut);
+    std::future::poll_fn(move |cx| {
+        let f = fut.as_mut().expect("polled once");
+        std::task::Poll::Ready(match std::pin::Pin::new(f).poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
 }
 
 /// Where a request's time went, for the response, metrics and the log.
@@ -344,6 +524,19 @@ async fn serve(app: Arc<App>, name: String, version: Option<String>, request: Re
             return with_ids(refuse(r), &id, None, None);
         }
     };
+    // Under log_overflow = "block", nothing is answered that the log could not keep.
+    if let Err(message) = app.log.admit() {
+        count(&app.metrics, &name, "", 503);
+        let mut r = with_ids(
+            error(StatusCode::SERVICE_UNAVAILABLE, message),
+            &id,
+            None,
+            None,
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(1));
+        return r;
+    }
     deployment.in_flight.inc();
     let _guard = InFlight(deployment.in_flight.clone());
     let (loaded, route) = match &version {
@@ -379,7 +572,7 @@ async fn serve(app: Arc<App>, name: String, version: Option<String>, request: Re
             Some(&route),
         )
     };
-    let (headers, body) = match read_body(&app, request).await {
+    let (headers, body, mut held) = match read_body(&app, request).await {
         Ok(b) => b,
         Err(r) => {
             count(
@@ -391,6 +584,25 @@ async fn serve(app: Arc<App>, name: String, version: Option<String>, request: Re
             return with_ids(refuse(r), &id, Some(loaded.version), Some(&route));
         }
     };
+    let body = match headers.get(header::CONTENT_ENCODING) {
+        None => body,
+        Some(coding) => match decode_body(&app, coding, body, &mut held).await {
+            Ok(b) => b,
+            Err(r) => {
+                count(
+                    &app.metrics,
+                    &name,
+                    &loaded.version.to_string(),
+                    r.0.as_u16(),
+                );
+                return with_ids(refuse(r), &id, Some(loaded.version), Some(&route));
+            }
+        },
+    };
+    let answer_coding = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .and_then(encoding::accepted);
     let header_length = match headers
         .get(INFERENCE_HEADER_LENGTH)
         .map(|v| v.to_str().ok().and_then(|s| s.parse::<usize>().ok()))
@@ -441,7 +653,18 @@ async fn serve(app: Arc<App>, name: String, version: Option<String>, request: Re
         } else {
             "application/json"
         };
-        let mut response = ([(header::CONTENT_TYPE, content_type)], encoded.body).into_response();
+        let mut response = match answer_coding {
+            None => ([(header::CONTENT_TYPE, content_type)], encoded.body).into_response(),
+            Some(coding) => (
+                [
+                    (header::CONTENT_TYPE, content_type),
+                    (header::CONTENT_ENCODING, coding.name()),
+                    (header::VARY, "accept-encoding"),
+                ],
+                encoding::encode(coding, &encoded.body),
+            )
+                .into_response(),
+        };
         if let Some(n) = encoded.header_length {
             response
                 .headers_mut()
@@ -476,9 +699,12 @@ async fn serve(app: Arc<App>, name: String, version: Option<String>, request: Re
         outputs: outcome.outputs,
         error: outcome.error,
     });
-    if let (Some((shadow, label)), Some(inputs), true) =
-        (&deployment.shadow, shadow_inputs, status == StatusCode::OK)
-    {
+    if let (Some((shadow, label)), Some(inputs), true, true) = (
+        &deployment.shadow,
+        shadow_inputs,
+        status == StatusCode::OK,
+        app.log.admit().is_ok(),
+    ) {
         shadow_run(
             app.clone(),
             deployment.clone(),

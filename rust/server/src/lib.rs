@@ -6,8 +6,10 @@
 mod batcher;
 mod config;
 mod deployments;
+mod encoding;
 mod error;
 mod http;
+mod listen;
 mod metrics;
 mod paylog;
 mod protocol;

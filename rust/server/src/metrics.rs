@@ -56,6 +56,7 @@ pub struct Metrics {
     pub log_rows: Counter,
     pub log_dropped: Counter,
     pub log_errors: Counter,
+    pub log_buffered_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -145,6 +146,12 @@ impl Metrics {
             "Failed attempts to write a payload-log segment",
             log_errors.clone(),
         );
+        let log_buffered_bytes = Gauge::default();
+        registry.register(
+            "pilothouse_payload_log_buffered_bytes",
+            "Bytes of payload-log records waiting to be written (bounded by log_buffer_bytes)",
+            log_buffered_bytes.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -160,6 +167,7 @@ impl Metrics {
             log_rows,
             log_dropped,
             log_errors,
+            log_buffered_bytes,
         }
     }
 

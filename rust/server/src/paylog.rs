@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,8 +27,6 @@ use crate::spec::LogPolicy;
 const HOUR_US: i64 = 3_600_000_000;
 /// Rows buffered before a flush is forced, whatever the interval.
 const FLUSH_ROWS: usize = 50_000;
-/// Rows kept for a retry while the disk refuses writes; older ones are dropped and counted.
-const MAX_BUFFERED: usize = 1_000_000;
 
 /// One request (or shadow run) as the server saw it.
 pub struct Record {
@@ -51,10 +50,56 @@ pub struct Record {
 }
 
 enum Message {
-    Record(Box<Record>),
+    /// A record and the bytes it holds in the budget.
+    Record(Box<Record>, usize),
     Policy(String, LogPolicy),
     Flush(std::sync::mpsc::Sender<()>),
     Shutdown,
+}
+
+impl Record {
+    /// About what the record holds in memory until it is written: its tensors and texts.
+    fn bytes(&self) -> usize {
+        fn tensors(t: &Option<Arc<Vec<OwnedTensor>>>) -> usize {
+            t.as_deref()
+                .map_or(0, |ts| ts.iter().map(tensor_bytes).sum())
+        }
+        256 + self.request_id.len()
+            + self.error.as_ref().map_or(0, String::len)
+            + tensors(&self.inputs)
+            + tensors(&self.outputs)
+    }
+}
+
+fn tensor_bytes(t: &OwnedTensor) -> usize {
+    use pilothouse_runtime::TensorData as D;
+    match &t.data {
+        D::String(v) => v.iter().map(|s| s.len() + 24).sum(),
+        D::Float64(v) => v.len() * 8,
+        D::Int64(v) => v.len() * 8,
+        D::Float32(v) => v.len() * 4,
+        D::Int32(v) => v.len() * 4,
+        D::Bool(v) => v.len(),
+    }
+}
+
+/// What the log may hold in memory before it is written, and what happens past it.
+struct Budget {
+    bytes: AtomicUsize,
+    limit: usize,
+    /// The `drop` overflow policy (else `block`).
+    drop: bool,
+    /// Set while over the limit under `drop`, so the warning is logged once per episode.
+    warned: AtomicBool,
+}
+
+/// How the log handles more records than `log_buffer_bytes` holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// Refuse new requests until the log catches up: nothing answered is missing.
+    Block,
+    /// Answer, drop the record, count it and warn.
+    Drop,
 }
 
 /// The handle the server holds; cheap to clone.
@@ -62,12 +107,46 @@ enum Message {
 pub struct LogSender {
     tx: Sender<Message>,
     metrics: Arc<Metrics>,
+    budget: Arc<Budget>,
 }
 
 impl LogSender {
-    /// Queues a record; never blocks (a full buffer drops the row and counts it).
+    /// Under the `block` policy, refuses (with the message for a 503) while the records
+    /// waiting for the disk exceed the budget; under `drop` it always admits.
+    pub fn admit(&self) -> std::result::Result<(), String> {
+        let b = &self.budget;
+        let held = b.bytes.load(Ordering::Relaxed);
+        if b.drop || held <= b.limit {
+            return Ok(());
+        }
+        Err(format!(
+            "the payload log is behind: {} MB of answered requests wait to be written (disk slow, full or unwritable; log_buffer_bytes = {}); retry later",
+            held / 1_000_000,
+            b.limit
+        ))
+    }
+
+    /// Queues a record; never blocks. Under `drop`, a record past the budget is dropped,
+    /// counted and warned about; under `block`, admission stopped new requests earlier, so
+    /// every record of an answered request is kept.
     pub fn send(&self, record: Record) {
-        if self.tx.try_send(Message::Record(Box::new(record))).is_err() {
+        let size = record.bytes();
+        let b = &self.budget;
+        let held = b.bytes.fetch_add(size, Ordering::AcqRel) + size;
+        if b.drop && held > b.limit {
+            b.bytes.fetch_sub(size, Ordering::AcqRel);
+            self.metrics.log_dropped.inc();
+            if !b.warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(event = "payload_log_dropping", limit = b.limit, "the payload log is behind and log_overflow = \"drop\": records are being dropped (counted in pilothouse_payload_log_dropped_total)");
+            }
+            return;
+        }
+        if self
+            .tx
+            .send(Message::Record(Box::new(record), size))
+            .is_err()
+        {
+            b.bytes.fetch_sub(size, Ordering::AcqRel);
             self.metrics.log_dropped.inc();
         }
     }
@@ -276,6 +355,8 @@ struct Pending {
     first_time_us: i64,
     done: Vec<RecordBatch>,
     open: Columns,
+    /// Budget bytes of the records in here, given back once they are written.
+    bytes: usize,
 }
 
 impl Pending {
@@ -284,6 +365,7 @@ impl Pending {
             first_time_us,
             done: Vec::new(),
             open: Columns::new(sizes.0, sizes.1),
+            bytes: 0,
         }
     }
 
@@ -364,6 +446,7 @@ fn write_segment(
 struct Writer {
     root: PathBuf,
     metrics: Arc<Metrics>,
+    budget: Arc<Budget>,
     policies: HashMap<String, LogPolicy>,
     /// For rows of a deployment whose policy has not arrived yet.
     default_policy: LogPolicy,
@@ -379,10 +462,11 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(root: PathBuf, metrics: Arc<Metrics>) -> Writer {
+    fn new(root: PathBuf, metrics: Arc<Metrics>, budget: Arc<Budget>) -> Writer {
         Writer {
             root,
             metrics,
+            budget,
             policies: HashMap::new(),
             default_policy: LogPolicy::default(),
             buffers: BTreeMap::new(),
@@ -394,7 +478,7 @@ impl Writer {
         }
     }
 
-    fn add(&mut self, record: Record) {
+    fn add(&mut self, record: Record, bytes: usize) {
         let hour = record.time_us.div_euclid(HOUR_US) * HOUR_US;
         let policy = self
             .policies
@@ -406,6 +490,7 @@ impl Writer {
             .entry((record.deployment.clone(), hour))
             .or_insert_with(|| Pending::new(record.time_us, sizes));
         pending.open.push(&record, policy, &mut self.scratch);
+        pending.bytes += bytes;
         let open = &pending.open;
         if open.rows >= CHUNK_ROWS
             || open.inputs.values_slice().len() + open.outputs.values_slice().len() >= CHUNK_BYTES
@@ -441,6 +526,11 @@ impl Writer {
                     self.metrics.log_rows.inc_by(rows as u64);
                     self.buffered -= rows;
                     self.last_error = None;
+                    let left = self.budget.bytes.fetch_sub(pending.bytes, Ordering::AcqRel)
+                        - pending.bytes;
+                    if left <= self.budget.limit {
+                        self.budget.warned.store(false, Ordering::Relaxed);
+                    }
                 }
                 Err(e) => {
                     self.metrics.log_errors.inc();
@@ -456,15 +546,11 @@ impl Writer {
                 }
             }
         }
-        // Past the bound, the oldest rows go (counted) so memory stays bounded while a disk is full.
-        while self.buffered > MAX_BUFFERED {
-            let Some(key) = self.buffers.keys().next().cloned() else {
-                break;
-            };
-            let rows = self.buffers.remove(&key).expect("listed").rows();
-            self.buffered -= rows;
-            self.metrics.log_dropped.inc_by(rows as u64);
-        }
+        // Rows the disk refused stay (and keep their bytes in the budget): under `block` new
+        // requests wait for them, under `drop` new records are dropped instead.
+        self.metrics
+            .log_buffered_bytes
+            .set(self.budget.bytes.load(Ordering::Relaxed) as i64);
     }
 
     fn apply_retention(&self) {
@@ -514,9 +600,18 @@ pub fn start(
     root: PathBuf,
     flush_every: Duration,
     metrics: Arc<Metrics>,
+    buffer_bytes: usize,
+    overflow: Overflow,
 ) -> (LogSender, std::thread::JoinHandle<()>) {
-    let (tx, rx) = crossbeam_channel::bounded(200_000);
-    let mut writer = Writer::new(root, metrics.clone());
+    // Unbounded in count, bounded in bytes by the budget (checked at admission or send).
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let budget = Arc::new(Budget {
+        bytes: AtomicUsize::new(0),
+        limit: buffer_bytes,
+        drop: overflow == Overflow::Drop,
+        warned: AtomicBool::new(false),
+    });
+    let mut writer = Writer::new(root, metrics.clone(), budget.clone());
     let handle = std::thread::Builder::new()
         .name("ph-payload-log".into())
         .spawn(move || {
@@ -526,7 +621,14 @@ pub fn start(
             run(&mut writer, &rx, flush_every)
         })
         .expect("spawning the payload-log writer");
-    (LogSender { tx, metrics }, handle)
+    (
+        LogSender {
+            tx,
+            metrics,
+            budget,
+        },
+        handle,
+    )
 }
 
 /// The writer never blocks on the channel: it wakes on a short tick and drains what arrived,
@@ -540,7 +642,7 @@ fn run(writer: &mut Writer, rx: &Receiver<Message>, flush_every: Duration) {
         std::thread::sleep(tick);
         loop {
             match rx.try_recv() {
-                Ok(Message::Record(r)) => writer.add(*r),
+                Ok(Message::Record(r, bytes)) => writer.add(*r, bytes),
                 Ok(Message::Policy(d, p)) => {
                     writer.policies.insert(d, p);
                 }
@@ -719,15 +821,21 @@ mod tests {
     #[test]
     fn rows_over_several_chunks_come_back_whole_and_in_order() {
         let dir = std::env::temp_dir().join(format!("ph-paylog-{}", fastrand::u64(..)));
-        let mut w = Writer::new(dir.clone(), Arc::new(Metrics::new()));
+        let budget = Arc::new(Budget {
+            bytes: AtomicUsize::new(0),
+            limit: usize::MAX,
+            drop: false,
+            warned: AtomicBool::new(false),
+        });
+        let mut w = Writer::new(dir.clone(), Arc::new(Metrics::new()), budget);
         let now = crate::now_us();
         // Small rows fill chunks by count, the large ones by bytes (8 MB / 40 kB is ~200 rows).
         let n = CHUNK_ROWS * 2 + 123;
         for i in 0..n {
-            w.add(record(i, now, 3));
+            w.add(record(i, now, 3), 0);
         }
         for i in n..n + 450 {
-            w.add(record(i, now, 10_000));
+            w.add(record(i, now, 10_000), 0);
         }
         assert_eq!(w.buffered, n + 450);
         assert!(w.buffers.values().next().unwrap().done.len() >= 4);
@@ -761,7 +869,7 @@ mod tests {
             }
         }
         // A second flush after more rows writes only the new ones.
-        w.add(record(n + 450, now, 3));
+        w.add(record(n + 450, now, 3), 0);
         w.flush();
         assert_eq!(rows(&dir).len(), n + 451);
         std::fs::remove_dir_all(&dir).unwrap();

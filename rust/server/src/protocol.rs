@@ -205,7 +205,7 @@ fn flag(params: &Option<Map<String, Json>>, key: &str) -> bool {
 /// Decodes a request body. `header_length` is the `Inference-Header-Content-Length` header:
 /// the JSON part's length, binary tensor data after it.
 pub fn parse_request(body: &[u8], header_length: Option<usize>) -> Parsed<InferRequest> {
-    let (head, mut binary) = match header_length {
+    let (head, binary) = match header_length {
         Some(n) if n > body.len() => {
             return bad(format!(
                 "Inference-Header-Content-Length is {n} but the body has only {} bytes",
@@ -215,8 +215,87 @@ pub fn parse_request(body: &[u8], header_length: Option<usize>) -> Parsed<InferR
         Some(n) => (&body[..n], &body[n..]),
         None => (body, &body[body.len()..]),
     };
-    let raw: RawRequest = serde_json::from_slice(head)
-        .map_err(|e| BadRequest(format!("the request is not a valid inference request: {e}")))?;
+    match serde_json::from_slice::<RawRequest>(head) {
+        Ok(raw) => decode_raw(raw, binary),
+        Err(e) => {
+            let invalid =
+                || BadRequest(format!("the request is not a valid inference request: {e}"));
+            // Clients built on rapidjson (tritonclient) write NaN and infinities as bare
+            // tokens, which JSON has not got: read them as the strings this server writes.
+            // Only on this error path, so valid requests pay nothing for it.
+            let quoted = quote_bare_specials(head).ok_or_else(invalid)?;
+            let raw = serde_json::from_slice::<RawRequest>(&quoted).map_err(|_| invalid())?;
+            decode_raw(raw, binary)
+        }
+    }
+}
+
+/// `NaN`, `Infinity` and `-Infinity` outside strings, quoted; None when there are none.
+fn quote_bare_specials(text: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() + 16);
+    let (mut in_string, mut escaped, mut changed) = (false, false, false);
+    let mut i = 0;
+    while i < text.len() {
+        let b = text[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+        }
+        let rest = &text[i..];
+        let token = [NEG_INFINITY, INFINITY, NAN]
+            .into_iter()
+            .find(|t| rest.starts_with(t.as_bytes()));
+        match token {
+            Some(t) => {
+                out.push(b'"');
+                out.extend_from_slice(t.as_bytes());
+                out.push(b'"');
+                i += t.len();
+                changed = true;
+            }
+            None => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
+/// Triton's sequence-batching parameters change what a request means; this server does not
+/// keep sequences, so a request that asks for one is refused rather than answered wrongly.
+fn refuse_sequences(params: &Option<Map<String, Json>>) -> Parsed<()> {
+    let Some(params) = params else {
+        return Ok(());
+    };
+    for key in ["sequence_id", "sequence_start", "sequence_end"] {
+        let asks = match params.get(key) {
+            None | Some(Json::Null) | Some(Json::Bool(false)) => false,
+            Some(Json::Number(n)) => n.as_u64() != Some(0),
+            Some(Json::String(s)) => !s.is_empty(),
+            Some(_) => true,
+        };
+        if asks {
+            return bad(format!(
+                "parameter '{key}' asks for Triton's sequence batching, which this server does not support; send the request without it"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn decode_raw(raw: RawRequest<'_>, mut binary: &[u8]) -> Parsed<InferRequest> {
+    refuse_sequences(&raw.parameters)?;
     if raw.inputs.is_empty() {
         return bad("the request has no inputs");
     }
@@ -332,8 +411,23 @@ trait Element: Sized {
     }
 }
 
+/// The texts that stand for the floats JSON has no number for, as this server writes them
+/// (strings: every JSON parser reads them, and numpy turns them back into floats).
+const NAN: &str = "NaN";
+const INFINITY: &str = "Infinity";
+const NEG_INFINITY: &str = "-Infinity";
+
+fn special_float(v: &str) -> Option<f64> {
+    match v {
+        NAN => Some(f64::NAN),
+        INFINITY => Some(f64::INFINITY),
+        NEG_INFINITY => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
+}
+
 impl Element for f32 {
-    const WANT: &'static str = "a number";
+    const WANT: &'static str = "a number that fits FP32 (at most 3.4e38 in magnitude)";
     fn from_i64(v: i64) -> Option<Self> {
         Some(v as f64 as f32)
     }
@@ -341,7 +435,12 @@ impl Element for f32 {
         Some(v as f64 as f32)
     }
     fn from_f64(v: f64) -> Option<Self> {
-        Some(v as f32)
+        // A finite number beyond FP32's range would silently become infinity.
+        let f = v as f32;
+        (f.is_finite() || !v.is_finite()).then_some(f)
+    }
+    fn from_str(v: &str) -> Option<Self> {
+        special_float(v).map(|f| f as f32)
     }
 }
 
@@ -355,6 +454,9 @@ impl Element for f64 {
     }
     fn from_f64(v: f64) -> Option<Self> {
         Some(v)
+    }
+    fn from_str(v: &str) -> Option<Self> {
+        special_float(v)
     }
 }
 
@@ -716,14 +818,42 @@ fn append_binary(data: &TensorData<'_>, out: &mut Vec<u8>) {
     }
 }
 
+/// Floats as a JSON array; NaN and infinities (which JSON numbers cannot hold) as the strings
+/// "NaN", "Infinity" and "-Infinity", which tritonclient's and KServe's clients both read
+/// back as floats. Finite values are written as serde_json writes them (ryu's shortest
+/// round trip, in the value's own precision).
+fn floats<F: ryu::Float + Copy + Into<f64>>(values: &[F], out: &mut Vec<u8>) {
+    out.push(b'[');
+    let mut buffer = ryu::Buffer::new();
+    for (i, x) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let wide: f64 = (*x).into();
+        if wide.is_finite() {
+            out.extend_from_slice(buffer.format_finite(*x).as_bytes());
+        } else {
+            let text = match wide {
+                w if w.is_nan() => NAN,
+                w if w > 0.0 => INFINITY,
+                _ => NEG_INFINITY,
+            };
+            out.push(b'"');
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'"');
+        }
+    }
+    out.push(b']');
+}
+
 /// Tensor data as a JSON array (flat, row-major), written straight into `out`.
 pub fn write_data_json(data: &TensorData<'_>, out: &mut Vec<u8>) {
     fn list<T: serde::Serialize>(v: &[T], out: &mut Vec<u8>) {
         serde_json::to_writer(&mut *out, v).expect("writing to a Vec cannot fail");
     }
     match data {
-        TensorData::Float32(v) => list(v, out),
-        TensorData::Float64(v) => list(v, out),
+        TensorData::Float32(v) => floats(v, out),
+        TensorData::Float64(v) => floats(v, out),
         TensorData::Int32(v) => list(v, out),
         TensorData::Int64(v) => list(v, out),
         TensorData::Bool(v) => list(v, out),
@@ -923,7 +1053,7 @@ mod tests {
             (
                 DType::Float32,
                 "[1, null]",
-                "element 1 is null, not a number",
+                "element 1 is null, not a number that fits FP32 (at most 3.4e38 in magnitude)",
             ),
             (
                 DType::Float64,
@@ -955,8 +1085,78 @@ mod tests {
         let raw = RawValue::from_string(r#"[1, "a"]"#.into()).unwrap();
         assert_eq!(
             decode_json_text(DType::Float32, &raw, 2).unwrap_err(),
-            r#"element 1 is "a", not a number"#
+            r#"element 1 is "a", not a number that fits FP32 (at most 3.4e38 in magnitude)"#
         );
+    }
+
+    #[test]
+    fn special_floats_out_of_range_numbers_and_sequences() {
+        // Bare tokens (tritonclient) and strings (this server's answers) both decode.
+        for body in [
+            r#"{"inputs":[{"name":"x","shape":[4],"datatype":"FP32","data":[NaN, Infinity, -Infinity, 1.5]}]}"#,
+            r#"{"inputs":[{"name":"x","shape":[4],"datatype":"FP32","data":["NaN","Infinity","-Infinity",1.5]}]}"#,
+        ] {
+            let r = parse_request(body.as_bytes(), None).unwrap();
+            let TensorData::Float32(v) = &r.inputs[0].1.data else {
+                panic!("FP32")
+            };
+            assert!(v[0].is_nan() && v[1] == f32::INFINITY && v[2] == f32::NEG_INFINITY);
+            assert_eq!(v[3], 1.5);
+        }
+        // A string holding "NaN" stays a string; only bare tokens are read as numbers.
+        let r = parse_request(
+            br#"{"inputs":[{"name":"s","shape":[2],"datatype":"BYTES","data":["NaN","a\"NaN"]}]}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            r.inputs[0].1.data,
+            TensorData::String(Cow::Owned(vec!["NaN".into(), "a\"NaN".into()]))
+        );
+        let mut out = Vec::new();
+        write_data_json(
+            &TensorData::Float32(Cow::Owned(vec![
+                f32::NAN,
+                0.1,
+                f32::NEG_INFINITY,
+                f32::INFINITY,
+            ])),
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"["NaN",0.1,"-Infinity","Infinity"]"#
+        );
+        let e = parse_request(
+            br#"{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1, 1e308]}]}"#,
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            e.0.contains("input 'x'")
+                && e.0.contains("element 1 is 1e+308")
+                && e.0.contains("FP32"),
+            "{}",
+            e.0
+        );
+        assert!(parse_request(
+            br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP64","data":[1e308]}]}"#,
+            None
+        )
+        .is_ok());
+        for params in [
+            r#"{"sequence_id": 7}"#,
+            r#"{"sequence_id": "abc", "sequence_start": true}"#,
+            r#"{"sequence_end": true}"#,
+        ] {
+            let body = format!(
+                r#"{{"parameters":{params},"inputs":[{{"name":"x","shape":[1],"datatype":"FP32","data":[1]}}]}}"#
+            );
+            let e = parse_request(body.as_bytes(), None).unwrap_err();
+            assert!(e.0.contains("sequence batching"), "{}", e.0);
+        }
+        let body = r#"{"parameters":{"sequence_id":0,"custom":1},"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}"#;
+        assert!(parse_request(body.as_bytes(), None).is_ok());
     }
 
     #[test]

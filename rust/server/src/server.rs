@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use pilothouse_registry::Registry;
 
 use crate::config::Config;
 use crate::deployments::{self, State};
 use crate::error::{Result, ServerError};
 use crate::http::{self, App};
+use crate::listen;
 use crate::metrics::Metrics;
 use crate::paylog::{self, LogSender};
 
@@ -73,6 +73,12 @@ impl Server {
             log_dir.clone(),
             Duration::from_millis(config.flush_interval_ms),
             metrics.clone(),
+            config.log_buffer_bytes,
+            if config.log_overflow == "drop" {
+                paylog::Overflow::Drop
+            } else {
+                paylog::Overflow::Block
+            },
         );
         // One HTTP thread: a current-thread runtime on the server thread itself (no
         // work-stealing machinery, no hand-off between an accept thread and a worker).
@@ -127,7 +133,13 @@ impl Server {
             metrics,
             log: log.clone(),
             max_body: config.max_body_bytes,
+            body_timeout: Duration::from_millis(config.body_read_timeout_ms),
+            in_flight: http::ByteBudget::new(config.max_inflight_bytes),
         });
+        let limits = listen::Limits {
+            max_connections: config.max_connections,
+            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+        };
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let grace = Duration::from_secs(config.shutdown_timeout_s);
         let final_log = log.clone();
@@ -144,24 +156,19 @@ impl Server {
                         }
                     };
                     tokio::spawn(arm_timers());
-                    let stopping = Arc::new(tokio::sync::Notify::new());
-                    let notify = stopping.clone();
                     let signal = async move {
                         wait_for_stop(shutdown_rx, handle_signals).await;
-                        tracing::info!(event = "shutdown_started", "stopping: no new connections; finishing requests in flight");
-                        notify.notify_one();
+                        tracing::info!(
+                            event = "shutdown_started",
+                            "stopping: no new connections; finishing requests in flight"
+                        );
                     };
-                    // Answers are small and written whole: send them at once (no Nagle delay).
-                    let listener = listener.tap_io(|tcp| {
-                        let _ = tcp.set_nodelay(true);
-                    });
-                    let serve = axum::serve(listener, axum::ServiceExt::into_make_service(http::service(app)))
-                        .with_graceful_shutdown(signal);
-                    tokio::select! {
-                        r = serve => if let Err(e) = r { tracing::error!(event = "server_error", error = %e, "the HTTP server failed") },
-                        _ = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
-                            tracing::warn!(event = "shutdown_timeout", seconds = grace.as_secs(), "requests still in flight after the shutdown timeout were cut");
-                        }
+                    if !listen::serve(listener, http::service(app), limits, signal, grace).await {
+                        tracing::warn!(
+                            event = "shutdown_timeout",
+                            seconds = grace.as_secs(),
+                            "requests still in flight after the shutdown timeout were cut"
+                        );
                     }
                 });
                 // Shadow runs still queued get a moment, then the runtime goes.
@@ -171,7 +178,10 @@ impl Server {
                 // Every request is answered and logged: the writer flushes what it holds, exits.
                 final_log.shutdown();
                 let _ = log_thread.join();
-                tracing::info!(event = "server_stopped", "stopped; the payload log is flushed");
+                tracing::info!(
+                    event = "server_stopped",
+                    "stopped; the payload log is flushed"
+                );
             })
             .expect("spawning the server thread");
         Ok(Server {
