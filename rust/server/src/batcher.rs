@@ -212,6 +212,7 @@ fn run_batch(model: &Model, batch: Vec<Job>, metrics: &VersionMetrics) -> Vec<Re
     let inference = start.elapsed();
     metrics.inference_seconds.observe(inference.as_secs_f64());
     metrics.batch_size.observe(live.len() as f64);
+    metrics.stats.executed(rows, live.len(), inference);
     let outputs = match result {
         Ok(outputs) => outputs.into_iter().map(|(_, t)| t).collect::<Vec<_>>(),
         Err(e) => {
@@ -227,6 +228,7 @@ fn run_batch(model: &Model, batch: Vec<Job>, metrics: &VersionMetrics) -> Vec<Re
         let job = live.into_iter().next().expect("one job");
         let queue = start.saturating_duration_since(job.enqueued);
         metrics.queue_seconds.observe(queue.as_secs_f64());
+        metrics.stats.queued(queue);
         replies.push((
             job.reply,
             Ok(Done {
@@ -253,6 +255,7 @@ fn run_batch(model: &Model, batch: Vec<Job>, metrics: &VersionMetrics) -> Vec<Re
     for job in live {
         let queue = start.saturating_duration_since(job.enqueued);
         metrics.queue_seconds.observe(queue.as_secs_f64());
+        metrics.stats.queued(queue);
         let mine: Vec<OwnedTensor> = outputs
             .iter()
             .map(|t| slice_rows(t, offset, job.rows))

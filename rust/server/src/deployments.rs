@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use pilothouse_registry::Registry;
-use pilothouse_runtime::{
-    ColumnPlan, DType, Model, OwnedTensor, SessionOptions, Signature, Tensor, TensorData,
-};
+use pilothouse_runtime::{ColumnPlan, Model, OwnedTensor, SessionOptions, Signature, Tensor};
 use prometheus_client::metrics::gauge::Gauge;
 use serde_json::Value as Json;
 
@@ -31,6 +29,10 @@ pub struct Loaded {
     pub input_names: Arc<Vec<String>>,
     pub output_names: Arc<Vec<String>>,
     pub batching: Batching,
+    /// Rows a batch may hold: the spec's limit, or 1 when outputs cannot be split by rows.
+    pub max_batch_rows: usize,
+    /// Inference threads (and sessions) of this version.
+    pub threads: usize,
 }
 
 pub struct RouteState {
@@ -97,7 +99,10 @@ impl Deployment {
 #[derive(Default)]
 pub struct State {
     pub deployments: ArcSwap<HashMap<String, Arc<Deployment>>>,
-    /// Every deployment in the registry is loaded (false until the first full sync).
+    /// Deployments that have nothing loaded, with why: they answer "not ready" on their own
+    /// ready endpoint, and never make the server (or other deployments) unready.
+    pub failed: ArcSwap<HashMap<String, String>>,
+    /// The first sync with the registry is done: every deployment was loaded or failed.
     pub ready: AtomicBool,
 }
 
@@ -167,8 +172,8 @@ impl Watcher {
         };
         let current = self.state.deployments.load_full();
         let mut next: HashMap<String, Arc<Deployment>> = HashMap::new();
+        let mut failed: HashMap<String, String> = HashMap::new();
         let mut changed = false;
-        let mut all_ready = true;
         for record in &list {
             let name = record["name"].as_str().unwrap_or_default().to_string();
             match self.build(record, current.get(&name)) {
@@ -180,13 +185,17 @@ impl Watcher {
                     next.insert(name.clone(), current[&name].clone());
                 }
                 Err(message) => {
-                    all_ready = false;
                     if self.spec_errors.get(&name) != Some(&message) {
                         tracing::error!(event = "deployment_error", deployment = %name, error = %message, "deployment not updated");
-                        self.spec_errors.insert(name.clone(), message);
+                        self.spec_errors.insert(name.clone(), message.clone());
                     }
-                    if let Some(old) = current.get(&name) {
-                        next.insert(name, old.clone());
+                    match current.get(&name) {
+                        Some(old) => {
+                            next.insert(name, old.clone());
+                        }
+                        None => {
+                            failed.insert(name, message);
+                        }
                     }
                 }
             }
@@ -200,7 +209,10 @@ impl Watcher {
         if changed {
             self.state.deployments.store(Arc::new(next));
         }
-        self.state.ready.store(all_ready, Ordering::SeqCst);
+        if **self.state.failed.load() != failed {
+            self.state.failed.store(Arc::new(failed));
+        }
+        self.state.ready.store(true, Ordering::SeqCst);
     }
 
     /// The new state of one deployment, None when nothing changed, or why it cannot be built.
@@ -356,15 +368,35 @@ impl Watcher {
         let runtime_model = Arc::new(
             Model::from_bytes(bytes, Path::new(&origin), options).map_err(|e| e.to_string())?,
         );
-        let example = warm_up_inputs(runtime_model.signature(), &record["input_example"]);
-        let batchable = warm_up(&runtime_model, &example, threads)?;
+        let signature = runtime_model.signature();
+        let example = from_example(signature, &record["input_example"])
+            .map(|inputs| (inputs, "the input example"))
+            .or_else(|| {
+                let profile = self
+                    .registry
+                    .dataset_profile(record["dataset"].as_str()?)
+                    .ok()??;
+                let profile = pilothouse_drift::Profile::from_bytes(&profile).ok()?;
+                Some((from_reference(signature, &profile)?, "the reference data"))
+            });
+        let batchable = match &example {
+            Some((inputs, source)) => warm_up(&runtime_model, inputs, threads)
+                .map_err(|e| format!("{e} (warming up with {source})"))?,
+            None => {
+                // Invented values (zeros, empty strings) can be refused by a model that is
+                // fine: better no warm-up than a deployment that never loads.
+                tracing::warn!(event = "warm_up_skipped", deployment = %deployment, model = %model, version, "no input example and no reference data stored with this version: not warmed up (the first requests open the sessions); log it with input_example= or training_data=");
+                batchable_by_signature(signature)
+            }
+        };
         let metrics = VersionMetrics::new(&self.ctx.metrics, deployment, version);
+        let max_batch_rows = if batchable {
+            batching.max_batch_size
+        } else {
+            1
+        };
         let settings = Settings {
-            max_batch_rows: if batchable {
-                batching.max_batch_size
-            } else {
-                1
-            },
+            max_batch_rows,
             max_delay: Duration::from_micros(batching.max_queue_delay_us),
             capacity: batching.queue_capacity,
             threads,
@@ -396,6 +428,8 @@ impl Watcher {
             batcher,
             metrics,
             batching: batching.clone(),
+            max_batch_rows,
+            threads,
         })
     }
 }
@@ -438,31 +472,45 @@ fn warm_up(model: &Arc<Model>, inputs: &[OwnedTensor], threads: usize) -> Result
     Ok(dynamic_inputs && outputs.iter().all(|(_, t)| t.shape.first() == Some(&rows)))
 }
 
-/// The version's stored input example as model inputs, or zeros of the signature's shapes.
-fn warm_up_inputs(signature: &Signature, example: &Json) -> Vec<OwnedTensor> {
-    from_example(signature, example).unwrap_or_else(|| {
-        signature
-            .inputs
-            .iter()
-            .map(|s| {
-                let shape: Vec<usize> = s
-                    .shape
-                    .iter()
-                    .map(|d| d.filter(|d| *d > 0).map_or(1, |d| d as usize))
-                    .collect();
-                let n = shape.iter().product();
-                let data = match s.dtype {
-                    DType::Float32 => TensorData::Float32(vec![0.0; n].into()),
-                    DType::Float64 => TensorData::Float64(vec![0.0; n].into()),
-                    DType::Int32 => TensorData::Int32(vec![0; n].into()),
-                    DType::Int64 => TensorData::Int64(vec![0; n].into()),
-                    DType::Bool => TensorData::Bool(vec![false; n].into()),
-                    DType::String => TensorData::String(vec![String::new(); n].into()),
-                };
-                Tensor { shape, data }
-            })
-            .collect()
-    })
+/// Without a warm-up run, whether batches can be split by rows is read from the signature:
+/// every input and output has a free first dimension.
+fn batchable_by_signature(signature: &Signature) -> bool {
+    let free =
+        |s: &pilothouse_runtime::TensorSpec| matches!(s.shape.first(), Some(None) | Some(Some(-1)));
+    signature.inputs.iter().all(free) && signature.outputs.iter().all(free)
+}
+
+/// One row of typical values from the version's reference profile (its training data): a
+/// number's median, a category's most frequent value. The columns feed the model as a
+/// table would (one input per column, or stacked into one input).
+fn from_reference(
+    signature: &Signature,
+    profile: &pilothouse_drift::Profile,
+) -> Option<Vec<OwnedTensor>> {
+    let mut columns = serde_json::Map::new();
+    for c in &profile.columns {
+        let value = match (&c.numeric, &c.categories) {
+            (Some(n), _) => {
+                let v = n.buckets().quantile(0.5).or(n.min)?;
+                if c.kind == pilothouse_drift::Kind::Integer {
+                    Json::from(v.round() as i64)
+                } else {
+                    Json::from(v)
+                }
+            }
+            (_, Some(cats)) => {
+                let (top, _) = *cats.sorted().first()?;
+                match c.kind {
+                    pilothouse_drift::Kind::Boolean => Json::from(top == "true"),
+                    _ => Json::from(top),
+                }
+            }
+            _ => return None,
+        };
+        columns.insert(c.name.clone(), Json::Array(vec![value]));
+    }
+    let example = serde_json::json!({"columns": columns}).to_string();
+    from_example(signature, &Json::String(example))
 }
 
 fn nested_shape(v: &Json) -> Vec<usize> {

@@ -182,6 +182,17 @@ fn router(app: Arc<App>) -> Router {
             "/v2/models/{name}/versions/{version}/infer",
             post(infer_version),
         )
+        .route("/v2/models/stats", get(all_stats))
+        .route("/v2/models/{name}/stats", get(model_stats))
+        .route(
+            "/v2/models/{name}/versions/{version}/stats",
+            get(version_stats),
+        )
+        .route("/v2/models/{name}/config", get(model_config))
+        .route(
+            "/v2/models/{name}/versions/{version}/config",
+            get(version_config),
+        )
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -202,19 +213,118 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     )
 }
 
+/// The protocol extensions this server implements (Triton's names).
+const EXTENSIONS: [&str; 5] = [
+    "binary_tensor_data",
+    "classification",
+    "model_configuration",
+    "statistics",
+    "parameters",
+];
+
 async fn server_metadata() -> Response {
     ok_json(
-        json!({"name": "pilothouse", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"]}),
+        json!({"name": "pilothouse", "version": env!("CARGO_PKG_VERSION"), "extensions": EXTENSIONS}),
     )
 }
 
+/// Every loaded version of a deployment (routes, then the shadow), each once.
+fn loaded_versions(d: &Deployment) -> Vec<&Arc<Loaded>> {
+    let mut out: Vec<&Arc<Loaded>> = Vec::new();
+    for l in d
+        .routes
+        .iter()
+        .map(|r| &r.loaded)
+        .chain(d.shadow.iter().map(|s| &s.0))
+    {
+        if !out.iter().any(|o| o.version == l.version) {
+            out.push(l);
+        }
+    }
+    out.sort_by_key(|l| l.version);
+    out
+}
+
+fn stats_answer(entries: Vec<serde_json::Value>) -> Response {
+    ok_json(json!({"model_stats": entries}))
+}
+
+async fn all_stats(State(app): Shared) -> Response {
+    let deployments = app.state.deployments.load();
+    let mut names: Vec<&String> = deployments.keys().collect();
+    names.sort();
+    let entries = names
+        .into_iter()
+        .flat_map(|n| {
+            loaded_versions(&deployments[n])
+                .into_iter()
+                .map(|l| l.metrics.stats.json(n, l.version))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    stats_answer(entries)
+}
+
+async fn model_stats(State(app): Shared, Path(name): Path<String>) -> Response {
+    match find(&app, &name) {
+        Ok(d) => stats_answer(
+            loaded_versions(&d)
+                .into_iter()
+                .map(|l| l.metrics.stats.json(&name, l.version))
+                .collect(),
+        ),
+        Err(r) => refuse(r),
+    }
+}
+
+async fn version_stats(
+    State(app): Shared,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    match find_deployed(&app, &name, &version) {
+        Ok(l) => stats_answer(vec![l.metrics.stats.json(&name, l.version)]),
+        Err(r) => refuse(r),
+    }
+}
+
+fn config_answer(name: &str, versions: &[i64], l: &Loaded) -> Response {
+    ok_json(crate::stats::config_json(&crate::stats::ConfigView {
+        name,
+        versions,
+        signature: l.model.signature(),
+        max_batch_rows: l.max_batch_rows,
+        max_queue_delay: Duration::from_micros(l.batching.max_queue_delay_us),
+        threads: l.threads,
+    }))
+}
+
+async fn model_config(State(app): Shared, Path(name): Path<String>) -> Response {
+    match find(&app, &name) {
+        Ok(d) => config_answer(&name, &d.versions(), d.primary()),
+        Err(r) => refuse(r),
+    }
+}
+
+async fn version_config(
+    State(app): Shared,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    match find_deployed(&app, &name, &version) {
+        Ok(l) => config_answer(&name, &[l.version], &l),
+        Err(r) => refuse(r),
+    }
+}
+
+/// Ready once every deployment has been loaded or has failed to: one deployment that cannot
+/// load answers "not ready" on its own ready endpoint and never takes the others down.
 async fn server_ready(State(app): Shared) -> Response {
     if app.state.ready.load(Ordering::SeqCst) {
-        ok_json(json!({"ready": true}))
+        let not_ready = app.state.failed.load().len();
+        ok_json(json!({"ready": true, "deployments_not_ready": not_ready}))
     } else {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: some deployments are still loading or failed to load (see the server log)",
+            "not ready: the deployments are still loading",
         )
     }
 }
@@ -307,7 +417,13 @@ async fn version_metadata(
 async fn model_ready(State(app): Shared, Path(name): Path<String>) -> Response {
     match find(&app, &name) {
         Ok(_) => ok_json(json!({"name": name, "ready": true})),
-        Err(r) => refuse(r),
+        Err(r) => match app.state.failed.load().get(&name) {
+            Some(why) => refuse((
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("deployment '{name}' is not ready: {why}"),
+            )),
+            None => refuse(r),
+        },
     }
 }
 
@@ -644,7 +760,7 @@ async fn serve(app: Arc<App>, name: String, version: Option<String>, request: Re
             &name,
             loaded.version,
             request.id.as_deref(),
-            &loaded.output_names,
+            loaded.model.signature(),
             outputs,
             &request,
         );
@@ -680,6 +796,10 @@ async fn serve(app: Arc<App>, name: String, version: Option<String>, request: Re
         r
     };
     deployment.request_seconds.observe(latency.as_secs_f64());
+    loaded
+        .metrics
+        .stats
+        .answered(status == StatusCode::OK, latency);
     app.log.send(Record {
         deployment: deployment.name.clone(),
         request_id: id.clone(),

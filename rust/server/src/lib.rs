@@ -16,6 +16,7 @@ mod protocol;
 mod sched;
 mod server;
 mod spec;
+mod stats;
 
 pub use config::Config;
 pub use error::{Result, ServerError};

@@ -183,6 +183,8 @@ impl Metrics {
 /// Handles for one loaded version, created once so the hot path touches no label maps.
 #[derive(Clone)]
 pub struct VersionMetrics {
+    /// Triton-style statistics (`/v2/models/{m}/stats`).
+    pub stats: std::sync::Arc<crate::stats::VersionStats>,
     pub ok: Counter,
     pub queue_seconds: Histogram,
     pub inference_seconds: Histogram,
@@ -197,6 +199,7 @@ impl VersionMetrics {
             version: version.to_string(),
         };
         VersionMetrics {
+            stats: Default::default(),
             ok: metrics.requests.get_or_create_owned(&RequestLabels {
                 deployment: deployment.to_string(),
                 version: version.to_string(),

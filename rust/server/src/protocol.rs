@@ -3,7 +3,9 @@
 
 use std::borrow::Cow;
 
-use pilothouse_runtime::{DType, OwnedTensor, Signature, Tensor, TensorData, TensorSpec};
+use pilothouse_runtime::{
+    DType, Labels, OutputKind, OwnedTensor, Signature, Tensor, TensorData, TensorSpec,
+};
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -180,6 +182,8 @@ struct RawOutput {
 pub struct RequestedOutput {
     pub name: String,
     pub binary: bool,
+    /// Triton's classification extension: the top `k` classes instead of the tensor.
+    pub classification: Option<usize>,
 }
 
 /// A decoded inference request.
@@ -377,14 +381,32 @@ fn decode_raw(raw: RawRequest<'_>, mut binary: &[u8]) -> Parsed<InferRequest> {
         id,
         inputs,
         binary_outputs: flag(&raw.parameters, "binary_data_output"),
-        outputs: raw.outputs.map(|outs| {
-            outs.into_iter()
-                .map(|o| RequestedOutput {
-                    binary: flag(&o.parameters, "binary_data"),
-                    name: o.name,
+        outputs: raw
+            .outputs
+            .map(|outs| {
+                outs.into_iter()
+                .map(|o| {
+                    let classification = o
+                        .parameters
+                        .as_ref()
+                        .and_then(|p| p.get("classification"))
+                        .map(|k| match k.as_u64() {
+                            Some(k @ 1..=100_000) => Ok(k as usize),
+                            _ => bad(format!(
+                                "output '{}': classification must be a number of classes from 1 to 100000, got {k}",
+                                o.name
+                            )),
+                        })
+                        .transpose()?;
+                    Ok(RequestedOutput {
+                        binary: flag(&o.parameters, "binary_data"),
+                        name: o.name,
+                        classification,
+                    })
                 })
-                .collect()
-        }),
+                .collect::<Parsed<Vec<_>>>()
+            })
+            .transpose()?,
         timeout_us,
     })
 }
@@ -778,22 +800,67 @@ pub fn check_inputs(inputs: &[(String, OwnedTensor)], signature: &Signature) -> 
     Ok(())
 }
 
-/// Checks requested output names against the signature.
+/// Checks requested output names against the signature (and that a classification asks
+/// for a numeric output).
 pub fn check_outputs(
     requested: &Option<Vec<RequestedOutput>>,
     signature: &Signature,
 ) -> Parsed<()> {
     for r in requested.iter().flatten() {
-        if !signature.outputs.iter().any(|s| s.name == r.name) {
+        let Some(spec) = signature.outputs.iter().find(|s| s.name == r.name) else {
             let known: Vec<&str> = signature.outputs.iter().map(|s| s.name.as_str()).collect();
             return bad(format!(
                 "output '{}': the model has no output of that name; its outputs are [{}]",
                 r.name,
                 known.join(", ")
             ));
+        };
+        if r.classification.is_some() && matches!(spec.dtype, DType::Bool | DType::String) {
+            return bad(format!(
+                "output '{}': classification needs numbers (scores or probabilities), but this output is {}",
+                r.name,
+                spec.dtype.protocol_name()
+            ));
         }
     }
     Ok(())
+}
+
+/// Triton's classification extension: per row (the first dimension, when the output has
+/// more than one), the `k` largest values as "value:index" or "value:index:label" (values
+/// with six decimals, as Triton writes them), largest first. Shape `[rows, k]`, or `[k]`.
+pub fn classify(tensor: &OwnedTensor, k: usize, labels: Option<&Labels>) -> OwnedTensor {
+    let values: Vec<f64> = match &tensor.data {
+        TensorData::Float32(v) => v.iter().map(|x| f64::from(*x)).collect(),
+        TensorData::Float64(v) => v.to_vec(),
+        TensorData::Int32(v) => v.iter().map(|x| f64::from(*x)).collect(),
+        TensorData::Int64(v) => v.iter().map(|x| *x as f64).collect(),
+        TensorData::Bool(_) | TensorData::String(_) => Vec::new(),
+    };
+    let batched = tensor.shape.len() > 1;
+    let rows = if batched { tensor.shape[0] } else { 1 };
+    let width = values.len().checked_div(rows).unwrap_or(0);
+    let k = k.min(width);
+    let mut out = Vec::with_capacity(rows * k);
+    for row in values.chunks(width.max(1)).take(rows) {
+        let mut order: Vec<usize> = (0..row.len()).collect();
+        order.sort_by(|a, b| row[*b].total_cmp(&row[*a]).then(a.cmp(b)));
+        for i in order.into_iter().take(k) {
+            let label = match labels {
+                Some(Labels::String(l)) => l.get(i).map(|s| s.to_string()),
+                Some(Labels::Int(l)) => l.get(i).map(|v| v.to_string()),
+                None => None,
+            };
+            out.push(match label {
+                Some(label) => format!("{:.6}:{i}:{label}", row[i]),
+                None => format!("{:.6}:{i}", row[i]),
+            });
+        }
+    }
+    Tensor {
+        shape: if batched { vec![rows, k] } else { vec![k] },
+        data: TensorData::String(Cow::Owned(out)),
+    }
 }
 
 fn append_binary(data: &TensorData<'_>, out: &mut Vec<u8>) {
@@ -872,10 +939,11 @@ pub fn encode_response(
     model: &str,
     version: i64,
     id: Option<&str>,
-    names: &[String],
+    signature: &Signature,
     outputs: &[OwnedTensor],
     request: &InferRequest,
 ) -> Encoded {
+    let names = signature.outputs.iter().map(|s| &s.name);
     let mut head = Vec::with_capacity(256);
     let mut binary: Vec<u8> = Vec::new();
     head.extend_from_slice(b"{\"model_name\":");
@@ -888,13 +956,25 @@ pub fn encode_response(
     }
     head.extend_from_slice(b",\"outputs\":[");
     let mut first = true;
-    for (name, tensor) in names.iter().zip(outputs) {
-        let binary_wanted = match &request.outputs {
+    for ((name, tensor), spec) in names.zip(outputs).zip(&signature.outputs) {
+        let (binary_wanted, classes) = match &request.outputs {
             Some(list) => match list.iter().find(|r| &r.name == name) {
-                Some(r) => r.binary,
+                Some(r) => (r.binary, r.classification),
                 None => continue,
             },
-            None => request.binary_outputs,
+            None => (request.binary_outputs, None),
+        };
+        let classified;
+        let tensor = match classes {
+            Some(k) => {
+                let labels = match &spec.kind {
+                    OutputKind::ZipMap { labels } => labels.as_ref(),
+                    OutputKind::Tensor => None,
+                };
+                classified = classify(tensor, k, labels);
+                &classified
+            }
+            None => tensor,
         };
         if !first {
             head.push(b',');
