@@ -6,13 +6,14 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/pilothouse/target
 # Rust integration tests load ONNX Runtime from the onnxruntime wheel that `install` brings.
 ORT_LIB = $$($(PYTHON) -c "from pilothouse._runtime import find_library; print(find_library()[0])")
 
-.PHONY: help install postgres demo test lint test-rust test-python bench fixtures fuzz
+.PHONY: help install postgres chromium demo test lint test-rust test-python bench fixtures fuzz
 
 help:
 	@echo "make demo     install everything, then run the demo (train, convert, load, predict)"
 	@echo "make test     install everything, then lint and run every test (cargo test, pytest)"
 	@echo "make install  Python dependencies and the Rust extension (editable)"
 	@echo "make postgres Debian's PostgreSQL, for the team-backend tests (apt-get, when missing)"
+	@echo "make chromium Debian's Chromium, for the browser test (apt-get, when missing)"
 	@echo "make lint     cargo fmt/clippy, ruff, mypy, stubtest"
 	@echo "make bench    the benchmarks in benchmarks/, against the tools users would pick instead"
 	@echo "make fixtures regenerate the ONNX files the Rust tests use"
@@ -46,7 +47,13 @@ postgres:
 		echo "installing PostgreSQL from Debian's packages"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
-test: install postgres lint test-rust test-python
+# The report test renders a saved HTML report in a real browser: Debian's chromium.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Chromium from Debian's packages"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install postgres chromium lint test-rust test-python
 
 bench: install
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e ".[bench]"

@@ -2,7 +2,9 @@
 Evidently's DataDriftPreset vs a plain scipy loop, and the floor (numpy reading every
 value once), on mixed numeric/categorical data with drift injected in known columns.
 
-Each case runs in its own process on the same Parquet files (read, and the case's
+The threads column says how many cores each case computes on; pilothouse also runs on one
+thread (RAYON_NUM_THREADS=1), beside the single-threaded alternatives. Each case runs in its
+own process on the same Parquet files (read, and the case's
 libraries imported, before the clock starts); cases under 5 s run three times and report
 the median, longer ones run once. The table shows wall time, the peak memory the case added on top of the loaded
 data (sampled from /proc), ratios, and whether each flags the same columns as the truth.
@@ -175,16 +177,31 @@ def case_evidently(ref: Any, cur: Any) -> list[str]:
 
 CASES = {
     "pilothouse profile mode": case_pilothouse_profile,
+    "pilothouse profile, 1 thread": case_pilothouse_profile,
     "pilothouse exact mode": case_pilothouse_exact,
+    "pilothouse exact, 1 thread": case_pilothouse_exact,
     "Evidently DataDriftPreset": case_evidently,
     "scipy loop": case_scipy,
     "numpy read-once floor": case_floor,
 }
 
+# Threads each case computes on. pilothouse's rayon pool takes every core unless
+# RAYON_NUM_THREADS says otherwise; the others run their statistics on one thread (numpy and
+# scipy's per-column functions here do not spread over cores, and OpenBLAS is held to one).
+ONE_THREAD = {"RAYON_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
+def case_threads(name: str) -> int:
+    if name.startswith("pilothouse") and "1 thread" not in name:
+        return os.cpu_count() or 1
+    return 1
+
 
 CASE_IMPORTS = {
     "pilothouse profile mode": ["pilothouse"],
+    "pilothouse profile, 1 thread": ["pilothouse"],
     "pilothouse exact mode": ["pilothouse"],
+    "pilothouse exact, 1 thread": ["pilothouse"],
     "Evidently DataDriftPreset": ["evidently", "evidently.presets"],
     "scipy loop": ["scipy.stats", "scipy.spatial.distance"],
 }
@@ -230,6 +247,8 @@ def run_case(name: str, folder: Path) -> None:
 def spawn(name: str, folder: Path, timeout: float) -> dict[str, Any] | None:
     python = str(EVIDENTLY_PYTHON) if name.startswith("Evidently") else sys.executable
     env = dict(os.environ)
+    if case_threads(name) == 1:
+        env.update(ONE_THREAD)
     if name.startswith("Evidently"):
         env["PYTHONPATH"] = ""
     try:
@@ -273,14 +292,14 @@ def main() -> None:
         print(
             f"\n{rows:,} rows x {cols} columns, reference and current; drift injected in {len(truth)}"
         )
-        header = f"{'case':28} {'wall s':>9} {'peak MB':>9} {'x input':>8} {'vs profile':>11} {'vs floor':>9}  same verdicts"
+        header = f"{'case':30} {'threads':>7} {'wall s':>9} {'peak MB':>9} {'x input':>8} {'vs profile':>11} {'vs floor':>9}  same verdicts"
         print(header)
         print("-" * len(header))
         for name in names:
             r = results[name]
             if r is None or "error" in r:
                 print(
-                    f"{name:28} {'-':>9} {'-':>9} {'-':>8} {'-':>11} {'-':>9}  {r and r.get('error')}"
+                    f"{name:30} {case_threads(name):>7} {'-':>9} {'-':>9} {'-':>8} {'-':>11} {'-':>9}  {r and r.get('error')}"
                 )
                 continue
             same = (
@@ -290,7 +309,7 @@ def main() -> None:
             )
             peak = r["peak_bytes"] / 1e6
             line = (
-                f"{name:28} {r['seconds']:9.3f} {peak:9.1f} {r['peak_bytes'] / r['input_bytes']:8.2f} "
+                f"{name:30} {case_threads(name):>7} {r['seconds']:9.3f} {peak:9.1f} {r['peak_bytes'] / r['input_bytes']:8.2f} "
                 f"{r['seconds'] / base['seconds']:10.1f}x {r['seconds'] / floor['seconds']:8.1f}x  {same}"
             )
             print(line)

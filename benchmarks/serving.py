@@ -8,7 +8,9 @@ the best round of each is kept, so slow phases of a shared machine hit every ser
 measurement during which the hypervisor stole more than 5% of either core is taken again (up
 to twice), for every server alike; the table shows the steal of the one kept.
 pilothouse runs as `pilothouse serve` (one HTTP thread, one inference thread, dynamic batching
-on, payload logging on); the forest is also served with batching off, and the logistic
+on, payload logging on); both models are also served with batching off, which is the same
+work per request as FastAPI's and BentoML's unbatched servers (the ratio table says which
+pilothouse row each ratio uses), and the logistic
 regression with the payload log keeping metadata only (`log_payloads=False`), to show what
 logging every input and output costs. BentoML runs from its
 own virtualenv (``~/.cache/pilothouse/bentoml-venv``, made by ``make bench``). Peak RSS is the
@@ -252,15 +254,25 @@ def pilothouse_server(
         registry.log_model(str(path), name, input_example=X[:4])
         ph.deploy(name, version=1, max_batch_size=64, registry=registry)
     ph.deploy("forest-nobatch", model="forest", version=1, max_batch_size=1, registry=registry)
+    ph.deploy("logreg-nobatch", model="logreg", version=1, max_batch_size=1, registry=registry)
     ph.deploy("logreg-nopayloads", model="logreg", version=1, log_payloads=False, registry=registry)
+    return pilothouse_process(sys.executable, registry._uri, home, home / "inference-log")
+
+
+def pilothouse_process(
+    python: str, uri: str, home: Path, log_dir: Path
+) -> AbstractContextManager[Running]:
+    """`pilothouse serve` from `python`'s installation (this build, or a baseline build)."""
     port = free_port()
     cmd = [
-        sys.executable,
+        python,
         "-m",
         "pilothouse.cli",
         "serve",
         "--registry",
-        registry._uri,
+        uri,
+        "--log-dir",
+        str(log_dir),
         "--port",
         str(port),
         "--http-threads",
@@ -326,6 +338,11 @@ def main() -> None:
         "--rounds", type=int, default=2, help="measurements per case; the best is kept"
     )
     parser.add_argument("--skip-bentoml", action="store_true")
+    parser.add_argument(
+        "--baseline-python",
+        help="also serve from this interpreter's pilothouse (an earlier build in its own "
+        "virtualenv) on the same registry, to compare two builds in one run",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk (make bench does)")
@@ -346,6 +363,17 @@ def main() -> None:
         # alternate between them so slow phases of a shared machine hit all of them alike.
         print("starting the servers", flush=True)
         ours = stack.enter_context(pilothouse_server(folder, paths, X))
+        baseline = None
+        if args.baseline_python:
+            home = folder / "pilothouse"
+            baseline = stack.enter_context(
+                pilothouse_process(
+                    args.baseline_python,
+                    f"sqlite://{home / 'registry.db'}",
+                    home,
+                    folder / "baseline-log",
+                )
+            )
         fastapi = stack.enter_context(fastapi_server(paths))
         cases: list[tuple[str, str, Running, str, dict]] = []
         reference: dict[str, list[int]] = {}
@@ -354,15 +382,29 @@ def main() -> None:
             answer = post(url, oip_body(row))
             reference[model] = next(o for o in answer["outputs"] if o["name"] == "label")["data"]
             cases.append(("pilothouse", model, ours, url, oip_body(row)))
-        cases.append(
-            (
-                "pilothouse, batching off",
-                "forest",
-                ours,
-                f"{ours.url}/v2/models/forest-nobatch/infer",
-                oip_body(row),
+        for model in ("logreg", "forest"):
+            cases.append(
+                (
+                    "pilothouse, batching off",
+                    model,
+                    ours,
+                    f"{ours.url}/v2/models/{model}-nobatch/infer",
+                    oip_body(row),
+                )
             )
-        )
+        if baseline is not None:
+            for model in ("logreg", "forest"):
+                for deployment, label in (
+                    (model, "baseline build"),
+                    (f"{model}-nobatch", "baseline, batching off"),
+                ):
+                    url = f"{baseline.url}/v2/models/{deployment}/infer"
+                    answer = post(url, oip_body(row))
+                    assert (
+                        next(o for o in answer["outputs"] if o["name"] == "label")["data"]
+                        == reference[model]
+                    )
+                    cases.append((label, model, baseline, url, oip_body(row)))
         cases.append(
             (
                 "pilothouse, no payloads",
@@ -448,14 +490,31 @@ def main() -> None:
     print(
         f"{'ratio (pilothouse vs other)':34} {'model':8} {'conns':>5} {'throughput':>11} {'p99':>8}"
     )
+    # FastAPI and BentoML run each request on its own (no batching): "batching off" is the
+    # same work per request, "batching on" is pilothouse as deployed by default.
     others = ["FastAPI + uvicorn"] + (["BentoML"] if bento else [])
-    for other in others:
-        for model in ("logreg", "forest"):
-            for c in connections:
-                ours, theirs = get[("pilothouse", model, c)], get[(other, model, c)]
-                print(
-                    f"{'vs ' + other:34} {model:8} {c:>5} {ours['rps'] / theirs['rps']:>10.1f}x {ours['p99'] / theirs['p99']:>7.2f}x"
-                )
+    for ours_label, what in (
+        ("pilothouse", "batching on"),
+        ("pilothouse, batching off", "batching off"),
+    ):
+        for other in others:
+            for model in ("logreg", "forest"):
+                for c in connections:
+                    ours, theirs = get[(ours_label, model, c)], get[(other, model, c)]
+                    print(
+                        f"{what + ' vs ' + other:34} {model:8} {c:>5} {ours['rps'] / theirs['rps']:>10.1f}x {ours['p99'] / theirs['p99']:>7.2f}x"
+                    )
+    if baseline is not None:
+        for ours_label, base_label in (
+            ("pilothouse", "baseline build"),
+            ("pilothouse, batching off", "baseline, batching off"),
+        ):
+            for model in ("logreg", "forest"):
+                for c in connections:
+                    ours, theirs = get[(ours_label, model, c)], get[(base_label, model, c)]
+                    print(
+                        f"{'this build vs ' + base_label:34} {model:8} {c:>5} {ours['rps'] / theirs['rps']:>10.2f}x {ours['p99'] / theirs['p99']:>7.2f}x"
+                    )
     for c in connections:
         on, off = get[("pilothouse", "forest", c)], get[("pilothouse, batching off", "forest", c)]
         print(

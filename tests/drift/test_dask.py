@@ -3,15 +3,14 @@ processes) and merged equal the single-process profile."""
 
 from __future__ import annotations
 
+import dask
+import dask.dataframe as dd
+import distributed
 import numpy as np
 import pandas as pd
 import pytest
 
 import pilothouse as ph
-
-dask = pytest.importorskip("dask")
-dd = pytest.importorskip("dask.dataframe")
-distributed = pytest.importorskip("distributed")
 
 
 def _profile_bytes(part: pd.DataFrame) -> bytes:
