@@ -27,7 +27,13 @@ import pilothouse as ph
 class Receiver:
     """A webhook receiver on 127.0.0.1 that records what it gets."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(
+        self,
+        status: int = 200,
+        location: str | None = None,
+        tls: tuple[Path, Path] | None = None,
+        port: int = 0,
+    ) -> None:
         self.received: list[tuple[Any, bytes]] = []  # (case-insensitive headers, body)
         self.status = status
         receiver = self
@@ -37,13 +43,24 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.received.append((self.headers, body))
                 self.send_response(receiver.status)
+                if location:
+                    self.send_header("Location", location)
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        HTTPServer.allow_reuse_address = True
+        self.server = HTTPServer(("127.0.0.1", port), Handler)
+        scheme = "http"
+        if tls:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_port}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -57,6 +74,142 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PILOTHOUSE_WEBHOOK_ATTEMPTS", "3")
     monkeypatch.setenv("PILOTHOUSE_WEBHOOK_BACKOFF_MS", "50")
     monkeypatch.setenv("PILOTHOUSE_WEBHOOK_TIMEOUT_MS", "1000")
+    # The receivers listen on 127.0.0.1, which webhooks refuse unless allowed.
+    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_ALLOW_PRIVATE", "1")
+
+
+def test_private_destinations_are_refused_unless_allowed(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = backend.open()
+    raw, _ = models.logistic_regression()
+    registry.log_model(raw, "churn")
+    monkeypatch.delenv("PILOTHOUSE_WEBHOOK_ALLOW_PRIVATE", raising=False)
+    for url, why in (
+        ("http://127.0.0.1:8080/hook", "loopback"),
+        ("http://169.254.169.254/latest/meta-data", "link-local"),
+        ("http://10.0.0.7/hook", "private"),
+        ("http://localhost:9/hook", "loopback"),
+        ("http://[::1]:9/hook", "loopback"),
+    ):
+        with pytest.raises(ph.ValidationError, match=why):
+            registry.add_webhook("churn", url, secret="s")
+    # Allowed, and then disallowed again before delivery: refused at delivery, not retried.
+    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_ALLOW_PRIVATE", "1")
+    receiver = Receiver()
+    try:
+        registry.add_webhook("churn", receiver.url, secret="s", events=["version.created"])
+        monkeypatch.delenv("PILOTHOUSE_WEBHOOK_ALLOW_PRIVATE")
+        registry.log_model(raw, "churn")
+        assert registry.flush_webhooks(10)
+        (d,) = registry.webhook_deliveries("churn")
+        assert not d["ok"] and d["attempts"] == 1 and "loopback" in d["error"]
+        assert receiver.received == []
+    finally:
+        receiver.close()
+
+
+def test_redirects_are_not_followed_and_https_is_verified(
+    backend: Backend, fast_retries: None, tmp_path: Path
+) -> None:
+    registry = backend.open()
+    raw, _ = models.logistic_regression()
+    registry.log_model(raw, "churn")
+    target = Receiver()
+    redirecting = Receiver(status=307, location=target.url)
+    # An HTTPS receiver with a self-signed certificate: the client speaks TLS and refuses it.
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    secure = Receiver(tls=(cert, key))
+    try:
+        registry.add_webhook("churn", redirecting.url, secret="s", events=["version.created"])
+        registry.add_webhook("churn", secure.url, secret="s", events=["version.created"])
+        registry.log_model(raw, "churn")
+        assert registry.flush_webhooks(20)
+        by_url = {d["webhook_id"]: d for d in registry.webhook_deliveries("churn")}
+        redirect, tls = by_url[min(by_url)], by_url[max(by_url)]
+        assert not redirect["ok"] and redirect["status_code"] == 307
+        assert redirect["attempts"] == 1 and "redirects are not followed" in redirect["error"]
+        assert target.received == [] and len(redirecting.received) == 1
+        assert not tls["ok"] and tls["status_code"] is None
+        assert "certificate" in tls["error"].lower() or "unknownissuer" in tls["error"].lower()
+        assert secure.received == []
+    finally:
+        for r in (target, redirecting, secure):
+            r.close()
+
+
+OUTBOX_WRITER = textwrap.dedent(
+    """
+    import os, sys
+    import pilothouse as ph
+    registry = ph.Registry(sys.argv[1], actor="ann")
+    data = open(sys.argv[2], "rb").read()
+    registry.log_model(data, "churn")
+    print("logged", flush=True)
+    os._exit(0)  # exits at once: nothing in memory survives
+    """
+)
+
+
+def test_queued_deliveries_survive_the_process_that_queued_them(
+    backend: Backend, fast_retries: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = backend.open()
+    raw, _ = models.logistic_regression()
+    registry.log_model(raw, "churn")
+    receiver = Receiver()
+    port = receiver.server.server_port
+    url = receiver.url
+    receiver.close()  # down while the event happens
+    registry.add_webhook("churn", url, secret="s", events=["version.created"])
+    model = tmp_path / "m.onnx"
+    model.write_bytes(raw)
+    # A long first backoff: the writer's thread cannot deliver before the process is gone.
+    env = {
+        **os.environ,
+        "PILOTHOUSE_WEBHOOK_BACKOFF_MS": "60000",
+        "PILOTHOUSE_WEBHOOK_ATTEMPTS": "5",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", OUTBOX_WRITER, backend.uri, str(model)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert "logged" in out.stdout, out.stderr
+    assert registry.webhook_deliveries("churn") == []
+    back = Receiver(port=port)  # the receiver comes back; any process drains the outbox
+    try:
+        backend.sql("UPDATE outbox SET next_at = 0, claimed_until = 0")
+        again = backend.open()
+        assert again.flush_webhooks(20)
+        (d,) = again.webhook_deliveries("churn")
+        assert d["ok"] and d["attempts"] >= 1
+        assert len(back.received) == 1
+        assert json.loads(back.received[0][1])["event"] == "version.created"
+    finally:
+        back.close()
 
 
 def test_webhooks_deliver_signed_events(backend: Backend, fast_retries: None) -> None:

@@ -1071,6 +1071,9 @@ impl Registry {
                 "it must start with http:// or https://",
             ));
         }
+        // Refused now rather than at every delivery (checked again then: DNS can change).
+        crate::webhooks::check_destination(url)
+            .map_err(|why| RegistryError::invalid("webhook URL", url, why))?;
         for e in events {
             if Event::from_name(e).is_none() {
                 return Err(RegistryError::invalid(

@@ -282,4 +282,22 @@ CREATE TABLE deployments (
     updated_by TEXT NOT NULL
 );
 "#,
+    // 3: webhook deliveries wait in the registry, not in a process's memory
+    r#"
+CREATE TABLE outbox (
+    id {serial},
+    webhook_id BIGINT NOT NULL,
+    event TEXT NOT NULL,
+    delivery TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_at BIGINT NOT NULL,
+    claimed_until BIGINT NOT NULL,
+    claimed_by TEXT NOT NULL,
+    last_status BIGINT,
+    last_error TEXT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX outbox_due ON outbox(next_at);
+"#,
 ];
