@@ -41,8 +41,15 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return cmd
 
 
+# The authority that signed each TLS server's certificate, by port.
+CA_FILES: dict[int, Path] = {}
+
+
 @contextmanager
-def server() -> Iterator[tuple[Path, int]]:
+def server(tls: bool = False, password: str | None = None) -> Iterator[tuple[Path, int]]:
+    """A PostgreSQL server on 127.0.0.1 in a temporary folder. With ``tls``, it has a
+    certificate for 127.0.0.1 signed by its own authority (``<data>/../ca.pem``) and accepts
+    TCP connections over TLS only; with ``password``, the superuser needs it (scram)."""
     bin_dir = _bin_dir()
     if bin_dir is None:
         raise RuntimeError(
@@ -56,18 +63,16 @@ def server() -> Iterator[tuple[Path, int]]:
         shutil.chown(root, "postgres")
         shutil.chown(sockets, "postgres")
     port = _free_port()
+    auth = ["--auth=trust"]
+    if password is not None:
+        pwfile = root / "pw"
+        pwfile.write_text(password)
+        if os.geteuid() == 0:
+            shutil.chown(pwfile, "postgres")
+        auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
     subprocess.run(
         _as_postgres(
-            [
-                str(bin_dir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-            ]
+            [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", *auth, "-E", "UTF8"]
         ),
         check=True,
         capture_output=True,
@@ -75,6 +80,15 @@ def server() -> Iterator[tuple[Path, int]]:
     options = (
         f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
     )
+    if tls:
+        _certificates(root, data)
+        CA_FILES[port] = root / "ca.pem"
+        options += " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
+        method = "trust" if password is None else "scram-sha-256"
+        (data / "pg_hba.conf").write_text(
+            f"local all all trust\nhostssl all all 127.0.0.1/32 {method}\n"
+            "hostnossl all all 127.0.0.1/32 reject\n"
+        )
     subprocess.run(
         _as_postgres(
             [
@@ -102,12 +116,72 @@ def server() -> Iterator[tuple[Path, int]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def new_database(bin_dir: Path, port: int) -> str:
+def _certificates(root: Path, data: Path) -> None:
+    """An authority (root/ca.pem) and a server certificate for 127.0.0.1 it signed."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=root)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pilothouse test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    )
+    (root / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+    )
+    for name in ("server.crt", "server.key"):
+        shutil.copy(root / name, data / name)
+        os.chmod(data / name, 0o600)
+        if os.geteuid() == 0:
+            shutil.chown(data / name, "postgres")
+
+
+def new_database(bin_dir: Path, port: int, password: str | None = None) -> str:
     name = f"ph_{uuid.uuid4().hex[:12]}"
+    env = {**os.environ, **({"PGPASSWORD": password} if password else {})}
     subprocess.run(
         [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", name],
         check=True,
         capture_output=True,
+        env=env,
     )
     return f"postgresql://postgres@127.0.0.1:{port}/{name}"
 

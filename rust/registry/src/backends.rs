@@ -248,6 +248,8 @@ impl Store for SqliteStore {
 pub struct PostgresStore {
     client: Mutex<Option<postgres::Client>>,
     config: postgres::Config,
+    /// The TLS connector for the URI's sslmode (None: sslmode=disable).
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     uri: String,
 }
 
@@ -336,9 +338,9 @@ fn pg_error(uri: &str, e: postgres::Error) -> RegistryError {
 impl PostgresStore {
     pub fn open(uri: &str) -> Result<Self> {
         let shown = redact(uri);
-        let mut config: postgres::Config = uri.parse().map_err(|e: postgres::Error| {
-            RegistryError::invalid("PostgreSQL URI", shown.clone(), e.to_string())
-        })?;
+        let settings = crate::pgconn::settings(uri, &shown)?;
+        let tls = crate::pgconn::connector(&settings, &shown)?;
+        let mut config = settings.config;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -346,6 +348,7 @@ impl PostgresStore {
         let store = PostgresStore {
             client: Mutex::new(None),
             config,
+            tls,
             uri: shown,
         };
         store.connect_locked(&mut store.client.lock().unwrap_or_else(|e| e.into_inner()))?;
@@ -359,11 +362,15 @@ impl PostgresStore {
     ) -> Result<&'a mut postgres::Client> {
         let stale = slot.as_ref().is_none_or(|c| c.is_closed());
         if stale {
-            let client = self.config.connect(postgres::NoTls).map_err(|e| {
-                RegistryError::StoreUnavailable {
-                    uri: self.uri.clone(),
-                    reason: e.to_string(),
-                }
+            let connected = match &self.tls {
+                Some(tls) => self.config.connect(tls.clone()),
+                None => self.config.connect(postgres::NoTls),
+            };
+            let client = connected.map_err(|e| RegistryError::StoreUnavailable {
+                uri: self.uri.clone(),
+                // the cause (a certificate refused, a password wrong) is what to act on
+                reason: std::error::Error::source(&e)
+                    .map_or_else(|| e.to_string(), |cause| format!("{e}: {cause}")),
             })?;
             *slot = Some(client);
         }

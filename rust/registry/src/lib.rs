@@ -8,6 +8,7 @@ mod audit;
 mod backends;
 mod error;
 mod names;
+mod pgconn;
 mod query;
 mod registry;
 mod store;
