@@ -287,3 +287,36 @@ def test_warm_up_never_invents_values_and_one_failure_leaves_others_ready(
     }
     r = requests.post(f"{server.url}/v2/models/mixed/infer", json=body, timeout=10)
     assert r.status_code == 400 and "classification needs numbers" in r.json()["error"]
+
+
+def string_identity_model() -> bytes:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["s"], ["t"])],
+        "echo",
+        [helper.make_tensor_value_info("s", TensorProto.STRING, [None])],
+        [helper.make_tensor_value_info("t", TensorProto.STRING, [None])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def test_a_zero_byte_in_a_string_round_trips(store: Store, cli: object) -> None:
+    store.registry.log_model(string_identity_model(), "echo", input_example=np.array(["a"], object))
+    ph.deploy("echo", version=1, registry=store.registry)
+    server: CliServer = cli()  # type: ignore[operator]
+    texts = ["a\x00b", "\x00", "", "plain", "é\x00ü"]
+    body = {"inputs": [{"name": "s", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}
+    r = requests.post(f"{server.url}/v2/models/echo/infer", json=body, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"][0]["data"] == texts
+    c = client(server)
+    s = tc.InferInput("s", [len(texts)], "BYTES")
+    s.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=object), binary_data=True)
+    out = c.infer("echo", [s]).as_numpy("t")
+    assert [bytes(v) for v in out] == [t.encode() for t in texts]
+    # In-process too.
+    model = store.registry.load_model("models:/echo/1")
+    assert list(model.predict(np.array(texts, dtype=object))["t"]) == texts

@@ -182,12 +182,6 @@ impl RawRunner {
             TensorData::Int64(v) => borrowed!(v, i64),
             TensorData::Bool(v) => borrowed!(v, bool),
             TensorData::String(v) => {
-                let strings: Vec<CString> = v
-                    .iter()
-                    .map(|s| CString::new(s.as_str()))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| format!("a string holds a NUL byte at {}", e.nul_position()))?;
-                let pointers: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr()).collect();
                 let mut allocator = ptr::null_mut();
                 // SAFETY: the default allocator is process-wide and never released by callers.
                 check(unsafe { (api.GetAllocatorWithDefaultOptions)(&mut allocator) })?;
@@ -202,8 +196,22 @@ impl RawRunner {
                     )
                 })?;
                 let guard = Values(vec![value]);
-                // SAFETY: `value` is a string tensor with exactly `pointers.len()` elements.
-                check(unsafe { (api.FillStringTensor)(value, pointers.as_ptr(), pointers.len()) })?;
+                // Each element copied by its length (ONNX strings are byte strings: a NUL
+                // inside one is data, not its end, which FillStringTensor would make it).
+                for (i, text) in v.iter().enumerate() {
+                    let mut buffer: *mut c_char = ptr::null_mut();
+                    // SAFETY: `value` is a string tensor of `v.len()` elements; ORT sizes
+                    // element `i` to exactly `text.len()` bytes and returns its buffer.
+                    check(unsafe {
+                        (api.GetResizedStringTensorElementBuffer)(value, i, text.len(), &mut buffer)
+                    })?;
+                    if !text.is_empty() {
+                        // SAFETY: `buffer` holds `text.len()` writable bytes (just resized).
+                        unsafe {
+                            ptr::copy_nonoverlapping(text.as_ptr(), buffer as *mut u8, text.len())
+                        };
+                    }
+                }
                 std::mem::forget(guard);
             }
         }
