@@ -91,8 +91,9 @@ def main() -> None:
             f"7. lineage: run {lineage.run['name']} (params {lineage.run['params']}), "
             f"dataset {lineage.dataset['fingerprint'][:12]}… ({lineage.dataset['rows']} rows)"
         )
-        events = registry.verify_audit_log()
-        print(f"8. audit log: {events} events, hash chain verified")
+        anchor = registry.audit_head()  # kept outside the registry, it catches truncation
+        events = registry.verify_audit_log(anchor=anchor)
+        print(f"8. audit log: {events} events, hash chain verified against anchor {anchor.seq}")
 
         with ph.serve(port=0) as server:
             ph.deploy("churn", alias="champion")
@@ -126,6 +127,12 @@ def main() -> None:
             print(
                 f"9. served at {server.url}: POST /v2/models/churn/infer answered by version "
                 f"{answer['model_version']} with labels {labels}"
+            )
+            with urllib.request.urlopen(f"{server.url}/v2/models/churn/stats", timeout=10) as r:
+                stats = json.load(r)["model_stats"][0]
+            print(
+                f"   Triton-style statistics: {stats['inference_count']} rows in "
+                f"{stats['execution_count']} model run(s); /config and classification work too"
             )
         log = ph.inference_log("churn")
         print(f"10. payload log: {len(log)} request(s) with inputs, outputs and latency")
