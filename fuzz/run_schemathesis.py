@@ -12,7 +12,8 @@
    command that replays it, whether the server is still alive and answers /v2/health/live.
 
 Exits 1 when a request got a 5xx, a request failed at the network level (reset, timeout),
-or the server died; schemathesis' other failures are listed but left to a person to judge.
+the server log mentions a panic, or the server died; schemathesis' other failures are listed but left to a person to judge.
+Exits 2 when the run itself did not complete (schemathesis error, or the time limit).
 Run from anywhere; needs the pilothouse package importable by this python.
 """
 
@@ -75,8 +76,15 @@ def ensure_venv() -> Path:
         log(f"creating {VENV} with {SCHEMATHESIS}")
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         subprocess.run(
-            [str(VENV / "bin/python"), "-m", "pip", "install", "--quiet",
-             "--disable-pip-version-check", SCHEMATHESIS],
+            [
+                str(VENV / "bin/python"),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                SCHEMATHESIS,
+            ],
             check=True,
         )
     return st
@@ -121,8 +129,18 @@ def make_registry(home: Path) -> str:
 
 class Server:
     def __init__(self, uri: str, env: dict[str, str], log_path: Path) -> None:
-        cmd = [sys.executable, "-m", "pilothouse.cli", "serve", "--registry", uri,
-               "--host", "127.0.0.1", "--port", "0"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pilothouse.cli",
+            "serve",
+            "--registry",
+            uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ]
         self.log_path = log_path
         self.process = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
@@ -186,8 +204,11 @@ def wait_ready(url: str) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"{MODEL} version {VERSION} did not become ready")
         time.sleep(0.1)
-    body = {"inputs": [{"name": INPUT, "shape": [1, FEATURES], "datatype": "FP32",
-                        "data": [1, 2, 3, 4]}]}
+    body = {
+        "inputs": [
+            {"name": INPUT, "shape": [1, FEATURES], "datatype": "FP32", "data": [1, 2, 3, 4]}
+        ]
+    }
     status, text = http("POST", f"{url}/v2/models/{MODEL}/versions/{VERSION}/infer", body)
     if status != 200 or json.loads(text)["outputs"][0]["data"] != [2, 4, 6, 8]:
         raise SystemExit(f"sanity inference failed: {status} {text}")
@@ -204,28 +225,45 @@ def spec_copy(out: Path) -> Path:
     return path
 
 
-def run_schemathesis(st: Path, spec: Path, url: str, args: argparse.Namespace, out: Path) -> int | None:
+def run_schemathesis(
+    st: Path, spec: Path, url: str, args: argparse.Namespace, out: Path
+) -> int | None:
     cmd = [
-        str(st), "run", str(spec),
-        "--url", url,
-        "--checks", args.checks,
-        "--max-examples", str(args.max_examples),
-        "--seed", str(args.seed),
-        "--workers", str(args.workers),
-        "--generation-database", "none",
-        "--request-timeout", str(args.request_timeout),
-        "--suppress-health-check", "all",
+        str(st),
+        "run",
+        str(spec),
+        "--url",
+        url,
+        "--checks",
+        args.checks,
+        "--max-examples",
+        str(args.max_examples),
+        "--seed",
+        str(args.seed),
+        "--workers",
+        str(args.workers),
+        "--generation-database",
+        "none",
+        "--request-timeout",
+        str(args.request_timeout),
+        "--suppress-health-check",
+        "all",
         "--continue-on-failure",
-        "--report", "json,ndjson",
-        "--report-json-path", str(out / "report" / "report.json"),
-        "--report-ndjson-path", str(out / "report" / "events.ndjson"),
+        "--report",
+        "json,ndjson",
+        "--report-json-path",
+        str(out / "report" / "report.json"),
+        "--report-ndjson-path",
+        str(out / "report" / "events.ndjson"),
         "--no-color",
         *args.extra,
     ]
     env = {
         **os.environ,
         "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
-        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]).rstrip(
+            os.pathsep
+        ),
         "PILOTHOUSE_FUZZ_LOG": str(out / "requests.jsonl"),
         "PILOTHOUSE_FUZZ_MODEL": MODEL,
         "PILOTHOUSE_FUZZ_VERSION": str(VERSION),
@@ -235,8 +273,13 @@ def run_schemathesis(st: Path, spec: Path, url: str, args: argparse.Namespace, o
     log(" ".join(shlex.quote(c) for c in cmd))
     with open(out / "schemathesis.txt", "w", encoding="utf-8") as transcript:
         process = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-            cwd=out, start_new_session=True,
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=out,
+            start_new_session=True,
         )
         fired: list[bool] = []
 
@@ -278,6 +321,12 @@ def curl(entry: dict[str, Any], out: Path, index: int) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def printable(data: bytes) -> str:
+    """Text with control characters escaped (answers may carry binary tensors)."""
+    text = data.decode("utf-8", "replace")
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def check_failures(path: Path) -> dict[tuple[str, str, str], list[tuple[str, Any, str]]]:
     """(check, title, first message line) -> [(request line, status, response text)]."""
     groups: dict[tuple[str, str, str], list[tuple[str, Any, str]]] = collections.defaultdict(list)
@@ -301,29 +350,39 @@ def check_failures(path: Path) -> dict[tuple[str, str, str], list[tuple[str, Any
                     request = interaction.get("request") or {}
                     response = interaction.get("response") or {}
                     body = (response.get("content") or {}).get("$base64")
-                    text = base64.b64decode(body).decode("utf-8", "replace") if body else ""
+                    text = printable(base64.b64decode(body)) if body else ""
                     groups[key].append(
-                        (f"{request.get('method')} {request.get('uri')}",
-                         response.get("status_code"), text.strip())
+                        (
+                            f"{request.get('method')} {request.get('uri')}",
+                            response.get("status_code"),
+                            text.strip(),
+                        )
                     )
     return groups
 
 
 def summarize(out: Path, st_code: int | None, alive: bool, live: str, server_log: Path) -> bool:
     requests_log = out / "requests.jsonl"
-    entries = [json.loads(line) for line in requests_log.read_text().splitlines()] \
-        if requests_log.exists() else []
+    entries = (
+        [json.loads(line) for line in requests_log.read_text().splitlines()]
+        if requests_log.exists()
+        else []
+    )
     report_path = out / "report" / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
 
     print("\n==== schemathesis against pilothouse serve ====")
     ops = report.get("operations") or {}
-    print(f"operations: {ops.get('tested', '?')} tested of {ops.get('total', '?')} in the spec"
-          f" (errored {ops.get('errored', '?')})")
+    print(
+        f"operations: {ops.get('tested', '?')} tested of {ops.get('total', '?')} in the spec"
+        f" (errored {ops.get('errored', '?')})"
+    )
     cases = report.get("test_cases") or {}
-    print(f"test cases: {cases.get('generated', '?')} generated, "
-          f"{cases.get('with_failures', '?')} with failures, "
-          f"{cases.get('unique_failures', '?')} unique failures")
+    print(
+        f"test cases: {cases.get('generated', '?')} generated, "
+        f"{cases.get('with_failures', '?')} with failures, "
+        f"{cases.get('unique_failures', '?')} unique failures"
+    )
     print(f"requests sent: {len(entries)}")
     by_op: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for e in entries:
@@ -359,14 +418,19 @@ def summarize(out: Path, st_code: int | None, alive: bool, live: str, server_log
         if key in seen:
             continue
         seen.add(key)
-        print(f"  {e['status']} on {e['operation']}: {str(e.get('response', ''))[:300]!r}")
+        print(
+            f"  {e['status']} on {e['operation']}: {printable(e.get('response', '').encode())[:300]}"
+        )
         print(f"    {curl(e, out, i)}")
     print(f"network errors: {len(network)}")
     for i, e in enumerate(network[:5]):
         print(f"    {curl(e, out, 10_000 + i)}")
 
-    panics = [line for line in server_log.read_text(errors="replace").splitlines()
-              if "panic" in line.lower()]
+    panics = [
+        line
+        for line in server_log.read_text(errors="replace").splitlines()
+        if "panic" in line.lower()
+    ]
     if panics:
         print(f"server log lines mentioning panic: {len(panics)}")
         for line in panics[:5]:
@@ -374,7 +438,7 @@ def summarize(out: Path, st_code: int | None, alive: bool, live: str, server_log
     print(f"schemathesis exit code: {st_code if st_code is not None else 'killed at time limit'}")
     print(f"server alive: {'yes' if alive else 'no'}; /v2/health/live: {live}")
     print(f"artifacts: {out} (requests.jsonl, report/, schemathesis.txt, server.log)")
-    return bool(server_errors or network or not alive)
+    return bool(server_errors or network or panics or not alive)
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -382,21 +446,33 @@ def summarize(out: Path, st_code: int | None, alive: bool, live: str, server_log
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--max-examples", type=int, default=200,
-                        help="test cases per operation (default 200)")
+    parser.add_argument(
+        "--max-examples", type=int, default=200, help="test cases per operation (default 200)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="schemathesis seed (default 1)")
     parser.add_argument("--workers", default="1", help="schemathesis workers (default 1)")
     parser.add_argument("--checks", default=DEFAULT_CHECKS, help="schemathesis checks")
-    parser.add_argument("--time-limit", type=float, default=900,
-                        help="seconds before schemathesis is stopped (default 900)")
-    parser.add_argument("--request-timeout", type=float, default=30,
-                        help="seconds per request (default 30)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for the reports (default: a new temporary folder, kept)")
-    parser.add_argument("--keep-home", action="store_true",
-                        help="keep the temporary registry and payload log")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="print schemathesis' output as it runs")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=900,
+        help="seconds before schemathesis is stopped (default 900)",
+    )
+    parser.add_argument(
+        "--request-timeout", type=float, default=30, help="seconds per request (default 30)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the reports (default: a new temporary folder, kept)",
+    )
+    parser.add_argument(
+        "--keep-home", action="store_true", help="keep the temporary registry and payload log"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="print schemathesis' output as it runs"
+    )
     parser.add_argument("extra", nargs="*", help="more `st run` arguments, after --")
     args = parser.parse_args()
 
@@ -429,8 +505,15 @@ def main() -> int:
         except OSError as e:
             live = f"no answer ({e})"
             alive = False
+        if not server.alive():
+            live += f" (server exited with {server.process.returncode})"
         bad = summarize(out, code, alive, live, out / "server.log")
-        return 1 if bad else 0
+        if bad:
+            return 1
+        if code not in (0, 1):  # 1: checks failed, judged above; None: time limit; 2: error
+            log("the schemathesis run did not complete; see schemathesis.txt")
+            return 2
+        return 0
     finally:
         if server is not None:
             server.stop()

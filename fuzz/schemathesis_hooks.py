@@ -9,8 +9,11 @@ schemathesis alone never builds a request ONNX Runtime would run, so:
 * POST .../infer bodies: with probability ~0.7 the generated body is replaced by a request
   for the deployed model (one input, its name, FP32, shape [n, features]) with generated
   rows and values; a fifth of those get one thing wrong on purpose (data length, datatype,
-  input name, a dimension, or the values). Otherwise the generated body is sent as it is,
-  so malformed bodies are still tried.
+  input name, a dimension, or the values), some ask for binary outputs or classification.
+  Otherwise the generated body is sent as it is, so malformed bodies are still tried.
+
+One check is added, `scale_outputs`: a 200 from the deployed model (y = x * 2) must carry
+2 * x for every value, in the input's shape, as JSON or as binary data.
 
 In the fuzzing phase the choices are Hypothesis draws (reproducible with --seed, and shrunk
 on failure). The coverage phase applies no strategy hooks, so there the same choices come
@@ -28,8 +31,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import math
+import os
 import random
 import struct
 import threading
@@ -80,14 +83,27 @@ SPECIAL_VALUES: list[Any] = [
     [],
     {},
 ]
-OTHER_DATATYPES = ["FP64", "FP16", "BF16", "INT64", "INT32", "INT8", "UINT8", "UINT64", "BOOL",
-                   "BYTES", "fp32", "FP33", ""]
+OTHER_DATATYPES = [
+    "FP64",
+    "FP16",
+    "BF16",
+    "INT64",
+    "INT32",
+    "INT8",
+    "UINT8",
+    "UINT64",
+    "BOOL",
+    "BYTES",
+    "fp32",
+    "FP33",
+    "",
+]
 FLAWS = ["length", "datatype", "name", "dimension", "value"]
 
 # Schemathesis asks Hypothesis to maximise a 0/1 "success rate" (hypothesis.target). Once
 # these hooks make most cases succeed, Hypothesis' target phase hill-climbs on it for minutes
-# on end (generation, hardly any requests: a GET with two path parameters took 130 s for 150
-# requests instead of 4 s). Leaning towards accepted inputs is what the hooks do already.
+# on end (generation, hardly any requests: a GET with two path parameters took 90 s for 150
+# requests instead of 2 s). Leaning towards accepted inputs is what the hooks do already.
 hypothesis.target = lambda observation, *, label="": observation
 
 
@@ -165,7 +181,9 @@ def inference_body(generated: Any, c: Chooser) -> dict[str, Any]:
         rows = c.integer(5, 200)
     else:
         rows = 0
-    values = [c.number() if c.chance(0.1) else c.integer(-1000, 1000) / 8 for _ in range(rows * FEATURES)]
+    values = [
+        c.number() if c.chance(0.1) else c.integer(-1000, 1000) / 8 for _ in range(rows * FEATURES)
+    ]
     tensor: dict[str, Any] = {"name": INPUT, "shape": [rows, FEATURES], "datatype": "FP32"}
     flaw = c.pick(FLAWS) if c.chance(P_FLAW) else None
     if flaw == "length":
@@ -205,6 +223,19 @@ def inference_body(generated: Any, c: Chooser) -> dict[str, Any]:
                 body[key] = generated[key]
     if c.chance(0.1):
         body["outputs"] = [{"name": c.pick(["y", "y", "x", "nope", ""])}]
+    if c.chance(0.15):
+        # the extensions beside the core protocol: binary outputs, classification, and a
+        # binary input announced in a body that carries none
+        ext = c.integer(0, 3)
+        if ext == 0:
+            body["parameters"] = {"binary_data_output": c.pick([True, False, 1, "true"])}
+        elif ext == 1:
+            body["outputs"] = [{"name": "y", "parameters": {"binary_data": c.pick([True, False])}}]
+        elif ext == 2:
+            k = c.pick([0, 1, 2, 4, 5, -1, 100001, 2**64, "2"])
+            body["outputs"] = [{"name": "y", "parameters": {"classification": k}}]
+        else:
+            tensor["parameters"] = {"binary_data_size": c.pick([0, 4, rows * FEATURES * 4, -1])}
     return body
 
 
@@ -242,13 +273,21 @@ def map_case(context: schemathesis.HookContext, case: schemathesis.Case) -> sche
 
 # -- an oracle: the deployed model computes y = x * 2 ----------------------------------------
 
-_NONFINITE = {"nan": math.nan, "+nan": math.nan, "-nan": math.nan, "inf": math.inf,
-              "+inf": math.inf, "infinity": math.inf, "+infinity": math.inf,
-              "-inf": -math.inf, "-infinity": -math.inf}
+_NONFINITE = {
+    "nan": math.nan,
+    "+nan": math.nan,
+    "-nan": math.nan,
+    "inf": math.inf,
+    "+inf": math.inf,
+    "infinity": math.inf,
+    "+infinity": math.inf,
+    "-inf": -math.inf,
+    "-infinity": -math.inf,
+}
 
 
 def _f32(value: Any) -> float:
-    """`value` as the FP32 the server should have stored (None when it is not a number)."""
+    """`value` as the FP32 the server should have stored (ValueError when not a number)."""
     if isinstance(value, bool) or value is None:
         raise ValueError(f"{value!r} is not a number")
     if isinstance(value, str):
@@ -271,6 +310,16 @@ def _same(got: float, want: float) -> bool:
     return (math.isnan(got) and math.isnan(want)) or got == want
 
 
+def _answer(response: Any) -> tuple[dict[str, Any], bytes]:
+    """The JSON part of an inference answer and the binary part after it (Triton's binary
+    extension: Inference-Header-Content-Length says where the JSON ends)."""
+    header = response.headers.get("inference-header-content-length")
+    if header:
+        n = int(header[0] if isinstance(header, list) else header)
+        return json.loads(response.content[:n]), response.content[n:]
+    return json.loads(response.content), b""
+
+
 @schemathesis.check
 def scale_outputs(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
     """A 200 from the deployed model's infer carries y = 2 * x, with x's batch shape."""
@@ -281,20 +330,55 @@ def scale_outputs(ctx: Any, response: Any, case: schemathesis.Case) -> bool | No
         return None
     body = request.body.decode() if isinstance(request.body, bytes) else request.body
     sent = json.loads(body)
-    tensor = next(t for t in sent["inputs"] if t["name"] == INPUT)
-    answer = json.loads(response.content)
+    tensor = next(
+        (t for t in sent.get("inputs", []) if isinstance(t, dict) and t.get("name") == INPUT),
+        None,
+    )
+    if tensor is None:
+        raise AssertionError(f"200 for a request without input {INPUT!r}")
+    answer, binary = _answer(response)
     if answer.get("model_name") != MODEL or str(answer.get("model_version")) != VERSION:
-        raise AssertionError(f"answered for {answer.get('model_name')!r} version "
-                             f"{answer.get('model_version')!r}, not {MODEL!r} {VERSION!r}")
+        raise AssertionError(
+            f"answered for {answer.get('model_name')!r} version "
+            f"{answer.get('model_version')!r}, not {MODEL!r} {VERSION!r}"
+        )
+    if "id" in sent and answer.get("id") != sent["id"]:
+        raise AssertionError(f"id {sent['id']!r} came back as {answer.get('id')!r}")
+    requested = sent.get("outputs")
     outputs = {o["name"]: o for o in answer.get("outputs", [])}
+    if requested is not None and not any(
+        isinstance(r, dict) and r.get("name") == "y" for r in requested
+    ):
+        if requested == [] and not outputs:
+            raise AssertionError(
+                '"outputs": [] answered with no outputs at all (the protocol: '
+                "when outputs are not specified, all are returned)"
+            )
+        return None
     if "y" not in outputs:
         raise AssertionError(f"no output 'y' in {sorted(outputs)}")
     y = outputs["y"]
+    params = next((r.get("parameters") or {} for r in requested or [] if r.get("name") == "y"), {})
+    if "classification" in params:
+        return None  # top-k strings; the check here is only that nothing broke
     if y.get("datatype") != "FP32" or list(y.get("shape", [])) != list(tensor["shape"]):
-        raise AssertionError(f"output y is {y.get('datatype')} {y.get('shape')}, "
-                             f"expected FP32 {tensor['shape']}")
-    xs = [_f32(v) for v in _flatten(tensor["data"])]
-    ys = [_f32(v) for v in _flatten(y["data"])]
+        raise AssertionError(
+            f"output y is {y.get('datatype')} {y.get('shape')}, expected FP32 {tensor['shape']}"
+        )
+    if "data" in y:
+        ys = [_f32(v) for v in _flatten(y["data"])]
+    else:
+        size = (y.get("parameters") or {}).get("binary_data_size")
+        if size is None or size != len(binary) or size % 4:
+            raise AssertionError(
+                f"output y has no data and binary_data_size {size!r} "
+                f"for {len(binary)} bytes after the JSON"
+            )
+        ys = [float(v) for v in struct.unpack(f"<{size // 4}f", binary)]
+    try:
+        xs = [_f32(v) for v in _flatten(tensor["data"])]
+    except ValueError as e:
+        raise AssertionError(f"200 although the input data holds a non-number: {e}") from e
     if len(xs) != len(ys):
         raise AssertionError(f"{len(ys)} output values for {len(xs)} inputs")
     for i, (x, got) in enumerate(zip(xs, ys)):
@@ -350,5 +434,14 @@ def after_call(context: schemathesis.HookContext, case: schemathesis.Case, respo
 
 
 @schemathesis.hook
-def after_network_error(context: schemathesis.HookContext, case: schemathesis.Case, request: Any) -> None:
-    _record({"operation": _operation(case), "status": None, "network_error": True, **_request_fields(request)})
+def after_network_error(
+    context: schemathesis.HookContext, case: schemathesis.Case, request: Any
+) -> None:
+    _record(
+        {
+            "operation": _operation(case),
+            "status": None,
+            "network_error": True,
+            **_request_fields(request),
+        }
+    )

@@ -116,27 +116,39 @@ def server(tls: bool = False, password: str | None = None) -> Iterator[tuple[Pat
         shutil.rmtree(root, ignore_errors=True)
 
 
+def self_signed(folder: Path, name: str, common_name: str) -> tuple[Path, Path]:
+    """A self-signed certificate and its key (`<name>.pem`, `<name>.key`), made by openssl."""
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={common_name}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
 def _certificates(root: Path, data: Path) -> None:
     """An authority (root/ca.pem) and a server certificate for 127.0.0.1 it signed."""
 
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=root)
 
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=pilothouse test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    )
+    self_signed(root, "ca", "pilothouse test CA")
     openssl(
         "req",
         "-newkey",

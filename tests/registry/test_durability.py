@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from postgres import Backend
+from postgres import Backend, self_signed
 
 import models
 import pilothouse as ph
@@ -118,27 +118,7 @@ def test_redirects_are_not_followed_and_https_is_verified(
     target = Receiver()
     redirecting = Receiver(status=307, location=target.url)
     # An HTTPS receiver with a self-signed certificate: the client speaks TLS and refuses it.
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed(tmp_path, "receiver", "127.0.0.1")
     secure = Receiver(tls=(cert, key))
     try:
         registry.add_webhook("churn", redirecting.url, secret="s", events=["version.created"])

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from postgres import CA_FILES, new_database, server
+from postgres import CA_FILES, new_database, self_signed, server
 
 import pilothouse as ph
 
@@ -47,29 +47,7 @@ def test_tls_modes_against_a_tls_only_server(
         assert registry.backend == "postgresql"
         assert registry.verify_audit_log() == 0
     # A certificate from another authority is refused under verify-ca / verify-full.
-    other = tmp_path / "other-ca.pem"
-    import subprocess
-
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=someone else",
-            "-keyout",
-            str(tmp_path / "k.pem"),
-            "-out",
-            str(other),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    other, _ = self_signed(tmp_path, "other-ca", "someone else")
     for mode in ("verify-ca", "verify-full"):
         with pytest.raises(ph.PilothouseError, match=r"(?i)certificate|unknownissuer"):
             ph.Registry(uri_for(tls_pg, tmp_path, f"sslmode={mode}&sslrootcert={other}"))

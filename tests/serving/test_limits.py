@@ -123,19 +123,25 @@ def fill_until_refused(server: CliServer, attempts: int) -> list[requests.Respon
     return answers
 
 
-def test_a_full_disk_blocks_admission_and_loses_no_answered_request(
-    store: Store, cli: object, small_disk: Path
-) -> None:
+def logging_to(store: Store, cli: object, disk: Path, *flags: str) -> CliServer:
+    """The scale model served with its payload log on `disk` and a 1 MiB log budget."""
     log_scale_versions(store, "scale", (1.0,))
     ph.deploy("scale", version=1, registry=store.registry)
-    server: CliServer = cli(  # type: ignore[operator]
+    return cli(  # type: ignore[operator, no-any-return]
         "--log-dir",
-        str(small_disk),
+        str(disk),
         "--flush-interval-ms",
         "50",
         "--log-buffer-bytes",
         "1048576",
+        *flags,
     )
+
+
+def test_a_full_disk_blocks_admission_and_loses_no_answered_request(
+    store: Store, cli: object, small_disk: Path
+) -> None:
+    server = logging_to(store, cli, small_disk)
     answers = fill_until_refused(server, 120)
     codes = [a.status_code for a in answers]
     assert set(codes) <= {200, 503}, codes
@@ -160,18 +166,7 @@ def test_a_full_disk_blocks_admission_and_loses_no_answered_request(
 def test_the_drop_policy_answers_and_counts_what_it_drops(
     store: Store, cli: object, small_disk: Path
 ) -> None:
-    log_scale_versions(store, "scale", (1.0,))
-    ph.deploy("scale", version=1, registry=store.registry)
-    server: CliServer = cli(  # type: ignore[operator]
-        "--log-dir",
-        str(small_disk),
-        "--flush-interval-ms",
-        "50",
-        "--log-buffer-bytes",
-        "1048576",
-        "--log-overflow",
-        "drop",
-    )
+    server = logging_to(store, cli, small_disk, "--log-overflow", "drop")
     answers = fill_until_refused(server, 120)
     assert {a.status_code for a in answers} == {200}
     server.wait_for(
