@@ -154,6 +154,9 @@ OUTBOX_WRITER = textwrap.dedent(
 def test_queued_deliveries_survive_the_process_that_queued_them(
     backend: Backend, fast_retries: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # This process's own sender must not use the retries up while the receiver is down.
+    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_BACKOFF_MS", "60000")
+    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_ATTEMPTS", "5")
     registry = backend.open()
     raw, _ = models.logistic_regression()
     registry.log_model(raw, "churn")

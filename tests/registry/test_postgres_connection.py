@@ -110,10 +110,16 @@ def test_the_server_never_logs_the_password(
             lines.append(line)
             if "serving at" in line or not line:
                 break
+        url = lines[-1].split("serving at ")[1].split()[0]
+        import urllib.request
+
+        with urllib.request.urlopen(f"{url}/v2/health/live", timeout=10) as r:
+            assert r.status == 200
+        time.sleep(0.3)  # the signal handler is installed once the server runs
     finally:
         process.terminate()
-        out, _ = process.communicate(timeout=30)
-    text = "".join(lines) + (out or "")
-    assert "serving at" in text, text
+        _, rest = process.communicate(timeout=30)
+    text = "".join(lines) + (rest or "")
+    assert "serving at" in text and "stopped" in text, text  # the whole log was read
     assert "listening on" in text and "***" in text
     assert PASSWORD not in text

@@ -253,6 +253,17 @@ def test_an_anchor_catches_truncation_and_the_key_catches_rewrites(
     keyed = registry.audit_log()[-1]
     assert keyed.hash.startswith("hmac-sha256:")
     assert registry.verify_audit_log() == 3
+    # Writers without the key, or with another, are refused rather than break the chain.
+    monkeypatch.delenv("PILOTHOUSE_AUDIT_KEY")
+    with pytest.raises(ph.IntegrityError, match="PILOTHOUSE_AUDIT_KEY is not set"):
+        registry.log_model(raw, "churn")
+    monkeypatch.setenv("PILOTHOUSE_AUDIT_KEY", "another key")
+    with pytest.raises(ph.IntegrityError, match="not the key the audit log was written with"):
+        registry.log_model(raw, "churn")
+    monkeypatch.setenv("PILOTHOUSE_AUDIT_KEY", "a-key-kept-in-a-vault")
+    assert registry.verify_audit_log() == 3
+    with pytest.raises(ph.ValidationError, match="negative"):
+        registry.verify_audit_log({"seq": -1, "hash": "x"})
     backend.sql(f"UPDATE audit SET actor = 'mallory' WHERE seq = {keyed.seq}")
     with pytest.raises(ph.IntegrityError, match="another key"):
         registry.verify_audit_log()

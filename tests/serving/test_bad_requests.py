@@ -90,6 +90,7 @@ CASES = [
     ("/v2/models/scale/infer", {"json": {"inputs": []}}, 400, "no inputs"),
     ("/v2/models/scale/infer", {"json": {"inputs": [{"name": "x"}]}}, 400, "missing field"),
     ("/v2/models/scale/infer", {"json": {**body(), "outputs": [{"name": "z"}]}}, 400, "output 'z'"),
+    ("/v2/models/scale/infer", {"json": {**body(), "outputs": []}}, 400, "empty list"),
     ("/v2/models/scale/infer", {"json": body(shape=[0, 4], data=[])}, 400, "empty"),
     (
         "/v2/models/scale/infer",

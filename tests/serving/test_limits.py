@@ -138,8 +138,9 @@ def logging_to(store: Store, cli: object, disk: Path, *flags: str) -> CliServer:
     )
 
 
+# small_disk comes first so that it is torn down last, after the server stopped.
 def test_a_full_disk_blocks_admission_and_loses_no_answered_request(
-    store: Store, cli: object, small_disk: Path
+    small_disk: Path, store: Store, cli: object
 ) -> None:
     server = logging_to(store, cli, small_disk)
     answers = fill_until_refused(server, 120)
@@ -164,7 +165,7 @@ def test_a_full_disk_blocks_admission_and_loses_no_answered_request(
 
 
 def test_the_drop_policy_answers_and_counts_what_it_drops(
-    store: Store, cli: object, small_disk: Path
+    small_disk: Path, store: Store, cli: object
 ) -> None:
     server = logging_to(store, cli, small_disk, "--log-overflow", "drop")
     answers = fill_until_refused(server, 120)

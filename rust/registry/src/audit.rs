@@ -5,7 +5,10 @@
 //! Two defences against someone who can write the database: an anchor (the head's sequence
 //! number and hash, kept outside the registry) detects deleted newest events and a chain
 //! rewritten from scratch; and a keyed chain (HMAC-SHA256 with the key in
-//! `PILOTHOUSE_AUDIT_KEY`) cannot be recomputed at all without the key.
+//! `PILOTHOUSE_AUDIT_KEY`), whose events cannot be edited or forged without the key. A
+//! keyed chain rewritten whole as a plain one is still a valid plain chain: only an anchor
+//! (which holds a keyed hash) tells them apart, so keep one. Writers without the key (or with
+//! another) are refused once the log is keyed, so they cannot break it by accident.
 
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value as Json};
@@ -75,6 +78,40 @@ pub(crate) fn head(tx: &mut dyn Tx) -> Result<Json> {
     })
 }
 
+/// Before appending after keyed event `seq`: this process must hold the key it was written
+/// with, or its event would break the chain for every later verification.
+fn check_same_key(tx: &mut dyn Tx, seq: i64, key: Option<&[u8]>) -> Result<()> {
+    let Some(key) = key else {
+        return Err(RegistryError::Integrity(format!(
+            "the audit log is keyed (HMAC) but {KEY_VARIABLE} is not set in this process: set it to the registry's audit key to write to this registry"
+        )));
+    };
+    let row = query_one(
+        tx,
+        "SELECT seq, at, actor, action, model, details, prev_hash, hash FROM audit WHERE seq = ?",
+        &[Value::Int(seq)],
+    )?;
+    let Some(r) = row else {
+        return Ok(());
+    };
+    let recomputed = event_hash(
+        Some(key),
+        r[6].as_str().unwrap_or(""),
+        seq,
+        r[1].as_i64().unwrap_or(0),
+        r[2].as_str().unwrap_or(""),
+        r[3].as_str().unwrap_or(""),
+        r[4].as_str().unwrap_or(""),
+        r[5].as_str().unwrap_or(""),
+    );
+    if recomputed != r[7].as_str().unwrap_or("") {
+        return Err(RegistryError::Integrity(format!(
+            "{KEY_VARIABLE} in this process is not the key the audit log was written with (event {seq} does not verify with it); nothing was written"
+        )));
+    }
+    Ok(())
+}
+
 /// An anchor taken earlier with `head`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Anchor {
@@ -104,10 +141,13 @@ pub(crate) fn append(
         ),
         None => (1, GENESIS.to_string()),
     };
+    let key = key_from_env();
+    if prev.starts_with(KEYED) {
+        check_same_key(tx, seq - 1, key.as_deref())?;
+    }
     // serde_json's default map is ordered by key, so this text is canonical.
     let details = details.to_string();
     let model_text = model.unwrap_or("");
-    let key = key_from_env();
     let hash = event_hash(
         key.as_deref(),
         &prev,
@@ -228,6 +268,13 @@ pub(crate) fn verify(tx: &mut dyn Tx, key: Option<&[u8]>, anchor: Option<&Anchor
     }
     if let Some(anchor) = anchor {
         let last = rows.len() as i64;
+        if anchor.seq < 0 {
+            return Err(RegistryError::invalid(
+                "audit anchor",
+                anchor.seq.to_string(),
+                "its sequence number is negative; pass what audit_head() returned",
+            ));
+        }
         if anchor.seq > last {
             return Err(RegistryError::Integrity(format!(
                 "audit log truncated: the anchor names event {} but the log ends at event {last} (newer events were deleted)",
@@ -238,7 +285,7 @@ pub(crate) fn verify(tx: &mut dyn Tx, key: Option<&[u8]>, anchor: Option<&Anchor
             0 => GENESIS,
             n => rows[(n - 1) as usize][7].as_str().unwrap_or(""),
         };
-        if anchor.seq < 0 || at_anchor != anchor.hash {
+        if at_anchor != anchor.hash {
             return Err(RegistryError::Integrity(format!(
                 "audit log rewritten: event {} does not match the anchor kept outside the registry (the chain was recomputed)",
                 anchor.seq

@@ -266,16 +266,23 @@ pub fn redact(uri: &str) -> String {
             .collect::<Vec<_>>()
             .join(" ");
     };
-    let (authority, tail) = match rest.find(['/', '?']) {
+    // A password may hold '/', '?', '#' or '@' (drivers accept them unescaped): the user
+    // part runs to the last '@', wherever the path starts.
+    let (rest, userinfo) = match rest.rsplit_once('@') {
+        Some((user, after)) => (after, Some(user)),
+        None => (rest, None),
+    };
+    let (host, tail) = match rest.find(['/', '?']) {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
-    let authority = match authority.rsplit_once('@') {
-        Some((user, host)) if user.contains(':') => {
+    let authority = match userinfo {
+        Some(user) if user.contains(':') => {
             let user = user.split(':').next().unwrap_or("");
             format!("{user}:***@{host}")
         }
-        _ => authority.to_string(),
+        Some(user) => format!("{user}@{host}"),
+        None => host.to_string(),
     };
     let tail = match tail.split_once('?') {
         Some((path, query)) => {
@@ -646,6 +653,12 @@ mod tests {
             redact("postgresql://ann:p@ss@db/reg"),
             "postgresql://ann:***@db/reg"
         );
+        for password in ["pa/ss", "pa?ss", "p#a/s?s@", "/?#"] {
+            let shown = redact(&format!(
+                "postgresql://ann:{password}@db:5432/reg?sslmode=require"
+            ));
+            assert_eq!(shown, "postgresql://ann:***@db:5432/reg?sslmode=require");
+        }
         assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
     }
 

@@ -221,7 +221,13 @@ pub fn connector(settings: &Settings, shown: &str) -> Result<Option<MakeRustlsCo
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| RegistryError::Store(format!("TLS setup: {e}")))?;
-    let config = match settings.ssl {
+    // As libpq: `require` with a root certificate at hand (sslrootcert, PGSSLROOTCERT or
+    // ~/.postgresql/root.crt) checks the chain, like verify-ca.
+    let mode = match (settings.ssl, &settings.root_cert) {
+        (SslMode::Require, Some(_)) => SslMode::VerifyCa,
+        (mode, _) => mode,
+    };
+    let config = match mode {
         SslMode::Disable => return Ok(None),
         // Encrypted, not authenticated (libpq's meaning of prefer and require).
         SslMode::Prefer | SslMode::Require => builder
@@ -257,7 +263,7 @@ pub fn connector(settings: &Settings, shown: &str) -> Result<Option<MakeRustlsCo
             )
             .build()
             .map_err(|e| RegistryError::Store(format!("TLS setup: {e}")))?;
-            let verifier: Arc<dyn ServerCertVerifier> = if settings.ssl == SslMode::VerifyCa {
+            let verifier: Arc<dyn ServerCertVerifier> = if mode == SslMode::VerifyCa {
                 Arc::new(Relaxed {
                     chain: Some(verifier),
                     provider,

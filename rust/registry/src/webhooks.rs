@@ -117,8 +117,15 @@ fn non_public(ip: IpAddr) -> Option<&'static str> {
             let o = v4.octets();
             if v4.is_loopback() {
                 Some("a loopback address")
-            } else if v4.is_private() || (o[0] == 100 && (64..128).contains(&o[1])) {
-                Some("a private address")
+            } else if v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast() {
+                Some("not a unicast address")
+            } else if v4.is_private()
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 198 && (18..20).contains(&o[1]))
+                || o[0] >= 240
+                || o[0] == 0
+            {
+                Some("a private or reserved address")
             } else if v4.is_link_local() {
                 Some("a link-local address (cloud metadata lives there)")
             } else if v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast() {
@@ -128,7 +135,29 @@ fn non_public(ip: IpAddr) -> Option<&'static str> {
             }
         }
         IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
+            if v6.is_loopback() {
+                return Some("a loopback address");
+            }
+            if v6.is_unspecified() || v6.is_multicast() {
+                return Some("not a unicast address");
+            }
+            let seg = v6.segments();
+            let first = seg[0];
+            // Forms that carry an IPv4 address inside: judge that address.
+            let embedded = match seg {
+                [0x64, 0xff9b, 0, 0, 0, 0, a, b] | [0, 0, 0, 0, 0, 0, a, b] if a != 0 || b != 0 => {
+                    Some(std::net::Ipv4Addr::from(
+                        (u32::from(a) << 16) | u32::from(b),
+                    ))
+                }
+                [0x2002, a, b, ..] => Some(std::net::Ipv4Addr::from(
+                    (u32::from(a) << 16) | u32::from(b),
+                )),
+                _ => None,
+            };
+            if let Some(v4) = embedded {
+                return non_public(IpAddr::V4(v4));
+            }
             if v6.is_loopback() {
                 Some("a loopback address")
             } else if v6.is_unspecified() || v6.is_multicast() {
@@ -147,12 +176,19 @@ fn non_public(ip: IpAddr) -> Option<&'static str> {
 /// Resolves the URL's host and refuses it when any address it resolves to is not public
 /// (unless allowed). The message says what to do about it.
 pub(crate) fn check_destination(url: &str) -> Result<(), String> {
+    check_destination_kind(url).map_err(|(why, _)| why)
+}
+
+/// As `check_destination`, with whether the refusal is final (a private address, a bad URL)
+/// or may pass later (the name does not resolve now).
+fn check_destination_kind(url: &str) -> Result<(), (String, bool)> {
+    let permanent = |m: String| (m, true);
     let uri: ureq::http::Uri = url
         .parse()
-        .map_err(|e| format!("the webhook URL is not a URL: {e}"))?;
+        .map_err(|e| permanent(format!("the webhook URL is not a URL: {e}")))?;
     let host = uri
         .host()
-        .ok_or("the webhook URL has no host")?
+        .ok_or_else(|| permanent("the webhook URL has no host".into()))?
         .trim_start_matches('[')
         .trim_end_matches(']');
     if private_allowed() {
@@ -169,22 +205,28 @@ pub(crate) fn check_destination(url: &str) -> Result<(), String> {
         Ok(ip) => vec![ip],
         Err(_) => (host, port)
             .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .map_err(|e| (format!("cannot resolve {host}: {e}"), false))?
             .map(|a| a.ip())
             .collect(),
     };
     for ip in addresses {
         if let Some(why) = non_public(ip) {
-            return Err(format!(
+            return Err(permanent(format!(
                 "{host} resolves to {ip}, {why}: webhooks go to public destinations only; set PILOTHOUSE_WEBHOOK_ALLOW_PRIVATE=1 where the registry may call into its own network"
-            ));
+            )));
         }
     }
     Ok(())
 }
 
-/// How long a process holds a claimed row before another may take it over.
-const LEASE: Duration = Duration::from_secs(120);
+/// Rows one process claims at a time; its lease covers trying every one of them.
+const CLAIM: i64 = 4;
+
+/// How long a process holds claimed rows before another may take them over: every claimed
+/// row's attempt at the longest timeout, and a margin.
+fn lease(policy: RetryPolicy) -> Duration {
+    policy.timeout * CLAIM as u32 + Duration::from_secs(60)
+}
 
 pub(crate) struct Webhooks {
     /// Set when new rows may be due: the sender thread drains the outbox.
@@ -319,8 +361,8 @@ fn drain(
             jobs.clear();
             let rows = tx.query(
                 "SELECT o.id, o.webhook_id, o.event, o.delivery, o.payload, o.attempts, w.url, w.secret FROM outbox o \
-                 JOIN webhooks w ON w.id = o.webhook_id WHERE o.next_at <= ? AND o.claimed_until < ? ORDER BY o.id LIMIT 16",
-                &[Value::Int(now), Value::Int(now)],
+                 JOIN webhooks w ON w.id = o.webhook_id WHERE o.next_at <= ? AND o.claimed_until < ? ORDER BY o.id LIMIT ?",
+                &[Value::Int(now), Value::Int(now), Value::Int(CLAIM)],
             )?;
             for r in rows {
                 let id = r[0].as_i64().unwrap_or(0);
@@ -328,7 +370,7 @@ fn drain(
                 // update changes is ours.
                 let taken = tx.execute(
                     "UPDATE outbox SET claimed_until = ?, claimed_by = ? WHERE id = ? AND claimed_until < ?",
-                    &[Value::Int(now + LEASE.as_micros() as i64), owner.into(), Value::Int(id), Value::Int(now)],
+                    &[Value::Int(now + lease(policy).as_micros() as i64), owner.into(), Value::Int(id), Value::Int(now)],
                 )?;
                 if taken == 1 {
                     jobs.push(Job {
@@ -357,18 +399,18 @@ fn drain(
             return next_due.map(|t| Duration::from_micros((t - now).max(0) as u64));
         }
         for job in &jobs {
-            attempt(agent, store, job, policy);
+            attempt(agent, store, job, policy, owner);
         }
     }
 }
 
 /// One attempt: on success or a final failure the outcome goes to `deliveries` and the row
 /// leaves the outbox; otherwise the row waits for its next try.
-fn attempt(agent: &ureq::Agent, store: &dyn Store, job: &Job, policy: RetryPolicy) {
+fn attempt(agent: &ureq::Agent, store: &dyn Store, job: &Job, policy: RetryPolicy, owner: &str) {
     let signature = sign(&job.secret, job.payload.as_bytes());
     let attempts = job.attempts + 1;
-    let (ok, status_code, error, permanent) = match check_destination(&job.url) {
-        Err(why) => (false, None, Some(why), true),
+    let (ok, status_code, error, permanent) = match check_destination_kind(&job.url) {
+        Err((why, permanent)) => (false, None, Some(why), permanent),
         Ok(()) => match agent
             .post(&job.url)
             .header("Content-Type", "application/json")
@@ -415,6 +457,18 @@ fn attempt(agent: &ureq::Agent, store: &dyn Store, job: &Job, policy: RetryPolic
         .saturating_mul(1u32 << (attempts - 1).min(16))
         .min(Duration::from_secs(3600));
     let recorded = store.transaction(&mut |tx| {
+        // Still ours? A lease that ran out let another process take the row: its outcome
+        // is then the one recorded.
+        let ours = tx
+            .query(
+                "SELECT 1 FROM outbox WHERE id = ? AND claimed_by = ?",
+                &[Value::Int(job.id), owner.into()],
+            )?
+            .len()
+            == 1;
+        if !ours {
+            return Ok(());
+        }
         if done {
             tx.execute(
                 "INSERT INTO deliveries (webhook_id, event, delivery, payload, attempts, status_code, ok, error, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -471,6 +525,11 @@ mod tests {
             ("fe80::1", "link-local"),
             ("::ffff:127.0.0.1", "loopback"),
             ("0.0.0.0", "unicast"),
+            ("64:ff9b::a9fe:a9fe", "link-local"),
+            ("::10.0.0.1", "private"),
+            ("2002:7f00:1::", "loopback"),
+            ("198.18.0.1", "reserved"),
+            ("240.0.0.1", "reserved"),
         ] {
             let got = non_public(ip.parse().unwrap()).unwrap_or("public");
             assert!(got.contains(why), "{ip}: {got}");

@@ -380,8 +380,17 @@ impl Watcher {
                 Some((from_reference(signature, &profile)?, "the reference data"))
             });
         let batchable = match &example {
-            Some((inputs, source)) => warm_up(&runtime_model, inputs, threads)
-                .map_err(|e| format!("{e} (warming up with {source})"))?,
+            Some((inputs, "the input example")) => warm_up(&runtime_model, inputs, threads)
+                .map_err(|e| format!("{e} (warming up with the input example)"))?,
+            // Values taken from a profile (a median, the commonest category) may be ones the
+            // model refuses: then no warm-up, rather than no deployment.
+            Some((inputs, source)) => match warm_up(&runtime_model, inputs, threads) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(event = "warm_up_skipped", deployment = %deployment, model = %model, version, error = %e, "warming up with {source} failed: not warmed up");
+                    batchable_by_signature(signature)
+                }
+            },
             None => {
                 // Invented values (zeros, empty strings) can be refused by a model that is
                 // fine: better no warm-up than a deployment that never loads.

@@ -5,12 +5,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use http_body_util::BodyExt;
 use pilothouse_runtime::OwnedTensor;
 use serde_json::json;
 use tower::{Service, ServiceExt};
@@ -432,7 +433,7 @@ async fn version_ready(
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
     match find_deployed(&app, &name, &version) {
-        Ok(_) => ok_json(json!({"name": name, "version": version, "ready": true})),
+        Ok(l) => ok_json(json!({"name": name, "version": l.version.to_string(), "ready": true})),
         Err(r) => refuse(r),
     }
 }
@@ -517,28 +518,54 @@ async fn read_body(app: &App, request: Request) -> Result<(HeaderMap, Bytes, Hel
         )
     };
     let busy = || busy(app);
-    let claimed = match parts.headers.get(header::CONTENT_LENGTH) {
-        Some(v) => {
-            let n = v.to_str().ok().and_then(|v| v.parse::<usize>().ok());
-            match n {
-                Some(n) if n > app.max_body => return Err(too_large(format!("{n} bytes"))),
-                Some(n) => n,
-                None => {
-                    return Err((
-                        StatusCode::BAD_REQUEST,
-                        "Content-Length is not a number".into(),
-                    ))
-                }
+    if let Some(v) = parts.headers.get(header::CONTENT_LENGTH) {
+        match v.to_str().ok().and_then(|v| v.parse::<usize>().ok()) {
+            Some(n) if n > app.max_body => return Err(too_large(format!("{n} bytes"))),
+            Some(_) => {}
+            None => {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "Content-Length is not a number".into(),
+                ))
             }
         }
-        // A chunked body of unknown size: the limit is held until its size is known.
-        None => app.max_body,
+    }
+    // The budget grows with the bytes that arrive, never with what a header claims: a client
+    // that sends headers and then nothing holds nothing.
+    let mut held = app.in_flight.take(0).ok_or_else(busy)?;
+    let read = async move {
+        let mut body = body;
+        let mut first: Option<Bytes> = None;
+        let mut rest: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return Err(too_large("larger than that, or was cut off".into()));
+            };
+            let Ok(chunk) = frame.into_data() else {
+                continue; // trailers
+            };
+            let total = first.as_ref().map_or(0, Bytes::len) + rest.len() + chunk.len();
+            if total > app.max_body {
+                return Err(too_large("larger than that".into()));
+            }
+            if !held.resize(total) {
+                return Err(busy());
+            }
+            // One chunk (the usual case) is kept as it came; more are joined.
+            match first.take() {
+                None if rest.is_empty() => first = Some(chunk),
+                Some(f) => {
+                    rest.extend_from_slice(&f);
+                    rest.extend_from_slice(&chunk);
+                }
+                None => rest.extend_from_slice(&chunk),
+            }
+        }
+        Ok((first.unwrap_or_else(|| Bytes::from(rest)), held))
     };
-    let mut held = app.in_flight.take(claimed).ok_or_else(busy)?;
-    let read = axum::body::to_bytes(Body::new(body), app.max_body);
     let mut read = std::pin::pin!(read);
     // Most bodies are already buffered when the headers are: no timer for those.
-    let bytes = match futures_poll_once(read.as_mut()).await {
+    let (bytes, held) = match futures_poll_once(read.as_mut()).await {
         Some(done) => done,
         None => match tokio::time::timeout(app.body_timeout, read).await {
             Ok(done) => done,
@@ -552,11 +579,7 @@ async fn read_body(app: &App, request: Request) -> Result<(HeaderMap, Bytes, Hel
                 ))
             }
         },
-    }
-    .map_err(|_| too_large("larger than that, or was cut off".into()))?;
-    if !held.resize(bytes.len()) {
-        return Err(busy());
-    }
+    }?;
     Ok((parts.headers, bytes, held))
 }
 
@@ -590,6 +613,10 @@ async fn decode_body(
         Ok(Some(c)) => c,
         Err(e) => return Err(refusal(e)),
     };
+    // Decoding may take up to the limit before it knows the size: hold that much meanwhile.
+    if !held.resize(body.len().saturating_add(app.max_body)) {
+        return Err(busy(app));
+    }
     let limit = app.max_body;
     let decoded = tokio::task::spawn_blocking(move || encoding::decode(coding, &body, limit))
         .await
@@ -987,7 +1014,7 @@ mod tests {
         let request = Request::builder()
             .method(method)
             .uri(uri)
-            .body(Body::empty())
+            .body(axum::body::Body::empty())
             .unwrap();
         infer_target(&request)
     }

@@ -406,6 +406,14 @@ fn decode_raw(raw: RawRequest<'_>, mut binary: &[u8]) -> Parsed<InferRequest> {
                 })
                 .collect::<Parsed<Vec<_>>>()
             })
+            .transpose()?
+            .map(|outs| {
+                if outs.is_empty() {
+                    bad("\"outputs\" is an empty list: leave it out for every output, or name the outputs you want")
+                } else {
+                    Ok(outs)
+                }
+            })
             .transpose()?,
         timeout_us,
     })

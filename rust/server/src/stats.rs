@@ -11,6 +11,9 @@ use std::time::Duration;
 use pilothouse_runtime::{DType, Signature};
 use serde_json::{json, Value as Json};
 
+/// Distinct batch sizes `batch_stats` keeps per version.
+const MAX_BATCH_SIZES: usize = 256;
+
 /// A count and the nanoseconds it took, as Triton reports each statistic.
 #[derive(Default)]
 struct Counted {
@@ -57,9 +60,12 @@ impl VersionStats {
             .store(crate::now_us().max(0) as u64 / 1000, Ordering::Relaxed);
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         let mut batches = self.batches.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = batches.entry(rows).or_default();
-        entry.0 += 1;
-        entry.1 = entry.1.saturating_add(ns);
+        // Rows come from clients: at most this many distinct sizes are kept.
+        if batches.len() < MAX_BATCH_SIZES || batches.contains_key(&rows) {
+            let entry = batches.entry(rows).or_default();
+            entry.0 += 1;
+            entry.1 = entry.1.saturating_add(ns);
+        }
     }
 
     pub fn queued(&self, took: Duration) {
