@@ -2,8 +2,9 @@
 
 ``connect()`` opens a registry: ``PILOTHOUSE_URI`` if set, else an embedded SQLite database
 in ``~/.pilothouse/`` (or ``$PILOTHOUSE_HOME``), with artifacts in ``artifacts/`` beside it.
-``connect("postgresql://user:password@host:5432/db?artifacts=/shared/artifacts")`` opens a
-team registry. The module-level functions (``ph.start_run``, ``ph.set_alias``, ...) use the
+``connect("postgresql://user@host:5432/db?artifacts=/shared/artifacts")`` opens a team
+registry (the password from ``$PGPASSWORD`` or ``~/.pgpass``; ``sslmode=verify-full`` with
+``sslrootcert=`` for TLS). The module-level functions (``ph.start_run``, ``ph.set_alias``, ...) use the
 registry ``connect()`` opened last, or the default one.
 
 Actions are attributed to ``connect(actor=...)``, else ``$PILOTHOUSE_ACTOR``, else the OS
