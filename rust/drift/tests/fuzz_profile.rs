@@ -71,8 +71,21 @@ fn edit_json(v: &mut Json, target: &mut u64, with: &Json) {
     }
 }
 
+/// 1000 cases per property in `cargo test`; `PROPTEST_CASES` (as `make fuzz` sets it) for more.
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
+    #![proptest_config(config())]
 
     #[test]
     fn damaged_bodies_are_refused_or_usable(

@@ -197,8 +197,21 @@ fn mutated() -> impl Strategy<Value = (Vec<u8>, Option<usize>)> {
         })
 }
 
+/// 2000 cases per property in `cargo test`; `PROPTEST_CASES` (as `make fuzz` sets it) for more.
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(config())]
 
     #[test]
     fn generated_requests_never_panic_or_overallocate((body, header_length) in request()) {
