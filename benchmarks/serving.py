@@ -243,20 +243,48 @@ def oip_body(row: np.ndarray) -> dict:
     }
 
 
-def pilothouse_server(
-    folder: Path, paths: dict[str, Path], X: np.ndarray
-) -> AbstractContextManager[Running]:
-    import pilothouse as ph
+# Logs the models and makes the deployments, run by the interpreter whose pilothouse will
+# serve them (a baseline build may read an older registry schema).
+SETUP = """
+import sys
+import numpy as np
+import pilothouse as ph
+home, example = sys.argv[1], np.load(sys.argv[2])
+registry = ph.Registry(f"sqlite://{home}/registry.db")
+for item in sys.argv[3:]:
+    name, path = item.split("=", 1)
+    registry.log_model(path, name, input_example=example)
+    ph.deploy(name, version=1, max_batch_size=64, registry=registry)
+ph.deploy("forest-nobatch", model="forest", version=1, max_batch_size=1, registry=registry)
+ph.deploy("logreg-nobatch", model="logreg", version=1, max_batch_size=1, registry=registry)
+ph.deploy("logreg-nopayloads", model="logreg", version=1, log_payloads=False, registry=registry)
+print(registry._uri)
+"""
 
-    home = folder / "pilothouse"
-    registry = ph.Registry(f"sqlite://{home / 'registry.db'}")
-    for name, path in paths.items():
-        registry.log_model(str(path), name, input_example=X[:4])
-        ph.deploy(name, version=1, max_batch_size=64, registry=registry)
-    ph.deploy("forest-nobatch", model="forest", version=1, max_batch_size=1, registry=registry)
-    ph.deploy("logreg-nobatch", model="logreg", version=1, max_batch_size=1, registry=registry)
-    ph.deploy("logreg-nopayloads", model="logreg", version=1, log_payloads=False, registry=registry)
-    return pilothouse_process(sys.executable, registry._uri, home, home / "inference-log")
+
+def pilothouse_server(
+    folder: Path,
+    paths: dict[str, Path],
+    X: np.ndarray,
+    python: str = sys.executable,
+    name: str = "pilothouse",
+) -> AbstractContextManager[Running]:
+    home = folder / name
+    home.mkdir(parents=True, exist_ok=True)
+    example = folder / "example.npy"
+    np.save(example, X[:4])
+    uri = (
+        subprocess.run(
+            [python, "-c", SETUP, str(home), str(example), *(f"{k}={v}" for k, v in paths.items())],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PILOTHOUSE_HOME": str(home)},
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    return pilothouse_process(python, uri, home, home / "inference-log")
 
 
 def pilothouse_process(
@@ -365,14 +393,8 @@ def main() -> None:
         ours = stack.enter_context(pilothouse_server(folder, paths, X))
         baseline = None
         if args.baseline_python:
-            home = folder / "pilothouse"
             baseline = stack.enter_context(
-                pilothouse_process(
-                    args.baseline_python,
-                    f"sqlite://{home / 'registry.db'}",
-                    home,
-                    folder / "baseline-log",
-                )
+                pilothouse_server(folder, paths, X, args.baseline_python, "baseline")
             )
         fastapi = stack.enter_context(fastapi_server(paths))
         cases: list[tuple[str, str, Running, str, dict]] = []
