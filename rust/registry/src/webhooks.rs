@@ -222,6 +222,37 @@ fn check_destination_kind(url: &str) -> Result<(), (String, bool)> {
 /// Rows one process claims at a time; its lease covers trying every one of them.
 const CLAIM: i64 = 4;
 
+/// The system resolver, refusing every name that resolves to a non-public address (unless
+/// private destinations are allowed). ureq connects only to what this returns.
+#[derive(Debug)]
+struct PublicOnly(ureq::unversioned::resolver::DefaultResolver);
+
+impl ureq::unversioned::resolver::Resolver for PublicOnly {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let addresses = self.0.resolve(uri, config, timeout)?;
+        if !private_allowed() {
+            if let Some((ip, why)) = addresses
+                .iter()
+                .find_map(|a| non_public(a.ip()).map(|why| (a.ip(), why)))
+            {
+                return Err(ureq::Error::Other(
+                    format!(
+                        "{} resolved to {ip}, {why}, when connecting: webhooks go to public destinations only",
+                        uri.host().unwrap_or("?")
+                    )
+                    .into(),
+                ));
+            }
+        }
+        Ok(addresses)
+    }
+}
+
 /// How long a process holds claimed rows before another may take them over: every claimed
 /// row's attempt at the longest timeout, and a margin.
 fn lease(policy: RetryPolicy) -> Duration {
@@ -250,12 +281,19 @@ impl Webhooks {
         std::thread::Builder::new()
             .name("pilothouse-webhooks".into())
             .spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
+                let config = ureq::Agent::config_builder()
                     .timeout_global(Some(policy.timeout))
                     .http_status_as_error(false)
                     .max_redirects(0)
-                    .build()
-                    .into();
+                    .build();
+                // The addresses checked are the addresses connected to: a name that resolves
+                // to a public address for a check and a private one for the connection (DNS
+                // rebinding) cannot get through.
+                let agent = ureq::Agent::with_parts(
+                    config,
+                    ureq::unversioned::transport::DefaultConnector::new(),
+                    PublicOnly(ureq::unversioned::resolver::DefaultResolver::default()),
+                );
                 let owner = uuid::Uuid::new_v4().to_string();
                 // The thread ends with the last handle of its registry.
                 while let Some(wake) = signal.upgrade() {
