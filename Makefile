@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/pilothouse/target
 # Rust integration tests load ONNX Runtime from the onnxruntime wheel that `install` brings.
 ORT_LIB = $$($(PYTHON) -c "from pilothouse._runtime import find_library; print(find_library()[0])")
 
-.PHONY: help install postgres chromium demo test lint test-rust test-python bench fixtures fuzz
+.PHONY: help install postgres chromium demo test lint test-rust test-python bench fixtures fuzz schemathesis
 
 help:
 	@echo "make demo     install everything, then run the demo (train, convert, load, predict)"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench    the benchmarks in benchmarks/, against the tools users would pick instead"
 	@echo "make fixtures regenerate the ONNX files the Rust tests use"
 	@echo "make fuzz     a long run of the decoder fuzz tests (FUZZ_CASES cases per property)"
+	@echo "make schemathesis  the OpenAPI fuzzer against a real server (fuzz/README.md)"
 
 install:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check "maturin>=1.9,<2"
@@ -77,6 +78,9 @@ FUZZ_CASES ?= 200000
 fuzz:
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p pilothouse-server --test fuzz_decoders
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p pilothouse-drift --test fuzz_profile
+
+schemathesis: install
+	$(PYTHON) fuzz/run_schemathesis.py --max-examples 1000
 
 fixtures:
 	$(PYTHON) tests/models.py rust/runtime/tests/data
