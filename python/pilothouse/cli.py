@@ -99,6 +99,12 @@ _SERVE_OPTIONS: list[tuple[str, str, type, str]] = [
         "a request whose body has not arrived in this time gets 408 (default 30000)",
     ),
     (
+        "--write-timeout-ms",
+        "write_timeout_ms",
+        int,
+        "a client that reads none of its answer for this long is disconnected (default 30000)",
+    ),
+    (
         "--max-inflight-bytes",
         "max_inflight_bytes",
         int,

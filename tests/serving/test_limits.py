@@ -5,6 +5,7 @@ overflow policies, against a real disk that fills up (a small tmpfs)."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import socket
 import subprocess
 import time
@@ -184,3 +185,41 @@ def test_the_drop_policy_answers_and_counts_what_it_drops(
     dropped = server.metric("pilothouse_payload_log_dropped_total")
     logged = ph.inference_log("scale", since=None, log_dir=small_disk)
     assert len(logged) + dropped == len(answers)
+
+
+def test_a_client_that_never_reads_its_answer_is_cut_off(store: Store, cli: object) -> None:
+    log_scale_versions(store, "scale", (1.0,))
+    ph.deploy("scale", version=1, registry=store.registry)
+    server: CliServer = cli(  # type: ignore[operator]
+        "--max-connections",
+        "1",
+        "--write-timeout-ms",
+        "500",
+        "--max-body-bytes",
+        "16777216",
+    )
+    # An answer of several MB to a client with a tiny receive buffer that reads nothing: the
+    # server's writes block, and the only connection slot is held until the timeout.
+    rows = 200_000
+    body = json.dumps(
+        {
+            "inputs": [
+                {"name": "x", "shape": [rows, 4], "datatype": "FP32", "data": [1.5] * (rows * 4)}
+            ]
+        }
+    ).encode()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(address(server))
+    s.sendall(
+        b"POST /v2/models/scale/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    time.sleep(0.3)
+    started = time.monotonic()
+    r = infer_json(server.url, "scale", {"x": np.ones((1, 4), np.float32)})
+    waited = time.monotonic() - started
+    assert r.status_code == 200
+    assert waited < 10, waited  # served once the stalled client was cut off
+    s.close()

@@ -84,8 +84,11 @@ def test_retention_deletes_old_hours_and_keeps_recent(store: Store, cli: object)
         folder.mkdir(parents=True)
         pq.write_table(pa.Table.from_pylist([], schema=schema), folder / "part-0-test-0.parquet")
     server: CliServer = cli()  # type: ignore[operator]
-    server.wait_for(lambda: not old.exists(), timeout=10, what="the 2020 folder to be deleted")
-    assert recent.exists() and not old.parent.exists()
+    # The hour folder goes first, then its emptied day folder: wait for both.
+    server.wait_for(
+        lambda: not old.parent.exists(), timeout=10, what="the 2020 folders to be deleted"
+    )
+    assert recent.exists() and not old.exists()
     assert infer_json(server.url, "scale", {"x": np.ones((1, 4), np.float32)}).status_code == 200
 
 

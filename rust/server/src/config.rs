@@ -43,6 +43,8 @@ pub struct Config {
     pub header_read_timeout_ms: u64,
     /// A request whose body has not fully arrived within this time gets 408.
     pub body_read_timeout_ms: u64,
+    /// A client that reads none of its answer for this long is disconnected.
+    pub write_timeout_ms: u64,
     /// Request bodies held at once (read, queued or running); past it, 503 + Retry-After.
     pub max_inflight_bytes: usize,
     /// Payload-log records waiting for the disk, in bytes; what happens past it is
@@ -73,6 +75,7 @@ impl Default for Config {
             max_connections: 1024,
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 30_000,
+            write_timeout_ms: 30_000,
             max_inflight_bytes: 512 * 1024 * 1024,
             log_buffer_bytes: 256 * 1024 * 1024,
             log_overflow: "block".into(),
@@ -147,6 +150,7 @@ impl Config {
             ("flush_interval_ms", self.flush_interval_ms),
             ("header_read_timeout_ms", self.header_read_timeout_ms),
             ("body_read_timeout_ms", self.body_read_timeout_ms),
+            ("write_timeout_ms", self.write_timeout_ms),
         ] {
             if !(1..=3_600_000).contains(&ms) {
                 return bad(format!(

@@ -139,6 +139,7 @@ impl Server {
         let limits = listen::Limits {
             max_connections: config.max_connections,
             header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+            write_timeout: Duration::from_millis(config.write_timeout_ms),
         };
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let grace = Duration::from_secs(config.shutdown_timeout_s);
