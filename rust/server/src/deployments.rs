@@ -71,23 +71,27 @@ impl Deployment {
 
     /// A version by number, if this deployment serves it (a route or the shadow).
     pub fn version(&self, v: i64) -> Option<&Arc<Loaded>> {
+        self.every_loaded().find(|l| l.version == v)
+    }
+
+    /// The routes' versions, then the shadow's (a version may appear more than once).
+    fn every_loaded(&self) -> impl Iterator<Item = &Arc<Loaded>> {
         self.routes
             .iter()
             .map(|r| &r.loaded)
             .chain(self.shadow.iter().map(|s| &s.0))
-            .find(|l| l.version == v)
+    }
+
+    /// Every version this deployment serves, each once, by version number.
+    pub fn loaded(&self) -> Vec<&Arc<Loaded>> {
+        let mut out: Vec<&Arc<Loaded>> = self.every_loaded().collect();
+        out.sort_by_key(|l| l.version);
+        out.dedup_by_key(|l| l.version);
+        out
     }
 
     pub fn versions(&self) -> Vec<i64> {
-        let mut v: Vec<i64> = self
-            .routes
-            .iter()
-            .map(|r| r.loaded.version)
-            .chain(self.shadow.iter().map(|s| s.0.version))
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        v
+        self.loaded().iter().map(|l| l.version).collect()
     }
 
     /// The primary version (the first route's).
@@ -247,15 +251,7 @@ impl Watcher {
         }
         // Versions loaded already (same batching) are reused; the rest load and warm up now.
         let mut loaded: BTreeMap<i64, Arc<Loaded>> = BTreeMap::new();
-        let reusable: Vec<&Arc<Loaded>> = current
-            .map(|c| {
-                c.routes
-                    .iter()
-                    .map(|r| &r.loaded)
-                    .chain(c.shadow.iter().map(|s| &s.0))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let reusable: Vec<&Arc<Loaded>> = current.map(|c| c.loaded()).unwrap_or_default();
         for (_, v) in &resolved {
             if loaded.contains_key(v) {
                 continue;

@@ -34,8 +34,8 @@ pub struct App {
     pub in_flight: ByteBudget,
 }
 
-/// A budget of bytes shared by every request: a request takes its body's size before the
-/// body is read and gives it back when its answer is sent.
+/// A budget of bytes shared by every request: a request takes its body's bytes as they
+/// arrive and gives them back when its answer is sent.
 pub struct ByteBudget {
     used: AtomicUsize,
     limit: usize,
@@ -229,23 +229,6 @@ async fn server_metadata() -> Response {
     )
 }
 
-/// Every loaded version of a deployment (routes, then the shadow), each once.
-fn loaded_versions(d: &Deployment) -> Vec<&Arc<Loaded>> {
-    let mut out: Vec<&Arc<Loaded>> = Vec::new();
-    for l in d
-        .routes
-        .iter()
-        .map(|r| &r.loaded)
-        .chain(d.shadow.iter().map(|s| &s.0))
-    {
-        if !out.iter().any(|o| o.version == l.version) {
-            out.push(l);
-        }
-    }
-    out.sort_by_key(|l| l.version);
-    out
-}
-
 fn stats_answer(entries: Vec<serde_json::Value>) -> Response {
     ok_json(json!({"model_stats": entries}))
 }
@@ -257,7 +240,8 @@ async fn all_stats(State(app): Shared) -> Response {
     let entries = names
         .into_iter()
         .flat_map(|n| {
-            loaded_versions(&deployments[n])
+            deployments[n]
+                .loaded()
                 .into_iter()
                 .map(|l| l.metrics.stats.json(n, l.version))
                 .collect::<Vec<_>>()
@@ -269,7 +253,7 @@ async fn all_stats(State(app): Shared) -> Response {
 async fn model_stats(State(app): Shared, Path(name): Path<String>) -> Response {
     match find(&app, &name) {
         Ok(d) => stats_answer(
-            loaded_versions(&d)
+            d.loaded()
                 .into_iter()
                 .map(|l| l.metrics.stats.json(&name, l.version))
                 .collect(),
@@ -670,15 +654,12 @@ async fn serve(app: Arc<App>, name: String, version: Option<String>, request: Re
     // Under log_overflow = "block", nothing is answered that the log could not keep.
     if let Err(message) = app.log.admit() {
         count(&app.metrics, &name, "", 503);
-        let mut r = with_ids(
-            error(StatusCode::SERVICE_UNAVAILABLE, message),
+        return with_ids(
+            refuse((StatusCode::SERVICE_UNAVAILABLE, message)),
             &id,
             None,
             None,
         );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(1));
-        return r;
     }
     deployment.in_flight.inc();
     let _guard = InFlight(deployment.in_flight.clone());
@@ -709,7 +690,7 @@ async fn serve(app: Arc<App>, name: String, version: Option<String>, request: Re
             status.as_u16(),
         );
         with_ids(
-            error(status, message),
+            refuse((status, message)),
             &id,
             Some(loaded.version),
             Some(&route),
@@ -717,29 +698,13 @@ async fn serve(app: Arc<App>, name: String, version: Option<String>, request: Re
     };
     let (headers, body, mut held) = match read_body(&app, request).await {
         Ok(b) => b,
-        Err(r) => {
-            count(
-                &app.metrics,
-                &name,
-                &loaded.version.to_string(),
-                r.0.as_u16(),
-            );
-            return with_ids(refuse(r), &id, Some(loaded.version), Some(&route));
-        }
+        Err((status, message)) => return fail(status, message),
     };
     let body = match headers.get(header::CONTENT_ENCODING) {
         None => body,
         Some(coding) => match decode_body(&app, coding, body, &mut held).await {
             Ok(b) => b,
-            Err(r) => {
-                count(
-                    &app.metrics,
-                    &name,
-                    &loaded.version.to_string(),
-                    r.0.as_u16(),
-                );
-                return with_ids(refuse(r), &id, Some(loaded.version), Some(&route));
-            }
+            Err((status, message)) => return fail(status, message),
         },
     };
     let answer_coding = headers
@@ -815,12 +780,7 @@ async fn serve(app: Arc<App>, name: String, version: Option<String>, request: Re
         }
         with_ids(response, &id, Some(loaded.version), Some(&route))
     } else {
-        let mut r = fail(status, outcome.error.clone().unwrap_or_default());
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(1));
-        }
-        r
+        fail(status, outcome.error.clone().unwrap_or_default())
     };
     deployment.request_seconds.observe(latency.as_secs_f64());
     loaded
