@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use numpy::{Element, PyArrayDescrMethods, PyUntypedArray};
 use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pilothouse_runtime as rt;
+use rt::half;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
@@ -102,12 +103,31 @@ impl PyTensorSpec {
 /// per call, and only coordinates Rust borrows, not Python writers, so it would guard nothing
 /// here; the data is only read.
 enum Held<'py> {
+    F16(Bound<'py, PyArrayDyn<half::f16>>),
     F32(Bound<'py, PyArrayDyn<f32>>),
     F64(Bound<'py, PyArrayDyn<f64>>),
+    I8(Bound<'py, PyArrayDyn<i8>>),
+    I16(Bound<'py, PyArrayDyn<i16>>),
     I32(Bound<'py, PyArrayDyn<i32>>),
     I64(Bound<'py, PyArrayDyn<i64>>),
+    U8(Bound<'py, PyArrayDyn<u8>>),
+    U16(Bound<'py, PyArrayDyn<u16>>),
+    U32(Bound<'py, PyArrayDyn<u32>>),
+    U64(Bound<'py, PyArrayDyn<u64>>),
     Bool(Bound<'py, PyArrayDyn<bool>>),
+    /// An ml_dtypes bfloat16 array, viewed as its bits.
+    BF16(Bound<'py, PyArrayDyn<u16>>),
     Owned(rt::OwnedTensor),
+}
+
+/// bfloat16 bits as bfloat16 data (the same bytes: `bf16` is a transparent `u16`).
+fn bf16_bits(bits: Cow<'_, [u16]>) -> rt::TensorData<'_> {
+    use half::slice::HalfBitsSliceExt;
+    use half::vec::HalfBitsVecExt;
+    rt::TensorData::BFloat16(match bits {
+        Cow::Borrowed(b) => Cow::Borrowed(b.reinterpret_cast()),
+        Cow::Owned(v) => Cow::Owned(v.reinterpret_into()),
+    })
 }
 
 fn view<'a, T: Element + Copy>(
@@ -156,46 +176,40 @@ fn row_major<T: Copy>(a: &numpy::ndarray::ArrayViewD<'_, T>) -> Vec<T> {
 impl Held<'_> {
     fn tensor(&self) -> rt::Tensor<'_> {
         match self {
+            Held::F16(a) => view(a, rt::TensorData::Float16),
             Held::F32(a) => view(a, rt::TensorData::Float32),
             Held::F64(a) => view(a, rt::TensorData::Float64),
+            Held::I8(a) => view(a, rt::TensorData::Int8),
+            Held::I16(a) => view(a, rt::TensorData::Int16),
             Held::I32(a) => view(a, rt::TensorData::Int32),
             Held::I64(a) => view(a, rt::TensorData::Int64),
+            Held::U8(a) => view(a, rt::TensorData::UInt8),
+            Held::U16(a) => view(a, rt::TensorData::UInt16),
+            Held::U32(a) => view(a, rt::TensorData::UInt32),
+            Held::U64(a) => view(a, rt::TensorData::UInt64),
             Held::Bool(a) => view(a, rt::TensorData::Bool),
+            Held::BF16(a) => view(a, bf16_bits),
             Held::Owned(t) => rt::Tensor {
                 shape: t.shape.clone(),
-                data: borrow(&t.data),
+                data: t.data.borrowed(),
             },
         }
     }
 }
 
-fn borrow<'a>(data: &'a rt::TensorData<'_>) -> rt::TensorData<'a> {
-    match data {
-        rt::TensorData::Float32(v) => rt::TensorData::Float32(Cow::Borrowed(v)),
-        rt::TensorData::Float64(v) => rt::TensorData::Float64(Cow::Borrowed(v)),
-        rt::TensorData::Int32(v) => rt::TensorData::Int32(Cow::Borrowed(v)),
-        rt::TensorData::Int64(v) => rt::TensorData::Int64(Cow::Borrowed(v)),
-        rt::TensorData::Bool(v) => rt::TensorData::Bool(Cow::Borrowed(v)),
-        rt::TensorData::String(v) => rt::TensorData::String(Cow::Borrowed(v)),
-    }
-}
-
 fn hold<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Held<'py>> {
-    if let Ok(a) = obj.cast::<PyArrayDyn<f32>>() {
-        return Ok(Held::F32(a.clone()));
+    // The common types first: each check is a dtype comparison.
+    macro_rules! typed {
+        ($obj:expr; $($t:ty => $held:ident),*) => {
+            $(if let Ok(a) = $obj.cast::<PyArrayDyn<$t>>() {
+                return Ok(Held::$held(a.clone()));
+            })*
+        };
     }
-    if let Ok(a) = obj.cast::<PyArrayDyn<f64>>() {
-        return Ok(Held::F64(a.clone()));
-    }
-    if let Ok(a) = obj.cast::<PyArrayDyn<i64>>() {
-        return Ok(Held::I64(a.clone()));
-    }
-    if let Ok(a) = obj.cast::<PyArrayDyn<i32>>() {
-        return Ok(Held::I32(a.clone()));
-    }
-    if let Ok(a) = obj.cast::<PyArrayDyn<bool>>() {
-        return Ok(Held::Bool(a.clone()));
-    }
+    typed!(obj;
+        f32 => F32, f64 => F64, i64 => I64, i32 => I32, bool => Bool, u8 => U8, i8 => I8,
+        i16 => I16, u16 => U16, u32 => U32, u64 => U64, half::f16 => F16
+    );
     let Ok(array) = obj.cast::<PyUntypedArray>() else {
         return Err(InputError::new_err(format!(
             "input '{name}': expected a numpy array, got {}",
@@ -204,31 +218,43 @@ fn hold<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Held<'py>> {
     };
     let dtype = array.dtype();
     let kind = dtype.kind();
-    // Other numeric widths are widened to a type the runtime casts from; uint64 goes to
-    // float64 since its upper half does not fit int64.
-    let widened = match (kind, dtype.itemsize()) {
-        (b'i', _) | (b'u', 1..=4) => Some("int64"),
-        (b'u', _) => Some("float64"),
-        (b'f', 0..=2) => Some("float32"),
-        (b'f', _) => Some("float64"),
-        _ => None,
-    };
-    if let Some(target) = widened {
-        let converted = obj.call_method1("astype", (target,))?;
-        return hold(name, &converted);
+    if kind == b'V' && dtype.itemsize() == 2 && dtype.str()?.to_string() == "bfloat16" {
+        let bits = obj.call_method1("view", ("uint16",))?;
+        if let Ok(a) = bits.cast::<PyArrayDyn<u16>>() {
+            return Ok(Held::BF16(a.clone()));
+        }
+    }
+    if matches!(kind, b'i' | b'u' | b'f') {
+        // A number in the other byte order (or a long double, as float64) is converted once
+        // to the native type of its kind and width; then it must be one of the above.
+        let native = match (kind, dtype.itemsize()) {
+            (b'f', n) if n > 8 => "float64".to_string(),
+            (k, n) => format!("{}{n}", k as char),
+        };
+        let converted = obj.call_method1("astype", (native,))?;
+        typed!(converted;
+            f32 => F32, f64 => F64, i64 => I64, i32 => I32, u8 => U8, i8 => I8, i16 => I16,
+            u16 => U16, u32 => U32, u64 => U64, half::f16 => F16
+        );
+        if let Ok(a) = converted.cast::<PyUntypedArray>() {
+            return Err(InputError::new_err(format!(
+                "input '{name}': numpy dtype {} is not supported",
+                a.dtype()
+            )));
+        }
     }
     if matches!(kind, b'U' | b'O' | b'S') {
         let shape = array.shape().to_vec();
         let flat = obj.call_method0("ravel")?.call_method0("tolist")?;
-        let mut values = Vec::with_capacity(array.len());
+        let mut values: Vec<Vec<u8>> = Vec::with_capacity(array.len());
         for (i, item) in flat.cast::<PyList>()?.iter().enumerate() {
             if let Ok(s) = item.extract::<String>() {
-                values.push(s);
+                values.push(s.into_bytes());
             } else if let Ok(b) = item.cast::<pyo3::types::PyBytes>() {
-                values.push(String::from_utf8_lossy(b.as_bytes()).into_owned());
+                values.push(b.as_bytes().to_vec());
             } else {
                 return Err(InputError::new_err(format!(
-                    "input '{name}': element {i} is {} ({}), but string data must hold only str values",
+                    "input '{name}': element {i} is {} ({}), but string data must hold only str or bytes values",
                     item.repr()?,
                     item.get_type().name()?
                 )));
@@ -236,11 +262,11 @@ fn hold<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Held<'py>> {
         }
         return Ok(Held::Owned(rt::Tensor {
             shape,
-            data: rt::TensorData::String(values.into()),
+            data: rt::TensorData::from_byte_strings(values),
         }));
     }
     Err(InputError::new_err(format!(
-        "input '{name}': numpy dtype {} is not supported; use float32, float64, int32, int64, bool or str",
+        "input '{name}': numpy dtype {} is not supported; use a number, bool, str or bytes dtype",
         array.dtype()
     )))
 }
@@ -259,22 +285,42 @@ fn to_numpy<'py>(py: Python<'py>, tensor: rt::OwnedTensor) -> PyResult<Bound<'py
             .map_err(|e| PyValueError::new_err(format!("output shape {shape:?}: {e}")))?;
         Ok(PyArray::from_owned_array(py, array).into_any())
     }
-    let shape = tensor.shape;
+    let objects = |objects: Vec<Py<PyAny>>| -> PyResult<Bound<'py, PyAny>> {
+        let array = ArrayD::from_shape_vec(IxDyn(&tensor.shape), objects).map_err(|e| {
+            PyValueError::new_err(format!("output shape {:?}: {e}", tensor.shape))
+        })?;
+        Ok(PyArray::from_owned_object_array(py, array).into_any())
+    };
+    let shape = &tensor.shape;
     match tensor.data {
-        rt::TensorData::Float32(v) => shaped(py, &shape, v.into_owned()),
-        rt::TensorData::Float64(v) => shaped(py, &shape, v.into_owned()),
-        rt::TensorData::Int32(v) => shaped(py, &shape, v.into_owned()),
-        rt::TensorData::Int64(v) => shaped(py, &shape, v.into_owned()),
-        rt::TensorData::Bool(v) => shaped(py, &shape, v.into_owned()),
-        rt::TensorData::String(v) => {
-            let objects: Vec<Py<PyAny>> = v
-                .iter()
-                .map(|s| pyo3::types::PyString::new(py, s).into_any().unbind())
-                .collect();
-            let array = ArrayD::from_shape_vec(IxDyn(&shape), objects)
-                .map_err(|e| PyValueError::new_err(format!("output shape {shape:?}: {e}")))?;
-            Ok(PyArray::from_owned_object_array(py, array).into_any())
+        rt::TensorData::Float16(v) => shaped(py, shape, v.into_owned()),
+        // numpy's bfloat16 is ml_dtypes' (what tritonclient and onnx use): the bits, viewed.
+        rt::TensorData::BFloat16(v) => {
+            let bits: Vec<u16> = v.iter().map(|x| x.to_bits()).collect();
+            let bfloat16 = py.import("ml_dtypes")?.getattr("bfloat16")?;
+            shaped(py, shape, bits)?.call_method1("view", (bfloat16,))
         }
+        rt::TensorData::Float32(v) => shaped(py, shape, v.into_owned()),
+        rt::TensorData::Float64(v) => shaped(py, shape, v.into_owned()),
+        rt::TensorData::Int8(v) => shaped(py, shape, v.into_owned()),
+        rt::TensorData::Int16(v) => shaped(py, shape, v.into_owned()),
+        rt::TensorData::Int32(v) => shaped(py, shape, v.into_owned()),
+        rt::TensorData::Int64(v) => shaped(py, shape, v.into_owned()),
+        rt::TensorData::UInt8(v) => shaped(py, shape, v.into_owned()),
+        rt::TensorData::UInt16(v) => shaped(py, shape, v.into_owned()),
+        rt::TensorData::UInt32(v) => shaped(py, shape, v.into_owned()),
+        rt::TensorData::UInt64(v) => shaped(py, shape, v.into_owned()),
+        rt::TensorData::Bool(v) => shaped(py, shape, v.into_owned()),
+        rt::TensorData::String(v) => objects(
+            v.iter()
+                .map(|s| pyo3::types::PyString::new(py, s).into_any().unbind())
+                .collect(),
+        ),
+        rt::TensorData::Bytes(v) => objects(
+            v.iter()
+                .map(|b| pyo3::types::PyBytes::new(py, b).into_any().unbind())
+                .collect(),
+        ),
     }
 }
 
@@ -304,19 +350,34 @@ fn outputs_to_dict<'py>(
     match outputs {
         rt::Outputs::InPlace(raw) => {
             for (key, view) in names.iter().zip(raw.views()) {
+                let owned = |data: rt::TensorData<'static>| {
+                    let shape = view.shape.to_vec();
+                    to_numpy(py, rt::Tensor { shape, data })
+                };
                 let array = match view.data {
-                    rt::OutputData::Strings(s) => to_numpy(
-                        py,
-                        rt::Tensor {
-                            shape: view.shape.to_vec(),
-                            data: rt::TensorData::String(s.to_vec().into()),
-                        },
-                    )?,
+                    rt::OutputData::Strings(s) => owned(rt::TensorData::String(s.to_vec().into()))?,
+                    rt::OutputData::ByteStrings(b) => {
+                        owned(rt::TensorData::Bytes(b.to_vec().into()))?
+                    }
                     rt::OutputData::Bytes(b) => match view.dtype {
+                        rt::DType::Float16 => array_from_bytes::<half::f16>(py, view.shape, b),
+                        rt::DType::BFloat16 => {
+                            let values = b
+                                .chunks_exact(2)
+                                .map(|c| half::bf16::from_ne_bytes([c[0], c[1]]))
+                                .collect::<Vec<_>>();
+                            owned(rt::TensorData::BFloat16(values.into()))?
+                        }
                         rt::DType::Float32 => array_from_bytes::<f32>(py, view.shape, b),
                         rt::DType::Float64 => array_from_bytes::<f64>(py, view.shape, b),
+                        rt::DType::Int8 => array_from_bytes::<i8>(py, view.shape, b),
+                        rt::DType::Int16 => array_from_bytes::<i16>(py, view.shape, b),
                         rt::DType::Int32 => array_from_bytes::<i32>(py, view.shape, b),
                         rt::DType::Int64 => array_from_bytes::<i64>(py, view.shape, b),
+                        rt::DType::UInt8 => array_from_bytes::<u8>(py, view.shape, b),
+                        rt::DType::UInt16 => array_from_bytes::<u16>(py, view.shape, b),
+                        rt::DType::UInt32 => array_from_bytes::<u32>(py, view.shape, b),
+                        rt::DType::UInt64 => array_from_bytes::<u64>(py, view.shape, b),
                         rt::DType::Bool | rt::DType::String => {
                             array_from_bytes::<bool>(py, view.shape, b)
                         }

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type,
+    Float16Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type,
     UInt64Type, UInt8Type,
 };
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array,
-    Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, BinaryArray, BooleanArray, FixedSizeListArray, Float16Array, Float32Array,
+    Float64Array, Int16Array, Int32Array, Int64Array, Int8Array, RecordBatch, StringArray,
+    UInt16Array, UInt32Array, UInt64Array, UInt8Array,
 };
 use arrow_schema::{DataType, Field};
 
@@ -68,20 +69,6 @@ fn column<'a>(name: &str, parts: &[&'a ArrayRef]) -> Result<Column<'a>> {
             }
         }};
     }
-    macro_rules! widened {
-        ($arrow:ty, $variant:ident, $rust:ty) => {{
-            let mut out: Vec<$rust> = Vec::new();
-            for a in parts {
-                out.extend(
-                    a.as_primitive::<$arrow>()
-                        .values()
-                        .iter()
-                        .map(|v| <$rust>::from(*v)),
-                );
-            }
-            TensorData::$variant(Cow::Owned(out))
-        }};
-    }
     let data = match &ty {
         DataType::Float32 if nulls == 0 => primitive!(Float32Type, Float32, f32),
         DataType::Float64 if nulls == 0 => primitive!(Float64Type, Float64, f64),
@@ -126,24 +113,22 @@ fn column<'a>(name: &str, parts: &[&'a ArrayRef]) -> Result<Column<'a>> {
                 }
             })))
         }
+        DataType::Float16 if nulls == 0 => primitive!(Float16Type, Float16, half::f16),
+        DataType::Float16 => TensorData::Float16(Cow::Owned(floats::<half::f16>(parts, |a, i| {
+            if a.is_null(i) {
+                half::f16::NAN
+            } else {
+                a.as_primitive::<Float16Type>().value(i)
+            }
+        }))),
+        DataType::Int8 => primitive!(Int8Type, Int8, i8),
+        DataType::Int16 => primitive!(Int16Type, Int16, i16),
         DataType::Int32 => primitive!(Int32Type, Int32, i32),
         DataType::Int64 => primitive!(Int64Type, Int64, i64),
-        DataType::Int8 => widened!(Int8Type, Int32, i32),
-        DataType::Int16 => widened!(Int16Type, Int32, i32),
-        DataType::UInt8 => widened!(UInt8Type, Int32, i32),
-        DataType::UInt16 => widened!(UInt16Type, Int32, i32),
-        DataType::UInt32 => widened!(UInt32Type, Int64, i64),
-        DataType::UInt64 => {
-            let mut out = Vec::new();
-            for a in parts {
-                for v in a.as_primitive::<UInt64Type>().values().iter() {
-                    out.push(i64::try_from(*v).map_err(|_| {
-                        RuntimeError::input(name, format!("value {v} does not fit int64"))
-                    })?);
-                }
-            }
-            TensorData::Int64(Cow::Owned(out))
-        }
+        DataType::UInt8 => primitive!(UInt8Type, UInt8, u8),
+        DataType::UInt16 => primitive!(UInt16Type, UInt16, u16),
+        DataType::UInt32 => primitive!(UInt32Type, UInt32, u32),
+        DataType::UInt64 => primitive!(UInt64Type, UInt64, u64),
         DataType::Boolean => {
             let mut out = Vec::new();
             for a in parts {
@@ -310,27 +295,42 @@ fn interleave(columns: &[TensorData<'_>], rows: usize) -> TensorData<'static> {
             TensorData::$variant(Cow::Owned(out))
         }};
     }
-    match columns.first() {
-        Some(TensorData::Float32(_)) => go!(Float32),
-        Some(TensorData::Float64(_)) => go!(Float64),
-        Some(TensorData::Int32(_)) => go!(Int32),
-        Some(TensorData::Int64(_)) => go!(Int64),
-        Some(TensorData::Bool(_)) => go!(Bool),
-        Some(TensorData::String(_)) => go!(String),
-        None => TensorData::Float32(Cow::Owned(Vec::new())),
+    macro_rules! by_first {
+        ($($variant:ident),*) => {
+            match columns.first() {
+                $(Some(TensorData::$variant(_)) => go!($variant),)*
+                None => TensorData::Float32(Cow::Owned(Vec::new())),
+            }
+        };
     }
+    by_first!(
+        Float16, BFloat16, Float32, Float64, Int8, Int16, Int32, Int64, UInt8, UInt16, UInt32,
+        UInt64, Bool, String, Bytes
+    )
 }
 
 /// An output tensor as one Arrow array with a row per leading index: 1-D tensors become
 /// primitive arrays; higher ranks become fixed-size lists of the flattened inner dimensions.
 pub fn tensor_to_arrow(tensor: &Tensor<'_>) -> Result<ArrayRef> {
     let values: ArrayRef = match &tensor.data {
+        TensorData::Float16(v) => Arc::new(Float16Array::from(v.to_vec())),
+        // Arrow has no bfloat16: widened exactly to float32.
+        TensorData::BFloat16(v) => Arc::new(Float32Array::from_iter_values(
+            v.iter().map(|x| f32::from(*x)),
+        )),
         TensorData::Float32(v) => Arc::new(Float32Array::from(v.to_vec())),
         TensorData::Float64(v) => Arc::new(Float64Array::from(v.to_vec())),
+        TensorData::Int8(v) => Arc::new(Int8Array::from(v.to_vec())),
+        TensorData::Int16(v) => Arc::new(Int16Array::from(v.to_vec())),
         TensorData::Int32(v) => Arc::new(Int32Array::from(v.to_vec())),
         TensorData::Int64(v) => Arc::new(Int64Array::from(v.to_vec())),
+        TensorData::UInt8(v) => Arc::new(UInt8Array::from(v.to_vec())),
+        TensorData::UInt16(v) => Arc::new(UInt16Array::from(v.to_vec())),
+        TensorData::UInt32(v) => Arc::new(UInt32Array::from(v.to_vec())),
+        TensorData::UInt64(v) => Arc::new(UInt64Array::from(v.to_vec())),
         TensorData::Bool(v) => Arc::new(BooleanArray::from(v.to_vec())),
         TensorData::String(v) => Arc::new(StringArray::from_iter_values(v.iter())),
+        TensorData::Bytes(v) => Arc::new(BinaryArray::from_iter_values(v.iter())),
     };
     if tensor.shape.len() <= 1 {
         return Ok(values);

@@ -21,4 +21,6 @@ pub use raw::{OutputData, OutputView, RawOutputs};
 pub use signature::{
     ColumnPlan, DType, Labels, OutputKind, Signature, TensorSpec, FEATURE_NAMES_KEY,
 };
-pub use tensor::{OwnedTensor, Tensor, TensorData};
+pub use tensor::{OwnedTensor, Scalar, Tensor, TensorData};
+/// The FP16 and BF16 element types tensors hold.
+pub use half;

@@ -394,18 +394,29 @@ impl Model {
             Vec::with_capacity(prepared.len());
         for (spec, tensor) in specs.iter().zip(prepared) {
             let shape = tensor.shape.clone();
+            macro_rules! view {
+                ($v:expr) => {
+                    TensorRef::from_array_view((shape, &$v[..])).map(Into::into)
+                };
+            }
             let value: SessionInputValue<'_> = match &tensor.data {
-                TensorData::Float32(v) => {
-                    TensorRef::from_array_view((shape, &v[..])).map(Into::into)
-                }
-                TensorData::Float64(v) => {
-                    TensorRef::from_array_view((shape, &v[..])).map(Into::into)
-                }
-                TensorData::Int32(v) => TensorRef::from_array_view((shape, &v[..])).map(Into::into),
-                TensorData::Int64(v) => TensorRef::from_array_view((shape, &v[..])).map(Into::into),
-                TensorData::Bool(v) => TensorRef::from_array_view((shape, &v[..])).map(Into::into),
-                TensorData::String(v) => {
-                    ort::value::Tensor::from_string_array((shape, &v[..])).map(Into::into)
+                TensorData::Float16(v) => view!(v),
+                TensorData::BFloat16(v) => view!(v),
+                TensorData::Float32(v) => view!(v),
+                TensorData::Float64(v) => view!(v),
+                TensorData::Int8(v) => view!(v),
+                TensorData::Int16(v) => view!(v),
+                TensorData::Int32(v) => view!(v),
+                TensorData::Int64(v) => view!(v),
+                TensorData::UInt8(v) => view!(v),
+                TensorData::UInt16(v) => view!(v),
+                TensorData::UInt32(v) => view!(v),
+                TensorData::UInt64(v) => view!(v),
+                TensorData::Bool(v) => view!(v),
+                TensorData::String(_) | TensorData::Bytes(_) => {
+                    Ok(crate::raw::owned_string_value(&tensor.shape, &tensor.data)
+                        .map_err(|m| RuntimeError::input(&spec.name, m))?
+                        .into())
                 }
             }
             .map_err(|e| RuntimeError::input(&spec.name, e.message()))?;
@@ -441,23 +452,26 @@ fn extract_output(spec: &TensorSpec, value: &ort::value::DynValue) -> Result<Own
     if let OutputKind::ZipMap { labels } = &spec.kind {
         return extract_zipmap(spec, value, labels.as_ref());
     }
+    macro_rules! typed {
+        ($t:ty, $variant:ident) => {
+            primitive::<$t>(value).map(|(s, d)| (s, TensorData::$variant(d.into())))?
+        };
+    }
     let (shape, data) = match spec.dtype {
-        DType::Float32 => {
-            primitive::<f32>(value).map(|(s, d)| (s, TensorData::Float32(d.into())))?
-        }
-        DType::Float64 => {
-            primitive::<f64>(value).map(|(s, d)| (s, TensorData::Float64(d.into())))?
-        }
-        DType::Int32 => primitive::<i32>(value).map(|(s, d)| (s, TensorData::Int32(d.into())))?,
-        DType::Int64 => primitive::<i64>(value).map(|(s, d)| (s, TensorData::Int64(d.into())))?,
-        DType::Bool => primitive::<bool>(value).map(|(s, d)| (s, TensorData::Bool(d.into())))?,
-        DType::String => {
-            let (shape, data) = value.try_extract_strings().map_err(inference)?;
-            (
-                shape.iter().map(|d| *d as usize).collect(),
-                TensorData::String(data.into()),
-            )
-        }
+        DType::Float16 => typed!(half::f16, Float16),
+        DType::BFloat16 => typed!(half::bf16, BFloat16),
+        DType::Float32 => typed!(f32, Float32),
+        DType::Float64 => typed!(f64, Float64),
+        DType::Int8 => typed!(i8, Int8),
+        DType::Int16 => typed!(i16, Int16),
+        DType::Int32 => typed!(i32, Int32),
+        DType::Int64 => typed!(i64, Int64),
+        DType::UInt8 => typed!(u8, UInt8),
+        DType::UInt16 => typed!(u16, UInt16),
+        DType::UInt32 => typed!(u32, UInt32),
+        DType::UInt64 => typed!(u64, UInt64),
+        DType::Bool => typed!(bool, Bool),
+        DType::String => crate::raw::owned_strings(value).map_err(RuntimeError::Inference)?,
     };
     Ok(Tensor { shape, data })
 }

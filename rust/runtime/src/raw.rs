@@ -75,15 +75,7 @@ unsafe impl Send for RawRunner {}
 unsafe impl Sync for RawRunner {}
 
 fn element_type(dtype: DType) -> sys::ONNXTensorElementDataType {
-    use sys::ONNXTensorElementDataType as E;
-    match dtype {
-        DType::Float32 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,
-        DType::Float64 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE,
-        DType::Int32 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
-        DType::Int64 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64,
-        DType::Bool => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL,
-        DType::String => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING,
-    }
+    dtype.to_ort().into()
 }
 
 impl RawRunner {
@@ -176,47 +168,100 @@ impl RawRunner {
             }};
         }
         match &tensor.data {
+            TensorData::Float16(v) => borrowed!(v, half::f16),
+            TensorData::BFloat16(v) => borrowed!(v, half::bf16),
             TensorData::Float32(v) => borrowed!(v, f32),
             TensorData::Float64(v) => borrowed!(v, f64),
+            TensorData::Int8(v) => borrowed!(v, i8),
+            TensorData::Int16(v) => borrowed!(v, i16),
             TensorData::Int32(v) => borrowed!(v, i32),
             TensorData::Int64(v) => borrowed!(v, i64),
+            TensorData::UInt8(v) => borrowed!(v, u8),
+            TensorData::UInt16(v) => borrowed!(v, u16),
+            TensorData::UInt32(v) => borrowed!(v, u32),
+            TensorData::UInt64(v) => borrowed!(v, u64),
             TensorData::Bool(v) => borrowed!(v, bool),
-            TensorData::String(v) => {
-                let mut allocator = ptr::null_mut();
-                // SAFETY: the default allocator is process-wide and never released by callers.
-                check(unsafe { (api.GetAllocatorWithDefaultOptions)(&mut allocator) })?;
-                // SAFETY: ORT allocates the tensor and copies the strings into it.
-                check(unsafe {
-                    (api.CreateTensorAsOrtValue)(
-                        allocator,
-                        shape.as_ptr(),
-                        shape.len(),
-                        element_type(DType::String),
-                        &mut value,
-                    )
-                })?;
-                let guard = Values(vec![value]);
-                // Each element copied by its length (ONNX strings are byte strings: a NUL
-                // inside one is data, not its end, which FillStringTensor would make it).
-                for (i, text) in v.iter().enumerate() {
-                    let mut buffer: *mut c_char = ptr::null_mut();
-                    // SAFETY: `value` is a string tensor of `v.len()` elements; ORT sizes
-                    // element `i` to exactly `text.len()` bytes and returns its buffer.
-                    check(unsafe {
-                        (api.GetResizedStringTensorElementBuffer)(value, i, text.len(), &mut buffer)
-                    })?;
-                    if !text.is_empty() {
-                        // SAFETY: `buffer` holds `text.len()` writable bytes (just resized).
-                        unsafe {
-                            ptr::copy_nonoverlapping(text.as_ptr(), buffer as *mut u8, text.len())
-                        };
-                    }
-                }
-                std::mem::forget(guard);
-            }
+            TensorData::String(v) => value = string_value(&shape, v.iter().map(|s| s.as_bytes()))?,
+            TensorData::Bytes(v) => value = string_value(&shape, v.iter().map(|b| b.as_slice()))?,
         }
         Ok(value)
     }
+}
+
+/// A string tensor of `shape` holding a copy of each element, copied by its length (ONNX
+/// strings are byte strings: a NUL inside one is data, not its end, which FillStringTensor
+/// would make it).
+fn string_value<'b>(
+    shape: &[i64],
+    elements: impl Iterator<Item = &'b [u8]>,
+) -> Result<*mut sys::OrtValue, String> {
+    let api = ort::api();
+    let mut value = ptr::null_mut();
+    let mut allocator = ptr::null_mut();
+    // SAFETY: the default allocator is process-wide and never released by callers.
+    check(unsafe { (api.GetAllocatorWithDefaultOptions)(&mut allocator) })?;
+    // SAFETY: ORT allocates the tensor; the elements are copied into it below.
+    check(unsafe {
+        (api.CreateTensorAsOrtValue)(
+            allocator,
+            shape.as_ptr(),
+            shape.len(),
+            element_type(DType::String),
+            &mut value,
+        )
+    })?;
+    let guard = Values(vec![value]);
+    for (i, bytes) in elements.enumerate() {
+        let mut buffer: *mut c_char = ptr::null_mut();
+        // SAFETY: `value` is a string tensor with one element per item of `elements` (the
+        // shape describes them); ORT sizes element `i` to exactly `bytes.len()` bytes and
+        // returns its buffer.
+        check(unsafe {
+            (api.GetResizedStringTensorElementBuffer)(value, i, bytes.len(), &mut buffer)
+        })?;
+        if !bytes.is_empty() {
+            // SAFETY: `buffer` holds `bytes.len()` writable bytes (just resized).
+            unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), buffer as *mut u8, bytes.len()) };
+        }
+    }
+    std::mem::forget(guard);
+    Ok(value)
+}
+
+/// A string input for `ort`'s safe API, its bytes copied by length as [`string_value`] does
+/// (`ort`'s own constructor stops at a NUL and takes only UTF-8).
+pub(crate) fn owned_string_value(
+    shape: &[usize],
+    data: &TensorData<'_>,
+) -> Result<ort::value::DynValue, String> {
+    let shape: Vec<i64> = shape.iter().map(|d| *d as i64).collect();
+    let value = match data {
+        TensorData::String(v) => string_value(&shape, v.iter().map(|s| s.as_bytes()))?,
+        TensorData::Bytes(v) => string_value(&shape, v.iter().map(|b| b.as_slice()))?,
+        other => return Err(format!("{} data is not strings", other.dtype())),
+    };
+    let value = std::ptr::NonNull::new(value).ok_or("ONNX Runtime created no string tensor")?;
+    // SAFETY: `value` is a live tensor that `string_value` created with the default
+    // allocator, which is the one passed; the returned value owns and releases it.
+    Ok(unsafe {
+        ort::value::DynValue::from_ptr(value, Some(&ort::memory::Allocator::default()))
+    })
+}
+
+/// A string output of `ort`'s safe API, read by length (text when it is all UTF-8).
+pub(crate) fn owned_strings(
+    value: &ort::value::DynValue,
+) -> Result<(Vec<usize>, TensorData<'static>), String> {
+    let shape: Vec<usize> = match value.dtype() {
+        ort::value::ValueType::Tensor { shape, .. } => {
+            shape.iter().map(|d| (*d).max(0) as usize).collect()
+        }
+        other => return Err(format!("expected a string tensor, got {other}")),
+    };
+    let count = shape.iter().try_fold(1usize, |a, d| a.checked_mul(*d));
+    let count = count.ok_or("the string output's shape is too large")?;
+    let data = read_strings(value.ptr() as *mut sys::OrtValue, count)?;
+    Ok((shape, data))
 }
 
 /// Output tensors still in ONNX Runtime's memory: read them in place (`views`) or copy them
@@ -235,14 +280,18 @@ struct RawOutput {
     shape: Vec<usize>,
     data: *const u8,
     bytes: usize,
-    strings: Vec<String>,
+    /// A string output's elements (`String` or `Bytes` data).
+    strings: TensorData<'static>,
 }
 
 /// One output's data, borrowed from ONNX Runtime's buffer.
 pub enum OutputData<'a> {
     /// Native-endian elements of the dtype (bool as one byte, 0 or 1).
     Bytes(&'a [u8]),
+    /// A string output whose elements are all UTF-8.
     Strings(&'a [String]),
+    /// A string output with elements that are not UTF-8.
+    ByteStrings(&'a [Vec<u8>]),
 }
 
 pub struct OutputView<'a> {
@@ -256,8 +305,10 @@ impl RawOutputs {
         self.outputs.iter().map(|o| OutputView {
             dtype: o.dtype,
             shape: &o.shape,
-            data: if o.dtype == DType::String {
-                OutputData::Strings(&o.strings)
+            data: if let TensorData::String(s) = &o.strings {
+                OutputData::Strings(s)
+            } else if let TensorData::Bytes(b) = &o.strings {
+                OutputData::ByteStrings(b)
             } else if o.bytes == 0 {
                 OutputData::Bytes(&[])
             } else {
@@ -287,18 +338,21 @@ impl RawOutputs {
             .map(|v| {
                 let data = match (v.dtype, v.data) {
                     (_, OutputData::Strings(s)) => TensorData::String(s.to_vec().into()),
-                    (DType::Float32, OutputData::Bytes(b)) => {
-                        TensorData::Float32(typed::<f32>(b).into())
+                    (_, OutputData::ByteStrings(b)) => TensorData::Bytes(b.to_vec().into()),
+                    (DType::Float16, OutputData::Bytes(b)) => TensorData::Float16(typed(b).into()),
+                    (DType::BFloat16, OutputData::Bytes(b)) => {
+                        TensorData::BFloat16(typed(b).into())
                     }
-                    (DType::Float64, OutputData::Bytes(b)) => {
-                        TensorData::Float64(typed::<f64>(b).into())
-                    }
-                    (DType::Int32, OutputData::Bytes(b)) => {
-                        TensorData::Int32(typed::<i32>(b).into())
-                    }
-                    (DType::Int64, OutputData::Bytes(b)) => {
-                        TensorData::Int64(typed::<i64>(b).into())
-                    }
+                    (DType::Float32, OutputData::Bytes(b)) => TensorData::Float32(typed(b).into()),
+                    (DType::Float64, OutputData::Bytes(b)) => TensorData::Float64(typed(b).into()),
+                    (DType::Int8, OutputData::Bytes(b)) => TensorData::Int8(typed(b).into()),
+                    (DType::Int16, OutputData::Bytes(b)) => TensorData::Int16(typed(b).into()),
+                    (DType::Int32, OutputData::Bytes(b)) => TensorData::Int32(typed(b).into()),
+                    (DType::Int64, OutputData::Bytes(b)) => TensorData::Int64(typed(b).into()),
+                    (DType::UInt8, OutputData::Bytes(b)) => TensorData::UInt8(b.to_vec().into()),
+                    (DType::UInt16, OutputData::Bytes(b)) => TensorData::UInt16(typed(b).into()),
+                    (DType::UInt32, OutputData::Bytes(b)) => TensorData::UInt32(typed(b).into()),
+                    (DType::UInt64, OutputData::Bytes(b)) => TensorData::UInt64(typed(b).into()),
                     (DType::Bool, OutputData::Bytes(b)) => {
                         TensorData::Bool(b.iter().map(|x| *x != 0).collect::<Vec<_>>().into())
                     }
@@ -310,15 +364,6 @@ impl RawOutputs {
                 }
             })
             .collect()
-    }
-}
-
-fn element_size(dtype: DType) -> usize {
-    match dtype {
-        DType::Float32 | DType::Int32 => 4,
-        DType::Float64 | DType::Int64 => 8,
-        DType::Bool => 1,
-        DType::String => 0,
     }
 }
 
@@ -360,7 +405,7 @@ fn describe_output(value: *mut sys::OrtValue, spec: &TensorSpec) -> Result<RawOu
         shape,
         data: ptr::null(),
         bytes: 0,
-        strings: Vec::new(),
+        strings: TensorData::String(Vec::new().into()),
     };
     if spec.dtype == DType::String {
         out.strings = read_strings(value, count)?;
@@ -369,15 +414,17 @@ fn describe_output(value: *mut sys::OrtValue, spec: &TensorSpec) -> Result<RawOu
         // SAFETY: a CPU tensor of `count` elements, alive as long as the RawOutputs holding it.
         check(unsafe { (api.GetTensorMutableData)(value, &mut data) })?;
         out.data = data as *const u8;
-        out.bytes = count * element_size(spec.dtype);
+        out.bytes = count
+            .checked_mul(spec.dtype.width())
+            .ok_or_else(|| format!("output '{}' is too large to address", spec.name))?;
     }
     Ok(out)
 }
 
-fn read_strings(value: *mut sys::OrtValue, count: usize) -> Result<Vec<String>, String> {
+fn read_strings(value: *mut sys::OrtValue, count: usize) -> Result<TensorData<'static>, String> {
     let api = ort::api();
     if count == 0 {
-        return Ok(Vec::new());
+        return Ok(TensorData::String(Vec::new().into()));
     }
     let mut total = 0usize;
     // SAFETY: `value` is a live string tensor of `count` elements; the buffers are sized as
@@ -397,7 +444,7 @@ fn read_strings(value: *mut sys::OrtValue, count: usize) -> Result<Vec<String>, 
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
         let end = if i + 1 < count { offsets[i + 1] } else { total };
-        out.push(String::from_utf8_lossy(&bytes[offsets[i]..end]).into_owned());
+        out.push(bytes[offsets[i]..end].to_vec());
     }
-    Ok(out)
+    Ok(TensorData::from_byte_strings(out))
 }

@@ -6,72 +6,120 @@ use std::fmt;
 
 use crate::error::{Result, RuntimeError};
 
-/// Element types a pilothouse model can take or give.
+/// Element types a pilothouse model can take or give: every ONNX tensor element type that
+/// the Open Inference Protocol can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DType {
+    Float16,
+    BFloat16,
     Float32,
     Float64,
+    Int8,
+    Int16,
     Int32,
     Int64,
+    UInt8,
+    UInt16,
+    UInt32,
+    UInt64,
     Bool,
+    /// ONNX strings, which are byte strings (text when they are UTF-8).
     String,
 }
 
+/// Each element type with its numpy-style name, its protocol name, its aliases and its
+/// ONNX Runtime element type: one table, read by every conversion below.
+macro_rules! dtype_table {
+    ($m:ident) => {
+        $m! {
+            Float16 "float16" "FP16" ["half"] Float16;
+            BFloat16 "bfloat16" "BF16" [] Bfloat16;
+            Float32 "float32" "FP32" ["float"] Float32;
+            Float64 "float64" "FP64" ["double"] Float64;
+            Int8 "int8" "INT8" [] Int8;
+            Int16 "int16" "INT16" [] Int16;
+            Int32 "int32" "INT32" [] Int32;
+            Int64 "int64" "INT64" [] Int64;
+            UInt8 "uint8" "UINT8" [] Uint8;
+            UInt16 "uint16" "UINT16" [] Uint16;
+            UInt32 "uint32" "UINT32" [] Uint32;
+            UInt64 "uint64" "UINT64" [] Uint64;
+            Bool "bool" "BOOL" [] Bool;
+            String "string" "BYTES" ["str"] String;
+        }
+    };
+}
+
+macro_rules! dtype_impl {
+    ($($v:ident $name:literal $proto:literal [$($alias:literal),*] $ort:ident;)*) => {
+        impl DType {
+            /// Every element type, in a stable order.
+            pub const ALL: &'static [DType] = &[$(DType::$v),*];
+
+            pub fn name(self) -> &'static str {
+                match self { $(DType::$v => $name,)* }
+            }
+
+            /// The Open Inference Protocol's name for the type (`FP32`, `INT64`, `BYTES`, ...).
+            pub fn protocol_name(self) -> &'static str {
+                match self { $(DType::$v => $proto,)* }
+            }
+
+            pub fn from_name(name: &str) -> Option<DType> {
+                Some(match name {
+                    $($name | $proto $(| $alias)* => DType::$v,)*
+                    _ => return None,
+                })
+            }
+
+            pub(crate) fn to_ort(self) -> ort::value::TensorElementType {
+                use ort::value::TensorElementType as T;
+                match self { $(DType::$v => T::$ort,)* }
+            }
+
+            pub(crate) fn from_ort(ty: ort::value::TensorElementType) -> Option<DType> {
+                use ort::value::TensorElementType as T;
+                Some(match ty {
+                    $(T::$ort => DType::$v,)*
+                    _ => return None,
+                })
+            }
+        }
+    };
+}
+dtype_table!(dtype_impl);
+
 impl DType {
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::Float32 => "float32",
-            DType::Float64 => "float64",
-            DType::Int32 => "int32",
-            DType::Int64 => "int64",
-            DType::Bool => "bool",
-            DType::String => "string",
-        }
-    }
-
-    /// The Open Inference Protocol's name for the type (`FP32`, `INT64`, `BYTES`, ...).
-    pub fn protocol_name(self) -> &'static str {
-        match self {
-            DType::Float32 => "FP32",
-            DType::Float64 => "FP64",
-            DType::Int32 => "INT32",
-            DType::Int64 => "INT64",
-            DType::Bool => "BOOL",
-            DType::String => "BYTES",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<DType> {
-        Some(match name {
-            "float32" | "float" | "FP32" => DType::Float32,
-            "float64" | "double" | "FP64" => DType::Float64,
-            "int32" | "INT32" => DType::Int32,
-            "int64" | "INT64" => DType::Int64,
-            "bool" | "BOOL" => DType::Bool,
-            "string" | "str" | "BYTES" => DType::String,
-            _ => return None,
-        })
-    }
-
     pub fn is_float(self) -> bool {
-        matches!(self, DType::Float32 | DType::Float64)
+        matches!(
+            self,
+            DType::Float16 | DType::BFloat16 | DType::Float32 | DType::Float64
+        )
     }
 
     pub fn is_integer(self) -> bool {
-        matches!(self, DType::Int32 | DType::Int64)
+        matches!(
+            self,
+            DType::Int8
+                | DType::Int16
+                | DType::Int32
+                | DType::Int64
+                | DType::UInt8
+                | DType::UInt16
+                | DType::UInt32
+                | DType::UInt64
+        )
     }
 
-    pub(crate) fn from_ort(ty: ort::value::TensorElementType) -> Option<DType> {
-        use ort::value::TensorElementType as T;
-        Some(match ty {
-            T::Float32 => DType::Float32,
-            T::Float64 => DType::Float64,
-            T::Int32 => DType::Int32,
-            T::Int64 => DType::Int64,
-            T::Bool => DType::Bool,
-            T::String => DType::String,
-            _ => return None,
-        })
+    /// Bytes per element (0 for strings, whose elements vary).
+    pub fn width(self) -> usize {
+        match self {
+            DType::Int8 | DType::UInt8 | DType::Bool => 1,
+            DType::Float16 | DType::BFloat16 | DType::Int16 | DType::UInt16 => 2,
+            DType::Float32 | DType::Int32 | DType::UInt32 => 4,
+            DType::Float64 | DType::Int64 | DType::UInt64 => 8,
+            DType::String => 0,
+        }
     }
 }
 

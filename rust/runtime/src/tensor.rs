@@ -3,129 +3,367 @@
 
 use std::borrow::Cow;
 
+use half::{bf16, f16};
+
 use crate::error::{Result, RuntimeError};
 use crate::signature::{DType, TensorSpec};
 
 /// Typed, flat, row-major tensor data.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TensorData<'a> {
+    Float16(Cow<'a, [f16]>),
+    BFloat16(Cow<'a, [bf16]>),
     Float32(Cow<'a, [f32]>),
     Float64(Cow<'a, [f64]>),
+    Int8(Cow<'a, [i8]>),
+    Int16(Cow<'a, [i16]>),
     Int32(Cow<'a, [i32]>),
     Int64(Cow<'a, [i64]>),
+    UInt8(Cow<'a, [u8]>),
+    UInt16(Cow<'a, [u16]>),
+    UInt32(Cow<'a, [u32]>),
+    UInt64(Cow<'a, [u64]>),
     Bool(Cow<'a, [bool]>),
+    /// Strings that are all UTF-8 text.
     String(Cow<'a, [String]>),
+    /// Byte strings, some of which are not UTF-8. ONNX strings are byte strings, so this is
+    /// the same element type as `String` ([`DType::String`]); which of the two a tensor uses
+    /// only says whether its elements can be read as text.
+    Bytes(Cow<'a, [Vec<u8>]>),
 }
 
-macro_rules! each_variant {
-    ($data:expr, $v:ident => $body:expr) => {
+/// Runs `$body` with `$v` bound to the data's `Cow` slice, whatever its variant.
+#[macro_export]
+macro_rules! each_tensor_data {
+    ($data:expr, $v:ident => $body:expr) => {{
+        use $crate::TensorData as D;
         match $data {
-            TensorData::Float32($v) => $body,
-            TensorData::Float64($v) => $body,
-            TensorData::Int32($v) => $body,
-            TensorData::Int64($v) => $body,
-            TensorData::Bool($v) => $body,
-            TensorData::String($v) => $body,
+            D::Float16($v) => $body,
+            D::BFloat16($v) => $body,
+            D::Float32($v) => $body,
+            D::Float64($v) => $body,
+            D::Int8($v) => $body,
+            D::Int16($v) => $body,
+            D::Int32($v) => $body,
+            D::Int64($v) => $body,
+            D::UInt8($v) => $body,
+            D::UInt16($v) => $body,
+            D::UInt32($v) => $body,
+            D::UInt64($v) => $body,
+            D::Bool($v) => $body,
+            D::String($v) => $body,
+            D::Bytes($v) => $body,
         }
-    };
+    }};
+}
+
+/// Data of the same variant whose elements are `$body` (a `Vec`), with `$v` bound to the
+/// input's `Cow` slice.
+#[macro_export]
+macro_rules! map_tensor_data {
+    ($data:expr, $v:ident => $body:expr) => {{
+        use std::borrow::Cow as C;
+        use $crate::TensorData as D;
+        match $data {
+            D::Float16($v) => D::Float16(C::Owned($body)),
+            D::BFloat16($v) => D::BFloat16(C::Owned($body)),
+            D::Float32($v) => D::Float32(C::Owned($body)),
+            D::Float64($v) => D::Float64(C::Owned($body)),
+            D::Int8($v) => D::Int8(C::Owned($body)),
+            D::Int16($v) => D::Int16(C::Owned($body)),
+            D::Int32($v) => D::Int32(C::Owned($body)),
+            D::Int64($v) => D::Int64(C::Owned($body)),
+            D::UInt8($v) => D::UInt8(C::Owned($body)),
+            D::UInt16($v) => D::UInt16(C::Owned($body)),
+            D::UInt32($v) => D::UInt32(C::Owned($body)),
+            D::UInt64($v) => D::UInt64(C::Owned($body)),
+            D::Bool($v) => D::Bool(C::Owned($body)),
+            D::String($v) => D::String(C::Owned($body)),
+            D::Bytes($v) => D::Bytes(C::Owned($body)),
+        }
+    }};
+}
+
+/// A numeric element (or a boolean, as 0 and 1): what converting between types needs.
+pub trait Scalar: Copy + std::fmt::Display {
+    fn to_f64(self) -> f64;
+    /// Rounded once, straight from the source value.
+    fn to_f32(self) -> f32;
+    /// The exact value of an integer or boolean; `None` for floats.
+    fn to_i128(self) -> Option<i128>;
+    /// `s` in this type, or `None` where it does not fit (integers only: floats round).
+    fn from_scalar<S: Scalar>(s: S) -> Option<Self>;
+}
+
+macro_rules! scalar_int {
+    ($($t:ty),*) => {$(
+        impl Scalar for $t {
+            fn to_f64(self) -> f64 { self as f64 }
+            fn to_f32(self) -> f32 { self as f32 }
+            fn to_i128(self) -> Option<i128> { Some(self as i128) }
+            fn from_scalar<S: Scalar>(s: S) -> Option<Self> {
+                s.to_i128().and_then(|v| <$t>::try_from(v).ok())
+            }
+        }
+    )*};
+}
+scalar_int!(i8, i16, i32, i64, u8, u16, u32, u64);
+
+impl Scalar for f32 {
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    fn to_f32(self) -> f32 {
+        self
+    }
+    fn to_i128(self) -> Option<i128> {
+        None
+    }
+    fn from_scalar<S: Scalar>(s: S) -> Option<Self> {
+        Some(s.to_f32())
+    }
+}
+
+impl Scalar for f64 {
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    fn to_i128(self) -> Option<i128> {
+        None
+    }
+    fn from_scalar<S: Scalar>(s: S) -> Option<Self> {
+        Some(s.to_f64())
+    }
+}
+
+impl Scalar for f16 {
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    fn to_f32(self) -> f32 {
+        f32::from(self)
+    }
+    fn to_i128(self) -> Option<i128> {
+        None
+    }
+    fn from_scalar<S: Scalar>(s: S) -> Option<Self> {
+        Some(f16::from_f64(s.to_f64()))
+    }
+}
+
+impl Scalar for bf16 {
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    fn to_f32(self) -> f32 {
+        f32::from(self)
+    }
+    fn to_i128(self) -> Option<i128> {
+        None
+    }
+    fn from_scalar<S: Scalar>(s: S) -> Option<Self> {
+        Some(bf16::from_f64(s.to_f64()))
+    }
+}
+
+impl Scalar for bool {
+    fn to_f64(self) -> f64 {
+        f64::from(u8::from(self))
+    }
+    fn to_f32(self) -> f32 {
+        f32::from(u8::from(self))
+    }
+    fn to_i128(self) -> Option<i128> {
+        Some(i128::from(self))
+    }
+    fn from_scalar<S: Scalar>(s: S) -> Option<Self> {
+        match s.to_i128() {
+            Some(0) => Some(false),
+            Some(1) => Some(true),
+            _ => None,
+        }
+    }
+}
+
+/// Converts every element, naming the first that does not fit.
+fn convert<S: Scalar, T: Scalar>(v: &[S], input: &str, target: DType) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(v.len());
+    for (i, x) in v.iter().enumerate() {
+        out.push(T::from_scalar(*x).ok_or_else(|| {
+            RuntimeError::input(
+                input,
+                format!("value {x} at flat index {i} does not fit the model's {target}"),
+            )
+        })?);
+    }
+    Ok(out)
 }
 
 impl<'a> TensorData<'a> {
     pub fn dtype(&self) -> DType {
         match self {
+            TensorData::Float16(_) => DType::Float16,
+            TensorData::BFloat16(_) => DType::BFloat16,
             TensorData::Float32(_) => DType::Float32,
             TensorData::Float64(_) => DType::Float64,
+            TensorData::Int8(_) => DType::Int8,
+            TensorData::Int16(_) => DType::Int16,
             TensorData::Int32(_) => DType::Int32,
             TensorData::Int64(_) => DType::Int64,
+            TensorData::UInt8(_) => DType::UInt8,
+            TensorData::UInt16(_) => DType::UInt16,
+            TensorData::UInt32(_) => DType::UInt32,
+            TensorData::UInt64(_) => DType::UInt64,
             TensorData::Bool(_) => DType::Bool,
-            TensorData::String(_) => DType::String,
+            TensorData::String(_) | TensorData::Bytes(_) => DType::String,
         }
     }
 
     pub fn len(&self) -> usize {
-        each_variant!(self, v => v.len())
+        each_tensor_data!(self, v => v.len())
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    pub fn into_owned(self) -> TensorData<'static> {
+    /// About the bytes the elements occupy in memory (a string's bytes plus its header).
+    pub fn memory_bytes(&self) -> usize {
         match self {
-            TensorData::Float32(v) => TensorData::Float32(Cow::Owned(v.into_owned())),
-            TensorData::Float64(v) => TensorData::Float64(Cow::Owned(v.into_owned())),
-            TensorData::Int32(v) => TensorData::Int32(Cow::Owned(v.into_owned())),
-            TensorData::Int64(v) => TensorData::Int64(Cow::Owned(v.into_owned())),
-            TensorData::Bool(v) => TensorData::Bool(Cow::Owned(v.into_owned())),
-            TensorData::String(v) => TensorData::String(Cow::Owned(v.into_owned())),
+            TensorData::String(v) => v.iter().map(|s| s.len() + 24).sum(),
+            TensorData::Bytes(v) => v.iter().map(|s| s.len() + 24).sum(),
+            other => other.len() * other.dtype().width(),
         }
     }
 
+    /// Numeric data as f64 values (booleans as 0 and 1); `None` for strings.
+    pub fn to_f64_vec(&self) -> Option<Vec<f64>> {
+        fn wide<S: Scalar>(v: &[S]) -> Option<Vec<f64>> {
+            Some(v.iter().map(|x| x.to_f64()).collect())
+        }
+        match self {
+            TensorData::Float16(v) => wide(v),
+            TensorData::BFloat16(v) => wide(v),
+            TensorData::Float32(v) => wide(v),
+            TensorData::Float64(v) => Some(v.to_vec()),
+            TensorData::Int8(v) => wide(v),
+            TensorData::Int16(v) => wide(v),
+            TensorData::Int32(v) => wide(v),
+            TensorData::Int64(v) => wide(v),
+            TensorData::UInt8(v) => wide(v),
+            TensorData::UInt16(v) => wide(v),
+            TensorData::UInt32(v) => wide(v),
+            TensorData::UInt64(v) => wide(v),
+            TensorData::Bool(v) => wide(v),
+            TensorData::String(_) | TensorData::Bytes(_) => None,
+        }
+    }
+
+    /// String data from byte strings: text when every element is UTF-8, else bytes.
+    pub fn from_byte_strings(values: Vec<Vec<u8>>) -> TensorData<'static> {
+        if values.iter().all(|b| std::str::from_utf8(b).is_ok()) {
+            let text = values
+                .into_iter()
+                .map(|b| String::from_utf8(b).unwrap_or_default())
+                .collect::<Vec<_>>();
+            TensorData::String(Cow::Owned(text))
+        } else {
+            TensorData::Bytes(Cow::Owned(values))
+        }
+    }
+
+    /// Element `i` of string data as bytes (`None` for other types or past the end).
+    pub fn byte_string(&self, i: usize) -> Option<&[u8]> {
+        match self {
+            TensorData::String(v) => v.get(i).map(|s| s.as_bytes()),
+            TensorData::Bytes(v) => v.get(i).map(|b| b.as_slice()),
+            _ => None,
+        }
+    }
+
+    pub fn into_owned(self) -> TensorData<'static> {
+        map_tensor_data!(self, v => v.into_owned())
+    }
+
+    /// The same data, borrowed.
+    pub fn borrowed(&self) -> TensorData<'_> {
+        use std::borrow::Borrow;
+        macro_rules! b {
+            ($($variant:ident),*) => {
+                match self {
+                    $(TensorData::$variant(v) => TensorData::$variant(Cow::Borrowed(v.borrow())),)*
+                }
+            };
+        }
+        b!(
+            Float16, BFloat16, Float32, Float64, Int8, Int16, Int32, Int64, UInt8, UInt16,
+            UInt32, UInt64, Bool, String, Bytes
+        )
+    }
+
     /// Converts to `target` where no information can be lost in a way a user would not expect:
-    /// numbers and booleans widen or narrow between float types, integers and booleans become
-    /// floats, integers change width when every value fits. Floats never silently become
-    /// integers, and strings never mix with numbers.
+    /// numbers and booleans become floats of any width (rounding to the nearest), integers
+    /// and booleans change width when every value fits (checked, naming the first that does
+    /// not). Floats never silently become integers, and strings never mix with numbers.
     pub fn cast(self, input: &str, target: DType) -> Result<TensorData<'a>> {
         let from = self.dtype();
         if from == target {
             return Ok(self);
         }
+        let allowed = match target {
+            t if t.is_float() => from != DType::String,
+            t if t.is_integer() => from.is_integer() || from == DType::Bool,
+            _ => false,
+        };
         let refuse = || {
             RuntimeError::input(
                 input,
                 format!("got {from} data, but the model expects {target}"),
             )
         };
-        fn map<T: Clone, U>(v: &[T], f: impl Fn(T) -> U) -> Vec<U> {
-            v.iter().cloned().map(f).collect()
+        if !allowed {
+            return Err(refuse());
         }
-        Ok(match (self, target) {
-            (TensorData::Float64(v), DType::Float32) => {
-                TensorData::Float32(Cow::Owned(map(&v, |x| x as f32)))
-            }
-            (TensorData::Int32(v), DType::Float32) => {
-                TensorData::Float32(Cow::Owned(map(&v, |x| x as f32)))
-            }
-            (TensorData::Int64(v), DType::Float32) => {
-                TensorData::Float32(Cow::Owned(map(&v, |x| x as f32)))
-            }
-            (TensorData::Bool(v), DType::Float32) => {
-                TensorData::Float32(Cow::Owned(map(&v, |x| u8::from(x) as f32)))
-            }
-            (TensorData::Float32(v), DType::Float64) => {
-                TensorData::Float64(Cow::Owned(map(&v, f64::from)))
-            }
-            (TensorData::Int32(v), DType::Float64) => {
-                TensorData::Float64(Cow::Owned(map(&v, f64::from)))
-            }
-            (TensorData::Int64(v), DType::Float64) => {
-                TensorData::Float64(Cow::Owned(map(&v, |x| x as f64)))
-            }
-            (TensorData::Bool(v), DType::Float64) => {
-                TensorData::Float64(Cow::Owned(map(&v, |x| f64::from(u8::from(x)))))
-            }
-            (TensorData::Int32(v), DType::Int64) => {
-                TensorData::Int64(Cow::Owned(map(&v, i64::from)))
-            }
-            (TensorData::Bool(v), DType::Int64) => {
-                TensorData::Int64(Cow::Owned(map(&v, |x| i64::from(u8::from(x)))))
-            }
-            (TensorData::Bool(v), DType::Int32) => {
-                TensorData::Int32(Cow::Owned(map(&v, |x| i32::from(u8::from(x)))))
-            }
-            (TensorData::Int64(v), DType::Int32) => {
-                let mut out = Vec::with_capacity(v.len());
-                for (i, x) in v.iter().enumerate() {
-                    out.push(i32::try_from(*x).map_err(|_| {
-                        RuntimeError::input(
-                            input,
-                            format!("value {x} at flat index {i} does not fit the model's int32"),
-                        )
-                    })?);
+        macro_rules! to_target {
+            ($src:expr) => {{
+                let src = &$src[..];
+                match target {
+                    DType::Float16 => TensorData::Float16(Cow::Owned(convert(src, input, target)?)),
+                    DType::BFloat16 => {
+                        TensorData::BFloat16(Cow::Owned(convert(src, input, target)?))
+                    }
+                    DType::Float32 => TensorData::Float32(Cow::Owned(convert(src, input, target)?)),
+                    DType::Float64 => TensorData::Float64(Cow::Owned(convert(src, input, target)?)),
+                    DType::Int8 => TensorData::Int8(Cow::Owned(convert(src, input, target)?)),
+                    DType::Int16 => TensorData::Int16(Cow::Owned(convert(src, input, target)?)),
+                    DType::Int32 => TensorData::Int32(Cow::Owned(convert(src, input, target)?)),
+                    DType::Int64 => TensorData::Int64(Cow::Owned(convert(src, input, target)?)),
+                    DType::UInt8 => TensorData::UInt8(Cow::Owned(convert(src, input, target)?)),
+                    DType::UInt16 => TensorData::UInt16(Cow::Owned(convert(src, input, target)?)),
+                    DType::UInt32 => TensorData::UInt32(Cow::Owned(convert(src, input, target)?)),
+                    DType::UInt64 => TensorData::UInt64(Cow::Owned(convert(src, input, target)?)),
+                    DType::Bool | DType::String => return Err(refuse()),
                 }
-                TensorData::Int32(Cow::Owned(out))
-            }
-            _ => return Err(refuse()),
+            }};
+        }
+        Ok(match self {
+            TensorData::Float16(v) => to_target!(v),
+            TensorData::BFloat16(v) => to_target!(v),
+            TensorData::Float32(v) => to_target!(v),
+            TensorData::Float64(v) => to_target!(v),
+            TensorData::Int8(v) => to_target!(v),
+            TensorData::Int16(v) => to_target!(v),
+            TensorData::Int32(v) => to_target!(v),
+            TensorData::Int64(v) => to_target!(v),
+            TensorData::UInt8(v) => to_target!(v),
+            TensorData::UInt16(v) => to_target!(v),
+            TensorData::UInt32(v) => to_target!(v),
+            TensorData::UInt64(v) => to_target!(v),
+            TensorData::Bool(v) => to_target!(v),
+            TensorData::String(_) | TensorData::Bytes(_) => return Err(refuse()),
         })
     }
 }

@@ -274,19 +274,6 @@ fn run_batch(model: &Model, batch: Vec<Job>, metrics: &VersionMetrics) -> Vec<Re
     replies
 }
 
-macro_rules! each {
-    ($data:expr, $v:ident => $body:expr) => {
-        match $data {
-            TensorData::Float32($v) => TensorData::Float32(Cow::Owned($body)),
-            TensorData::Float64($v) => TensorData::Float64(Cow::Owned($body)),
-            TensorData::Int32($v) => TensorData::Int32(Cow::Owned($body)),
-            TensorData::Int64($v) => TensorData::Int64(Cow::Owned($body)),
-            TensorData::Bool($v) => TensorData::Bool(Cow::Owned($body)),
-            TensorData::String($v) => TensorData::String(Cow::Owned($body)),
-        }
-    };
-}
-
 /// Rows `offset..offset + rows` of a batch-major tensor.
 pub fn slice_rows(tensor: &OwnedTensor, offset: usize, rows: usize) -> OwnedTensor {
     let per_row: usize = tensor.shape[1..].iter().product();
@@ -295,25 +282,44 @@ pub fn slice_rows(tensor: &OwnedTensor, offset: usize, rows: usize) -> OwnedTens
     shape[0] = rows;
     Tensor {
         shape,
-        data: each!(&tensor.data, v => v[a..b].to_vec()),
+        data: pilothouse_runtime::map_tensor_data!(&tensor.data, v => v[a..b].to_vec()),
     }
 }
 
-macro_rules! stack {
-    ($first:expr, $parts:expr, $len:expr, $($variant:ident),*) => {
-        match $first {
-            $(TensorData::$variant(_) => {
-                let mut out = Vec::with_capacity($len);
-                for part in $parts {
-                    match part {
-                        TensorData::$variant(v) => out.extend_from_slice(v),
-                        _ => unreachable!("every job was checked against one signature"),
-                    }
-                }
-                TensorData::$variant(Cow::Owned(out))
-            })*
+/// Appends every part's elements to one vector of the first part's type. Strings stack as
+/// text unless some part holds bytes that are not UTF-8; then every part's strings stack as
+/// bytes (the two are one element type, so one signature admits both).
+fn stack<'p>(
+    first: &TensorData<'_>,
+    parts: impl Iterator<Item = &'p TensorData<'static>> + Clone,
+    len: usize,
+) -> TensorData<'static> {
+    if parts.clone().any(|p| matches!(p, TensorData::Bytes(_))) {
+        let mut out = Vec::with_capacity(len);
+        for part in parts {
+            out.extend((0..part.len()).filter_map(|i| part.byte_string(i).map(<[u8]>::to_vec)));
         }
-    };
+        return TensorData::Bytes(Cow::Owned(out));
+    }
+    macro_rules! by_first {
+        ($($variant:ident),*) => {
+            match first {
+                $(TensorData::$variant(_) => {
+                    let mut out = Vec::with_capacity(len);
+                    for part in parts {
+                        if let TensorData::$variant(v) = part {
+                            out.extend_from_slice(v);
+                        }
+                    }
+                    TensorData::$variant(Cow::Owned(out))
+                })*
+            }
+        };
+    }
+    by_first!(
+        Float16, BFloat16, Float32, Float64, Int8, Int16, Int32, Int64, UInt8, UInt16, UInt32,
+        UInt64, Bool, String, Bytes
+    )
 }
 
 /// The jobs' inputs stacked along the first axis (every job has the same trailing dims).
@@ -326,17 +332,7 @@ fn concat(jobs: &[Job]) -> Vec<OwnedTensor> {
             shape[0] = jobs.iter().map(|j| j.inputs[i].shape[0]).sum();
             let len = jobs.iter().map(|j| j.inputs[i].data.len()).sum();
             let parts = jobs.iter().map(|j| &j.inputs[i].data);
-            let data = stack!(
-                &first.data,
-                parts,
-                len,
-                Float32,
-                Float64,
-                Int32,
-                Int64,
-                Bool,
-                String
-            );
+            let data = stack(&first.data, parts, len);
             Tensor { shape, data }
         })
         .collect()

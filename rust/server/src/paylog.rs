@@ -72,15 +72,7 @@ impl Record {
 }
 
 fn tensor_bytes(t: &OwnedTensor) -> usize {
-    use pilothouse_runtime::TensorData as D;
-    match &t.data {
-        D::String(v) => v.iter().map(|s| s.len() + 24).sum(),
-        D::Float64(v) => v.len() * 8,
-        D::Int64(v) => v.len() * 8,
-        D::Float32(v) => v.len() * 4,
-        D::Int32(v) => v.len() * 4,
-        D::Bool(v) => v.len(),
-    }
+    t.data.memory_bytes()
 }
 
 /// What the log may hold in memory before it is written, and what happens past it.

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use pilothouse_runtime::half;
 use pilothouse_runtime::{
     DType, Labels, OutputKind, OwnedTensor, Signature, Tensor, TensorData, TensorSpec,
 };
@@ -490,25 +491,51 @@ impl Element for f64 {
     }
 }
 
-impl Element for i32 {
-    const WANT: &'static str = "an int32";
-    fn from_i64(v: i64) -> Option<Self> {
-        i32::try_from(v).ok()
-    }
-    fn from_u64(v: u64) -> Option<Self> {
-        i32::try_from(v).ok()
-    }
+/// A narrow float read from JSON: a finite number beyond the type's range would silently
+/// become infinity, so it is refused like an integer that does not fit.
+macro_rules! half_element {
+    ($($t:ty => $want:literal),*) => {$(
+        impl Element for $t {
+            const WANT: &'static str = $want;
+            fn from_i64(v: i64) -> Option<Self> {
+                <Self as Element>::from_f64(v as f64)
+            }
+            fn from_u64(v: u64) -> Option<Self> {
+                <Self as Element>::from_f64(v as f64)
+            }
+            fn from_f64(v: f64) -> Option<Self> {
+                let f = <$t>::from_f64(v);
+                (f.is_finite() || !v.is_finite()).then_some(f)
+            }
+            fn from_str(v: &str) -> Option<Self> {
+                special_float(v).map(<$t>::from_f64)
+            }
+        }
+    )*};
 }
+half_element!(
+    half::f16 => "a number that fits FP16 (at most 65504 in magnitude)",
+    half::bf16 => "a number that fits BF16 (at most 3.39e38 in magnitude)"
+);
 
-impl Element for i64 {
-    const WANT: &'static str = "an int64";
-    fn from_i64(v: i64) -> Option<Self> {
-        Some(v)
-    }
-    fn from_u64(v: u64) -> Option<Self> {
-        i64::try_from(v).ok()
-    }
+/// An integer element: any JSON integer that fits the type.
+macro_rules! int_element {
+    ($($t:ty => $want:literal),*) => {$(
+        impl Element for $t {
+            const WANT: &'static str = $want;
+            fn from_i64(v: i64) -> Option<Self> {
+                <$t>::try_from(v).ok()
+            }
+            fn from_u64(v: u64) -> Option<Self> {
+                <$t>::try_from(v).ok()
+            }
+        }
+    )*};
 }
+int_element!(
+    i8 => "an int8", i16 => "an int16", i32 => "an int32", i64 => "an int64",
+    u8 => "a uint8", u16 => "a uint16", u32 => "a uint32", u64 => "a uint64"
+);
 
 impl Element for bool {
     const WANT: &'static str = "true or false";
@@ -626,14 +653,17 @@ impl<'de> DeserializeSeed<'de> for Typed {
     type Value = Result<TensorData<'static>, String>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         let n = self.capacity;
-        Ok(match self.dtype {
-            DType::Float32 => flat(d, n)?.map(|v| TensorData::Float32(Cow::Owned(v))),
-            DType::Float64 => flat(d, n)?.map(|v| TensorData::Float64(Cow::Owned(v))),
-            DType::Int32 => flat(d, n)?.map(|v| TensorData::Int32(Cow::Owned(v))),
-            DType::Int64 => flat(d, n)?.map(|v| TensorData::Int64(Cow::Owned(v))),
-            DType::Bool => flat(d, n)?.map(|v| TensorData::Bool(Cow::Owned(v))),
-            DType::String => flat(d, n)?.map(|v| TensorData::String(Cow::Owned(v))),
-        })
+        macro_rules! by_dtype {
+            ($($variant:ident),*) => {
+                match self.dtype {
+                    $(DType::$variant => flat(d, n)?.map(|v| TensorData::$variant(Cow::Owned(v))),)*
+                }
+            };
+        }
+        Ok(by_dtype!(
+            Float16, BFloat16, Float32, Float64, Int8, Int16, Int32, Int64, UInt8, UInt16, UInt32,
+            UInt64, Bool, String
+        ))
     }
 }
 
@@ -691,10 +721,18 @@ fn decode_binary(
         }};
     }
     Ok(match dtype {
+        DType::Float16 => fixed!(Float16, half::f16),
+        DType::BFloat16 => fixed!(BFloat16, half::bf16),
         DType::Float32 => fixed!(Float32, f32),
         DType::Float64 => fixed!(Float64, f64),
+        DType::Int8 => fixed!(Int8, i8),
+        DType::Int16 => fixed!(Int16, i16),
         DType::Int32 => fixed!(Int32, i32),
         DType::Int64 => fixed!(Int64, i64),
+        DType::UInt8 => fixed!(UInt8, u8),
+        DType::UInt16 => fixed!(UInt16, u16),
+        DType::UInt32 => fixed!(UInt32, u32),
+        DType::UInt64 => fixed!(UInt64, u64),
         DType::Bool => {
             if bytes.len() != count {
                 return Err(format!(
@@ -720,12 +758,10 @@ fn decode_binary(
                         rest.len() - 4
                     ));
                 }
-                let text = std::str::from_utf8(&rest[4..4 + n])
-                    .map_err(|_| format!("BYTES element {} is not UTF-8 text", out.len()))?;
-                out.push(text.to_string());
+                out.push(rest[4..4 + n].to_vec());
                 rest = &rest[4 + n..];
             }
-            TensorData::String(Cow::Owned(out))
+            TensorData::from_byte_strings(out)
         }
     })
 }
@@ -839,11 +875,8 @@ pub fn check_outputs(
 /// with six decimals, as Triton writes them), largest first. Shape `[rows, k]`, or `[k]`.
 pub fn classify(tensor: &OwnedTensor, k: usize, labels: Option<&Labels>) -> OwnedTensor {
     let values: Vec<f64> = match &tensor.data {
-        TensorData::Float32(v) => v.iter().map(|x| f64::from(*x)).collect(),
-        TensorData::Float64(v) => v.to_vec(),
-        TensorData::Int32(v) => v.iter().map(|x| f64::from(*x)).collect(),
-        TensorData::Int64(v) => v.iter().map(|x| *x as f64).collect(),
-        TensorData::Bool(_) | TensorData::String(_) => Vec::new(),
+        TensorData::Bool(_) => Vec::new(),
+        data => data.to_f64_vec().unwrap_or_default(),
     };
     let batched = tensor.shape.len() > 1;
     let rows = if batched { tensor.shape[0] } else { 1 };
@@ -872,24 +905,36 @@ pub fn classify(tensor: &OwnedTensor, k: usize, labels: Option<&Labels>) -> Owne
 }
 
 fn append_binary(data: &TensorData<'_>, out: &mut Vec<u8>) {
+    fn strings<'b>(elements: impl Iterator<Item = &'b [u8]>, out: &mut Vec<u8>) {
+        for b in elements {
+            // A model's element past 4 GiB cannot be framed; it never fits a response anyway.
+            let n = u32::try_from(b.len()).unwrap_or(u32::MAX);
+            out.extend_from_slice(&n.to_le_bytes());
+            out.extend_from_slice(&b[..n as usize]);
+        }
+    }
+    macro_rules! le {
+        ($v:expr) => {
+            $v.iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes()))
+        };
+    }
     match data {
-        TensorData::Float32(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::Float64(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::Int32(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::Int64(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::Float16(v) => le!(v),
+        TensorData::BFloat16(v) => le!(v),
+        TensorData::Float32(v) => le!(v),
+        TensorData::Float64(v) => le!(v),
+        TensorData::Int8(v) => le!(v),
+        TensorData::Int16(v) => le!(v),
+        TensorData::Int32(v) => le!(v),
+        TensorData::Int64(v) => le!(v),
+        TensorData::UInt8(v) => out.extend_from_slice(v),
+        TensorData::UInt16(v) => le!(v),
+        TensorData::UInt32(v) => le!(v),
+        TensorData::UInt64(v) => le!(v),
         TensorData::Bool(v) => out.extend(v.iter().map(|b| u8::from(*b))),
-        TensorData::String(v) => v.iter().for_each(|s| {
-            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-            out.extend_from_slice(s.as_bytes());
-        }),
+        TensorData::String(v) => strings(v.iter().map(|s| s.as_bytes()), out),
+        TensorData::Bytes(v) => strings(v.iter().map(|b| b.as_slice()), out),
     }
 }
 
@@ -926,13 +971,40 @@ pub fn write_data_json(data: &TensorData<'_>, out: &mut Vec<u8>) {
     fn list<T: serde::Serialize>(v: &[T], out: &mut Vec<u8>) {
         serde_json::to_writer(&mut *out, v).expect("writing to a Vec cannot fail");
     }
+    fn narrow<F: Copy + Into<f32>>(v: &[F], out: &mut Vec<u8>) {
+        let wide: Vec<f32> = v.iter().map(|x| (*x).into()).collect();
+        floats(&wide, out)
+    }
     match data {
+        // FP16 and BF16 values are exact in FP32, so FP32's shortest text reads back exactly.
+        TensorData::Float16(v) => narrow(v, out),
+        TensorData::BFloat16(v) => narrow(v, out),
         TensorData::Float32(v) => floats(v, out),
         TensorData::Float64(v) => floats(v, out),
+        TensorData::Int8(v) => list(v, out),
+        TensorData::Int16(v) => list(v, out),
         TensorData::Int32(v) => list(v, out),
         TensorData::Int64(v) => list(v, out),
+        TensorData::UInt8(v) => list(v, out),
+        TensorData::UInt16(v) => list(v, out),
+        TensorData::UInt32(v) => list(v, out),
+        TensorData::UInt64(v) => list(v, out),
         TensorData::Bool(v) => list(v, out),
         TensorData::String(v) => list(v, out),
+        // JSON strings hold text only: an element that is not UTF-8 is written as
+        // {"b64": "<base64 of its bytes>"} (only the payload log meets this; responses send
+        // such outputs as binary data).
+        TensorData::Bytes(v) => {
+            use base64::Engine as _;
+            let elements: Vec<Json> = v
+                .iter()
+                .map(|b| match std::str::from_utf8(b) {
+                    Ok(text) => Json::from(text),
+                    Err(_) => json!({"b64": base64::engine::general_purpose::STANDARD.encode(b)}),
+                })
+                .collect();
+            list(&elements, out)
+        }
     }
 }
 
@@ -994,7 +1066,9 @@ pub fn encode_response(
         head.extend_from_slice(tensor.dtype().protocol_name().as_bytes());
         head.extend_from_slice(b"\",\"shape\":");
         serde_json::to_writer(&mut head, &tensor.shape).expect("vec");
-        if binary_wanted {
+        // JSON cannot hold bytes that are not UTF-8: such an output goes as binary data
+        // (the binary tensor extension), which Triton's and KServe's clients read.
+        if binary_wanted || matches!(tensor.data, TensorData::Bytes(_)) {
             let before = binary.len();
             append_binary(&tensor.data, &mut binary);
             head.extend_from_slice(

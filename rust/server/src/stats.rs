@@ -113,15 +113,12 @@ impl VersionStats {
     }
 }
 
-/// Triton's configuration data type name.
-fn config_type(dtype: DType) -> &'static str {
+/// Triton's configuration data type name: `TYPE_` and the protocol's name, except that
+/// BYTES is `TYPE_STRING` there.
+fn config_type(dtype: DType) -> String {
     match dtype {
-        DType::Float32 => "TYPE_FP32",
-        DType::Float64 => "TYPE_FP64",
-        DType::Int32 => "TYPE_INT32",
-        DType::Int64 => "TYPE_INT64",
-        DType::Bool => "TYPE_BOOL",
-        DType::String => "TYPE_STRING",
+        DType::String => "TYPE_STRING".to_string(),
+        other => format!("TYPE_{}", other.protocol_name()),
     }
 }
 
