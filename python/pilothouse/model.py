@@ -37,7 +37,7 @@ def _bind_numpy() -> None:
     if np is None:
         import numpy
 
-        _FLOAT_DTYPES.update(float32=numpy.float32, float64=numpy.float64)
+        _FLOAT_DTYPES.update(float16=numpy.float16, float32=numpy.float32, float64=numpy.float64)
         np = numpy
 
 
@@ -126,9 +126,11 @@ class Model:
           each by name when the model has one input per feature; otherwise they are stacked
           into the single 2-D input, in the model's recorded feature order when there is one.
 
-        Numbers are cast to the model's type when no surprise can come of it (float64 ->
-        float32, integers -> floats, int64 -> int32 when every value fits); floats are never
-        silently made integers, and strings never mix with numbers.
+        Numbers are cast to the model's type when no surprise can come of it (to any float
+        width, rounding; between integer widths when every value fits); floats are never
+        silently made integers, and strings never mix with numbers. Outputs keep the model's
+        type: float16 and bfloat16 (``ml_dtypes.bfloat16``) included; string outputs are
+        ``str`` objects, or ``bytes`` when they are not UTF-8.
         """
         core = self._core
         if isinstance(data, np.ndarray):

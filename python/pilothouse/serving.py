@@ -322,10 +322,21 @@ def _unwrap(tensor: Mapping[str, Any]) -> Any:
         return data
     import numpy as np
 
-    values = np.asarray(data).reshape(shape) if shape else np.asarray(data)
+    if any(isinstance(v, dict) and "b64" in v for v in data):
+        # BYTES that are not UTF-8 are logged as {"b64": ...}: the tensor comes back as bytes.
+        import base64
+
+        data = [
+            base64.b64decode(v["b64"]) if isinstance(v, dict) else str(v).encode() for v in data
+        ]
+        values = np.empty(len(data), dtype=object)
+        values[:] = data
+        values = values.reshape(shape) if shape else values
+    else:
+        values = np.asarray(data).reshape(shape) if shape else np.asarray(data)
     if values.ndim >= 1 and values.shape[0] == 1:
         values = values[0]
-    return values.tolist()
+    return values.tolist() if isinstance(values, np.ndarray | np.generic) else values
 
 
 def inference_log(

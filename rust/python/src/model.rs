@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use numpy::{Element, PyArrayDescrMethods, PyUntypedArray};
 use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pilothouse_runtime as rt;
-use rt::half;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3_arrow::input::AnyRecordBatch;
+use rt::half;
 
 use crate::errors::{to_py, InputError};
 
@@ -218,7 +218,7 @@ fn hold<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Held<'py>> {
     };
     let dtype = array.dtype();
     let kind = dtype.kind();
-    if kind == b'V' && dtype.itemsize() == 2 && dtype.str()?.to_string() == "bfloat16" {
+    if kind == b'V' && dtype.itemsize() == 2 && dtype.str()? == "bfloat16" {
         let bits = obj.call_method1("view", ("uint16",))?;
         if let Ok(a) = bits.cast::<PyArrayDyn<u16>>() {
             return Ok(Held::BF16(a.clone()));
@@ -286,9 +286,8 @@ fn to_numpy<'py>(py: Python<'py>, tensor: rt::OwnedTensor) -> PyResult<Bound<'py
         Ok(PyArray::from_owned_array(py, array).into_any())
     }
     let objects = |objects: Vec<Py<PyAny>>| -> PyResult<Bound<'py, PyAny>> {
-        let array = ArrayD::from_shape_vec(IxDyn(&tensor.shape), objects).map_err(|e| {
-            PyValueError::new_err(format!("output shape {:?}: {e}", tensor.shape))
-        })?;
+        let array = ArrayD::from_shape_vec(IxDyn(&tensor.shape), objects)
+            .map_err(|e| PyValueError::new_err(format!("output shape {:?}: {e}", tensor.shape)))?;
         Ok(PyArray::from_owned_object_array(py, array).into_any())
     };
     let shape = &tensor.shape;

@@ -16,11 +16,11 @@ mod tensor;
 pub use arrow::{columns_to_inputs, record_batches_to_columns, tensor_to_arrow, Column};
 pub use environment::{init, loaded_library};
 pub use error::{Result, RuntimeError};
+/// The FP16 and BF16 element types tensors hold.
+pub use half;
 pub use model::{Model, Optimization, Outputs, SessionOptions};
 pub use raw::{OutputData, OutputView, RawOutputs};
 pub use signature::{
     ColumnPlan, DType, Labels, OutputKind, Signature, TensorSpec, FEATURE_NAMES_KEY,
 };
 pub use tensor::{OwnedTensor, Scalar, Tensor, TensorData};
-/// The FP16 and BF16 element types tensors hold.
-pub use half;

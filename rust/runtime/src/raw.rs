@@ -243,9 +243,7 @@ pub(crate) fn owned_string_value(
     let value = std::ptr::NonNull::new(value).ok_or("ONNX Runtime created no string tensor")?;
     // SAFETY: `value` is a live tensor that `string_value` created with the default
     // allocator, which is the one passed; the returned value owns and releases it.
-    Ok(unsafe {
-        ort::value::DynValue::from_ptr(value, Some(&ort::memory::Allocator::default()))
-    })
+    Ok(unsafe { ort::value::DynValue::from_ptr(value, Some(&ort::memory::Allocator::default())) })
 }
 
 /// A string output of `ort`'s safe API, read by length (text when it is all UTF-8).
@@ -305,15 +303,12 @@ impl RawOutputs {
         self.outputs.iter().map(|o| OutputView {
             dtype: o.dtype,
             shape: &o.shape,
-            data: if let TensorData::String(s) = &o.strings {
-                OutputData::Strings(s)
-            } else if let TensorData::Bytes(b) = &o.strings {
-                OutputData::ByteStrings(b)
-            } else if o.bytes == 0 {
-                OutputData::Bytes(&[])
-            } else {
+            data: match (o.dtype, &o.strings) {
+                (DType::String, TensorData::Bytes(b)) => OutputData::ByteStrings(b),
+                (DType::String, TensorData::String(s)) => OutputData::Strings(s),
+                _ if o.bytes == 0 => OutputData::Bytes(&[]),
                 // SAFETY: `data` points at `bytes` bytes of a live output tensor.
-                OutputData::Bytes(unsafe { std::slice::from_raw_parts(o.data, o.bytes) })
+                _ => OutputData::Bytes(unsafe { std::slice::from_raw_parts(o.data, o.bytes) }),
             },
         })
     }

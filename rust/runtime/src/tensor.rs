@@ -299,8 +299,8 @@ impl<'a> TensorData<'a> {
             };
         }
         b!(
-            Float16, BFloat16, Float32, Float64, Int8, Int16, Int32, Int64, UInt8, UInt16,
-            UInt32, UInt64, Bool, String, Bytes
+            Float16, BFloat16, Float32, Float64, Int8, Int16, Int32, Int64, UInt8, UInt16, UInt32,
+            UInt64, Bool, String, Bytes
         )
     }
 
@@ -531,6 +531,80 @@ mod tests {
             err.contains("1099511627776") && err.contains("flat index 1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn every_numeric_type_casts_by_one_rule() {
+        // Integers and booleans narrow or widen when every value fits, naming the first
+        // that does not.
+        let small = TensorData::Int64(Cow::Owned(vec![0, 255]));
+        assert_eq!(
+            small.clone().cast("x", DType::UInt8).unwrap(),
+            TensorData::UInt8(Cow::Owned(vec![0, 255]))
+        );
+        let err = small.cast("x", DType::Int8).unwrap_err().to_string();
+        assert!(
+            err.contains("value 255 at flat index 1") && err.contains("int8"),
+            "{err}"
+        );
+        let negative = TensorData::Int8(Cow::Owned(vec![3, -1]));
+        let err = negative.cast("x", DType::UInt64).unwrap_err().to_string();
+        assert!(err.contains("value -1 at flat index 1"), "{err}");
+        let big = TensorData::UInt64(Cow::Owned(vec![u64::MAX]));
+        assert!(big.clone().cast("x", DType::Int64).is_err());
+        assert_eq!(
+            big.cast("x", DType::Float64).unwrap(),
+            TensorData::Float64(Cow::Owned(vec![u64::MAX as f64]))
+        );
+        assert_eq!(
+            TensorData::Bool(Cow::Owned(vec![true, false]))
+                .cast("x", DType::UInt16)
+                .unwrap(),
+            TensorData::UInt16(Cow::Owned(vec![1, 0]))
+        );
+        // Floats of every width round to the nearest; they never become integers.
+        let f = TensorData::Float32(Cow::Owned(vec![0.1, 70000.0]));
+        assert_eq!(
+            f.clone().cast("x", DType::Float16).unwrap(),
+            TensorData::Float16(Cow::Owned(vec![f16::from_f32(0.1), f16::INFINITY]))
+        );
+        assert_eq!(
+            f.clone().cast("x", DType::BFloat16).unwrap(),
+            TensorData::BFloat16(Cow::Owned(vec![
+                bf16::from_f32(0.1),
+                bf16::from_f32(70000.0)
+            ]))
+        );
+        assert!(f.cast("x", DType::UInt8).is_err());
+        let h = TensorData::Float16(Cow::Owned(vec![f16::from_f32(1.5)]));
+        assert_eq!(
+            h.cast("x", DType::Float64).unwrap(),
+            TensorData::Float64(Cow::Owned(vec![1.5]))
+        );
+        // Numbers never become booleans or strings.
+        assert!(TensorData::UInt8(Cow::Owned(vec![1]))
+            .cast("x", DType::Bool)
+            .is_err());
+        assert!(TensorData::UInt8(Cow::Owned(vec![1]))
+            .cast("x", DType::String)
+            .is_err());
+    }
+
+    #[test]
+    fn byte_strings_are_text_only_when_all_utf8() {
+        let text = TensorData::from_byte_strings(vec![b"a".to_vec(), "\u{e9}".into()]);
+        assert_eq!(
+            text,
+            TensorData::String(Cow::Owned(vec!["a".into(), "\u{e9}".into()]))
+        );
+        let raw = TensorData::from_byte_strings(vec![b"a".to_vec(), vec![0xff]]);
+        assert_eq!(raw.dtype(), DType::String);
+        assert_eq!(raw.byte_string(1), Some(&[0xffu8][..]));
+        // Bytes and text are one element type: no cast between them.
+        assert!(matches!(
+            raw.cast("x", DType::String).unwrap(),
+            TensorData::Bytes(_)
+        ));
     }
 
     #[test]

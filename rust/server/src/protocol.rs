@@ -309,9 +309,11 @@ fn decode_raw(raw: RawRequest<'_>, mut binary: &[u8]) -> Parsed<InferRequest> {
         let name = input.name;
         let what = |m: String| BadRequest(format!("input '{name}': {m}"));
         let dtype = parse_dtype(&input.datatype).ok_or_else(|| {
+            let known: Vec<&str> = DType::ALL.iter().map(|d| d.protocol_name()).collect();
             what(format!(
-                "datatype {:?} is not supported; use one of FP32, FP64, INT32, INT64, BOOL, BYTES",
-                input.datatype
+                "datatype {:?} is not supported; use one of {}",
+                input.datatype,
+                known.join(", ")
             ))
         })?;
         if input.shape.iter().any(|d| *d < 0) {
@@ -1133,6 +1135,126 @@ mod tests {
     }
 
     #[test]
+    fn every_fixed_width_type_round_trips_in_json_and_binary() {
+        use half::{bf16, f16};
+        let cases: Vec<TensorData<'static>> = vec![
+            TensorData::Float16(Cow::Owned(vec![f16::from_f32(0.5), f16::MAX, f16::MIN])),
+            TensorData::BFloat16(Cow::Owned(vec![bf16::from_f32(0.1), bf16::MAX, bf16::MIN])),
+            TensorData::Int8(Cow::Owned(vec![i8::MIN, 0, i8::MAX])),
+            TensorData::Int16(Cow::Owned(vec![i16::MIN, 0, i16::MAX])),
+            TensorData::UInt8(Cow::Owned(vec![0, 1, u8::MAX])),
+            TensorData::UInt16(Cow::Owned(vec![0, 1, u16::MAX])),
+            TensorData::UInt32(Cow::Owned(vec![0, 1, u32::MAX])),
+            TensorData::UInt64(Cow::Owned(vec![0, 1, u64::MAX])),
+        ];
+        for data in cases {
+            let name = data.dtype().protocol_name();
+            // Binary: the bytes this server writes decode to the same tensor.
+            let mut bytes = Vec::new();
+            append_binary(&data, &mut bytes);
+            assert_eq!(bytes.len(), 3 * data.dtype().width(), "{name}");
+            assert_eq!(
+                decode_binary(data.dtype(), &bytes, 3).unwrap(),
+                data,
+                "{name}"
+            );
+            assert!(
+                decode_binary(data.dtype(), &bytes[1..], 3).is_err(),
+                "{name}"
+            );
+            // JSON: the text this server writes decodes to the same tensor.
+            let mut text = Vec::new();
+            write_data_json(&data, &mut text);
+            let body = format!(
+                r#"{{"inputs":[{{"name":"x","shape":[3],"datatype":"{name}","data":{}}}]}}"#,
+                String::from_utf8(text).unwrap()
+            );
+            let r = parse_request(body.as_bytes(), None).unwrap();
+            assert_eq!(r.inputs[0].1.data, data, "{name}: {body}");
+        }
+    }
+
+    #[test]
+    fn narrow_types_refuse_values_that_do_not_fit() {
+        for (dtype, data, what) in [
+            ("INT8", "[1, 128]", "an int8"),
+            ("UINT8", "[1, -1]", "a uint8"),
+            ("UINT64", "[1, -1]", "a uint64"),
+            ("UINT32", "[1, 4294967296]", "a uint32"),
+            ("INT16", "[1, 0.5]", "an int16"),
+            ("FP16", "[1, 65520]", "FP16"),
+            ("BF16", "[1, 1e39]", "BF16"),
+        ] {
+            let body = format!(
+                r#"{{"inputs":[{{"name":"x","shape":[2],"datatype":"{dtype}","data":{data}}}]}}"#
+            );
+            let err = parse_request(body.as_bytes(), None).err().unwrap().0;
+            assert!(
+                err.contains("input 'x'") && err.contains("element 1") && err.contains(what),
+                "{dtype}: {err}"
+            );
+        }
+        // NaN and infinities are still what the strings say.
+        let body = br#"{"inputs":[{"name":"x","shape":[2],"datatype":"FP16","data":["NaN","-Infinity"]}]}"#;
+        let r = parse_request(body, None).unwrap();
+        let TensorData::Float16(v) = &r.inputs[0].1.data else {
+            panic!("FP16 data")
+        };
+        assert!(v[0].is_nan() && v[1] == half::f16::NEG_INFINITY);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_decode_and_answer_as_binary() {
+        let head = br#"{"inputs":[{"name":"s","shape":[2],"datatype":"BYTES","parameters":{"binary_data_size":12}}]}"#;
+        let mut body = head.to_vec();
+        for s in [&b"\xff\x00"[..], &b"ok"[..]] {
+            body.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            body.extend_from_slice(s);
+        }
+        let r = parse_request(&body, Some(head.len())).unwrap();
+        let data = &r.inputs[0].1.data;
+        assert_eq!(
+            data,
+            &TensorData::Bytes(Cow::Owned(vec![vec![0xff, 0], b"ok".to_vec()]))
+        );
+        let signature = Signature {
+            inputs: vec![],
+            outputs: vec![TensorSpec {
+                name: "t".into(),
+                dtype: DType::String,
+                shape: vec![None],
+                kind: OutputKind::Tensor,
+            }],
+            metadata: Default::default(),
+            feature_names: None,
+            opsets: Default::default(),
+        };
+        let output = Tensor {
+            shape: vec![2],
+            data: data.clone(),
+        };
+        // A JSON request: the output still goes as binary data, since JSON cannot hold it.
+        let json_request = parse_request(
+            br#"{"inputs":[{"name":"s","shape":[1],"datatype":"BYTES","data":["a"]}]}"#,
+            None,
+        )
+        .unwrap();
+        let encoded = encode_response("m", 1, None, &signature, &[output], &json_request);
+        let header = encoded.header_length.expect("binary data follows the JSON");
+        let head: Json = serde_json::from_slice(&encoded.body[..header]).unwrap();
+        assert_eq!(head["outputs"][0]["parameters"]["binary_data_size"], 12);
+        assert_eq!(&encoded.body[header..], &body[head_len(&body)..]);
+        // The payload log's JSON keeps the bytes as base64.
+        let mut text = Vec::new();
+        write_data_json(data, &mut text);
+        assert_eq!(String::from_utf8(text).unwrap(), r#"[{"b64":"/wA="},"ok"]"#);
+    }
+
+    fn head_len(body: &[u8]) -> usize {
+        body.len() - 12
+    }
+
+    #[test]
     fn text_and_tree_decode_alike() {
         let cases: &[(DType, &str)] = &[
             (DType::Float32, "[[1, 2.5], [-3e2, 0.1]]"),
@@ -1331,7 +1453,7 @@ mod tests {
                 "holds 3 elements but the data has 2",
             ),
             (
-                br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP16","data":[1]}]}"#,
+                br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP8","data":[1]}]}"#,
                 "not supported",
             ),
             (
