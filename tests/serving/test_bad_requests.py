@@ -82,9 +82,9 @@ CASES = [
     ),
     (
         "/v2/models/scale/infer",
-        {"json": body(datatype="FP16")},
+        {"json": body(datatype="FP8")},
         400,
-        'datatype "FP16" is not supported',
+        'datatype "FP8" is not supported',
     ),
     ("/v2/models/scale/infer", {"data": b"{not json"}, 400, "not a valid inference request"),
     ("/v2/models/scale/infer", {"json": {"inputs": []}}, 400, "no inputs"),
