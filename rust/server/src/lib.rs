@@ -5,6 +5,7 @@
 
 mod batcher;
 mod config;
+mod dataplane;
 mod deployments;
 mod encoding;
 mod error;
@@ -19,10 +20,11 @@ mod spec;
 mod stats;
 
 pub use config::Config;
+pub use error::RequestError;
 pub use error::{Result, ServerError};
 pub use paylog::{read as read_log, schema as log_schema};
 /// The request decoder, public so that the fuzz tests (and tools) can drive it directly.
-pub use protocol::{parse_request, BadRequest, InferRequest};
+pub use protocol::{parse_request, InferRequest};
 pub use server::Server;
 pub use spec::{Batching, DeploymentSpec, LogPolicy, Route, Target};
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use pilothouse_registry::Registry;
 
 use crate::config::Config;
+use crate::dataplane::DataPlane;
 use crate::deployments::{self, State};
 use crate::error::{Result, ServerError};
 use crate::http::{self, App};
@@ -129,9 +130,11 @@ impl Server {
             reason: e.to_string(),
         })?;
         let app = Arc::new(App {
-            state,
-            metrics,
-            log: log.clone(),
+            plane: Arc::new(DataPlane {
+                state,
+                metrics,
+                log: log.clone(),
+            }),
             max_body: config.max_body_bytes,
             body_timeout: Duration::from_millis(config.body_read_timeout_ms),
             in_flight: http::ByteBudget::new(config.max_inflight_bytes),

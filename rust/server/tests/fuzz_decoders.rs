@@ -62,7 +62,7 @@ fn decode_checked(body: &[u8], header_length: Option<usize>) {
                 assert_eq!(count, tensor.data.len(), "input {name}");
             }
         }
-        Err(e) => assert!(!e.0.is_empty(), "an empty error message"),
+        Err(e) => assert!(!e.message().is_empty(), "an empty error message"),
     }
 }
 
@@ -268,9 +268,9 @@ fn the_reported_crash_is_a_clear_refusal() {
     decode_checked(body, None);
     let e = parse_request(body, None).unwrap_err();
     assert!(
-        e.0.contains("input 'x'") && e.0.contains("holds 17592186044416 elements"),
+        e.message().contains("input 'x'") && e.message().contains("holds 17592186044416 elements"),
         "{}",
-        e.0
+        e.message()
     );
     // The same claim in the usual order, for BYTES in binary, and with an overflowing width.
     for (body, header_length) in [
@@ -293,6 +293,6 @@ fn the_reported_crash_is_a_clear_refusal() {
         let header_length = header_length.map(|_: usize| body.len());
         decode_checked(&body, header_length);
         let e = parse_request(&body, header_length).unwrap_err();
-        assert!(e.0.starts_with("input 'x'"), "{}", e.0);
+        assert!(e.message().starts_with("input 'x'"), "{}", e.message());
     }
 }

@@ -1,0 +1,350 @@
+//! The data plane: what happens to an inference request once the transport has its bytes,
+//! with no HTTP in it. It finds the deployment and the version (or picks the route), admits
+//! the request under the payload log's policy, checks the inputs against the signature,
+//! queues them for the batcher and waits within the deadline, then taps the answer: metrics,
+//! statistics, the payload log and the shadow copy.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pilothouse_runtime::OwnedTensor;
+
+use crate::batcher::JobError;
+use crate::deployments::{Deployment, Loaded, State};
+use crate::error::RequestError;
+use crate::metrics::{DeploymentLabels, Metrics, RequestLabels};
+use crate::paylog::{LogSender, Record};
+use crate::protocol::{self, InferRequest};
+
+/// What serving needs besides the transport: the deployments, the metrics and the log.
+pub struct DataPlane {
+    pub state: Arc<State>,
+    pub metrics: Arc<Metrics>,
+    pub log: LogSender,
+}
+
+/// A request admitted to a deployment: the version it runs on and the route that chose it.
+/// It counts as in flight until dropped.
+pub struct Admitted {
+    pub deployment: Arc<Deployment>,
+    pub loaded: Arc<Loaded>,
+    pub route: Arc<str>,
+    _in_flight: InFlight,
+}
+
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Where a request's time went, for the response, metrics and the log.
+struct Outcome {
+    queue: Duration,
+    inference: Duration,
+    batch_rows: usize,
+    result: Result<Arc<Vec<OwnedTensor>>, RequestError>,
+}
+
+impl Outcome {
+    fn failed(error: RequestError) -> Outcome {
+        Outcome {
+            queue: Duration::ZERO,
+            inference: Duration::ZERO,
+            batch_rows: 0,
+            result: Err(error),
+        }
+    }
+
+    fn status(&self) -> u16 {
+        self.result
+            .as_ref()
+            .map_or_else(RequestError::status, |_| 200)
+    }
+}
+
+/// When and as what a request arrived, for the log.
+pub struct Arrival {
+    pub id: String,
+    pub at: Instant,
+    pub time_us: i64,
+}
+
+impl DataPlane {
+    /// The deployment named `name`.
+    pub fn find(&self, name: &str) -> Result<Arc<Deployment>, RequestError> {
+        let deployments = self.state.deployments.load();
+        // The names of other deployments are not the caller's business: GET /v2/models/{m}
+        // answers for a name they know, and `pilothouse deployments` lists them for operators.
+        deployments.get(name).cloned().ok_or_else(|| {
+            RequestError::NotFound(format!("no deployment named '{name}' on this server"))
+        })
+    }
+
+    /// The version `version` of deployment `name`, as the `/versions/{v}` endpoints address it.
+    pub fn find_deployed(&self, name: &str, version: &str) -> Result<Arc<Loaded>, RequestError> {
+        let deployment = self.find(name)?;
+        find_version(&deployment, version)
+    }
+
+    /// Why a deployment that is not serving failed to load, if it did.
+    pub fn load_failure(&self, name: &str) -> Option<String> {
+        self.state.failed.load().get(name).cloned()
+    }
+
+    /// Counts an answer that is not a success, by deployment, version and status.
+    pub fn count(&self, deployment: &str, version: &str, status: u16) {
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                deployment: deployment.into(),
+                version: version.into(),
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    /// Admits a request for deployment `name` (version `version`, or the route the deployment
+    /// picks, sticky by `sticky` when its spec names a header): refused when the deployment or
+    /// version does not exist, or while the payload log cannot keep what would be answered.
+    pub fn admit(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        sticky: impl FnOnce(&str) -> Option<Vec<u8>>,
+    ) -> Result<Admitted, RequestError> {
+        let deployment = self
+            .find(name)
+            .inspect_err(|e| self.count("", "", e.status()))?;
+        // Under log_overflow = "block", nothing is answered that the log could not keep.
+        if let Err(message) = self.log.admit() {
+            self.count(name, "", 503);
+            return Err(RequestError::Unavailable(message));
+        }
+        deployment.in_flight.inc();
+        let in_flight = InFlight(deployment.in_flight.clone());
+        let (loaded, route) = match version {
+            Some(v) => match find_version(&deployment, v) {
+                Ok(l) => (l, Arc::<str>::from(format!("v{v}"))),
+                Err(e) => {
+                    self.count(name, "", e.status());
+                    return Err(e);
+                }
+            },
+            None => {
+                let key = deployment.spec.sticky_header.as_deref().and_then(sticky);
+                let r = deployment.pick(key.as_deref());
+                (r.loaded.clone(), r.label.clone())
+            }
+        };
+        Ok(Admitted {
+            deployment,
+            loaded,
+            route,
+            _in_flight: in_flight,
+        })
+    }
+
+    /// Runs an admitted request and taps its answer (metrics, statistics, the log, the
+    /// shadow copy). Its inputs are taken; the rest stays for encoding the answer.
+    pub async fn infer(
+        self: &Arc<Self>,
+        admitted: &Admitted,
+        request: &mut InferRequest,
+        arrival: Arrival,
+    ) -> Result<Arc<Vec<OwnedTensor>>, RequestError> {
+        let Admitted {
+            deployment,
+            loaded,
+            route,
+            ..
+        } = admitted;
+        let shadow_inputs = deployment.shadow.as_ref().map(|_| request.inputs.clone());
+        let (outcome, inputs) = run(loaded, deployment, request).await;
+        let latency = arrival.at.elapsed();
+        let status = outcome.status();
+        if status == 200 {
+            loaded.metrics.ok.inc();
+        } else {
+            self.count(&deployment.name, &loaded.version.to_string(), status);
+        }
+        deployment.request_seconds.observe(latency.as_secs_f64());
+        loaded.metrics.stats.answered(status == 200, latency);
+        let (outputs, error) = match &outcome.result {
+            Ok(o) => (Some(o.clone()), None),
+            Err(e) => (None, Some(e.message().to_string())),
+        };
+        self.log.send(Record {
+            deployment: deployment.name.clone(),
+            request_id: arrival.id.clone(),
+            time_us: arrival.time_us,
+            model: loaded.model_name.clone(),
+            version: loaded.version,
+            role: "primary",
+            route: route.clone(),
+            status,
+            latency,
+            queue: outcome.queue,
+            inference: outcome.inference,
+            batch_rows: outcome.batch_rows,
+            input_names: loaded.input_names.clone(),
+            inputs,
+            output_names: loaded.output_names.clone(),
+            outputs,
+            error,
+        });
+        if let (Some((shadow, label)), Some(inputs), true, true) = (
+            &deployment.shadow,
+            shadow_inputs,
+            status == 200,
+            self.log.admit().is_ok(),
+        ) {
+            self.shadow_run(
+                deployment.clone(),
+                shadow.clone(),
+                label.clone(),
+                arrival,
+                inputs,
+            );
+        }
+        outcome.result
+    }
+
+    /// Runs a copy of the request on the shadow version, off the response path, and logs it.
+    fn shadow_run(
+        self: &Arc<Self>,
+        deployment: Arc<Deployment>,
+        shadow: Arc<Loaded>,
+        label: Arc<str>,
+        arrival: Arrival,
+        inputs: Vec<(String, OwnedTensor)>,
+    ) {
+        let plane = self.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut request = InferRequest {
+                id: None,
+                inputs,
+                outputs: None,
+                binary_outputs: false,
+                timeout_us: None,
+            };
+            let (outcome, inputs) = run(&shadow, &deployment, &mut request).await;
+            let status = outcome.status();
+            if status != 200 {
+                plane
+                    .metrics
+                    .shadow_dropped
+                    .get_or_create(&DeploymentLabels {
+                        deployment: deployment.name.to_string(),
+                    })
+                    .inc();
+            }
+            let (outputs, error) = match outcome.result {
+                Ok(o) => (Some(o), None),
+                Err(e) => (None, Some(e.message().to_string())),
+            };
+            plane.log.send(Record {
+                deployment: deployment.name.clone(),
+                request_id: arrival.id,
+                time_us: arrival.time_us,
+                model: shadow.model_name.clone(),
+                version: shadow.version,
+                role: "shadow",
+                route: label,
+                status,
+                latency: started.elapsed(),
+                queue: outcome.queue,
+                inference: outcome.inference,
+                batch_rows: outcome.batch_rows,
+                input_names: shadow.input_names.clone(),
+                inputs,
+                output_names: shadow.output_names.clone(),
+                outputs,
+                error,
+            });
+        });
+    }
+}
+
+fn find_version(d: &Deployment, version: &str) -> Result<Arc<Loaded>, RequestError> {
+    let v: i64 = version
+        .parse()
+        .map_err(|_| RequestError::BadRequest(format!("version '{version}' is not a number")))?;
+    d.version(v).cloned().ok_or_else(|| {
+        RequestError::NotFound(format!(
+            "version {v} of '{}' is not deployed; deployed versions: {:?}",
+            d.name,
+            d.versions()
+        ))
+    })
+}
+
+/// Validates `request` against `loaded`, queues its inputs and waits for the answer. The
+/// inputs (in the model's order) come back for the log once they were accepted.
+async fn run(
+    loaded: &Arc<Loaded>,
+    deployment: &Deployment,
+    request: &mut InferRequest,
+) -> (Outcome, Option<Arc<Vec<OwnedTensor>>>) {
+    let signature = loaded.model.signature();
+    if let Err(e) = protocol::check_inputs(&request.inputs, signature)
+        .and_then(|_| protocol::check_outputs(&request.outputs, signature))
+    {
+        return (Outcome::failed(e), None);
+    }
+    // Model input order (check_inputs made sure each input is there exactly once).
+    request
+        .inputs
+        .sort_by_key(|(n, _)| signature.inputs.iter().position(|s| &s.name == n));
+    let rows = request.inputs[0].1.shape.first().copied().unwrap_or(1);
+    if request
+        .inputs
+        .iter()
+        .any(|(_, t)| t.shape.first().copied().unwrap_or(1) != rows)
+    {
+        let e = RequestError::BadRequest(
+            "the inputs disagree on the number of rows (their first dimension)".into(),
+        );
+        return (Outcome::failed(e), None);
+    }
+    let timeout = request.timeout_us.map_or(deployment.timeout, |us| {
+        Duration::from_micros(us).min(deployment.timeout)
+    });
+    // The timeout is bounded by the deployment spec's validation; checked all the same.
+    let now = Instant::now();
+    let deadline = now.checked_add(timeout).unwrap_or(now);
+    let inputs: Arc<Vec<OwnedTensor>> = Arc::new(
+        std::mem::take(&mut request.inputs)
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect(),
+    );
+    let Ok(receiver) = loaded.batcher.submit(inputs.clone(), rows, deadline) else {
+        let e = RequestError::Unavailable(format!(
+            "deployment '{}' is at capacity ({} requests queued for version {}); retry later",
+            deployment.name, loaded.batcher.capacity, loaded.version
+        ));
+        return (Outcome::failed(e), Some(inputs));
+    };
+    let outcome = match tokio::time::timeout_at(deadline.into(), receiver).await {
+        Ok(Ok(Ok(done))) => Outcome {
+            queue: done.queue,
+            inference: done.inference,
+            batch_rows: done.batch_rows,
+            result: Ok(done.outputs),
+        },
+        Ok(Ok(Err(JobError::Timeout))) | Err(_) => Outcome::failed(RequestError::Timeout(format!(
+            "no answer within {} ms (timeout_ms of deployment '{}', or the request's timeout parameter)",
+            timeout.as_millis(),
+            deployment.name
+        ))),
+        Ok(Ok(Err(JobError::Inference(m)))) => Outcome::failed(RequestError::Inference(m)),
+        Ok(Err(_)) => Outcome::failed(RequestError::Unavailable(
+            "the version was unloaded before the request ran; retry".into(),
+        )),
+    };
+    (outcome, Some(inputs))
+}
