@@ -21,6 +21,6 @@ pub use half;
 pub use model::{Model, Optimization, Outputs, SessionOptions};
 pub use raw::{OutputData, OutputView, RawOutputs};
 pub use signature::{
-    ColumnPlan, DType, Labels, OutputKind, Signature, TensorSpec, FEATURE_NAMES_KEY,
+    ColumnPlan, DType, Labels, Matching, OutputKind, Signature, TensorSpec, FEATURE_NAMES_KEY,
 };
 pub use tensor::{OwnedTensor, Scalar, Tensor, TensorData};

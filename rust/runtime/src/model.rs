@@ -14,7 +14,9 @@ use crate::environment::environment;
 use crate::error::{Result, RuntimeError};
 use crate::onnx_proto;
 use crate::raw::{RawOutputs, RawRunner};
-use crate::signature::{DType, Labels, OutputKind, Signature, TensorSpec, FEATURE_NAMES_KEY};
+use crate::signature::{
+    DType, Labels, Matching, OutputKind, Signature, TensorSpec, FEATURE_NAMES_KEY,
+};
 use crate::tensor::{OwnedTensor, Tensor, TensorData};
 
 /// How much ONNX Runtime rewrites the graph before running it.
@@ -302,49 +304,7 @@ impl Model {
     /// Checks `inputs` against the signature and returns them cast, reshaped and in the
     /// model's input order.
     pub fn prepare<'a>(&self, inputs: Vec<(String, Tensor<'a>)>) -> Result<Vec<Tensor<'a>>> {
-        let specs = &self.signature.inputs;
-        let mut slots: Vec<Option<Tensor<'a>>> = (0..specs.len()).map(|_| None).collect();
-        for (name, tensor) in inputs {
-            let Some(pos) = specs.iter().position(|s| s.name == name) else {
-                let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-                return Err(RuntimeError::input(
-                    &name,
-                    format!(
-                        "the model has no input of that name; its inputs are [{}]",
-                        known.join(", ")
-                    ),
-                ));
-            };
-            if slots[pos].is_some() {
-                return Err(RuntimeError::input(&name, "given more than once"));
-            }
-            slots[pos] = Some(tensor.conform(&specs[pos])?);
-        }
-        let missing: Vec<&str> = specs
-            .iter()
-            .zip(&slots)
-            .filter(|(_, t)| t.is_none())
-            .map(|(s, _)| s.name.as_str())
-            .collect();
-        if !missing.is_empty() {
-            let first = specs
-                .iter()
-                .find(|s| s.name == missing[0])
-                .expect("listed above");
-            return Err(RuntimeError::input(
-                missing.join(", "),
-                format!(
-                    "missing: the model needs {} ({} {})",
-                    missing.join(", "),
-                    first.dtype,
-                    first.shape_string()
-                ),
-            ));
-        }
-        Ok(slots
-            .into_iter()
-            .map(|t| t.expect("checked above"))
-            .collect())
+        self.signature.check_inputs(inputs, Matching::Conform)
     }
 
     /// Validates and runs `inputs` (name, tensor), returning every output in signature order.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::error::{Result, RuntimeError};
+use crate::tensor::Tensor;
 
 /// Element types a pilothouse model can take or give: every ONNX tensor element type that
 /// the Open Inference Protocol can carry.
@@ -203,6 +204,56 @@ pub struct Signature {
 
 pub const FEATURE_NAMES_KEY: &str = "pilothouse.feature_names";
 
+/// How closely inputs must match a signature ([`Signature::check_inputs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matching {
+    /// Over the wire: the datatype, the rank and every fixed dimension exactly as the model
+    /// declares them (no silent casts), and a batch that is not empty. Types are named as
+    /// the inference protocol names them.
+    Exact,
+    /// In process: numbers cast and columns reshaped where no surprise can come of it
+    /// ([`Tensor::conform`]).
+    Conform,
+}
+
+/// An input checked as [`Matching::Exact`] says.
+fn exactly<'a>(tensor: Tensor<'a>, spec: &TensorSpec) -> Result<Tensor<'a>> {
+    let name = spec.name.as_str();
+    if tensor.dtype() != spec.dtype {
+        return Err(RuntimeError::input(
+            name,
+            format!(
+                "datatype {} does not match the model's {}",
+                tensor.dtype().protocol_name(),
+                spec.dtype.protocol_name()
+            ),
+        ));
+    }
+    let fits = tensor.shape.len() == spec.shape.len()
+        && tensor
+            .shape
+            .iter()
+            .zip(&spec.shape)
+            .all(|(g, w)| w.is_none_or(|w| w < 0 || w as usize == *g));
+    if !fits {
+        return Err(RuntimeError::input(
+            name,
+            format!(
+                "shape {:?} does not match the model's {}",
+                tensor.shape,
+                spec.shape_string()
+            ),
+        ));
+    }
+    if tensor.shape.first() == Some(&0) {
+        return Err(RuntimeError::input(
+            name,
+            format!("the batch is empty (shape {:?})", tensor.shape),
+        ));
+    }
+    Ok(tensor)
+}
+
 /// How the columns of a table feed the model's inputs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ColumnPlan {
@@ -215,6 +266,73 @@ pub enum ColumnPlan {
 impl Signature {
     pub fn input(&self, name: &str) -> Option<&TensorSpec> {
         self.inputs.iter().find(|s| s.name == name)
+    }
+
+    /// The one check of inputs against this signature, for in-process predict and the server
+    /// alike: every input named once, none missing, each fitting its spec as `matching` says.
+    /// The tensors come back in the model's input order.
+    pub fn check_inputs<'a>(
+        &self,
+        inputs: Vec<(String, Tensor<'a>)>,
+        matching: Matching,
+    ) -> Result<Vec<Tensor<'a>>> {
+        let type_name = |d: DType| match matching {
+            Matching::Exact => d.protocol_name(),
+            Matching::Conform => d.name(),
+        };
+        let specs = &self.inputs;
+        let mut slots: Vec<Option<Tensor<'a>>> = (0..specs.len()).map(|_| None).collect();
+        for (name, tensor) in inputs {
+            let Some(pos) = specs.iter().position(|s| s.name == name) else {
+                let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+                return Err(RuntimeError::input(
+                    &name,
+                    format!(
+                        "the model has no input of that name; its inputs are [{}]",
+                        known.join(", ")
+                    ),
+                ));
+            };
+            if slots[pos].is_some() {
+                return Err(RuntimeError::input(&name, "given more than once"));
+            }
+            let spec = &specs[pos];
+            slots[pos] = Some(match matching {
+                Matching::Conform => tensor.conform(spec)?,
+                Matching::Exact => exactly(tensor, spec)?,
+            });
+        }
+        let missing: Vec<&TensorSpec> = specs
+            .iter()
+            .zip(&slots)
+            .filter(|(_, t)| t.is_none())
+            .map(|(s, _)| s)
+            .collect();
+        if let Some(first) = missing.first() {
+            let names: Vec<&str> = missing.iter().map(|s| s.name.as_str()).collect();
+            return Err(RuntimeError::input(
+                names.join(", "),
+                format!(
+                    "missing: the model needs {} ({} {})",
+                    names.join(", "),
+                    type_name(first.dtype),
+                    first.shape_string()
+                ),
+            ));
+        }
+        let tensors: Vec<Tensor<'a>> = slots.into_iter().flatten().collect();
+        if matching == Matching::Exact {
+            let rows = |t: &Tensor<'_>| t.shape.first().copied().unwrap_or(1);
+            if let Some(first) = tensors.first() {
+                if tensors.iter().any(|t| rows(t) != rows(first)) {
+                    return Err(RuntimeError::input(
+                        self.input_names(),
+                        "the inputs disagree on the number of rows (their first dimension)",
+                    ));
+                }
+            }
+        }
+        Ok(tensors)
     }
 
     fn input_names(&self) -> String {
@@ -383,5 +501,84 @@ mod tests {
             err.contains("2 columns") && err.contains("expects 3"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn one_input_check_exact_over_the_wire_and_conforming_in_process() {
+        use crate::tensor::TensorData;
+        use std::borrow::Cow;
+        let sig = signature(
+            vec![
+                spec("a", DType::Float32, vec![None, Some(2)]),
+                spec("b", DType::Int64, vec![None]),
+            ],
+            None,
+        );
+        let a = |rows: usize| {
+            Tensor::new(
+                vec![rows, 2],
+                TensorData::Float64(Cow::Owned(vec![1.0; rows * 2])),
+            )
+            .unwrap()
+        };
+        let b = |rows: usize| {
+            Tensor::new(vec![rows], TensorData::Int64(Cow::Owned(vec![1; rows]))).unwrap()
+        };
+        let err = |inputs, m| sig.check_inputs(inputs, m).unwrap_err().to_string();
+        // In process: float64 becomes float32, and the order is the model's.
+        let ok = sig
+            .check_inputs(
+                vec![("b".into(), b(3)), ("a".into(), a(3))],
+                Matching::Conform,
+            )
+            .unwrap();
+        assert_eq!(ok[0].dtype(), DType::Float32);
+        assert_eq!(ok[1].dtype(), DType::Int64);
+        // Over the wire: no casts, and the names of the protocol.
+        let e = err(
+            vec![("a".into(), a(3)), ("b".into(), b(3))],
+            Matching::Exact,
+        );
+        assert_eq!(
+            e,
+            "input 'a': datatype FP64 does not match the model's FP32"
+        );
+        let e = err(vec![("a".into(), a(3))], Matching::Exact);
+        assert_eq!(e, "input 'b': missing: the model needs b (INT64 [?])");
+        let e = err(vec![("a".into(), a(3))], Matching::Conform);
+        assert_eq!(e, "input 'b': missing: the model needs b (int64 [?])");
+        let e = err(
+            vec![("b".into(), b(1)), ("b".into(), b(1))],
+            Matching::Exact,
+        );
+        assert_eq!(e, "input 'b': given more than once");
+        let e = err(vec![("c".into(), b(1))], Matching::Exact);
+        assert!(
+            e.contains("no input of that name; its inputs are [a, b]"),
+            "{e}"
+        );
+        let f32s = |rows: usize| {
+            Tensor::new(
+                vec![rows, 2],
+                TensorData::Float32(Cow::Owned(vec![1.0; rows * 2])),
+            )
+            .unwrap()
+        };
+        let e = err(
+            vec![("a".into(), f32s(2)), ("b".into(), b(3))],
+            Matching::Exact,
+        );
+        assert!(e.contains("disagree on the number of rows"), "{e}");
+        let e = err(
+            vec![("a".into(), f32s(0)), ("b".into(), b(0))],
+            Matching::Exact,
+        );
+        assert!(e.contains("the batch is empty"), "{e}");
+        assert!(sig
+            .check_inputs(
+                vec![("a".into(), f32s(2)), ("b".into(), b(2))],
+                Matching::Exact
+            )
+            .is_ok());
     }
 }

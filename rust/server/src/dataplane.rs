@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pilothouse_runtime::OwnedTensor;
+use pilothouse_runtime::{Matching, OwnedTensor};
 
 use crate::batcher::JobError;
 use crate::deployments::{Deployment, Loaded, State};
@@ -290,38 +290,27 @@ async fn run(
     request: &mut InferRequest,
 ) -> (Outcome, Option<Arc<Vec<OwnedTensor>>>) {
     let signature = loaded.model.signature();
-    if let Err(e) = protocol::check_inputs(&request.inputs, signature)
-        .and_then(|_| protocol::check_outputs(&request.outputs, signature))
-    {
+    let given = std::mem::take(&mut request.inputs);
+    let inputs = match signature.check_inputs(given, Matching::Exact) {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            return (
+                Outcome::failed(RequestError::BadRequest(e.to_string())),
+                None,
+            )
+        }
+    };
+    if let Err(e) = protocol::check_outputs(&request.outputs, signature) {
         return (Outcome::failed(e), None);
     }
-    // Model input order (check_inputs made sure each input is there exactly once).
-    request
-        .inputs
-        .sort_by_key(|(n, _)| signature.inputs.iter().position(|s| &s.name == n));
-    let rows = request.inputs[0].1.shape.first().copied().unwrap_or(1);
-    if request
-        .inputs
-        .iter()
-        .any(|(_, t)| t.shape.first().copied().unwrap_or(1) != rows)
-    {
-        let e = RequestError::BadRequest(
-            "the inputs disagree on the number of rows (their first dimension)".into(),
-        );
-        return (Outcome::failed(e), None);
-    }
+    let rows = inputs[0].shape.first().copied().unwrap_or(1);
     let timeout = request.timeout_us.map_or(deployment.timeout, |us| {
         Duration::from_micros(us).min(deployment.timeout)
     });
     // The timeout is bounded by the deployment spec's validation; checked all the same.
     let now = Instant::now();
     let deadline = now.checked_add(timeout).unwrap_or(now);
-    let inputs: Arc<Vec<OwnedTensor>> = Arc::new(
-        std::mem::take(&mut request.inputs)
-            .into_iter()
-            .map(|(_, t)| t)
-            .collect(),
-    );
+    let inputs: Arc<Vec<OwnedTensor>> = Arc::new(inputs);
     let Ok(receiver) = loaded.batcher.submit(inputs.clone(), rows, deadline) else {
         let e = RequestError::Unavailable(format!(
             "deployment '{}' is at capacity ({} requests queued for version {}); retry later",
