@@ -543,7 +543,13 @@ mod tests {
             e,
             "input 'a': datatype FP64 does not match the model's FP32"
         );
-        let e = err(vec![("a".into(), a(3))], Matching::Exact);
+        let e = err(
+            vec![(
+                "a".into(),
+                Tensor::new(vec![1, 2], TensorData::Float32(Cow::Owned(vec![0.0; 2]))).unwrap(),
+            )],
+            Matching::Exact,
+        );
         assert_eq!(e, "input 'b': missing: the model needs b (INT64 [?])");
         let e = err(vec![("a".into(), a(3))], Matching::Conform);
         assert_eq!(e, "input 'b': missing: the model needs b (int64 [?])");
