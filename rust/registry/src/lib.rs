@@ -15,12 +15,18 @@ mod store;
 mod webhooks;
 
 pub mod files;
+
+/// Now, in microseconds since the Unix epoch (UTC): the registry's one clock.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
 pub use artifacts::{sha256_hex, ArtifactStore};
 pub use audit::Anchor as AuditAnchor;
 pub use backends::{open as open_store, redact, Location, PostgresStore, SqliteStore};
 pub use error::{RegistryError, Result};
 pub use names::deployment as check_deployment_name;
 pub use query::parse_time;
-pub use registry::{now_micros, parse_uri, Dataset, NewRun, NewVersion, Registry, VersionRef};
+pub use registry::{parse_uri, Dataset, NewRun, NewVersion, Registry, VersionRef};
 pub use store::{Row, Store, Tx, Value};
 pub use webhooks::{sign, Event, RetryPolicy};

@@ -18,7 +18,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value as Json};
 use sha2::Sha256;
 
-use crate::registry::{now_micros, Registry};
+use crate::now_micros;
 use crate::store::{Store, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,10 +323,38 @@ impl Webhooks {
         cv.notify_all();
     }
 
+    /// The active receivers of `model` that asked for `event`: (id, url, secret).
+    fn receivers(&self, model: &str, event: Event) -> crate::Result<Vec<(i64, String, String)>> {
+        let mut found = Vec::new();
+        self.store.read(&mut |tx| {
+            found = tx
+                .query(
+                    "SELECT id, url, secret, events FROM webhooks WHERE model = ? AND active = 1",
+                    &[model.into()],
+                )?
+                .into_iter()
+                .filter(|r| {
+                    r[3].as_str()
+                        .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok())
+                        .is_some_and(|events| events.iter().any(|e| e == event.name()))
+                })
+                .map(|r| {
+                    (
+                        r[0].as_i64().unwrap_or(0),
+                        r[1].as_str().unwrap_or("").into(),
+                        r[2].as_str().unwrap_or("").into(),
+                    )
+                })
+                .collect();
+            Ok(())
+        })?;
+        Ok(found)
+    }
+
     /// Puts `event` in the outbox for every receiver of `model` that asked for it. Never
     /// fails the registry call: a problem is logged to stderr.
-    pub(crate) fn notify(&self, registry: &Registry, model: &str, event: Event, data: Json) {
-        let hooks = match registry.webhooks_for(model, event) {
+    pub(crate) fn notify(&self, model: &str, event: Event, data: Json) {
+        let hooks = match self.receivers(model, event) {
             Ok(h) => h,
             Err(e) => {
                 eprintln!("pilothouse: could not look up webhooks for {model}: {e}");

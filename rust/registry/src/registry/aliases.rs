@@ -1,0 +1,97 @@
+//! Aliases: moved (through the approval policy when the alias is guarded), deleted, and
+//! their full history.
+
+use serde_json::{json, Value as Json};
+
+use super::*;
+
+impl Registry {
+    // -- aliases and governance -------------------------------------------------------------
+
+    /// Points `alias` at `version`. An alias guarded by a policy moves only with an approved
+    /// request for exactly this move, by someone other than its requester; the approval is
+    /// used up.
+    pub fn set_alias(&self, actor: &str, model: &str, alias: &str, version: i64) -> Result<Json> {
+        names::alias(alias)?;
+        let at = now_micros();
+        self.write(|tx| {
+            tx.lock(&format!("pilothouse.model.{model}"))?;
+            let row = Self::version_row(tx, model, version)?;
+            if row[10].as_str() == Some("archived") {
+                return Err(RegistryError::Conflict(format!("models:/{model}/{version} is archived; restore it before aliasing it")));
+            }
+            let previous = query_one(tx, "SELECT version FROM aliases WHERE model = ? AND alias = ?", &[model.into(), alias.into()])?.and_then(|r| r[0].as_i64());
+            if previous == Some(version) {
+                return Ok(());
+            }
+            let guarded = query_one(tx, "SELECT 1 FROM policies WHERE model = ? AND alias = ?", &[model.into(), alias.into()])?.is_some();
+            let mut approval_id = None;
+            if guarded {
+                let approval = query_one(
+                    tx,
+                    "SELECT id, requested_by, decided_by FROM approvals WHERE model = ? AND alias = ? AND version = ? AND status = 'approved' ORDER BY id DESC LIMIT 1",
+                    &[model.into(), alias.into(), Value::Int(version)],
+                )?
+                .ok_or_else(|| {
+                    RegistryError::ApprovalRequired(format!(
+                        "alias '{alias}' of {model} is guarded: moving it to version {version} needs an approved request (request_promotion, then approve by another person)"
+                    ))
+                })?;
+                let id = approval[0].as_i64().unwrap_or(0);
+                tx.execute("UPDATE approvals SET status = 'used' WHERE id = ?", &[Value::Int(id)])?;
+                approval_id = Some(id);
+            }
+            tx.execute(
+                "INSERT INTO aliases (model, alias, version, updated_at, updated_by) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (model, alias) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                &[model.into(), alias.into(), Value::Int(version), Value::Int(at), actor.into()],
+            )?;
+            tx.execute(
+                "INSERT INTO alias_history (model, alias, version, previous, at, actor, approval_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                &[model.into(), alias.into(), Value::Int(version), previous.into(), Value::Int(at), actor.into(), approval_id.into()],
+            )?;
+            audit::append(tx, at, actor, "alias.set", Some(model), &json!({"alias": alias, "version": version, "previous": previous, "approval_id": approval_id}))
+        })?;
+        let record = self.get_version(model, version)?;
+        self.hooks.notify(
+            model,
+            Event::AliasMoved,
+            json!({"alias": alias, "version": record}),
+        );
+        Ok(record)
+    }
+
+    pub fn delete_alias(&self, actor: &str, model: &str, alias: &str) -> Result<()> {
+        let at = now_micros();
+        self.write(|tx| {
+            let previous = query_one(tx, "SELECT version FROM aliases WHERE model = ? AND alias = ?", &[model.into(), alias.into()])?
+                .and_then(|r| r[0].as_i64())
+                .ok_or_else(|| RegistryError::not_found("alias", format!("{model}@{alias}")))?;
+            if query_one(tx, "SELECT 1 FROM policies WHERE model = ? AND alias = ?", &[model.into(), alias.into()])?.is_some() {
+                return Err(RegistryError::ApprovalRequired(format!("alias '{alias}' of {model} is guarded by a policy; remove the policy before deleting it")));
+            }
+            tx.execute("DELETE FROM aliases WHERE model = ? AND alias = ?", &[model.into(), alias.into()])?;
+            tx.execute(
+                "INSERT INTO alias_history (model, alias, version, previous, at, actor) VALUES (?, ?, NULL, ?, ?, ?)",
+                &[model.into(), alias.into(), Value::Int(previous), Value::Int(at), actor.into()],
+            )?;
+            audit::append(tx, at, actor, "alias.delete", Some(model), &json!({"alias": alias, "previous": previous}))
+        })
+    }
+
+    pub fn alias_history(&self, model: &str, alias: &str) -> Result<Vec<Json>> {
+        self.read(|tx| {
+            let rows = tx.query(
+                "SELECT version, previous, at, actor, approval_id FROM alias_history WHERE model = ? AND alias = ? ORDER BY at, id",
+                &[model.into(), alias.into()],
+            )?;
+            if rows.is_empty() && query_one(tx, "SELECT 1 FROM models WHERE name = ?", &[model.into()])?.is_none() {
+                return Err(RegistryError::not_found("model", model));
+            }
+            Ok(rows
+                .iter()
+                .map(|r| json!({"model": model, "alias": alias, "version": int(&r[0]), "previous": int(&r[1]), "at": int(&r[2]), "actor": text(&r[3]), "approval_id": int(&r[4])}))
+                .collect())
+        })
+    }
+}
