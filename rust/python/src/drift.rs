@@ -9,16 +9,9 @@ use pyo3::types::{PyBytes, PyDict};
 use pyo3_arrow::input::AnyRecordBatch;
 use serde_json::{json, Value};
 
-use crate::errors::{InputError, ProfileFormatError};
+use crate::errors::{Error, InputError, Result};
 
-fn to_py(e: DriftError) -> PyErr {
-    match e {
-        DriftError::Format(_) => ProfileFormatError::new_err(e.to_string()),
-        DriftError::Input { .. } => InputError::new_err(e.to_string()),
-    }
-}
-
-fn read_all(data: AnyRecordBatch) -> PyResult<Box<dyn arrow_array::RecordBatchReader + Send>> {
+fn read_all(data: AnyRecordBatch) -> Result<Box<dyn arrow_array::RecordBatchReader + Send>> {
     Ok(Box::new(data.into_reader()?))
 }
 
@@ -53,8 +46,8 @@ impl PyProfile {
     }
 
     #[staticmethod]
-    fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        let inner = py.detach(|| Profile::from_bytes(data)).map_err(to_py)?;
+    fn from_bytes(py: Python<'_>, data: &[u8]) -> Result<Self> {
+        let inner = py.detach(|| Profile::from_bytes(data))?;
         Ok(PyProfile { inner })
     }
 
@@ -63,15 +56,15 @@ impl PyProfile {
     }
 
     #[staticmethod]
-    fn from_json(py: Python<'_>, text: &str) -> PyResult<Self> {
-        let inner = py.detach(|| Profile::from_json(text)).map_err(to_py)?;
+    fn from_json(py: Python<'_>, text: &str) -> Result<Self> {
+        let inner = py.detach(|| Profile::from_json(text))?;
         Ok(PyProfile { inner })
     }
 
     #[staticmethod]
-    fn merge(py: Python<'_>, parts: Vec<PyRef<'_, PyProfile>>) -> PyResult<Self> {
+    fn merge(py: Python<'_>, parts: Vec<PyRef<'_, PyProfile>>) -> Result<Self> {
         let parts: Vec<Profile> = parts.iter().map(|p| p.inner.clone()).collect();
-        let inner = py.detach(|| Profile::merge(&parts)).map_err(to_py)?;
+        let inner = py.detach(|| Profile::merge(&parts))?;
         Ok(PyProfile { inner })
     }
 
@@ -81,7 +74,7 @@ impl PyProfile {
     }
 
     /// Quantiles of a numeric column, read from its histogram.
-    fn quantiles(&self, column: &str, qs: Vec<f64>) -> PyResult<Vec<Option<f64>>> {
+    fn quantiles(&self, column: &str, qs: Vec<f64>) -> Result<Vec<Option<f64>>> {
         let c = self.inner.column(column).ok_or_else(|| {
             InputError::new_err(format!(
                 "column '{column}': the profile has no such column (it has {:?})",
@@ -162,7 +155,7 @@ impl PyProfileBuilder {
     }
 
     /// Adds Arrow data (a batch, a table or a stream); returns the rows seen so far.
-    fn update(&mut self, py: Python<'_>, data: AnyRecordBatch) -> PyResult<u64> {
+    fn update(&mut self, py: Python<'_>, data: AnyRecordBatch) -> Result<u64> {
         let reader = read_all(data)?;
         let builder = self
             .inner
@@ -172,30 +165,30 @@ impl PyProfileBuilder {
             for batch in reader {
                 builder.update(&batch.map_err(arrow_error)?)?;
             }
-            Ok(builder.rows())
+            Ok::<_, DriftError>(builder.rows())
         })
-        .map_err(to_py)
+        .map_err(Error::from)
     }
 
-    fn finish(&mut self) -> PyResult<PyProfile> {
+    fn finish(&mut self) -> Result<PyProfile> {
         let builder = self
             .inner
             .take()
             .ok_or_else(|| InputError::new_err("this profile builder is already finished"))?;
         Ok(PyProfile {
-            inner: builder.finish().map_err(to_py)?,
+            inner: builder.finish()?,
         })
     }
 }
 
-fn parse_options(text: &str) -> PyResult<Options> {
+fn parse_options(text: &str) -> Result<Options> {
     let v: Value = serde_json::from_str(text)
         .map_err(|e| InputError::new_err(format!("drift options: {e}")))?;
     let mut o = Options::default();
-    let method = |m: &Value| -> PyResult<Option<Method>> {
+    let method = |m: &Value| -> Result<Option<Method>> {
         match m.as_str() {
             None | Some("auto") => Ok(None),
-            Some(name) => Method::parse(name).map(Some).map_err(to_py),
+            Some(name) => Method::parse(name).map(Some).map_err(Error::from),
         }
     };
     o.method = method(&v["method"])?;
@@ -237,13 +230,13 @@ fn drift_profiles(
     reference: &PyProfile,
     current: &PyProfile,
     options: &str,
-) -> PyResult<String> {
+) -> Result<String> {
     let opts = parse_options(options)?;
     py.detach(|| {
         compare::compare_profiles(&reference.inner, &current.inner, &opts)
             .map(|r| serde_json::to_string(&r).expect("reports serialise"))
     })
-    .map_err(to_py)
+    .map_err(Error::from)
 }
 
 /// Compares two in-memory datasets exactly; returns the report as JSON.
@@ -253,7 +246,7 @@ fn drift_exact(
     reference: AnyRecordBatch,
     current: AnyRecordBatch,
     options: &str,
-) -> PyResult<String> {
+) -> Result<String> {
     let opts = parse_options(options)?;
     let (r, c) = (read_all(reference)?, read_all(current)?);
     py.detach(|| {
@@ -262,13 +255,13 @@ fn drift_exact(
         compare::compare_exact(&r, &c, &opts)
             .map(|r| serde_json::to_string(&r).expect("reports serialise"))
     })
-    .map_err(to_py)
+    .map_err(Error::from)
 }
 
 #[pyfunction]
-fn _drift_ks_statistic(py: Python<'_>, reference: Vec<f64>, current: Vec<f64>) -> PyResult<f64> {
+fn _drift_ks_statistic(py: Python<'_>, reference: Vec<f64>, current: Vec<f64>) -> Result<f64> {
     py.detach(|| stats::ks_statistic(&reference, &current))
-        .map_err(to_py)
+        .map_err(Error::from)
 }
 
 #[pyfunction]
@@ -287,9 +280,9 @@ fn _drift_kolmogorov_sf(py: Python<'_>, n: u64, x: f64) -> f64 {
 }
 
 #[pyfunction]
-fn _drift_wasserstein(py: Python<'_>, reference: Vec<f64>, current: Vec<f64>) -> PyResult<f64> {
+fn _drift_wasserstein(py: Python<'_>, reference: Vec<f64>, current: Vec<f64>) -> Result<f64> {
     py.detach(|| stats::wasserstein(&reference, &current))
-        .map_err(to_py)
+        .map_err(Error::from)
 }
 
 #[pyfunction]
@@ -297,14 +290,14 @@ fn _drift_cramer_von_mises(
     py: Python<'_>,
     mut reference: Vec<f64>,
     mut current: Vec<f64>,
-) -> PyResult<(f64, f64)> {
+) -> Result<(f64, f64)> {
     py.detach(|| {
         reference.sort_by(f64::total_cmp);
         current.sort_by(f64::total_cmp);
         stats::cramer_von_mises_sorted(&reference, &current)
     })
     .map(|r| (r.statistic, r.p_value))
-    .map_err(to_py)
+    .map_err(Error::from)
 }
 
 #[pyfunction]
@@ -312,10 +305,8 @@ fn _drift_chi_square(
     py: Python<'_>,
     reference: Vec<f64>,
     current: Vec<f64>,
-) -> PyResult<(f64, f64, usize)> {
-    let r = py
-        .detach(|| stats::chi_square(&reference, &current))
-        .map_err(to_py)?;
+) -> Result<(f64, f64, usize)> {
+    let r = py.detach(|| stats::chi_square(&reference, &current))?;
     Ok((r.statistic, r.p_value, r.dof))
 }
 
@@ -324,25 +315,16 @@ fn _drift_divergences<'py>(
     py: Python<'py>,
     reference: Vec<f64>,
     current: Vec<f64>,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> Result<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    d.set_item("psi", stats::psi(&reference, &current).map_err(to_py)?)?;
-    d.set_item(
-        "kl",
-        stats::kl_divergence(&reference, &current).map_err(to_py)?,
-    )?;
-    d.set_item(
-        "js",
-        stats::js_distance(&reference, &current).map_err(to_py)?,
-    )?;
-    d.set_item(
-        "hellinger",
-        stats::hellinger(&reference, &current).map_err(to_py)?,
-    )?;
+    d.set_item("psi", stats::psi(&reference, &current)?)?;
+    d.set_item("kl", stats::kl_divergence(&reference, &current)?)?;
+    d.set_item("js", stats::js_distance(&reference, &current)?)?;
+    d.set_item("hellinger", stats::hellinger(&reference, &current)?)?;
     Ok(d)
 }
 
-pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> Result<()> {
     m.add_class::<PyProfile>()?;
     m.add_class::<PyProfileBuilder>()?;
     m.add_function(wrap_pyfunction!(drift_profiles, m)?)?;

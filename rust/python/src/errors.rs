@@ -1,7 +1,11 @@
-//! The Python exception hierarchy and the mapping from each crate's error enum onto it.
+//! The Python exception hierarchy, the one error type the bindings return (`Error`: `?`
+//! converts every crate's error into it), and the mapping from each crate's error enum onto
+//! the hierarchy, one function per crate.
 
+use pilothouse_drift::DriftError;
 use pilothouse_registry::RegistryError;
 use pilothouse_runtime::RuntimeError;
+use pilothouse_server::ServerError;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
@@ -80,7 +84,48 @@ create_exception!(
     "A name, URI, filter or option that does not follow the rules."
 );
 
-pub(crate) fn registry_to_py(err: RegistryError) -> PyErr {
+/// Every error a binding can return. PyO3 raises it as the exception its variant maps to.
+pub(crate) enum Error {
+    Py(PyErr),
+    Runtime(RuntimeError),
+    Registry(RegistryError),
+    Drift(DriftError),
+    Server(ServerError),
+}
+
+/// What the bindings return: `?` works on any crate's result and on Python's.
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
+
+macro_rules! from_each {
+    ($($variant:ident($ty:ty)),*) => {$(
+        impl From<$ty> for Error {
+            fn from(e: $ty) -> Self {
+                Error::$variant(e)
+            }
+        }
+    )*};
+}
+from_each!(
+    Py(PyErr),
+    Runtime(RuntimeError),
+    Registry(RegistryError),
+    Drift(DriftError),
+    Server(ServerError)
+);
+
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        match e {
+            Error::Py(e) => e,
+            Error::Runtime(e) => runtime_to_py(e),
+            Error::Registry(e) => registry_to_py(e),
+            Error::Drift(e) => drift_to_py(e),
+            Error::Server(e) => server_to_py(e),
+        }
+    }
+}
+
+fn registry_to_py(err: RegistryError) -> PyErr {
     let message = err.to_string();
     match err {
         RegistryError::NotFound { .. } => NotFoundError::new_err(message),
@@ -100,7 +145,24 @@ pub(crate) fn registry_to_py(err: RegistryError) -> PyErr {
     }
 }
 
-pub(crate) fn to_py(err: RuntimeError) -> PyErr {
+fn drift_to_py(e: DriftError) -> PyErr {
+    match e {
+        DriftError::Format(_) => ProfileFormatError::new_err(e.to_string()),
+        DriftError::Input { .. } => InputError::new_err(e.to_string()),
+    }
+}
+
+fn server_to_py(err: ServerError) -> PyErr {
+    let message = err.to_string();
+    match err {
+        ServerError::Config(_) => ValidationError::new_err(message),
+        ServerError::Bind { .. } => pyo3::exceptions::PyOSError::new_err(message),
+        ServerError::Registry(e) => registry_to_py(e),
+        ServerError::Log(_) => PilothouseError::new_err(message),
+    }
+}
+
+fn runtime_to_py(err: RuntimeError) -> PyErr {
     let message = err.to_string();
     match err {
         RuntimeError::Unavailable { .. } => RuntimeUnavailableError::new_err(message),

@@ -12,12 +12,12 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3_arrow::input::AnyRecordBatch;
 use rt::half;
 
-use crate::errors::{to_py, InputError};
+use crate::errors::{InputError, Result};
 
 /// Loads ONNX Runtime from the shared library at `path`; returns the path in use.
 #[pyfunction]
-fn init_runtime(py: Python<'_>, path: PathBuf) -> PyResult<String> {
-    let loaded = py.detach(|| rt::init(&path)).map_err(to_py)?;
+fn init_runtime(py: Python<'_>, path: PathBuf) -> Result<String> {
+    let loaded = py.detach(|| rt::init(&path))?;
     Ok(loaded.display().to_string())
 }
 
@@ -454,7 +454,7 @@ impl PyModel {
         optimization: &str,
         deterministic: bool,
         max_sessions: Option<usize>,
-    ) -> PyResult<Self> {
+    ) -> Result<Self> {
         let opts = options(
             intra_op_threads,
             inter_op_threads,
@@ -462,7 +462,7 @@ impl PyModel {
             deterministic,
             max_sessions,
         )?;
-        let model = py.detach(|| rt::Model::load(&path, opts)).map_err(to_py)?;
+        let model = py.detach(|| rt::Model::load(&path, opts))?;
         Ok(PyModel::new(py, model))
     }
 
@@ -478,7 +478,7 @@ impl PyModel {
         optimization: &str,
         deterministic: bool,
         max_sessions: Option<usize>,
-    ) -> PyResult<Self> {
+    ) -> Result<Self> {
         let opts = options(
             intra_op_threads,
             inter_op_threads,
@@ -486,9 +486,7 @@ impl PyModel {
             deterministic,
             max_sessions,
         )?;
-        let model = py
-            .detach(|| rt::Model::from_bytes(data, &origin, opts))
-            .map_err(to_py)?;
+        let model = py.detach(|| rt::Model::from_bytes(data, &origin, opts))?;
         Ok(PyModel::new(py, model))
     }
 
@@ -555,11 +553,7 @@ impl PyModel {
     }
 
     /// Runs the model on named numpy arrays; returns every output by name.
-    fn run<'py>(
-        &self,
-        py: Python<'py>,
-        inputs: &Bound<'py, PyDict>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    fn run<'py>(&self, py: Python<'py>, inputs: &Bound<'py, PyDict>) -> Result<Bound<'py, PyDict>> {
         let mut held = Vec::with_capacity(inputs.len());
         for (key, value) in inputs.iter() {
             let name: String = key.extract()?;
@@ -568,10 +562,8 @@ impl PyModel {
         }
         let tensors: Vec<(String, rt::Tensor<'_>)> =
             held.iter().map(|(n, h)| (n.clone(), h.tensor())).collect();
-        let outputs = py
-            .detach(|| self.model.run_outputs(tensors))
-            .map_err(to_py)?;
-        outputs_to_dict(py, &self.output_names, outputs)
+        let outputs = py.detach(|| self.model.run_outputs(tensors))?;
+        Ok(outputs_to_dict(py, &self.output_names, outputs)?)
     }
 
     /// Runs a single-input model on one numpy array.
@@ -579,43 +571,36 @@ impl PyModel {
         &self,
         py: Python<'py>,
         data: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    ) -> Result<Bound<'py, PyDict>> {
         let specs = &self.model.signature().inputs;
         let [spec] = specs.as_slice() else {
             return Err(InputError::new_err(format!(
                 "the model has {} inputs; pass a dict of input name -> array",
                 specs.len()
-            )));
+            ))
+            .into());
         };
         let held = hold(&spec.name, data)?;
         let tensor = held.tensor();
-        let outputs = py
-            .detach(|| self.model.run_outputs(vec![(spec.name.clone(), tensor)]))
-            .map_err(to_py)?;
-        outputs_to_dict(py, &self.output_names, outputs)
+        let outputs = py.detach(|| self.model.run_outputs(vec![(spec.name.clone(), tensor)]))?;
+        Ok(outputs_to_dict(py, &self.output_names, outputs)?)
     }
 
     /// Runs the model on Arrow data (anything with `__arrow_c_stream__` or `__arrow_c_array__`).
-    fn run_arrow<'py>(
-        &self,
-        py: Python<'py>,
-        data: AnyRecordBatch,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    fn run_arrow<'py>(&self, py: Python<'py>, data: AnyRecordBatch) -> Result<Bound<'py, PyDict>> {
         let reader = data.into_reader()?;
-        let outputs = py
-            .detach(|| {
-                let batches = reader
-                    .collect::<Result<Vec<arrow_array::RecordBatch>, _>>()
-                    .map_err(|e| rt::RuntimeError::Input {
-                        input: "<table>".into(),
-                        message: format!("could not read the Arrow data: {e}"),
-                    })?;
-                let columns = rt::record_batches_to_columns(&batches)?;
-                let inputs = rt::columns_to_inputs(columns, self.model.signature())?;
-                self.model.run_outputs(inputs)
-            })
-            .map_err(to_py)?;
-        outputs_to_dict(py, &self.output_names, outputs)
+        let outputs = py.detach(|| {
+            let batches = reader
+                .collect::<Result<Vec<arrow_array::RecordBatch>, _>>()
+                .map_err(|e| rt::RuntimeError::Input {
+                    input: "<table>".into(),
+                    message: format!("could not read the Arrow data: {e}"),
+                })?;
+            let columns = rt::record_batches_to_columns(&batches)?;
+            let inputs = rt::columns_to_inputs(columns, self.model.signature())?;
+            self.model.run_outputs(inputs)
+        })?;
+        Ok(outputs_to_dict(py, &self.output_names, outputs)?)
     }
 
     /// How a table with these columns feeds the model: ("stack", input, columns) or
@@ -624,18 +609,13 @@ impl PyModel {
         &self,
         py: Python<'py>,
         columns: Vec<String>,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        match self
-            .model
-            .signature()
-            .plan_columns(&columns)
-            .map_err(to_py)?
-        {
+    ) -> Result<Bound<'py, PyTuple>> {
+        match self.model.signature().plan_columns(&columns)? {
             rt::ColumnPlan::Stack { input, columns } => {
-                (String::from("stack"), input, columns).into_pyobject(py)
+                Ok((String::from("stack"), input, columns).into_pyobject(py)?)
             }
             rt::ColumnPlan::ByName { inputs } => {
-                (String::from("by_name"), String::new(), inputs).into_pyobject(py)
+                Ok((String::from("by_name"), String::new(), inputs).into_pyobject(py)?)
             }
         }
     }

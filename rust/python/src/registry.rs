@@ -9,17 +9,17 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use serde_json::Value as Json;
 
-use crate::errors::{registry_to_py, ValidationError};
+use crate::errors::{Error, Result, ValidationError};
 
 fn parse_json(what: &str, text: &str) -> PyResult<Json> {
     serde_json::from_str(text)
         .map_err(|e| ValidationError::new_err(format!("{what} is not valid JSON: {e}")))
 }
 
-fn out<T: serde::Serialize>(value: reg::Result<T>) -> PyResult<String> {
+fn out<T: serde::Serialize>(value: reg::Result<T>) -> Result<String> {
     value
         .map(|v| serde_json::to_string(&v).expect("records serialise"))
-        .map_err(registry_to_py)
+        .map_err(Error::from)
 }
 
 #[pyclass(frozen, module = "pilothouse._core", name = "Registry")]
@@ -30,10 +30,8 @@ pub struct PyRegistry {
 #[pymethods]
 impl PyRegistry {
     #[staticmethod]
-    fn open(py: Python<'_>, uri: &str, default_artifacts: PathBuf) -> PyResult<Self> {
-        let inner = py
-            .detach(|| reg::Registry::open(uri, &default_artifacts))
-            .map_err(registry_to_py)?;
+    fn open(py: Python<'_>, uri: &str, default_artifacts: PathBuf) -> Result<Self> {
+        let inner = py.detach(|| reg::Registry::open(uri, &default_artifacts))?;
         Ok(PyRegistry { inner })
     }
 
@@ -64,7 +62,7 @@ impl PyRegistry {
         git_dirty: Option<bool>,
         code_path: Option<String>,
         environment: &str,
-    ) -> PyResult<String> {
+    ) -> Result<String> {
         let run = reg::NewRun {
             name: name.into(),
             experiment: experiment.into(),
@@ -82,9 +80,9 @@ impl PyRegistry {
         actor: &str,
         run_id: &str,
         params: Vec<(String, String)>,
-    ) -> PyResult<()> {
+    ) -> Result<()> {
         py.detach(|| self.inner.log_params(actor, run_id, &params))
-            .map_err(registry_to_py)
+            .map_err(Error::from)
     }
 
     fn log_metrics(
@@ -93,9 +91,9 @@ impl PyRegistry {
         actor: &str,
         run_id: &str,
         metrics: Vec<(String, f64, Option<i64>)>,
-    ) -> PyResult<()> {
+    ) -> Result<()> {
         py.detach(|| self.inner.log_metrics(actor, run_id, &metrics))
-            .map_err(registry_to_py)
+            .map_err(Error::from)
     }
 
     #[pyo3(signature = (actor, run_id, status, code=None))]
@@ -106,17 +104,17 @@ impl PyRegistry {
         run_id: &str,
         status: &str,
         code: Option<(Option<String>, Option<bool>)>,
-    ) -> PyResult<()> {
+    ) -> Result<()> {
         py.detach(|| self.inner.end_run(actor, run_id, status, code))
-            .map_err(registry_to_py)
+            .map_err(Error::from)
     }
 
-    fn get_run(&self, py: Python<'_>, run_id: &str) -> PyResult<String> {
+    fn get_run(&self, py: Python<'_>, run_id: &str) -> Result<String> {
         out(py.detach(|| self.inner.get_run(run_id)))
     }
 
     #[pyo3(signature = (experiment=None))]
-    fn search_runs(&self, py: Python<'_>, experiment: Option<String>) -> PyResult<String> {
+    fn search_runs(&self, py: Python<'_>, experiment: Option<String>) -> Result<String> {
         out(py.detach(|| self.inner.search_runs(experiment.as_deref())))
     }
 
@@ -135,7 +133,7 @@ impl PyRegistry {
         tags: BTreeMap<String, String>,
         parent: Option<(String, i64)>,
         input_example: Option<String>,
-    ) -> PyResult<String> {
+    ) -> Result<String> {
         let dataset = match dataset {
             Some((fingerprint, schema, rows, profile)) => Some(reg::Dataset {
                 fingerprint,
@@ -159,12 +157,12 @@ impl PyRegistry {
         out(py.detach(|| self.inner.log_model(actor, &new)))
     }
 
-    fn get_version(&self, py: Python<'_>, model: &str, version: i64) -> PyResult<String> {
+    fn get_version(&self, py: Python<'_>, model: &str, version: i64) -> Result<String> {
         out(py.detach(|| self.inner.get_version(model, version)))
     }
 
     #[pyo3(signature = (uri, at=None))]
-    fn resolve(&self, py: Python<'_>, uri: &str, at: Option<i64>) -> PyResult<String> {
+    fn resolve(&self, py: Python<'_>, uri: &str, at: Option<i64>) -> Result<String> {
         out(py.detach(|| self.inner.resolve(uri, at)))
     }
 
@@ -173,14 +171,12 @@ impl PyRegistry {
         py: Python<'py>,
         model: &str,
         version: i64,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        let data = py
-            .detach(|| self.inner.artifact(model, version))
-            .map_err(registry_to_py)?;
+    ) -> Result<Bound<'py, PyBytes>> {
+        let data = py.detach(|| self.inner.artifact(model, version))?;
         Ok(PyBytes::new(py, &data))
     }
 
-    fn list_models(&self, py: Python<'_>) -> PyResult<String> {
+    fn list_models(&self, py: Python<'_>) -> Result<String> {
         out(py.detach(|| self.inner.list_models()))
     }
 
@@ -191,15 +187,15 @@ impl PyRegistry {
         filter: &str,
         order_by: &str,
         limit: i64,
-    ) -> PyResult<String> {
+    ) -> Result<String> {
         out(py.detach(|| self.inner.search_versions(filter, order_by, limit)))
     }
 
-    fn archive(&self, py: Python<'_>, actor: &str, model: &str, version: i64) -> PyResult<String> {
+    fn archive(&self, py: Python<'_>, actor: &str, model: &str, version: i64) -> Result<String> {
         out(py.detach(|| self.inner.archive(actor, model, version)))
     }
 
-    fn restore(&self, py: Python<'_>, actor: &str, model: &str, version: i64) -> PyResult<String> {
+    fn restore(&self, py: Python<'_>, actor: &str, model: &str, version: i64) -> Result<String> {
         out(py.detach(|| self.inner.restore(actor, model, version)))
     }
 
@@ -210,13 +206,13 @@ impl PyRegistry {
         model: &str,
         alias: &str,
         version: i64,
-    ) -> PyResult<String> {
+    ) -> Result<String> {
         out(py.detach(|| self.inner.set_alias(actor, model, alias, version)))
     }
 
-    fn delete_alias(&self, py: Python<'_>, actor: &str, model: &str, alias: &str) -> PyResult<()> {
+    fn delete_alias(&self, py: Python<'_>, actor: &str, model: &str, alias: &str) -> Result<()> {
         py.detach(|| self.inner.delete_alias(actor, model, alias))
-            .map_err(registry_to_py)
+            .map_err(Error::from)
     }
 
     fn set_deployment(
@@ -226,25 +222,25 @@ impl PyRegistry {
         name: &str,
         model: &str,
         spec: &str,
-    ) -> PyResult<String> {
+    ) -> Result<String> {
         let spec = parse_json("deployment spec", spec)?;
         out(py.detach(|| self.inner.set_deployment(actor, name, model, &spec)))
     }
 
-    fn delete_deployment(&self, py: Python<'_>, actor: &str, name: &str) -> PyResult<()> {
+    fn delete_deployment(&self, py: Python<'_>, actor: &str, name: &str) -> Result<()> {
         py.detach(|| self.inner.delete_deployment(actor, name))
-            .map_err(registry_to_py)
+            .map_err(Error::from)
     }
 
-    fn deployment(&self, py: Python<'_>, name: &str) -> PyResult<String> {
+    fn deployment(&self, py: Python<'_>, name: &str) -> Result<String> {
         out(py.detach(|| self.inner.deployment(name)))
     }
 
-    fn deployments(&self, py: Python<'_>) -> PyResult<String> {
+    fn deployments(&self, py: Python<'_>) -> Result<String> {
         out(py.detach(|| self.inner.deployments()))
     }
 
-    fn alias_history(&self, py: Python<'_>, model: &str, alias: &str) -> PyResult<String> {
+    fn alias_history(&self, py: Python<'_>, model: &str, alias: &str) -> Result<String> {
         out(py.detach(|| self.inner.alias_history(model, alias)))
     }
 
@@ -255,14 +251,14 @@ impl PyRegistry {
         model: &str,
         alias: &str,
         require_approval: bool,
-    ) -> PyResult<()> {
+    ) -> Result<()> {
         py.detach(|| self.inner.set_policy(actor, model, alias, require_approval))
-            .map_err(registry_to_py)
+            .map_err(Error::from)
     }
 
-    fn policies(&self, py: Python<'_>, model: &str) -> PyResult<Vec<String>> {
+    fn policies(&self, py: Python<'_>, model: &str) -> Result<Vec<String>> {
         py.detach(|| self.inner.policies(model))
-            .map_err(registry_to_py)
+            .map_err(Error::from)
     }
 
     fn request_promotion(
@@ -273,7 +269,7 @@ impl PyRegistry {
         alias: &str,
         version: i64,
         reason: &str,
-    ) -> PyResult<String> {
+    ) -> Result<String> {
         out(py.detach(|| {
             self.inner
                 .request_promotion(actor, model, alias, version, reason)
@@ -287,20 +283,20 @@ impl PyRegistry {
         id: i64,
         approve: bool,
         reason: &str,
-    ) -> PyResult<String> {
+    ) -> Result<String> {
         out(py.detach(|| self.inner.decide(actor, id, approve, reason)))
     }
 
-    fn get_approval(&self, py: Python<'_>, id: i64) -> PyResult<String> {
+    fn get_approval(&self, py: Python<'_>, id: i64) -> Result<String> {
         out(py.detach(|| self.inner.get_approval(id)))
     }
 
-    fn approvals(&self, py: Python<'_>, model: &str) -> PyResult<String> {
+    fn approvals(&self, py: Python<'_>, model: &str) -> Result<String> {
         out(py.detach(|| self.inner.approvals(model)))
     }
 
     #[pyo3(signature = (model=None, limit=10000))]
-    fn audit_log(&self, py: Python<'_>, model: Option<String>, limit: i64) -> PyResult<String> {
+    fn audit_log(&self, py: Python<'_>, model: Option<String>, limit: i64) -> Result<String> {
         out(py.detach(|| self.inner.audit_log(model.as_deref(), limit)))
     }
 
@@ -310,19 +306,19 @@ impl PyRegistry {
         py: Python<'_>,
         anchor_seq: Option<i64>,
         anchor_hash: Option<String>,
-    ) -> PyResult<i64> {
+    ) -> Result<i64> {
         let anchor = anchor_seq
             .zip(anchor_hash)
             .map(|(seq, hash)| pilothouse_registry::AuditAnchor { seq, hash });
         py.detach(|| self.inner.verify_audit_log(anchor.as_ref()))
-            .map_err(registry_to_py)
+            .map_err(Error::from)
     }
 
-    fn audit_head(&self, py: Python<'_>) -> PyResult<String> {
+    fn audit_head(&self, py: Python<'_>) -> Result<String> {
         out(py.detach(|| self.inner.audit_head()))
     }
 
-    fn lineage(&self, py: Python<'_>, model: &str, version: i64) -> PyResult<String> {
+    fn lineage(&self, py: Python<'_>, model: &str, version: i64) -> Result<String> {
         out(py.detach(|| self.inner.lineage(model, version)))
     }
 
@@ -330,10 +326,8 @@ impl PyRegistry {
         &self,
         py: Python<'py>,
         fingerprint: &str,
-    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let data = py
-            .detach(|| self.inner.dataset_profile(fingerprint))
-            .map_err(registry_to_py)?;
+    ) -> Result<Option<Bound<'py, PyBytes>>> {
+        let data = py.detach(|| self.inner.dataset_profile(fingerprint))?;
         Ok(data.map(|d| PyBytes::new(py, &d)))
     }
 
@@ -345,12 +339,12 @@ impl PyRegistry {
         url: &str,
         secret: &str,
         events: Vec<String>,
-    ) -> PyResult<i64> {
+    ) -> Result<i64> {
         py.detach(|| self.inner.add_webhook(actor, model, url, secret, &events))
-            .map_err(registry_to_py)
+            .map_err(Error::from)
     }
 
-    fn deliveries(&self, py: Python<'_>, model: &str) -> PyResult<String> {
+    fn deliveries(&self, py: Python<'_>, model: &str) -> Result<String> {
         out(py.detach(|| self.inner.deliveries(model)))
     }
 
@@ -372,7 +366,7 @@ fn webhook_signature(secret: &str, body: &[u8]) -> String {
     reg::sign(secret, body)
 }
 
-pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> Result<()> {
     m.add_class::<PyRegistry>()?;
     m.add_function(wrap_pyfunction!(parse_time, m)?)?;
     m.add_function(wrap_pyfunction!(webhook_signature, m)?)?;

@@ -5,21 +5,10 @@
 use std::path::PathBuf;
 
 use pilothouse_server as srv;
-use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3_arrow::PyTable;
 
-use crate::errors::{registry_to_py, PilothouseError, ValidationError};
-
-pub(crate) fn server_to_py(err: srv::ServerError) -> PyErr {
-    let message = err.to_string();
-    match err {
-        srv::ServerError::Config(_) => ValidationError::new_err(message),
-        srv::ServerError::Bind { .. } => PyOSError::new_err(message),
-        srv::ServerError::Registry(e) => registry_to_py(e),
-        srv::ServerError::Log(_) => PilothouseError::new_err(message),
-    }
-}
+use crate::errors::{Result, ValidationError};
 
 #[pyclass(module = "pilothouse._core", name = "Server")]
 pub struct PyServer {
@@ -38,16 +27,14 @@ impl PyServer {
         config_json: &str,
         config_file: Option<String>,
         handle_signals: bool,
-    ) -> PyResult<Self> {
+    ) -> Result<Self> {
         let overrides: serde_json::Value = serde_json::from_str(config_json).map_err(|e| {
             ValidationError::new_err(format!("server options are not valid JSON: {e}"))
         })?;
-        let server = py
-            .detach(|| {
-                let config = srv::Config::load(config_file.as_deref(), &overrides)?;
-                srv::Server::start(config, handle_signals)
-            })
-            .map_err(server_to_py)?;
+        let server = py.detach(|| {
+            let config = srv::Config::load(config_file.as_deref(), &overrides)?;
+            srv::Server::start(config, handle_signals)
+        })?;
         Ok(PyServer {
             url: server.url(),
             log_dir: server.log_dir().display().to_string(),
@@ -95,11 +82,11 @@ impl PyServer {
 
 /// Checks a deployment spec (JSON) and returns it with every default filled in.
 #[pyfunction]
-fn normalize_deployment(spec_json: &str) -> PyResult<String> {
+fn normalize_deployment(spec_json: &str) -> Result<String> {
     let value: serde_json::Value = serde_json::from_str(spec_json).map_err(|e| {
         ValidationError::new_err(format!("the deployment spec is not valid JSON: {e}"))
     })?;
-    let spec = srv::DeploymentSpec::from_json(&value).map_err(server_to_py)?;
+    let spec = srv::DeploymentSpec::from_json(&value)?;
     Ok(spec.to_json().to_string())
 }
 
@@ -112,14 +99,12 @@ fn read_inference_log<'py>(
     deployment: &str,
     since_us: Option<i64>,
     until_us: Option<i64>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let batches = py
-        .detach(|| srv::read_log(&log_dir, deployment, since_us, until_us))
-        .map_err(server_to_py)?;
-    PyTable::try_new(batches, srv::log_schema())?.into_pyarrow(py)
+) -> Result<Bound<'py, PyAny>> {
+    let batches = py.detach(|| srv::read_log(&log_dir, deployment, since_us, until_us))?;
+    Ok(PyTable::try_new(batches, srv::log_schema())?.into_pyarrow(py)?)
 }
 
-pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> Result<()> {
     m.add_class::<PyServer>()?;
     m.add_function(wrap_pyfunction!(normalize_deployment, m)?)?;
     m.add_function(wrap_pyfunction!(read_inference_log, m)?)?;
