@@ -80,6 +80,15 @@ def typed_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     strings.ir_version = 8
     registry.log_model(strings.SerializeToString(), "bytes", input_example=np.array(["a"], object))
     ph.deploy("bytes", version=1, max_batch_size=8, max_queue_delay_us=200, registry=registry)
+    # The same model with a long batching window, so that concurrent requests share batches.
+    ph.deploy(
+        "bytes-batched",
+        "bytes",
+        version=1,
+        max_batch_size=16,
+        max_queue_delay_us=20_000,
+        registry=registry,
+    )
     return Store(uri, home, registry)
 
 
@@ -112,6 +121,45 @@ def test_in_process_predict_keeps_the_type(typed_store: Store, protocol: str) ->
         bad[1, 2] = int(info.max) + 1
         with pytest.raises(ph.InputError, match=rf"value {int(info.max) + 1} at flat index 5"):
             model.predict(bad)
+
+
+def test_in_process_refuses_floats_beyond_a_narrow_type_and_keeps_nan(typed_store: Store) -> None:
+    fp16 = typed_store.registry.load_model("models:/echo-fp16/1")
+    with pytest.raises(
+        ph.InputError, match=r"value 70000 at flat index 4 does not fit the model's float16"
+    ):
+        fp16.predict(np.array([[1, 2, 3], [4, 70000, 6]], dtype=np.float32))
+    special = np.array([[np.nan, np.inf, -np.inf], [0.5, -0.0, 1e-7]], dtype=np.float32)
+    y = fp16.predict(special)["y"]
+    same(y, special.astype(np.float16))
+    bf16 = typed_store.registry.load_model("models:/echo-bf16/1")
+    with pytest.raises(ph.InputError, match="does not fit the model's bfloat16"):
+        bf16.predict(np.array([[1e39, 0, 0]], dtype=np.float64))
+
+
+def test_unaligned_and_strided_arrays_are_read_correctly(typed_store: Store) -> None:
+    model = typed_store.registry.load_model("models:/echo-uint16/1")
+    want = np.arange(6, dtype=np.uint16).reshape(2, 3) * 1000
+    # A view at an odd byte offset (unaligned, C-contiguous).
+    buffer = bytearray(1 + want.nbytes)
+    buffer[1:] = want.tobytes()
+    odd = np.frombuffer(bytes(buffer), dtype=np.uint16, offset=1).reshape(2, 3)
+    same(model.predict(odd)["y"], want)
+    # A field of a packed record (stride 3 bytes: not a whole number of elements).
+    packed = np.zeros(6, dtype=np.dtype([("p", "u1"), ("x", "<u2")]))
+    packed["x"] = want.ravel()
+    same(model.predict(packed["x"].reshape(2, 3))["y"], want)
+    # A big-endian array is converted, not misread.
+    same(model.predict(want.astype(">u2"))["y"], want)
+
+
+@pytest.mark.parametrize("protocol", ["FP16", "BF16"])
+def test_nan_and_infinities_round_trip_in_binary(server: CliServer, protocol: str) -> None:
+    x = np.array([[np.nan, np.inf, -np.inf], [-0.0, 1.0, -2.5]], dtype=TYPES[protocol][1])
+    inp = tc.InferInput("x", list(x.shape), protocol)
+    inp.set_data_from_numpy(x, binary_data=True)
+    out = client(server).infer(f"echo-{protocol.lower()}", [inp]).as_numpy("y")
+    same(out, x)
 
 
 @pytest.mark.parametrize("protocol", list(TYPES))
@@ -222,21 +270,34 @@ def test_bytes_that_are_not_utf8_round_trip(server: CliServer, typed_store: Stor
 
 
 def test_bytes_batched_with_text_keep_both(server: CliServer) -> None:
-    # Requests batched together, one with non-UTF-8 bytes and one with text, each get their
-    # own elements back.
+    # Concurrent requests share batches (a 20 ms window): binary requests holding non-UTF-8
+    # bytes and plain JSON requests holding text. Each gets its own elements back, and the
+    # JSON requests get JSON answers, not binary data their neighbours' bytes would need.
     import concurrent.futures as cf
 
-    def one(i: int) -> list[bytes]:
-        c = client(server)
-        values = [b"\xff" + bytes([i])] if i % 2 else [f"text{i}".encode()]
+    def binary(i: int) -> int:
+        values = [b"\xff" + bytes([i])]
         s = tc.InferInput("s", [1], "BYTES")
         s.set_data_from_numpy(np.array(values, dtype=object), binary_data=True)
-        out = c.infer("bytes", [s], outputs=[tc.InferRequestedOutput("t", binary_data=True)])
+        out = client(server).infer(
+            "bytes-batched", [s], outputs=[tc.InferRequestedOutput("t", binary_data=True)]
+        )
         assert [bytes(v) for v in out.as_numpy("t")] == values
-        return values
+        return 0
 
-    with cf.ThreadPoolExecutor(8) as pool:
-        assert len(list(pool.map(one, range(64)))) == 64
+    def text(i: int) -> int:
+        body = {"inputs": [{"name": "s", "shape": [1], "datatype": "BYTES", "data": [f"t{i}"]}]}
+        r = requests.post(f"{server.url}/v2/models/bytes-batched/infer", json=body, timeout=10)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json", r.headers
+        assert r.json()["outputs"][0]["data"] == [f"t{i}"]
+        return 0
+
+    before = server.metric("pilothouse_batch_size_count", deployment="bytes-batched")
+    with cf.ThreadPoolExecutor(16) as pool:
+        jobs = [pool.submit(binary if i % 2 else text, i) for i in range(96)]
+        assert [j.result() for j in jobs] == [0] * 96
+    batches = server.metric("pilothouse_batch_size_count", deployment="bytes-batched") - before
+    assert 0 < batches < 96, f"{batches} batches for 96 requests: nothing was batched"
 
 
 def test_the_payload_log_keeps_non_utf8_bytes(typed_store: Store, server: CliServer) -> None:

@@ -138,10 +138,10 @@ fn view<'a, T: Element + Copy>(
     // Fortran-ordered or strided arrays are copied into row-major order; as_slice would
     // accept some of them and hand over the wrong element order.
     // SAFETY: `a` is alive for 'a; the data is only read (see `Held`).
-    let data = if a.is_c_contiguous() {
-        Cow::Borrowed(unsafe { a.as_slice() }.expect("C-contiguous"))
-    } else {
-        Cow::Owned(row_major(&unsafe { a.as_array() }.into_dyn()))
+    // `hold` made sure the memory is aligned and every stride is whole elements.
+    let data = match a.is_c_contiguous().then(|| unsafe { a.as_slice() }) {
+        Some(Ok(slice)) => Cow::Borrowed(slice),
+        _ => Cow::Owned(row_major(&unsafe { a.as_array() }.into_dyn())),
     };
     rt::Tensor {
         shape,
@@ -197,7 +197,24 @@ impl Held<'_> {
     }
 }
 
+/// Whether an array's memory can be read in place as its element type: aligned, and every
+/// stride a whole number of elements (a packed record's field, or a view at an odd byte
+/// offset, is neither).
+fn readable_in_place(a: &Bound<'_, PyUntypedArray>) -> bool {
+    let item = a.dtype().itemsize() as isize;
+    a.is_aligned() && (item == 0 || a.strides().iter().all(|s| s % item == 0))
+}
+
 fn hold<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Held<'py>> {
+    if let Ok(a) = obj.cast::<PyUntypedArray>() {
+        if !readable_in_place(a) {
+            let copy = obj
+                .py()
+                .import("numpy")?
+                .call_method1("ascontiguousarray", (obj,))?;
+            return hold(name, &copy);
+        }
+    }
     // The common types first: each check is a dtype comparison.
     macro_rules! typed {
         ($obj:expr; $($t:ty => $held:ident),*) => {

@@ -84,6 +84,12 @@ macro_rules! map_tensor_data {
     }};
 }
 
+/// `narrowed`, unless a finite `source` became infinite: a number beyond the narrower float's
+/// range does not fit it (NaN and infinities stay what they are).
+fn finite_if_finite<S: Scalar, F: Scalar>(source: S, narrowed: F) -> Option<F> {
+    (narrowed.to_f64().is_finite() || !source.to_f64().is_finite()).then_some(narrowed)
+}
+
 /// A numeric element (or a boolean, as 0 and 1): what converting between types needs.
 pub trait Scalar: Copy + std::fmt::Display {
     fn to_f64(self) -> f64;
@@ -120,7 +126,7 @@ impl Scalar for f32 {
         None
     }
     fn from_scalar<S: Scalar>(s: S) -> Option<Self> {
-        Some(s.to_f32())
+        finite_if_finite(s, s.to_f32())
     }
 }
 
@@ -150,7 +156,7 @@ impl Scalar for f16 {
         None
     }
     fn from_scalar<S: Scalar>(s: S) -> Option<Self> {
-        Some(f16::from_f64(s.to_f64()))
+        finite_if_finite(s, f16::from_f64(s.to_f64()))
     }
 }
 
@@ -165,7 +171,7 @@ impl Scalar for bf16 {
         None
     }
     fn from_scalar<S: Scalar>(s: S) -> Option<Self> {
-        Some(bf16::from_f64(s.to_f64()))
+        finite_if_finite(s, bf16::from_f64(s.to_f64()))
     }
 }
 
@@ -562,12 +568,22 @@ mod tests {
                 .unwrap(),
             TensorData::UInt16(Cow::Owned(vec![1, 0]))
         );
-        // Floats of every width round to the nearest; they never become integers.
+        // Floats of every width round to the nearest; a finite number beyond the narrower
+        // type's range is refused, not made infinite; they never become integers.
         let f = TensorData::Float32(Cow::Owned(vec![0.1, 70000.0]));
-        assert_eq!(
-            f.clone().cast("x", DType::Float16).unwrap(),
-            TensorData::Float16(Cow::Owned(vec![f16::from_f32(0.1), f16::INFINITY]))
+        let err = f.clone().cast("x", DType::Float16).unwrap_err().to_string();
+        assert!(
+            err.contains("value 70000 at flat index 1") && err.contains("float16"),
+            "{err}"
         );
+        let specials = TensorData::Float64(Cow::Owned(vec![f64::NAN, f64::NEG_INFINITY, -0.5]));
+        let TensorData::Float16(h) = specials.cast("x", DType::Float16).unwrap() else {
+            panic!("float16 data")
+        };
+        assert!(h[0].is_nan() && h[1] == f16::NEG_INFINITY && h[2] == f16::from_f32(-0.5));
+        let huge = TensorData::Float64(Cow::Owned(vec![1e39]));
+        assert!(huge.clone().cast("x", DType::Float32).is_err());
+        assert!(huge.cast("x", DType::BFloat16).is_err());
         assert_eq!(
             f.clone().cast("x", DType::BFloat16).unwrap(),
             TensorData::BFloat16(Cow::Owned(vec![
@@ -600,11 +616,9 @@ mod tests {
         let raw = TensorData::from_byte_strings(vec![b"a".to_vec(), vec![0xff]]);
         assert_eq!(raw.dtype(), DType::String);
         assert_eq!(raw.byte_string(1), Some(&[0xffu8][..]));
-        // Bytes and text are one element type: no cast between them.
-        assert!(matches!(
-            raw.cast("x", DType::String).unwrap(),
-            TensorData::Bytes(_)
-        ));
+        // Bytes are the string element type: they never become numbers.
+        let err = raw.cast("x", DType::Float32).unwrap_err().to_string();
+        assert!(err.contains("got string data"), "{err}");
     }
 
     #[test]

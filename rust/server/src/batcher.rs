@@ -280,10 +280,13 @@ pub fn slice_rows(tensor: &OwnedTensor, offset: usize, rows: usize) -> OwnedTens
     let (a, b) = (offset * per_row, (offset + rows) * per_row);
     let mut shape = tensor.shape.clone();
     shape[0] = rows;
-    Tensor {
-        shape,
-        data: pilothouse_runtime::map_tensor_data!(&tensor.data, v => v[a..b].to_vec()),
-    }
+    let data = match &tensor.data {
+        // A batch's strings are bytes when any request's are; each request's own rows are
+        // text again when they are (its answer is JSON, not binary, then).
+        TensorData::Bytes(v) => TensorData::from_byte_strings(v[a..b].to_vec()),
+        data => pilothouse_runtime::map_tensor_data!(data, v => v[a..b].to_vec()),
+    };
+    Tensor { shape, data }
 }
 
 /// Appends every part's elements to one vector of the first part's type. Strings stack as
@@ -351,5 +354,22 @@ mod tests {
         let s = slice_rows(&t, 1, 2);
         assert_eq!(s.shape, vec![2, 2]);
         assert_eq!(s.data, TensorData::Int64(Cow::Owned(vec![3, 4, 5, 6])));
+    }
+
+    #[test]
+    fn text_and_bytes_stack_as_bytes_and_slice_back_to_each_own() {
+        let text = TensorData::String(Cow::Owned(vec!["a".into()]));
+        let raw = TensorData::Bytes(Cow::Owned(vec![vec![0xff]]));
+        let stacked = stack(&text, [&text, &raw].into_iter(), 2);
+        assert_eq!(
+            stacked,
+            TensorData::Bytes(Cow::Owned(vec![b"a".to_vec(), vec![0xff]]))
+        );
+        let batch = Tensor {
+            shape: vec![2],
+            data: stacked,
+        };
+        assert_eq!(slice_rows(&batch, 0, 1).data, text);
+        assert_eq!(slice_rows(&batch, 1, 1).data, raw);
     }
 }
