@@ -21,17 +21,20 @@ from pilothouse.errors import (
     StoreUnavailableError,
     ValidationError,
 )
+from pilothouse.lineage import Lineage
 from pilothouse.model import Model, TensorSpec, load_model
-from pilothouse.registry import (
+from pilothouse.records import (
     AliasMove,
     Approval,
     AuditAnchor,
     AuditEvent,
-    Lineage,
+    Deployment,
     ModelVersion,
+    SearchResults,
+)
+from pilothouse.registry import (
     Registry,
     Run,
-    SearchResults,
     add_webhook,
     alias_history,
     approve,
@@ -53,7 +56,6 @@ from pilothouse.registry import (
     verify_audit_log,
 )
 from pilothouse.serving import (
-    Deployment,
     Server,
     deploy,
     deployments,

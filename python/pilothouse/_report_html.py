@@ -1,12 +1,18 @@
 """HTML for drift reports and profiles: one self-contained page (inline CSS, JS and SVG
-charts, no network) and the fragment notebooks show. Only summaries are embedded."""
+charts, no network) and the fragment notebooks show. Only summaries are embedded.
+
+This module owns the report's styling (``ph-report``), its sortable column table and script,
+the inline SVG charts, and the profile's notebook table. Escaping and the table markup are
+``_html.py``'s, as for every other notebook view.
+"""
 
 from __future__ import annotations
 
-import html
 import itertools
 import math
 from typing import Any
+
+from pilothouse._html import Html, escape, table, td, th, tr
 
 _ids = itertools.count()
 
@@ -63,10 +69,6 @@ _REF = "#4c78a8"
 _CUR = "#f58518"
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def _num(x: float | None, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "&ndash;"
@@ -116,7 +118,7 @@ def chart_svg(chart: dict[str, Any], width: int = 260, height: int = 64) -> str:
         labels: list[str] = chart.get("labels") or []
         bar = slot / 2
         for i, (r, c) in enumerate(zip(ref, cur)):
-            label = _e(labels[i]) if i < len(labels) else ""
+            label = escape(labels[i]) if i < len(labels) else ""
             for j, (side, v, color) in enumerate((("reference", r, _REF), ("current", c, _CUR))):
                 h = plot_h * v / top
                 parts.append(
@@ -127,7 +129,7 @@ def chart_svg(chart: dict[str, Any], width: int = 260, height: int = 64) -> str:
         if labels:
             parts.append(
                 f'<text x="0" y="{height - 2}" font-size="9" fill="#57606a">'
-                f"{_e(labels[0][:24])}{' &hellip;' if len(labels) > 1 else ''}</text>"
+                f"{escape(labels[0][:24])}{' &hellip;' if len(labels) > 1 else ''}</text>"
             )
     parts.append("</svg>")
     return "".join(parts)
@@ -147,49 +149,54 @@ def _notes(c: dict[str, Any]) -> str:
         notes.append(f"constant in the {side}")
     if c["statistic_error"] is not None:
         notes.append(f"statistic within {c['statistic_error']:.2g} of the exact one")
-    return "<br>".join(_e(n) for n in notes)
+    return "<br>".join(escape(n) for n in notes)
+
+
+_HEADS = (
+    ("Column", "text"),
+    ("Kind", "text"),
+    ("Method", "text"),
+    ("Statistic", "number"),
+    ("p-value", "number"),
+    ("Threshold", "number"),
+    ("Drifted", "text"),
+    (Html("Missing ref &rarr; cur"), "number"),
+    ("Notes", "text"),
+    ("Reference vs current", "text"),
+)
+
+
+def _bold(text: object) -> Html:
+    return Html(f"<b>{escape(text)}</b>")
 
 
 def _table(data: dict[str, Any], table_id: str) -> str:
-    heads = [
-        ("Column", "text"),
-        ("Kind", "text"),
-        ("Method", "text"),
-        ("Statistic", "number"),
-        ("p-value", "number"),
-        ("Threshold", "number"),
-        ("Drifted", "text"),
-        ("Missing ref &rarr; cur", "number"),
-        ("Notes", "text"),
-        ("Reference vs current", "text"),
-    ]
-    out = [f'<table id="{table_id}" class="ph-table"><thead><tr>']
-    out += [f'<th data-type="{t}" scope="col">{h}</th>' for h, t in heads]
-    out.append("</tr></thead><tbody>")
+    rows = []
     for c in data["columns"]:
         drifted = c["drifted"]
-        out.append(
-            f'<tr class="{"ph-drifted" if drifted else "ph-ok"}" data-column="{_e(c["column"])}">'
-        )
-        out.append(f"<td><b>{_e(c['column'])}</b></td><td>{_e(c['kind'])}</td>")
-        out.append(f"<td>{_e(c['method'] or '—')}</td>")
-        for key in ("statistic", "p_value", "threshold"):
-            out.append(f'<td class="ph-num" data-sort="{_sort_value(c[key])}">{_num(c[key])}</td>')
         badge = (
             '<span class="ph-badge ph-bad">drift</span>'
             if drifted
             else '<span class="ph-badge ph-good">ok</span>'
         )
-        out.append(f'<td data-sort="{int(drifted)}">{badge}</td>')
         delta = c["current_missing"] - c["reference_missing"]
-        out.append(
-            f'<td class="ph-num" data-sort="{abs(delta)!r}">'
-            f"{c['reference_missing']:.1%} &rarr; {c['current_missing']:.1%}</td>"
-        )
-        out.append(f'<td class="ph-notes">{_notes(c)}</td>')
-        out.append(f"<td>{chart_svg(c['chart'])}</td></tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
+        missing = f"{c['reference_missing']:.1%} &rarr; {c['current_missing']:.1%}"
+        cells = [
+            td(_bold(c["column"])),
+            c["kind"],
+            c["method"] or "—",
+            *(
+                td(Html(_num(c[key])), class_="ph-num", data_sort=_sort_value(c[key]))
+                for key in ("statistic", "p_value", "threshold")
+            ),
+            td(Html(badge), data_sort=int(drifted)),
+            td(Html(missing), class_="ph-num", data_sort=repr(abs(delta))),
+            td(Html(_notes(c)), class_="ph-notes"),
+            td(Html(chart_svg(c["chart"]))),
+        ]
+        rows.append(tr(cells, class_="ph-drifted" if drifted else "ph-ok", data_column=c["column"]))
+    head = [th(h, data_type=t, scope="col") for h, t in _HEADS]
+    return table(head, rows, id=table_id, class_="ph-table")
 
 
 def _summary(data: dict[str, Any]) -> str:
@@ -203,7 +210,7 @@ def _summary(data: dict[str, Any]) -> str:
         f'<div class="ph-summary">{verdict} {drifted} of {len(data["columns"])} columns drifted '
         f"({data['drifted_share']:.0%}; the dataset drifts at {data['drift_share']:.0%}). "
         f"Reference {data['reference_rows']:,} rows, current {data['current_rows']:,} rows; "
-        f"<i>{_e(data['mode'])}</i> mode"
+        f"<i>{escape(data['mode'])}</i> mode"
         + (
             " (numeric statistics from profiles, within the stated bounds)"
             if data["mode"] == "profile"
@@ -213,11 +220,11 @@ def _summary(data: dict[str, Any]) -> str:
     ]
     if data["missing_columns"]:
         parts.append(
-            f'<div class="ph-summary">Missing from current: {_e(", ".join(data["missing_columns"]))}</div>'
+            f'<div class="ph-summary">Missing from current: {escape(", ".join(data["missing_columns"]))}</div>'
         )
     if data["extra_columns"]:
         parts.append(
-            f'<div class="ph-summary">Only in current: {_e(", ".join(data["extra_columns"]))}</div>'
+            f'<div class="ph-summary">Only in current: {escape(", ".join(data["extra_columns"]))}</div>'
         )
     parts.append(
         f'<div class="ph-legend">Charts:<span style="background:{_REF}"></span>reference'
@@ -226,11 +233,15 @@ def _summary(data: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _report(*body: str) -> str:
+    """The report's box, with its styling inline."""
+    return f'<div class="ph-report"><style>{_CSS}</style>{"".join(body)}</div>'
+
+
 def report_fragment(data: dict[str, Any]) -> str:
     table_id = f"ph-drift-{next(_ids)}"
-    return (
-        f'<div class="ph-report"><style>{_CSS}</style>{_summary(data)}{_table(data, table_id)}'
-        f"<script>{_JS % {'id': table_id}}</script></div>"
+    return _report(
+        _summary(data), _table(data, table_id), f"<script>{_JS % {'id': table_id}}</script>"
     )
 
 
@@ -238,32 +249,22 @@ def report_page(data: dict[str, Any], title: str) -> str:
     table_id = "ph-drift-report"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head>"
-        f'<body><div class="ph-report"><h1>{_e(title)}</h1>{_summary(data)}'
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head>"
+        f'<body><div class="ph-report"><h1>{escape(title)}</h1>{_summary(data)}'
         f"{_table(data, table_id)}</div><script>{_JS % {'id': table_id}}</script></body></html>\n"
     )
 
 
 def profile_table(rows: int, columns: list[dict[str, Any]]) -> str:
-    out = [
-        f'<div class="ph-report"><style>{_CSS}</style><div class="ph-summary">Profile of '
-        f"{rows:,} rows x {len(columns)} columns</div><table><thead><tr>"
-    ]
-    for h in ("Column", "Kind", "Missing", "Mean", "Std", "Min", "Median", "Max", "Distinct / top"):
-        out.append(f"<th>{h}</th>")
-    out.append("</tr></thead><tbody>")
+    head = ("Column", "Kind", "Missing", "Mean", "Std", "Min", "Median", "Max", "Distinct / top")
+    body = []
     for c in columns:
-        top = ", ".join(f"{_e(k)} ({n:,})" for k, n in c.get("top", [])[:3])
+        top = ", ".join(f"{escape(k)} ({n:,})" for k, n in c.get("top", [])[:3])
         distinct = c.get("distinct")
-        extra = f"{distinct:,.0f}: {top}" if distinct is not None else ""
-        out.append(
-            f"<tr><td><b>{_e(c['column'])}</b></td><td>{_e(c['kind'])}</td>"
-            f'<td class="ph-num">{c["missing_rate"]:.1%}</td>'
-            + "".join(
-                f'<td class="ph-num">{_num(c.get(k))}</td>'
-                for k in ("mean", "std", "min", "p50", "max")
-            )
-            + f"<td>{extra}</td></tr>"
-        )
-    out.append("</tbody></table></div>")
-    return "".join(out)
+        extra = Html(f"{distinct:,.0f}: {top}" if distinct is not None else "")
+        numbers = [Html(f"{c['missing_rate']:.1%}")]
+        numbers += [Html(_num(c.get(k))) for k in ("mean", "std", "min", "p50", "max")]
+        cells = [td(_bold(c["column"])), c["kind"], *(td(n, class_="ph-num") for n in numbers)]
+        body.append([*cells, extra])
+    summary = f'<div class="ph-summary">Profile of {rows:,} rows x {len(columns)} columns</div>'
+    return _report(summary, table(head, body))

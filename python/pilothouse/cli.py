@@ -22,9 +22,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from pilothouse import __version__, _core
+from pilothouse._paths import default_artifacts, default_uri, has_password
 from pilothouse._runtime import ensure_runtime
 from pilothouse.errors import IntegrityError, NotFoundError, PilothouseError
-from pilothouse.registry import Approval, Lineage, ModelVersion, Registry, _home, default_uri
+from pilothouse.lineage import Lineage
+from pilothouse.records import Approval, ModelVersion, time_of
+from pilothouse.registry import Registry
 
 # (flag, config key, type, help). The same keys work in the TOML file given by --config.
 _SERVE_OPTIONS: list[tuple[str, str, type, str]] = [
@@ -142,10 +145,6 @@ _ALL_VERSIONS = 1_000_000  # the search limit that means "every version of one m
 # -- output ------------------------------------------------------------------------------
 
 
-def _utc(micros: int | None) -> dt.datetime | None:
-    return None if micros is None else dt.datetime.fromtimestamp(micros / 1e6, dt.timezone.utc)
-
-
 def _cell(value: Any) -> str:
     """One table cell: times as YYYY-MM-DD HH:MM (UTC), nothing as an em dash."""
     if value is None:
@@ -232,12 +231,10 @@ def _metrics(values: Mapping[str, float], width: int = 48) -> str:
 
 # -- registry access ----------------------------------------------------------------------
 
-_PASSWORD_IN_URI = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@?#]*:[^/@?#]*@|[?&]password=", re.I)
-
 
 def _registry_uri(args: argparse.Namespace) -> str | None:
     uri: str | None = args.registry
-    if uri and _PASSWORD_IN_URI.search(uri):
+    if uri and has_password(uri):
         print(
             "warning: a password in --registry is visible to every user of this machine (ps, "
             "shell history); put it in $PGPASSWORD or ~/.pgpass instead",
@@ -289,7 +286,7 @@ def _models(args: argparse.Namespace) -> int:
                 "latest_version": max(active) if active else None,
                 "aliases": dict(sorted(record.get("aliases", {}).items())),
                 "description": record.get("description") or "",
-                "created_at": _utc(record.get("created_at")),
+                "created_at": time_of(record.get("created_at")),
                 "created_by": record.get("created_by") or "",
             }
         )
@@ -579,7 +576,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = {key: getattr(args, key) for _, key, _, _ in _SERVE_OPTIONS}
     settings = {k: v for k, v in settings.items() if v is not None}
     settings["registry"] = _registry_uri(args) or default_uri()
-    settings["artifacts"] = str(_home() / "artifacts")
+    settings["artifacts"] = str(default_artifacts())
     server = _core.Server.start(json.dumps(settings), args.config, True)
     print(f"pilothouse serving at {server.url} (Ctrl-C or SIGTERM stops)", file=sys.stderr)
     server.wait()

@@ -1,20 +1,30 @@
-"""Converting trained estimators to ONNX, the format pilothouse serves.
+"""Turning a trained model into what the registry stores: ONNX bytes, a signature record and
+an input example.
+
+This module owns the conversions :func:`pilothouse.log_model` makes before anything is
+stored: a model given as an ONNX file, bytes, an ``onnx.ModelProto`` or a scikit-learn
+estimator becomes ONNX bytes (:func:`onnx_bytes`); the loaded model's inputs and outputs
+become the signature dict the registry keeps (:func:`signature`); a few rows of the
+training data or example become the input example's JSON (:func:`example_json`).
 
 scikit-learn estimators and pipelines convert with skl2onnx (the ``pilothouse[sklearn]``
 extra). The input signature is inferred from a sample of the training data: a numeric array
 or all-numeric frame becomes one 2-D input whose column order is recorded in the model's
 metadata; a frame with string or categorical columns becomes one input per column, as
 skl2onnx expects for pipelines with encoders. Classifiers are converted without ZipMap, so
-probabilities come out as a plain matrix (the faster form).
+probabilities come out as a plain matrix (the faster form). numpy is imported only when
+something is converted, so that ``import pilothouse`` stays fast.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from pilothouse import _core
 from pilothouse.errors import InputError
 
 __all__ = ["FEATURE_NAMES_KEY", "sklearn_to_onnx"]
@@ -33,6 +43,7 @@ def _require_skl2onnx() -> Any:
 
 
 def _initial_types(sample: Any) -> tuple[list[tuple[str, Any]], list[str] | None]:
+    import numpy as np
     from skl2onnx.common.data_types import (
         DoubleTensorType,
         FloatTensorType,
@@ -99,3 +110,77 @@ def sklearn_to_onnx(
         entry.value = json.dumps(feature_names)
     data: bytes = onx.SerializeToString()
     return data
+
+
+def _is_sklearn(model: Any) -> bool:
+    return hasattr(model, "fit") and (hasattr(model, "predict") or hasattr(model, "transform"))
+
+
+def onnx_bytes(model: Any, sample: Any) -> bytes:
+    """``model`` as ONNX bytes: read from a file, taken as bytes or an ``onnx.ModelProto``,
+    or converted from scikit-learn (its signature inferred from ``sample``)."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model)
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if not path.is_file():
+            raise FileNotFoundError(f"no ONNX file at {path}")
+        return path.read_bytes()
+    if hasattr(model, "SerializeToString"):
+        data: bytes = model.SerializeToString()
+        return data
+    if _is_sklearn(model):
+        if sample is None:
+            raise InputError(
+                "converting a scikit-learn model needs training_data or input_example to "
+                "infer its input signature"
+            )
+        return sklearn_to_onnx(model, sample)
+    raise InputError(
+        f"cannot register a {type(model).__module__}.{type(model).__name__}: pass an ONNX "
+        "file path, ONNX bytes, an onnx.ModelProto or a scikit-learn estimator"
+    )
+
+
+def example_json(sample: Any, core: _core.Model, rows: int = 5) -> str | None:
+    """The first ``rows`` rows of ``sample`` as the input example's JSON, or None when they
+    cannot be written as JSON."""
+    if sample is None:
+        return None
+    import numpy as np
+
+    try:
+        if hasattr(sample, "to_pandas") and not hasattr(sample, "iloc"):
+            sample = sample.to_pandas()
+        if hasattr(sample, "iloc"):
+            head = sample.iloc[:rows]
+            payload: Any = {"columns": {str(c): head[c].tolist() for c in head.columns}}
+        elif isinstance(sample, Mapping):
+            payload = {"inputs": {k: np.asarray(v)[:rows].tolist() for k, v in sample.items()}}
+        else:
+            payload = {"inputs": {core.inputs[0].name: np.asarray(sample)[:rows].tolist()}}
+        return json.dumps(payload, default=str)
+    except (TypeError, ValueError):
+        return None
+
+
+def signature(core: _core.Model) -> dict[str, Any]:
+    """A loaded model's inputs, outputs, feature names and opsets, as the registry keeps them."""
+
+    def spec(s: _core.TensorSpec) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": s.name,
+            "dtype": s.dtype,
+            "shape": list(s.shape),
+            "kind": s.kind,
+        }
+        if s.labels is not None:
+            out["labels"] = s.labels
+        return out
+
+    return {
+        "inputs": [spec(s) for s in core.inputs],
+        "outputs": [spec(s) for s in core.outputs],
+        "feature_names": core.feature_names,
+        "opsets": core.opsets,
+    }

@@ -1,18 +1,23 @@
 """In-process inference: :func:`load_model` and :class:`Model`.
 
-``Model.predict`` takes numpy arrays, dicts of array-likes, pandas, polars and pyarrow data
-and returns a dict of numpy arrays keyed by output name. The GIL is released while data is
-converted and the model runs, so one ``Model`` serves many threads at once.
+This module owns loading an ONNX model into ONNX Runtime and running it. ``Model.predict``
+takes numpy arrays, dicts of array-likes, pandas, polars and pyarrow data and returns a dict
+of numpy arrays keyed by output name. The GIL is released while data is converted and the
+model runs, so one ``Model`` serves many threads at once.
+
+It does not import the registry, which builds on it: a ``models:/`` URI given to
+:func:`load_model` goes to the registry ``pilothouse.registry`` hands over with
+:func:`use_default_source` when it is imported (``import pilothouse`` imports it).
 """
 
 from __future__ import annotations
 
-import html
 import os
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
-from pilothouse import _core
+from pilothouse import _core, _html
+from pilothouse._paths import is_model_uri
 from pilothouse._runtime import ensure_runtime
 from pilothouse.errors import InputError
 
@@ -245,27 +250,25 @@ class Model:
         return f"Model({self.path!r}, inputs=[{fmt(self.inputs)}], outputs=[{fmt(self.outputs)}])"
 
     def _repr_html_(self) -> str:
-        def rows(specs: Sequence[_core.TensorSpec], role: str) -> str:
-            out = []
+        def rows(specs: Sequence[_core.TensorSpec], role: str) -> list[list[object]]:
+            out: list[list[object]] = []
             for s in specs:
                 extra = ""
                 if s.labels is not None:
                     shown = ", ".join(map(str, s.labels[:10]))
                     more = ", …" if len(s.labels) > 10 else ""
-                    extra = f"classes: {html.escape(shown)}{more}"
-                out.append(
-                    f"<tr><td>{role}</td><td><code>{html.escape(s.name)}</code></td>"
-                    f"<td>{s.dtype}</td><td>{html.escape(_shape(s.shape))}</td>"
-                    f"<td>{s.kind}</td><td>{extra}</td></tr>"
-                )
-            return "".join(out)
+                    extra = f"classes: {shown}{more}"
+                code = _html.Html(f"<code>{_html.escape(s.name)}</code>")
+                out.append([role, code, s.dtype, _shape(s.shape), s.kind, extra])
+            return out
 
-        return (
-            '<div class="pilothouse-model"><strong>pilothouse Model</strong> '
-            f"<code>{html.escape(self.path)}</code>"
-            "<table><thead><tr><th></th><th>name</th><th>dtype</th><th>shape</th>"
-            "<th>kind</th><th></th></tr></thead><tbody>"
-            f"{rows(self.inputs, 'input')}{rows(self.outputs, 'output')}</tbody></table></div>"
+        head = ("", "name", "dtype", "shape", "kind", "")
+        body = rows(self.inputs, "input") + rows(self.outputs, "output")
+        return _html.box(
+            "pilothouse Model",
+            _html.Html(f" <code>{_html.escape(self.path)}</code>"),
+            _html.table(head, body),
+            class_="pilothouse-model",
         )
 
 
@@ -305,6 +308,31 @@ def _as_array(name: str, value: Any) -> np.ndarray:
         raise InputError(f"input '{name}': the data is ragged or malformed ({e})") from None
 
 
+class ModelSource(Protocol):
+    """Where ``models:/`` URIs are loaded from: a :class:`pilothouse.Registry`."""
+
+    def load_model(self, uri: str, **options: Any) -> Model: ...
+
+
+_default_source: Callable[[], ModelSource] | None = None
+
+
+def use_default_source(source: Callable[[], ModelSource]) -> None:
+    """Set how :func:`load_model` finds the registry for a ``models:/`` URI.
+
+    ``pilothouse.registry`` passes its ``default_registry`` when it is imported, so that this
+    module, which the registry builds on, never imports the registry back."""
+    global _default_source
+    _default_source = source
+
+
+def default_source() -> ModelSource:
+    """The registry ``models:/`` URIs load from (the one ``ph.connect()`` opened last)."""
+    if _default_source is None:  # pragma: no cover - `import pilothouse` sets it
+        raise RuntimeError("models:/ URIs need the registry: import pilothouse first")
+    return _default_source()
+
+
 def load_model(
     path: PathLike,
     *,
@@ -324,11 +352,9 @@ def load_model(
     ONNX Runtime's deterministic kernels). ``optimization`` is "disable", "basic",
     "extended" or "all".
     """
-    if isinstance(path, str) and path.startswith("models:/"):
-        from pilothouse.registry import default_registry
-
-        return default_registry().load_model(
-            path,
+    if is_model_uri(path):
+        return default_source().load_model(
+            str(path),
             intra_op_threads=intra_op_threads,
             inter_op_threads=inter_op_threads,
             optimization=optimization,

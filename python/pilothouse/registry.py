@@ -1,11 +1,18 @@
-"""The model registry: runs, versions, aliases, approvals, lineage and the audit log.
+"""The registry client: connections, runs, and the module-level functions.
+
+This module owns :class:`Registry` (a connection: versions, aliases, approvals, the audit
+log, lineage and webhooks, each a call into the Rust registry), :class:`Run` (a training
+run and what it records), the default registry and the module-level functions that use it
+(``ph.start_run``, ``ph.set_alias``, ...). The records it returns are ``records.py``'s,
+lineage is ``lineage.py``'s, paths and URIs are ``_paths.py``'s, and what a logged model
+is turned into is ``convert.py``'s; they are importable from here too.
 
 ``connect()`` opens a registry: ``PILOTHOUSE_URI`` if set, else an embedded SQLite database
 in ``~/.pilothouse/`` (or ``$PILOTHOUSE_HOME``), with artifacts in ``artifacts/`` beside it.
 ``connect("postgresql://user@host:5432/db?artifacts=/shared/artifacts")`` opens a team
 registry (the password from ``$PGPASSWORD`` or ``~/.pgpass``; ``sslmode=verify-full`` with
-``sslrootcert=`` for TLS). The module-level functions (``ph.start_run``, ``ph.set_alias``, ...) use the
-registry ``connect()`` opened last, or the default one.
+``sslrootcert=`` for TLS). The module-level functions use the registry ``connect()`` opened
+last, or the default one.
 
 Actions are attributed to ``connect(actor=...)``, else ``$PILOTHOUSE_ACTOR``, else the OS
 user.
@@ -16,21 +23,31 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import getpass
-import html
 import json
 import os
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from pilothouse import _core
+from pilothouse import _core, _html
 from pilothouse._lineage_env import GitProbe, dataset_fingerprint, environment
+from pilothouse._paths import default_artifacts, default_uri, is_model_uri, reference_uri
 from pilothouse._runtime import ensure_runtime
-from pilothouse.errors import InputError, ValidationError
-from pilothouse.model import Model
+from pilothouse.convert import example_json, onnx_bytes, signature
+from pilothouse.errors import ValidationError
+from pilothouse.lineage import Lineage
+from pilothouse.model import Model, use_default_source
+from pilothouse.records import (
+    AliasMove,
+    Approval,
+    AuditAnchor,
+    AuditEvent,
+    ModelVersion,
+    SearchResults,
+    micros_of,
+)
 
 __all__ = [
     "AliasMove",
@@ -64,476 +81,7 @@ __all__ = [
     "verify_audit_log",
 ]
 
-VersionLike = Union[str, int, "ModelVersion"]
-
-
-def _time(micros: int | None) -> dt.datetime | None:
-    if micros is None:
-        return None
-    return dt.datetime.fromtimestamp(micros / 1e6, tz=dt.timezone.utc)
-
-
-def _micros(when: dt.datetime | str | None) -> int | None:
-    if when is None:
-        return None
-    if isinstance(when, str):
-        return _core.parse_time(when)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return int(when.timestamp() * 1_000_000)
-
-
-def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns) + "</tr>"
-        for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """One registered version of a model."""
-
-    model: str
-    version: int
-    uri: str
-    sha256: str
-    size: int
-    signature: dict[str, Any]
-    description: str
-    tags: dict[str, str]
-    metrics: dict[str, float]
-    aliases: list[str]
-    run_id: str | None
-    dataset: str | None
-    parent: str | None
-    status: str
-    created_at: dt.datetime | None
-    created_by: str
-    input_example: Any = None
-    _registry: Registry | None = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def _from(cls, record: Mapping[str, Any], registry: Registry) -> ModelVersion:
-        example = record.get("input_example")
-        return cls(
-            model=record["model"],
-            version=int(record["version"]),
-            uri=record["uri"],
-            sha256=record["sha256"],
-            size=int(record["size"]),
-            signature=record.get("signature") or {},
-            description=record.get("description") or "",
-            tags=dict(record.get("tags") or {}),
-            metrics=dict(record.get("metrics") or {}),
-            aliases=list(record.get("aliases") or []),
-            run_id=record.get("run_id"),
-            dataset=record.get("dataset"),
-            parent=(record.get("parent") or {}).get("uri"),
-            status=record.get("status") or "active",
-            created_at=_time(record.get("created_at")),
-            created_by=record.get("created_by") or "",
-            input_example=json.loads(example) if example else None,
-            _registry=registry,
-        )
-
-    @property
-    def name(self) -> str:
-        return self.model
-
-    def load(self, **options: Any) -> Model:
-        """Load this version for inference (the artifact's hash is verified)."""
-        registry = self._registry or default_registry()
-        return registry.load_model(self.uri, **options)
-
-    def _repr_html_(self) -> str:
-        rows = [
-            ("URI", self.uri),
-            ("status", self.status),
-            ("aliases", ", ".join(self.aliases) or "—"),
-            ("created", f"{self.created_at:%Y-%m-%d %H:%M:%S} UTC by {self.created_by}"),
-            ("sha256", self.sha256[:16] + "…"),
-            ("size", f"{self.size:,} bytes"),
-            ("run", self.run_id or "—"),
-            ("dataset", (self.dataset or "—")[:16]),
-            ("parent", self.parent or "—"),
-            ("metrics", ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items()) or "—"),
-            ("tags", ", ".join(f"{k}={v}" for k, v in self.tags.items()) or "—"),
-        ]
-        inputs = self.signature.get("inputs", [])
-        sig = ", ".join(f"{i['name']}: {i['dtype']}{i['shape']}" for i in inputs)
-        rows.append(("inputs", sig or "—"))
-        body = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-            for k, v in rows
-        )
-        return f"<div><strong>{html.escape(self.uri)}</strong><table>{body}</table></div>"
-
-
-class SearchResults(list):  # type: ignore[type-arg]
-    """A list of ModelVersion with a table view for notebooks."""
-
-    _COLUMNS = ("uri", "status", "aliases", "metrics", "tags", "created_by", "created_at")
-
-    def to_pandas(self) -> Any:
-        import pandas as pd
-
-        return pd.DataFrame(
-            [
-                {
-                    "model": v.model,
-                    "version": v.version,
-                    "uri": v.uri,
-                    "status": v.status,
-                    "aliases": ",".join(v.aliases),
-                    "created_at": v.created_at,
-                    "created_by": v.created_by,
-                    **{f"metrics.{k}": m for k, m in v.metrics.items()},
-                    **{f"tags.{k}": t for k, t in v.tags.items()},
-                }
-                for v in self
-            ]
-        )
-
-    def _repr_html_(self) -> str:
-        rows = [
-            {
-                "uri": v.uri,
-                "status": v.status,
-                "aliases": ", ".join(v.aliases),
-                "metrics": ", ".join(f"{k}={m:.4g}" for k, m in v.metrics.items()),
-                "tags": ", ".join(f"{k}={t}" for k, t in v.tags.items()),
-                "created_by": v.created_by,
-                "created_at": f"{v.created_at:%Y-%m-%d %H:%M}" if v.created_at else "",
-            }
-            for v in self
-        ]
-        return f"<div><strong>{len(self)} versions</strong>{_table(rows, self._COLUMNS)}</div>"
-
-
-@dataclass(frozen=True)
-class AliasMove:
-    model: str
-    alias: str
-    version: int | None
-    previous: int | None
-    at: dt.datetime | None
-    actor: str
-    approval_id: int | None
-
-
-@dataclass(frozen=True)
-class Approval:
-    id: int
-    model: str
-    alias: str
-    version: int
-    requested_by: str
-    requested_at: dt.datetime | None
-    reason: str
-    status: str
-    decided_by: str | None
-    decided_at: dt.datetime | None
-    decision_reason: str | None
-
-    @classmethod
-    def _from(cls, r: Mapping[str, Any]) -> Approval:
-        return cls(
-            id=r["id"],
-            model=r["model"],
-            alias=r["alias"],
-            version=r["version"],
-            requested_by=r["requested_by"],
-            requested_at=_time(r["requested_at"]),
-            reason=r["reason"] or "",
-            status=r["status"],
-            decided_by=r.get("decided_by"),
-            decided_at=_time(r.get("decided_at")),
-            decision_reason=r.get("decision_reason"),
-        )
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    seq: int
-    at: dt.datetime | None
-    actor: str
-    action: str
-    model: str | None
-    details: dict[str, Any]
-    hash: str
-
-
-@dataclass(frozen=True)
-class AuditAnchor:
-    """The newest audit event's sequence number and hash, taken with :func:`audit_head`.
-
-    Keep it outside the registry (a ticket, a commit, another system's log, or ``str(anchor)``
-    anywhere); :func:`verify_audit_log` with it detects deleted newest events and a chain
-    recomputed from scratch, which the chain alone cannot."""
-
-    seq: int
-    hash: str
-    at: dt.datetime | None = None
-
-    def __str__(self) -> str:
-        return f"{self.seq}:{self.hash}"
-
-    @classmethod
-    def parse(cls, anchor: AuditAnchor | str | dict[str, Any]) -> AuditAnchor:
-        """An anchor from itself, its ``"seq:hash"`` text or a ``{"seq", "hash"}`` dict."""
-        if isinstance(anchor, AuditAnchor):
-            return anchor
-        if isinstance(anchor, dict):
-            return cls(int(anchor["seq"]), str(anchor["hash"]))
-        seq, sep, digest = str(anchor).partition(":")
-        if not sep or not seq.isdigit() or not digest:
-            raise ValueError(
-                f"audit anchor {anchor!r} is not 'seq:hash' (as str(ph.audit_head()) gives)"
-            )
-        return cls(int(seq), digest)
-
-
-class Lineage:
-    """Where a version came from and where it went, as a graph and as tables.
-
-    ``nodes`` are dicts with ``id``, ``kind`` (version, run, dataset, code, environment,
-    deployment) and attributes; ``edges`` are ``(source, target, relation)``.
-    """
-
-    def __init__(self, record: dict[str, Any]) -> None:
-        self.record = record
-        self.version: dict[str, Any] = record["version"]
-        self.run: dict[str, Any] | None = record.get("run")
-        self.dataset: dict[str, Any] | None = record.get("dataset")
-        self.parents: list[dict[str, Any]] = record.get("parents", [])
-        self.children: list[str] = record.get("children", [])
-        self.deployments: list[Any] = record.get("deployments", [])
-        self.nodes: list[dict[str, Any]] = []
-        self.edges: list[tuple[str, str, str]] = []
-        self._build()
-
-    def _build(self) -> None:
-        v = self.version
-        me = v["uri"]
-        self.nodes.append({"id": me, "kind": "version", "sha256": v["sha256"]})
-        if self.run:
-            run_id = f"run:{self.run['id']}"
-            code = self.run.get("code") or {}
-            self.nodes.append(
-                {
-                    "id": run_id,
-                    "kind": "run",
-                    "name": self.run["name"],
-                    "experiment": self.run["experiment"],
-                    "status": self.run.get("status"),
-                    "git_commit": code.get("git_commit"),
-                    "git_dirty": code.get("git_dirty"),
-                    "started_at": _time(self.run.get("started_at")),
-                    "ended_at": _time(self.run.get("ended_at")),
-                    "params": self.run["params"],
-                    "metrics": self.run["metrics"],
-                }
-            )
-            self.edges.append((run_id, me, "produced"))
-            if code.get("git_commit"):
-                code_id = f"git:{code['git_commit']}"
-                self.nodes.append({"id": code_id, "kind": "code", **code})
-                self.edges.append((code_id, run_id, "ran"))
-            env_id = f"env:{self.run['id']}"
-            self.nodes.append(
-                {"id": env_id, "kind": "environment", **(self.run["environment"] or {})}
-            )
-            self.edges.append((env_id, run_id, "hosted"))
-        if self.dataset:
-            ds = f"dataset:{self.dataset['fingerprint']}"
-            self.nodes.append({"id": ds, "kind": "dataset", "rows": self.dataset["rows"]})
-            self.edges.append((ds, self.nodes[1]["id"] if self.run else me, "trained"))
-            for other in self.dataset.get("versions", []):
-                if other != me:
-                    self.nodes.append({"id": other, "kind": "version"})
-                    self.edges.append((ds, other, "trained"))
-        child = me
-        for parent in self.parents:
-            self.nodes.append({"id": parent["uri"], "kind": "version", "sha256": parent["sha256"]})
-            self.edges.append((parent["uri"], child, "retrained_into"))
-            child = parent["uri"]
-        for c in self.children:
-            self.nodes.append({"id": c, "kind": "version"})
-            self.edges.append((me, c, "retrained_into"))
-        for d in self.deployments:
-            self.nodes.append({"id": f"deployment:{d}", "kind": "deployment"})
-            self.edges.append((me, f"deployment:{d}", "serves"))
-
-    @property
-    def upstream(self) -> list[dict[str, Any]]:
-        targets = {self.version["uri"]}
-        found: list[dict[str, Any]] = []
-        changed = True
-        while changed:
-            changed = False
-            for s, t, _ in self.edges:
-                if t in targets and s not in targets:
-                    targets.add(s)
-                    changed = True
-        for n in self.nodes:
-            if n["id"] in targets and n["id"] != self.version["uri"]:
-                found.append(n)
-        return found
-
-    def details(self, node: Mapping[str, Any]) -> str:
-        """A node in one line: a run's name, experiment, status and code commit; a
-        dataset's rows; a version's hash (and, for this version, when and by whom)."""
-        kind = node.get("kind")
-        parts: list[str] = []
-        if kind == "run":
-            parts.append(node.get("name") or "(unnamed run)")
-            parts.append(f"experiment {node.get('experiment') or '—'}")
-            parts.append(node.get("status") or "—")
-            commit = node.get("git_commit")
-            dirty = " (uncommitted changes)" if node.get("git_dirty") else ""
-            parts.append(f"commit {commit[:12]}{dirty}" if commit else "no git commit")
-        elif kind == "code":
-            dirty = " (uncommitted changes)" if node.get("git_dirty") else ""
-            parts.append(f"commit {node.get('git_commit')}{dirty}")
-            if node.get("path"):
-                parts.append(str(node["path"]))
-        elif kind == "dataset":
-            parts.append(f"{node.get('rows'):,} rows" if node.get("rows") is not None else "")
-        elif kind == "environment":
-            python = node.get("python")
-            if python:
-                parts.append(f"{node.get('implementation') or 'Python'} {python}")
-            if node.get("platform"):
-                parts.append(str(node["platform"]))
-        elif kind == "version":
-            if node.get("sha256"):
-                parts.append(f"sha256 {node['sha256'][:12]}")
-            if node["id"] == self.version["uri"]:
-                created = _time(self.version.get("created_at"))
-                if created is not None:
-                    by = self.version.get("created_by") or "—"
-                    parts.append(f"created {created:%Y-%m-%d %H:%M} UTC by {by}")
-                if self.version.get("aliases"):
-                    parts.append("aliases " + " ".join(self.version["aliases"]))
-        return ", ".join(p for p in parts if p)
-
-    def summary(self) -> list[dict[str, str]]:
-        """One row per node: ``id``, ``kind`` and ``details`` (see :meth:`details`)."""
-        return [{"id": n["id"], "kind": n["kind"], "details": self.details(n)} for n in self.nodes]
-
-    def tables(self) -> dict[str, Any]:
-        """The graph as pandas tables: ``nodes`` (with a run's name, experiment, status and
-        git commit, and a ``details`` line for every node), ``edges``, ``params``,
-        ``metrics``."""
-        import pandas as pd
-
-        params = (self.run or {}).get("params", {})
-        history = (self.run or {}).get("metric_history", {})
-        return {
-            "nodes": pd.DataFrame(
-                [
-                    {
-                        "id": n["id"],
-                        "kind": n["kind"],
-                        **{k: n.get(k) for k in ("name", "experiment", "status", "git_commit")},
-                        "details": self.details(n),
-                    }
-                    for n in self.nodes
-                ],
-                columns=["id", "kind", "name", "experiment", "status", "git_commit", "details"],
-            ),
-            "edges": pd.DataFrame(self.edges, columns=["source", "target", "relation"]),
-            "params": pd.DataFrame(sorted(params.items()), columns=["key", "value"]),
-            "metrics": pd.DataFrame(
-                [
-                    {"key": k, "step": p["step"], "value": p["value"], "at": _time(p["at"])}
-                    for k, points in history.items()
-                    for p in points
-                ],
-                columns=["key", "step", "value", "at"],
-            ),
-        }
-
-    def to_openlineage(self, namespace: str = "pilothouse") -> list[dict[str, Any]]:
-        """OpenLineage run events (START and COMPLETE) for Marquez and similar."""
-        run = self.run or {}
-        run_id = run.get("id") or self.version["sha256"][:32]
-        uid = f"{run_id[:8]}-{run_id[8:12]}-{run_id[12:16]}-{run_id[16:20]}-{run_id[20:32]}"
-        job = {
-            "namespace": namespace,
-            "name": f"{run.get('experiment', 'registry')}.{run.get('name') or 'log_model'}",
-        }
-        producer = "https://pilothouse.invalid/registry"
-        schema_url = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/definitions/RunEvent"
-        inputs = []
-        if self.dataset:
-            columns = (self.dataset.get("schema") or {}).get("columns", {})
-            inputs.append(
-                {
-                    "namespace": namespace,
-                    "name": f"dataset/{self.dataset['fingerprint']}",
-                    "facets": {
-                        "schema": {
-                            "_producer": producer,
-                            "_schemaURL": "https://openlineage.io/spec/facets/1-1-1/SchemaDatasetFacet.json",
-                            "fields": [{"name": k, "type": t} for k, t in columns.items()],
-                        }
-                    },
-                }
-            )
-        outputs = [{"namespace": namespace, "name": self.version["uri"], "facets": {}}]
-        facets: dict[str, Any] = {}
-        if run.get("params"):
-            facets["pilothouse_params"] = {
-                "_producer": producer,
-                "_schemaURL": schema_url,
-                **run["params"],
-            }
-        code = run.get("code") or {}
-        if code.get("git_commit"):
-            facets["sourceCodeLocation"] = {
-                "_producer": producer,
-                "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/SourceCodeLocationJobFacet.json",
-                "type": "git",
-                "url": code.get("path") or "",
-                "version": code["git_commit"],
-            }
-        events = []
-        for kind, micros in (("START", run.get("started_at")), ("COMPLETE", run.get("ended_at"))):
-            when = _time(micros) or _time(self.version["created_at"])
-            events.append(
-                {
-                    "eventType": kind,
-                    "eventTime": when.isoformat() if when else None,
-                    "producer": producer,
-                    "schemaURL": schema_url,
-                    "run": {"runId": uid, "facets": facets},
-                    "job": job,
-                    "inputs": inputs,
-                    "outputs": outputs if kind == "COMPLETE" else [],
-                }
-            )
-        return events
-
-    def _repr_html_(self) -> str:
-        heading = f"<strong>Lineage of {html.escape(self.version['uri'])}</strong>"
-        run = next((n for n in self.nodes if n["kind"] == "run"), None)
-        if run is not None:
-            heading += f"<br>run: {html.escape(self.details(run))}"
-        nodes = [
-            {"node": r["id"], "kind": r["kind"], "details": r["details"]} for r in self.summary()
-        ]
-        edges = [{"from": s, "relation": r, "to": t} for s, t, r in self.edges]
-        return (
-            f"<div>{heading}{_table(nodes, ('node', 'kind', 'details'))}"
-            f"{_table(edges, ('from', 'relation', 'to'))}</div>"
-        )
-
-    def __repr__(self) -> str:
-        return f"Lineage({self.version['uri']!r}, nodes={len(self.nodes)}, edges={len(self.edges)})"
+VersionLike = Union[str, int, ModelVersion]
 
 
 class Run:
@@ -594,93 +142,14 @@ class Run:
         info = self.info()
         rows = [{"key": k, "value": v} for k, v in info["params"].items()]
         rows += [{"key": f"metric {k}", "value": v} for k, v in info["metrics"].items()]
-        return (
-            f"<div><strong>Run {html.escape(self.name or self.id)}</strong> "
-            f"({html.escape(self.experiment)}, {html.escape(info['status'])})"
-            f"{_table(rows, ('key', 'value'))}</div>"
+        return _html.box(
+            f"Run {self.name or self.id}",
+            f" ({self.experiment}, {info['status']})",
+            _html.dict_table(rows, ("key", "value")),
         )
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, name={self.name!r}, experiment={self.experiment!r}, status={self.status!r})"
-
-
-def _home() -> Path:
-    return Path(os.environ.get("PILOTHOUSE_HOME", Path.home() / ".pilothouse")).expanduser()
-
-
-def default_uri() -> str:
-    """``$PILOTHOUSE_URI``, else ``sqlite:///<PILOTHOUSE_HOME or ~/.pilothouse>/registry.db``."""
-    return os.environ.get("PILOTHOUSE_URI") or f"sqlite://{_home() / 'registry.db'}"
-
-
-def _is_sklearn(model: Any) -> bool:
-    return hasattr(model, "fit") and (hasattr(model, "predict") or hasattr(model, "transform"))
-
-
-def _onnx_bytes(model: Any, sample: Any) -> bytes:
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        return bytes(model)
-    if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-        if not path.is_file():
-            raise FileNotFoundError(f"no ONNX file at {path}")
-        return path.read_bytes()
-    if hasattr(model, "SerializeToString"):
-        data: bytes = model.SerializeToString()
-        return data
-    if _is_sklearn(model):
-        if sample is None:
-            raise InputError(
-                "converting a scikit-learn model needs training_data or input_example to "
-                "infer its input signature"
-            )
-        from pilothouse.convert import sklearn_to_onnx
-
-        return sklearn_to_onnx(model, sample)
-    raise InputError(
-        f"cannot register a {type(model).__module__}.{type(model).__name__}: pass an ONNX "
-        "file path, ONNX bytes, an onnx.ModelProto or a scikit-learn estimator"
-    )
-
-
-def _example_json(sample: Any, core: _core.Model, rows: int = 5) -> str | None:
-    if sample is None:
-        return None
-    import numpy as np
-
-    try:
-        if hasattr(sample, "to_pandas") and not hasattr(sample, "iloc"):
-            sample = sample.to_pandas()
-        if hasattr(sample, "iloc"):
-            head = sample.iloc[:rows]
-            payload: Any = {"columns": {str(c): head[c].tolist() for c in head.columns}}
-        elif isinstance(sample, Mapping):
-            payload = {"inputs": {k: np.asarray(v)[:rows].tolist() for k, v in sample.items()}}
-        else:
-            payload = {"inputs": {core.inputs[0].name: np.asarray(sample)[:rows].tolist()}}
-        return json.dumps(payload, default=str)
-    except (TypeError, ValueError):
-        return None
-
-
-def _signature(core: _core.Model) -> dict[str, Any]:
-    def spec(s: _core.TensorSpec) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": s.name,
-            "dtype": s.dtype,
-            "shape": list(s.shape),
-            "kind": s.kind,
-        }
-        if s.labels is not None:
-            out["labels"] = s.labels
-        return out
-
-    return {
-        "inputs": [spec(s) for s in core.inputs],
-        "outputs": [spec(s) for s in core.outputs],
-        "feature_names": core.feature_names,
-        "opsets": core.opsets,
-    }
 
 
 class Registry:
@@ -689,7 +158,7 @@ class Registry:
 
     def __init__(self, uri: str | None = None, *, actor: str | None = None) -> None:
         self._uri = uri or default_uri()
-        self._core = _core.Registry.open(self._uri, str(_home() / "artifacts"))
+        self._core = _core.Registry.open(self._uri, str(default_artifacts()))
         self.actor: str = actor or os.environ.get("PILOTHOUSE_ACTOR") or getpass.getuser()
 
     @property
@@ -756,7 +225,7 @@ class Registry:
         for lineage; `parent` names the version this one was retrained from.
         """
         sample = training_data if training_data is not None else input_example
-        data = _onnx_bytes(model, sample)
+        data = onnx_bytes(model, sample)
         ensure_runtime()
         # loading checks the model; graph optimisation would only slow that check down
         core = _core.Model.from_bytes(data, f"{name} (new version)", optimization="disable")
@@ -773,13 +242,13 @@ class Registry:
             self.actor,
             name,
             data,
-            json.dumps(_signature(core)),
+            json.dumps(signature(core)),
             run_id=run_id,
             dataset=dataset,
             description=description,
             tags={str(k): str(v) for k, v in (tags or {}).items()},
             parent=parent_ref,
-            input_example=_example_json(
+            input_example=example_json(
                 input_example if input_example is not None else training_data, core
             ),
         )
@@ -790,20 +259,16 @@ class Registry:
     ) -> ModelVersion:
         if isinstance(ref, ModelVersion):
             return ref
-        if isinstance(ref, str) and ref.startswith("models:/"):
+        if isinstance(ref, str) and is_model_uri(ref):
             uri = ref
         elif isinstance(ref, str) and version is not None:
-            uri = (
-                f"models:/{ref}/{version}"
-                if str(version).isdigit() or version == "latest"
-                else f"models:/{ref}@{version}"
-            )
+            uri = reference_uri(ref, version)
         else:
             raise ValidationError(
                 f"name a version as models:/name/3, models:/name@alias or models:/name/latest "
                 f"(or a name and a version); got {ref!r}"
             )
-        return ModelVersion._from(json.loads(self._core.resolve(uri, _micros(at))), self)
+        return ModelVersion._from(json.loads(self._core.resolve(uri, micros_of(at))), self)
 
     def get_version(
         self,
@@ -858,18 +323,7 @@ class Registry:
 
     def alias_history(self, name: str, alias: str) -> list[AliasMove]:
         """Every move of the alias, oldest first, with who and when."""
-        return [
-            AliasMove(
-                model=r["model"],
-                alias=r["alias"],
-                version=r["version"],
-                previous=r["previous"],
-                at=_time(r["at"]),
-                actor=r["actor"],
-                approval_id=r["approval_id"],
-            )
-            for r in json.loads(self._core.alias_history(name, alias))
-        ]
+        return [AliasMove._from(r) for r in json.loads(self._core.alias_history(name, alias))]
 
     def set_policy(self, name: str, alias: str, *, require_approval: bool = True) -> None:
         """Guard (or unguard) an alias: moving it then needs an approved request."""
@@ -898,18 +352,7 @@ class Registry:
     # -- audit, lineage, webhooks ---------------------------------------------------------
 
     def audit_log(self, model: str | None = None, limit: int = 10_000) -> list[AuditEvent]:
-        return [
-            AuditEvent(
-                seq=r["seq"],
-                at=_time(r["at"]),
-                actor=r["actor"],
-                action=r["action"],
-                model=r["model"],
-                details=r["details"] or {},
-                hash=r["hash"],
-            )
-            for r in json.loads(self._core.audit_log(model, limit))
-        ]
+        return [AuditEvent._from(r) for r in json.loads(self._core.audit_log(model, limit))]
 
     def verify_audit_log(self, anchor: AuditAnchor | str | dict[str, Any] | None = None) -> int:
         """Check the whole hash chain; returns the number of events, or raises
@@ -925,8 +368,7 @@ class Registry:
 
     def audit_head(self) -> AuditAnchor:
         """The newest audit event as an anchor to keep outside the registry."""
-        r = json.loads(self._core.audit_head())
-        return AuditAnchor(r["seq"], r["hash"], _time(r["at"]))
+        return AuditAnchor._from(json.loads(self._core.audit_head()))
 
     def lineage(self, ref: VersionLike, version: int | str | None = None) -> Lineage:
         mv = self._version(ref, version)
@@ -980,6 +422,11 @@ def default_registry() -> Registry:
         if _default is None:
             _default = Registry()
         return _default
+
+
+# ph.load_model("models:/...") and ModelVersion.load() without a registry use the default
+# one; model.py learns of it here, so that it need not import this module.
+use_default_source(default_registry)
 
 
 def _flush_at_exit() -> None:

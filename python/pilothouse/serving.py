@@ -1,5 +1,9 @@
 """Serving: deployments in the registry, the model server, and its payload log.
 
+This module owns ``deploy``/``undeploy``/``deployments`` (writing and reading deployment specs
+in the registry; the :class:`Deployment` record itself is ``records.py``'s), :class:`Server`
+(the Rust server started in this process) and ``inference_log`` (reading the payload log back).
+
 >>> srv = ph.serve(port=8000)                       # doctest: +SKIP
 >>> ph.deploy("churn", model="churn", alias="champion")  # doctest: +SKIP
 >>> ph.inference_log("churn", since="1h")           # doctest: +SKIP
@@ -12,18 +16,18 @@ it; a running server picks up a deployment change or an alias move within its po
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from pilothouse import _core
+from pilothouse import _core, _html
+from pilothouse._paths import alias_uri, default_artifacts, inference_log_dir, version_uri
 from pilothouse._runtime import ensure_runtime
 from pilothouse.errors import ValidationError
-from pilothouse.registry import Registry, _home, default_registry
+from pilothouse.records import Deployment, micros_of
+from pilothouse.registry import Registry, default_registry
 
 __all__ = [
     "Deployment",
@@ -98,11 +102,15 @@ class Server:
 
     def _repr_html_(self) -> str:
         state = "running" if self.running else "stopped"
-        return (
-            f"<div><b>pilothouse server</b> ({state}) at <a href='{html.escape(self.url)}/v2'>"
-            f"{html.escape(self.url)}</a><br>registry: {html.escape(self.registry.uri)}<br>"
-            f"metrics: <a href='{html.escape(self.url)}/metrics'>/metrics</a><br>"
-            f"payload log: {html.escape(str(self.log_dir))}</div>"
+        url = _html.escape(self.url)
+        return _html.box(
+            "pilothouse server",
+            _html.Html(
+                f" ({state}) at <a href='{url}/v2'>{url}</a>"
+                f"<br>registry: {_html.escape(self.registry.uri)}"
+                f"<br>metrics: <a href='{url}/metrics'>/metrics</a>"
+                f"<br>payload log: {_html.escape(self.log_dir)}"
+            ),
         )
 
 
@@ -127,7 +135,7 @@ def serve(
         "host": host,
         "port": port,
         "registry": reg._uri,
-        "artifacts": str(_home() / "artifacts"),
+        "artifacts": str(default_artifacts()),
         "log_level": "warn",
     }
     settings.update({k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()})
@@ -150,69 +158,6 @@ def _target(value: Target) -> dict[str, Any]:
     raise ValidationError(
         f"a route target is an alias name or a version number, not {type(value).__name__}"
     )
-
-
-def _label(target: Mapping[str, Any]) -> str:
-    return f"@{target['alias']}" if "alias" in target else f"v{target['version']}"
-
-
-@dataclass
-class Deployment:
-    """A deployment as stored in the registry."""
-
-    name: str
-    model: str
-    routes: list[tuple[str, float]]
-    shadow: str | None
-    generation: int
-    updated_at: dt.datetime | None
-    updated_by: str
-    spec: dict[str, Any] = field(repr=False)
-    versions: dict[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def _from(cls, record: Mapping[str, Any]) -> Deployment:
-        spec = record["spec"]
-        aliases = record.get("aliases", {})
-
-        def resolved(target: Mapping[str, Any]) -> int | None:
-            found = target["version"] if "version" in target else aliases.get(target["alias"])
-            return None if found is None else int(found)
-
-        targets = [r["target"] for r in spec["routes"]] + (
-            [spec["shadow"]] if spec.get("shadow") else []
-        )
-        at = record.get("updated_at")
-        return cls(
-            name=record["name"],
-            model=record["model"],
-            routes=[(_label(r["target"]), float(r["weight"])) for r in spec["routes"]],
-            shadow=_label(spec["shadow"]) if spec.get("shadow") else None,
-            generation=int(record["generation"]),
-            updated_at=dt.datetime.fromtimestamp(at / 1e6, dt.timezone.utc) if at else None,
-            updated_by=record.get("updated_by", ""),
-            spec=spec,
-            versions={_label(t): v for t in targets if (v := resolved(t)) is not None},
-        )
-
-    def _repr_html_(self) -> str:
-        total = sum(w for _, w in self.routes) or 1.0
-        rows = "".join(
-            f"<tr><td>{html.escape(label)}</td><td>{self.versions.get(label, '?')}</td>"
-            f"<td>{100 * w / total:.1f}%</td></tr>"
-            for label, w in self.routes
-        )
-        if self.shadow:
-            rows += (
-                f"<tr><td>{html.escape(self.shadow)} (shadow)</td>"
-                f"<td>{self.versions.get(self.shadow, '?')}</td><td>copy</td></tr>"
-            )
-        return (
-            f"<div><b>deployment {html.escape(self.name)}</b> of model "
-            f"{html.escape(self.model)} (generation {self.generation})"
-            "<table><tr><th>route</th><th>version</th><th>traffic</th></tr>"
-            f"{rows}</table></div>"
-        )
 
 
 def deploy(
@@ -277,7 +222,7 @@ def deploy(
     # Every target must resolve now: a typo fails here, not in a server's log.
     for r in [*spec["routes"], *([{"target": spec["shadow"]}] if spec["shadow"] else [])]:
         t = r["target"]
-        ref = f"models:/{model}@{t['alias']}" if "alias" in t else f"models:/{model}/{t['version']}"
+        ref = alias_uri(model, t["alias"]) if "alias" in t else version_uri(model, t["version"])
         reg._core.resolve(ref, None)
     record = json.loads(reg._core.set_deployment(reg.actor, name, model, normalized))
     return Deployment._from(record)
@@ -300,19 +245,15 @@ _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def _since(when: dt.datetime | dt.timedelta | str | None) -> int | None:
+    """A duration back from now ("15m", a timedelta), a datetime or an ISO 8601 string as a
+    registry time."""
     now = dt.datetime.now(dt.timezone.utc)
-    if when is None:
-        return None
     if isinstance(when, dt.timedelta):
         return int((now - when).timestamp() * 1e6)
-    if isinstance(when, dt.datetime):
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.timezone.utc)
-        return int(when.timestamp() * 1e6)
-    m = _DURATION.match(when)
+    m = _DURATION.match(when) if isinstance(when, str) else None
     if m:
         return int((now.timestamp() - float(m.group(1)) * _UNIT[m.group(2)]) * 1e6)
-    return _core.parse_time(when)
+    return micros_of(when)
 
 
 def _unwrap(tensor: Mapping[str, Any]) -> Any:
@@ -357,7 +298,7 @@ def inference_log(
     single-row request's tensors unwrapped to that row)."""
     if log_dir is None:
         reg = _registry(registry)
-        log_dir = Path(reg.artifact_root).parent / "inference-log"
+        log_dir = inference_log_dir(reg.artifact_root)
     table = _core.read_inference_log(str(log_dir), name, _since(since), _since(until))
     frame = table.to_pandas()
     frame = frame.sort_values(["time", "role"], kind="stable").reset_index(drop=True)

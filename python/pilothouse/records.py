@@ -1,0 +1,337 @@
+"""What the registry hands back, as Python values: the records and their notebook views.
+
+This module owns the record types: :class:`ModelVersion` (and :class:`SearchResults`, a list
+of them), :class:`AliasMove`, :class:`Approval`, :class:`AuditEvent`, :class:`AuditAnchor`
+and :class:`Deployment`; each ``_from`` constructor that reads one from the registry's JSON;
+their ``_repr_html_``; and the conversion between the registry's times (microseconds since
+the epoch, UTC) and datetimes. It holds no connection: ``registry.py`` and ``serving.py``
+fetch the JSON and build the records here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pilothouse import _core, _html
+from pilothouse.model import Model, ModelSource, default_source
+
+__all__ = [
+    "AliasMove",
+    "Approval",
+    "AuditAnchor",
+    "AuditEvent",
+    "Deployment",
+    "ModelVersion",
+    "SearchResults",
+    "micros_of",
+    "time_of",
+]
+
+
+def time_of(micros: int | None) -> dt.datetime | None:
+    """A registry time (microseconds since the epoch) as a UTC datetime; None stays None."""
+    if micros is None:
+        return None
+    return dt.datetime.fromtimestamp(micros / 1e6, tz=dt.timezone.utc)
+
+
+def micros_of(when: dt.datetime | str | None) -> int | None:
+    """A datetime (naive ones are UTC) or an ISO 8601 string as a registry time."""
+    if when is None:
+        return None
+    if isinstance(when, str):
+        return _core.parse_time(when)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return int(when.timestamp() * 1_000_000)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version of a model."""
+
+    model: str
+    version: int
+    uri: str
+    sha256: str
+    size: int
+    signature: dict[str, Any]
+    description: str
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    aliases: list[str]
+    run_id: str | None
+    dataset: str | None
+    parent: str | None
+    status: str
+    created_at: dt.datetime | None
+    created_by: str
+    input_example: Any = None
+    _registry: ModelSource | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def _from(cls, record: Mapping[str, Any], registry: ModelSource) -> ModelVersion:
+        example = record.get("input_example")
+        return cls(
+            model=record["model"],
+            version=int(record["version"]),
+            uri=record["uri"],
+            sha256=record["sha256"],
+            size=int(record["size"]),
+            signature=record.get("signature") or {},
+            description=record.get("description") or "",
+            tags=dict(record.get("tags") or {}),
+            metrics=dict(record.get("metrics") or {}),
+            aliases=list(record.get("aliases") or []),
+            run_id=record.get("run_id"),
+            dataset=record.get("dataset"),
+            parent=(record.get("parent") or {}).get("uri"),
+            status=record.get("status") or "active",
+            created_at=time_of(record.get("created_at")),
+            created_by=record.get("created_by") or "",
+            input_example=json.loads(example) if example else None,
+            _registry=registry,
+        )
+
+    @property
+    def name(self) -> str:
+        return self.model
+
+    def load(self, **options: Any) -> Model:
+        """Load this version for inference (the artifact's hash is verified)."""
+        registry = self._registry or default_source()
+        return registry.load_model(self.uri, **options)
+
+    def _repr_html_(self) -> str:
+        rows = [
+            ("URI", self.uri),
+            ("status", self.status),
+            ("aliases", ", ".join(self.aliases) or "—"),
+            ("created", f"{self.created_at:%Y-%m-%d %H:%M:%S} UTC by {self.created_by}"),
+            ("sha256", self.sha256[:16] + "…"),
+            ("size", f"{self.size:,} bytes"),
+            ("run", self.run_id or "—"),
+            ("dataset", (self.dataset or "—")[:16]),
+            ("parent", self.parent or "—"),
+            ("metrics", ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items()) or "—"),
+            ("tags", ", ".join(f"{k}={v}" for k, v in self.tags.items()) or "—"),
+        ]
+        inputs = self.signature.get("inputs", [])
+        sig = ", ".join(f"{i['name']}: {i['dtype']}{i['shape']}" for i in inputs)
+        rows.append(("inputs", sig or "—"))
+        fields = [[_html.th(k, style="text-align:left"), v] for k, v in rows]
+        return _html.box(self.uri, _html.table(None, fields))
+
+
+class SearchResults(list):  # type: ignore[type-arg]
+    """A list of ModelVersion with a table view for notebooks."""
+
+    _COLUMNS = ("uri", "status", "aliases", "metrics", "tags", "created_by", "created_at")
+
+    def to_pandas(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {
+                    "model": v.model,
+                    "version": v.version,
+                    "uri": v.uri,
+                    "status": v.status,
+                    "aliases": ",".join(v.aliases),
+                    "created_at": v.created_at,
+                    "created_by": v.created_by,
+                    **{f"metrics.{k}": m for k, m in v.metrics.items()},
+                    **{f"tags.{k}": t for k, t in v.tags.items()},
+                }
+                for v in self
+            ]
+        )
+
+    def _repr_html_(self) -> str:
+        rows = [
+            {
+                "uri": v.uri,
+                "status": v.status,
+                "aliases": ", ".join(v.aliases),
+                "metrics": ", ".join(f"{k}={m:.4g}" for k, m in v.metrics.items()),
+                "tags": ", ".join(f"{k}={t}" for k, t in v.tags.items()),
+                "created_by": v.created_by,
+                "created_at": f"{v.created_at:%Y-%m-%d %H:%M}" if v.created_at else "",
+            }
+            for v in self
+        ]
+        return _html.box(f"{len(self)} versions", _html.dict_table(rows, self._COLUMNS))
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    model: str
+    alias: str
+    version: int | None
+    previous: int | None
+    at: dt.datetime | None
+    actor: str
+    approval_id: int | None
+
+    @classmethod
+    def _from(cls, r: Mapping[str, Any]) -> AliasMove:
+        return cls(
+            model=r["model"],
+            alias=r["alias"],
+            version=r["version"],
+            previous=r["previous"],
+            at=time_of(r["at"]),
+            actor=r["actor"],
+            approval_id=r["approval_id"],
+        )
+
+
+@dataclass(frozen=True)
+class Approval:
+    id: int
+    model: str
+    alias: str
+    version: int
+    requested_by: str
+    requested_at: dt.datetime | None
+    reason: str
+    status: str
+    decided_by: str | None
+    decided_at: dt.datetime | None
+    decision_reason: str | None
+
+    @classmethod
+    def _from(cls, r: Mapping[str, Any]) -> Approval:
+        return cls(
+            id=r["id"],
+            model=r["model"],
+            alias=r["alias"],
+            version=r["version"],
+            requested_by=r["requested_by"],
+            requested_at=time_of(r["requested_at"]),
+            reason=r["reason"] or "",
+            status=r["status"],
+            decided_by=r.get("decided_by"),
+            decided_at=time_of(r.get("decided_at")),
+            decision_reason=r.get("decision_reason"),
+        )
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    seq: int
+    at: dt.datetime | None
+    actor: str
+    action: str
+    model: str | None
+    details: dict[str, Any]
+    hash: str
+
+    @classmethod
+    def _from(cls, r: Mapping[str, Any]) -> AuditEvent:
+        return cls(
+            seq=r["seq"],
+            at=time_of(r["at"]),
+            actor=r["actor"],
+            action=r["action"],
+            model=r["model"],
+            details=r["details"] or {},
+            hash=r["hash"],
+        )
+
+
+@dataclass(frozen=True)
+class AuditAnchor:
+    """The newest audit event's sequence number and hash, taken with :func:`audit_head`.
+
+    Keep it outside the registry (a ticket, a commit, another system's log, or ``str(anchor)``
+    anywhere); :func:`verify_audit_log` with it detects deleted newest events and a chain
+    recomputed from scratch, which the chain alone cannot."""
+
+    seq: int
+    hash: str
+    at: dt.datetime | None = None
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.hash}"
+
+    @classmethod
+    def _from(cls, r: Mapping[str, Any]) -> AuditAnchor:
+        return cls(r["seq"], r["hash"], time_of(r["at"]))
+
+    @classmethod
+    def parse(cls, anchor: AuditAnchor | str | dict[str, Any]) -> AuditAnchor:
+        """An anchor from itself, its ``"seq:hash"`` text or a ``{"seq", "hash"}`` dict."""
+        if isinstance(anchor, AuditAnchor):
+            return anchor
+        if isinstance(anchor, dict):
+            return cls(int(anchor["seq"]), str(anchor["hash"]))
+        seq, sep, digest = str(anchor).partition(":")
+        if not sep or not seq.isdigit() or not digest:
+            raise ValueError(
+                f"audit anchor {anchor!r} is not 'seq:hash' (as str(ph.audit_head()) gives)"
+            )
+        return cls(int(seq), digest)
+
+
+def _label(target: Mapping[str, Any]) -> str:
+    return f"@{target['alias']}" if "alias" in target else f"v{target['version']}"
+
+
+@dataclass
+class Deployment:
+    """A deployment as stored in the registry."""
+
+    name: str
+    model: str
+    routes: list[tuple[str, float]]
+    shadow: str | None
+    generation: int
+    updated_at: dt.datetime | None
+    updated_by: str
+    spec: dict[str, Any] = field(repr=False)
+    versions: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def _from(cls, record: Mapping[str, Any]) -> Deployment:
+        spec = record["spec"]
+        aliases = record.get("aliases", {})
+
+        def resolved(target: Mapping[str, Any]) -> int | None:
+            found = target["version"] if "version" in target else aliases.get(target["alias"])
+            return None if found is None else int(found)
+
+        targets = [r["target"] for r in spec["routes"]] + (
+            [spec["shadow"]] if spec.get("shadow") else []
+        )
+        at = record.get("updated_at")
+        return cls(
+            name=record["name"],
+            model=record["model"],
+            routes=[(_label(r["target"]), float(r["weight"])) for r in spec["routes"]],
+            shadow=_label(spec["shadow"]) if spec.get("shadow") else None,
+            generation=int(record["generation"]),
+            updated_at=time_of(at) if at else None,
+            updated_by=record.get("updated_by", ""),
+            spec=spec,
+            versions={_label(t): v for t in targets if (v := resolved(t)) is not None},
+        )
+
+    def _repr_html_(self) -> str:
+        total = sum(w for _, w in self.routes) or 1.0
+        rows = [
+            [label, self.versions.get(label, "?"), f"{100 * w / total:.1f}%"]
+            for label, w in self.routes
+        ]
+        if self.shadow:
+            rows.append([f"{self.shadow} (shadow)", self.versions.get(self.shadow, "?"), "copy"])
+        return _html.box(
+            f"deployment {self.name}",
+            f" of model {self.model} (generation {self.generation})",
+            _html.table(("route", "version", "traffic"), rows),
+        )
