@@ -208,13 +208,17 @@ fn readable_in_place(a: &Bound<'_, PyUntypedArray>) -> bool {
 fn hold<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Held<'py>> {
     if let Ok(a) = obj.cast::<PyUntypedArray>() {
         if !readable_in_place(a) {
-            let copy = obj
-                .py()
-                .import("numpy")?
-                .call_method1("ascontiguousarray", (obj,))?;
-            return hold(name, &copy);
+            // A fresh C-ordered copy (np.ascontiguousarray would hand back an unaligned array
+            // that is already contiguous as it is).
+            let copy = obj.call_method1("copy", ("C",))?;
+            return hold_readable(name, &copy);
         }
     }
+    hold_readable(name, obj)
+}
+
+/// `hold` for an array whose memory can be read in place (or anything that is not an array).
+fn hold_readable<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Held<'py>> {
     // The common types first: each check is a dtype comparison.
     macro_rules! typed {
         ($obj:expr; $($t:ty => $held:ident),*) => {
