@@ -10,6 +10,7 @@ mod error;
 mod names;
 mod pgconn;
 mod query;
+mod records;
 mod registry;
 mod store;
 mod webhooks;
@@ -27,6 +28,7 @@ pub use backends::{open as open_store, redact, Location, PostgresStore, SqliteSt
 pub use error::{RegistryError, Result};
 pub use names::deployment as check_deployment_name;
 pub use query::parse_time;
+pub use records::{Deployment, Parent, Version};
 pub use registry::{parse_uri, Dataset, NewRun, NewVersion, Registry, VersionRef};
 pub use store::{Row, Store, Tx, Value};
 pub use webhooks::{sign, Event, RetryPolicy};

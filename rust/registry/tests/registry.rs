@@ -53,14 +53,14 @@ fn versions_number_from_one_and_resolve() {
     let v2 = reg
         .log_model("ann", &version("churn", b"model-two"))
         .unwrap();
+    assert_eq!((Some(v1.version), Some(v2.version)), (Some(1), Some(2)));
+    assert_eq!(v1.uri, "models:/churn/1");
     assert_eq!(
-        (v1["version"].as_i64(), v2["version"].as_i64()),
-        (Some(1), Some(2))
+        v1.sha256.as_deref(),
+        Some(sha256_hex(b"model-one").as_str())
     );
-    assert_eq!(v1["uri"], "models:/churn/1");
-    assert_eq!(v1["sha256"], sha256_hex(b"model-one"));
     assert_eq!(
-        reg.resolve("models:/churn/latest", None).unwrap()["version"],
+        reg.resolve("models:/churn/latest", None).unwrap().version,
         2
     );
     assert_eq!(reg.artifact("churn", 1).unwrap(), b"model-one");
@@ -86,12 +86,11 @@ fn aliases_move_with_history_and_answer_for_the_past() {
     let between = now_micros();
     std::thread::sleep(std::time::Duration::from_millis(5));
     reg.set_alias("bob", "m", "champion", 3).unwrap();
+    assert_eq!(reg.resolve("models:/m@champion", None).unwrap().version, 3);
     assert_eq!(
-        reg.resolve("models:/m@champion", None).unwrap()["version"],
-        3
-    );
-    assert_eq!(
-        reg.resolve("models:/m@champion", Some(between)).unwrap()["version"],
+        reg.resolve("models:/m@champion", Some(between))
+            .unwrap()
+            .version,
         1
     );
     assert!(reg
@@ -195,14 +194,11 @@ fn runs_metrics_search_and_lineage() {
         )
         .unwrap();
     assert_eq!(hits.len(), 1);
-    assert_eq!(hits[0]["version"], 1);
+    assert_eq!(hits[0].version, 1);
     let all = reg
         .search_versions("metrics.auc >= 0.8", "metrics.auc desc", 100)
         .unwrap();
-    let aucs: Vec<f64> = all
-        .iter()
-        .map(|v| v["metrics"]["auc"].as_f64().unwrap())
-        .collect();
+    let aucs: Vec<f64> = all.iter().map(|v| v.metrics["auc"]).collect();
     assert_eq!(aucs, vec![0.99, 0.95, 0.91, 0.80]);
     assert_eq!(
         reg.search_versions("params.C = '0.5' and name LIKE 'fr%'", "", 10)
@@ -227,7 +223,10 @@ fn runs_metrics_search_and_lineage() {
     let mut child = version("churn", b"retrained");
     child.parent = Some(("churn".into(), 2));
     let c = reg.log_model("ann", &child).unwrap();
-    assert_eq!(c["parent"]["uri"], "models:/churn/2");
+    assert_eq!(
+        c.parent.as_ref().map(|p| p.uri.as_str()),
+        Some("models:/churn/2")
+    );
     assert_eq!(
         reg.lineage("churn", 2).unwrap()["children"],
         json!(["models:/churn/4"])
@@ -390,7 +389,7 @@ fn concurrent_writers_get_consecutive_versions() {
     let all = reg
         .search_versions("name = 'shared'", "version asc", 1000)
         .unwrap();
-    let numbers: Vec<i64> = all.iter().map(|v| v["version"].as_i64().unwrap()).collect();
+    let numbers: Vec<i64> = all.iter().map(|v| v.version).collect();
     assert_eq!(numbers, (1..=40).collect::<Vec<_>>());
     reg.verify_audit_log(None).unwrap();
 }
@@ -401,7 +400,7 @@ fn corrupted_artifacts_are_reported_with_both_hashes() {
     let v = reg
         .log_model("ann", &version("m", b"genuine bytes"))
         .unwrap();
-    let sha = v["sha256"].as_str().unwrap().to_string();
+    let sha = v.sha256.clone().unwrap();
     let path = ArtifactStore::new(t.0.join("artifacts")).path(&sha);
     std::fs::write(&path, b"tampered bytes").unwrap();
     let err = reg.artifact("m", 1).unwrap_err().to_string();

@@ -179,7 +179,7 @@ impl Watcher {
         let mut failed: HashMap<String, String> = HashMap::new();
         let mut changed = false;
         for record in &list {
-            let name = record["name"].as_str().unwrap_or_default().to_string();
+            let name = record.name.clone();
             match self.build(record, current.get(&name)) {
                 Ok(Some(built)) => {
                     changed = true;
@@ -222,19 +222,20 @@ impl Watcher {
     /// The new state of one deployment, None when nothing changed, or why it cannot be built.
     fn build(
         &mut self,
-        record: &Json,
+        record: &pilothouse_registry::Deployment,
         current: Option<&Arc<Deployment>>,
     ) -> Result<Option<Arc<Deployment>>, String> {
-        let name = record["name"].as_str().unwrap_or_default();
-        let model = record["model"].as_str().unwrap_or_default();
-        let generation = record["generation"].as_i64().unwrap_or(0);
-        let spec = DeploymentSpec::from_json(&record["spec"]).map_err(|e| e.to_string())?;
-        let aliases = &record["aliases"];
+        let name = record.name.as_str();
+        let model = record.model.as_str();
+        let generation = record.generation;
+        let spec = DeploymentSpec::from_json(&record.spec).map_err(|e| e.to_string())?;
+        let aliases = &record.aliases;
         let resolve = |t: &Target| -> Result<i64, String> {
             match t {
                 Target::Version(v) => Ok(*v),
-                Target::Alias(a) => aliases[a.as_str()]
-                    .as_i64()
+                Target::Alias(a) => aliases
+                    .get(a.as_str())
+                    .copied()
                     .ok_or_else(|| format!("alias '{a}' of model '{model}' is not set")),
             }
         };
@@ -365,12 +366,12 @@ impl Watcher {
             Model::from_bytes(bytes, Path::new(&origin), options).map_err(|e| e.to_string())?,
         );
         let signature = runtime_model.signature();
-        let example = from_example(signature, &record["input_example"])
+        let example = from_example(signature, record.input_example.as_deref())
             .map(|inputs| (inputs, "the input example"))
             .or_else(|| {
                 let profile = self
                     .registry
-                    .dataset_profile(record["dataset"].as_str()?)
+                    .dataset_profile(record.dataset.as_deref()?)
                     .ok()??;
                 let profile = pilothouse_drift::Profile::from_bytes(&profile).ok()?;
                 Some((from_reference(signature, &profile)?, "the reference data"))
@@ -515,7 +516,7 @@ fn from_reference(
         columns.insert(c.name.clone(), Json::Array(vec![value]));
     }
     let example = serde_json::json!({"columns": columns}).to_string();
-    from_example(signature, &Json::String(example))
+    from_example(signature, Some(&example))
 }
 
 fn nested_shape(v: &Json) -> Vec<usize> {
@@ -531,9 +532,8 @@ fn nested_shape(v: &Json) -> Vec<usize> {
     shape
 }
 
-fn from_example(signature: &Signature, example: &Json) -> Option<Vec<OwnedTensor>> {
-    let text = example.as_str()?;
-    let parsed: Json = serde_json::from_str(text).ok()?;
+fn from_example(signature: &Signature, example: Option<&str>) -> Option<Vec<OwnedTensor>> {
+    let parsed: Json = serde_json::from_str(example?).ok()?;
     let mut named: Vec<(String, Tensor<'static>)> = Vec::new();
     if let Some(inputs) = parsed.get("inputs").and_then(Json::as_object) {
         for spec in &signature.inputs {

@@ -11,7 +11,13 @@ impl Registry {
     /// Points `alias` at `version`. An alias guarded by a policy moves only with an approved
     /// request for exactly this move, by someone other than its requester; the approval is
     /// used up.
-    pub fn set_alias(&self, actor: &str, model: &str, alias: &str, version: i64) -> Result<Json> {
+    pub fn set_alias(
+        &self,
+        actor: &str,
+        model: &str,
+        alias: &str,
+        version: i64,
+    ) -> Result<Version> {
         names::alias(alias)?;
         let at = now_micros();
         self.write(|tx| {
@@ -56,7 +62,7 @@ impl Registry {
         self.hooks.notify(
             model,
             Event::AliasMoved,
-            json!({"alias": alias, "version": record}),
+            json!({"alias": alias, "version": record.to_json()}),
         );
         Ok(record)
     }

@@ -16,7 +16,7 @@ impl Registry {
         name: &str,
         model: &str,
         spec: &Json,
-    ) -> Result<Json> {
+    ) -> Result<Deployment> {
         names::deployment(name)?;
         let at = now_micros();
         let text = spec.to_string();
@@ -59,41 +59,29 @@ impl Registry {
         })
     }
 
-    pub(super) fn deployment_json(tx: &mut dyn Tx, r: &Row) -> Result<Json> {
-        let model = r[1].as_str().unwrap_or("").to_string();
-        let aliases: BTreeMap<String, i64> = tx
-            .query(
-                "SELECT alias, version FROM aliases WHERE model = ?",
-                &[model.clone().into()],
-            )?
-            .into_iter()
-            .map(|a| {
-                (
-                    a[0].as_str().unwrap_or("").into(),
-                    a[1].as_i64().unwrap_or(0),
-                )
-            })
-            .collect();
-        Ok(
-            json!({"name": text(&r[0]), "model": model, "spec": json_text(&r[2]), "generation": int(&r[3]), "updated_at": int(&r[4]), "updated_by": text(&r[5]), "aliases": aliases}),
-        )
-    }
-
     /// One deployment, with the current alias table of its model.
-    pub fn deployment(&self, name: &str) -> Result<Json> {
+    pub fn deployment(&self, name: &str) -> Result<Deployment> {
+        let sql = format!(
+            "SELECT {} FROM deployments WHERE name = ?",
+            records::select(Deployment::COLUMNS, "")
+        );
         self.read(|tx| {
-            let row = query_one(tx, "SELECT name, model, spec, generation, updated_at, updated_by FROM deployments WHERE name = ?", &[name.into()])?
+            let row = query_one(tx, &sql, &[name.into()])?
                 .ok_or_else(|| RegistryError::not_found("deployment", name))?;
-            Self::deployment_json(tx, &row)
+            Deployment::read(tx, &row)
         })
     }
 
     /// Every deployment with the current alias table of its model, read in one consistent
     /// view: what a server polls to follow alias moves.
-    pub fn deployments(&self) -> Result<Vec<Json>> {
+    pub fn deployments(&self) -> Result<Vec<Deployment>> {
+        let sql = format!(
+            "SELECT {} FROM deployments ORDER BY name",
+            records::select(Deployment::COLUMNS, "")
+        );
         self.read(|tx| {
-            let rows = tx.query("SELECT name, model, spec, generation, updated_at, updated_by FROM deployments ORDER BY name", &[])?;
-            rows.iter().map(|r| Self::deployment_json(tx, r)).collect()
+            let rows = tx.query(&sql, &[])?;
+            rows.iter().map(|r| Deployment::read(tx, r)).collect()
         })
     }
 }

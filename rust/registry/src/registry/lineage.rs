@@ -13,7 +13,7 @@ impl Registry {
     pub fn lineage(&self, model: &str, version: i64) -> Result<Json> {
         self.read(|tx| {
             let row = Self::version_row(tx, model, version)?;
-            let record = Self::version_json(tx, &row)?;
+            let record = Version::read(tx, &row)?.to_json();
             let run = match row[6].as_str() {
                 Some(id) => Self::run_json(tx, id)?,
                 None => Json::Null,
@@ -41,7 +41,7 @@ impl Registry {
                 }
                 let prow = Self::version_row(tx, &pm, pv)?;
                 cursor = (prow[8].as_str().map(str::to_string), prow[9].as_i64());
-                parents.push(Self::version_json(tx, &prow)?);
+                parents.push(Version::read(tx, &prow)?.to_json());
             }
             let children: Vec<Json> = tx
                 .query("SELECT model, version FROM versions WHERE parent_model = ? AND parent_version = ? ORDER BY model, version", &[model.into(), Value::Int(version)])?

@@ -16,6 +16,7 @@ use crate::backends;
 use crate::error::{RegistryError, Result};
 use crate::names;
 use crate::query;
+use crate::records::{self, Deployment, Version};
 use crate::store::{query_one, Row, Store, Tx, Value};
 use crate::webhooks::{Event, Webhooks};
 
@@ -100,7 +101,10 @@ pub struct NewRun {
     pub environment: Json,
 }
 
-const VERSION_COLUMNS: &str = "v.model, v.version, v.sha256, v.size, v.signature, v.description, v.run_id, v.dataset, v.parent_model, v.parent_version, v.status, v.created_at, v.created_by, v.input_example";
+/// The columns of a version record, for `SELECT ... FROM versions v`.
+fn version_columns() -> String {
+    records::select(Version::COLUMNS, "v.")
+}
 
 pub struct Registry {
     store: Arc<dyn Store>,

@@ -10,7 +10,7 @@ impl Registry {
 
     /// Stores the artifact, then in one transaction: the model (if new), the next version
     /// number, the version row, its tags and metrics, the dataset, and the audit event.
-    pub fn log_model(&self, actor: &str, new: &NewVersion) -> Result<Json> {
+    pub fn log_model(&self, actor: &str, new: &NewVersion) -> Result<Version> {
         names::model(&new.model)?;
         for k in new.tags.keys() {
             names::key("tag name", k)?;
@@ -97,59 +97,16 @@ impl Registry {
         })?;
         let record = self.get_version(&new.model, version)?;
         self.hooks
-            .notify(&new.model, Event::VersionCreated, record.clone());
+            .notify(&new.model, Event::VersionCreated, record.to_json());
         Ok(record)
-    }
-
-    pub(super) fn version_json(tx: &mut dyn Tx, row: &Row) -> Result<Json> {
-        let model = row[0].as_str().unwrap_or("").to_string();
-        let version = row[1].as_i64().unwrap_or(0);
-        let tags: BTreeMap<String, String> = tx
-            .query(
-                "SELECT key, value FROM version_tags WHERE model = ? AND version = ? ORDER BY key",
-                &[model.clone().into(), Value::Int(version)],
-            )?
-            .into_iter()
-            .map(|r| {
-                (
-                    r[0].as_str().unwrap_or("").into(),
-                    r[1].as_str().unwrap_or("").into(),
-                )
-            })
-            .collect();
-        let metrics: BTreeMap<String, f64> = tx
-            .query("SELECT key, value FROM version_metrics WHERE model = ? AND version = ? ORDER BY key", &[model.clone().into(), Value::Int(version)])?
-            .into_iter()
-            .map(|r| (r[0].as_str().unwrap_or("").into(), r[1].as_f64().unwrap_or(f64::NAN)))
-            .collect();
-        let aliases: Vec<String> = tx
-            .query(
-                "SELECT alias FROM aliases WHERE model = ? AND version = ? ORDER BY alias",
-                &[model.clone().into(), Value::Int(version)],
-            )?
-            .into_iter()
-            .filter_map(|r| r[0].as_str().map(str::to_string))
-            .collect();
-        let parent = match (row[8].as_str(), row[9].as_i64()) {
-            (Some(m), Some(v)) => {
-                json!({"model": m, "version": v, "uri": format!("models:/{m}/{v}")})
-            }
-            _ => Json::Null,
-        };
-        Ok(json!({
-            "model": model, "version": version, "uri": format!("models:/{model}/{version}"),
-            "sha256": text(&row[2]), "size": int(&row[3]), "signature": json_text(&row[4]),
-            "description": text(&row[5]), "run_id": text(&row[6]), "dataset": text(&row[7]),
-            "parent": parent, "status": text(&row[10]), "created_at": int(&row[11]), "created_by": text(&row[12]),
-            "input_example": text(&row[13]), "tags": tags, "metrics": metrics, "aliases": aliases,
-        }))
     }
 
     pub(super) fn version_row(tx: &mut dyn Tx, model: &str, version: i64) -> Result<Row> {
         if let Some(row) = query_one(
             tx,
             &format!(
-                "SELECT {VERSION_COLUMNS} FROM versions v WHERE v.model = ? AND v.version = ?"
+                "SELECT {} FROM versions v WHERE v.model = ? AND v.version = ?",
+                version_columns()
             ),
             &[model.into(), Value::Int(version)],
         )? {
@@ -164,16 +121,16 @@ impl Registry {
         ))
     }
 
-    pub fn get_version(&self, model: &str, version: i64) -> Result<Json> {
+    pub fn get_version(&self, model: &str, version: i64) -> Result<Version> {
         self.read(|tx| {
             let row = Self::version_row(tx, model, version)?;
-            Self::version_json(tx, &row)
+            Version::read(tx, &row)
         })
     }
 
     /// Resolves a `models:/` URI to a version record; with `at` (microseconds), an alias
     /// resolves to the version it pointed at then.
-    pub fn resolve(&self, uri: &str, at: Option<i64>) -> Result<Json> {
+    pub fn resolve(&self, uri: &str, at: Option<i64>) -> Result<Version> {
         let (model, reference) = parse_uri(uri)?;
         self.read(|tx| {
             let version = match &reference {
@@ -202,14 +159,14 @@ impl Registry {
                 },
             };
             let row = Self::version_row(tx, &model, version)?;
-            Self::version_json(tx, &row)
+            Version::read(tx, &row)
         })
     }
 
     /// The verified artifact bytes of a version.
     pub fn artifact(&self, model: &str, version: i64) -> Result<Vec<u8>> {
         let record = self.get_version(model, version)?;
-        let sha = record["sha256"].as_str().unwrap_or_default();
+        let sha = record.sha256.as_deref().unwrap_or_default();
         self.artifacts
             .get(sha, &format!("models:/{model}/{version}"))
     }
@@ -231,7 +188,12 @@ impl Registry {
         })
     }
 
-    pub fn search_versions(&self, filter: &str, order_by: &str, limit: i64) -> Result<Vec<Json>> {
+    pub fn search_versions(
+        &self,
+        filter: &str,
+        order_by: &str,
+        limit: i64,
+    ) -> Result<Vec<Version>> {
         let compiled = query::compile_filter(filter)?;
         let (order, order_params) = query::compile_order(order_by)?;
         let status = if compiled.mentions_status {
@@ -240,7 +202,8 @@ impl Registry {
             " AND v.status = 'active'"
         };
         let sql = format!(
-            "SELECT {VERSION_COLUMNS} FROM versions v WHERE ({}){status} ORDER BY {order} LIMIT ?",
+            "SELECT {} FROM versions v WHERE ({}){status} ORDER BY {order} LIMIT ?",
+            version_columns(),
             compiled.condition
         );
         let mut params = compiled.params;
@@ -248,7 +211,7 @@ impl Registry {
         params.push(Value::Int(limit.max(0)));
         self.read(|tx| {
             let rows = tx.query(&sql, &params)?;
-            rows.iter().map(|r| Self::version_json(tx, r)).collect()
+            rows.iter().map(|r| Version::read(tx, r)).collect()
         })
     }
 
@@ -258,7 +221,7 @@ impl Registry {
         model: &str,
         version: i64,
         status: &str,
-    ) -> Result<Json> {
+    ) -> Result<Version> {
         let at = now_micros();
         self.write(|tx| {
             let row = Self::version_row(tx, model, version)?;
@@ -286,17 +249,17 @@ impl Registry {
         let record = self.get_version(model, version)?;
         if status == "archived" {
             self.hooks
-                .notify(model, Event::VersionArchived, record.clone());
+                .notify(model, Event::VersionArchived, record.to_json());
         }
         Ok(record)
     }
 
     /// Archives a version (soft delete): hidden from `latest` and searches, kept on disk.
-    pub fn archive(&self, actor: &str, model: &str, version: i64) -> Result<Json> {
+    pub fn archive(&self, actor: &str, model: &str, version: i64) -> Result<Version> {
         self.set_status(actor, model, version, "archived")
     }
 
-    pub fn restore(&self, actor: &str, model: &str, version: i64) -> Result<Json> {
+    pub fn restore(&self, actor: &str, model: &str, version: i64) -> Result<Version> {
         self.set_status(actor, model, version, "active")
     }
 
