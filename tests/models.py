@@ -198,6 +198,19 @@ def multi_io() -> tuple[bytes, dict[str, np.ndarray]]:
     return model.SerializeToString(), sample
 
 
+def string_identity() -> bytes:
+    """A string model: `t` is the input `s` unchanged (ONNX strings are byte strings)."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["s"], ["t"])],
+        "echo",
+        [helper.make_tensor_value_info("s", TensorProto.STRING, [None])],
+        [helper.make_tensor_value_info("t", TensorProto.STRING, [None])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
 def with_feature_names(model_bytes: bytes, names: list[str]) -> bytes:
     """Record the column order a model was trained on, as pilothouse does when logging."""
     model = onnx.load_from_string(model_bytes)

@@ -13,7 +13,7 @@ import pytest
 import requests
 import tritonclient.http as tc
 from onnx import TensorProto, helper
-from servers import CliServer, Store
+from servers import CliServer, Store, models
 
 import pilothouse as ph
 
@@ -70,15 +70,7 @@ def typed_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
         name = f"echo-{protocol.lower()}"
         registry.log_model(echo_model(elem), name, input_example=array(protocol))
         ph.deploy(name, version=1, max_batch_size=8, max_queue_delay_us=200, registry=registry)
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["s"], ["t"])],
-        "bytes",
-        [helper.make_tensor_value_info("s", TensorProto.STRING, [None])],
-        [helper.make_tensor_value_info("t", TensorProto.STRING, [None])],
-    )
-    strings = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    strings.ir_version = 8
-    registry.log_model(strings.SerializeToString(), "bytes", input_example=np.array(["a"], object))
+    registry.log_model(models.string_identity(), "bytes", input_example=np.array(["a"], object))
     ph.deploy("bytes", version=1, max_batch_size=8, max_queue_delay_us=200, registry=registry)
     # The same model with a long batching window, so that concurrent requests share batches.
     ph.deploy(
@@ -162,29 +154,20 @@ def test_nan_and_infinities_round_trip_in_binary(server: CliServer, protocol: st
     same(out, x)
 
 
-@pytest.mark.parametrize("protocol", list(TYPES))
-def test_tritonclient_binary_round_trip(server: CliServer, protocol: str) -> None:
+# tritonclient sends BF16 only as binary data (plain JSON covers it below).
+TRITON_CASES = [(p, binary) for p in TYPES for binary in (True, False) if binary or p != "BF16"]
+
+
+@pytest.mark.parametrize(("protocol", "binary"), TRITON_CASES)
+def test_tritonclient_round_trip(server: CliServer, protocol: str, binary: bool) -> None:
     x = array(protocol)
-    c = client(server)
     inp = tc.InferInput("x", list(x.shape), protocol)
-    inp.set_data_from_numpy(x, binary_data=True)
-    outs = [tc.InferRequestedOutput(n, binary_data=True) for n in ("y", "f")]
-    result = c.infer(f"echo-{protocol.lower()}", [inp], outputs=outs)
+    inp.set_data_from_numpy(x, binary_data=binary)
+    outs = [tc.InferRequestedOutput(n, binary_data=binary) for n in ("y", "f")]
+    result = client(server).infer(f"echo-{protocol.lower()}", [inp], outputs=outs)
     assert result.get_output("y")["datatype"] == protocol
     same(result.as_numpy("y"), x)
     np.testing.assert_array_equal(result.as_numpy("f"), x.astype(np.float32))
-
-
-@pytest.mark.parametrize("protocol", [p for p in TYPES if p != "BF16"])
-def test_tritonclient_json_round_trip(server: CliServer, protocol: str) -> None:
-    # (tritonclient sends BF16 only as binary data; plain JSON below covers it.)
-    x = array(protocol)
-    c = client(server)
-    inp = tc.InferInput("x", list(x.shape), protocol)
-    inp.set_data_from_numpy(x, binary_data=False)
-    outs = [tc.InferRequestedOutput(n, binary_data=False) for n in ("y", "f")]
-    result = c.infer(f"echo-{protocol.lower()}", [inp], outputs=outs)
-    same(result.as_numpy("y"), x)
 
 
 @pytest.mark.parametrize("protocol", list(TYPES))

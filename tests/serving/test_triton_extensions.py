@@ -289,22 +289,10 @@ def test_warm_up_never_invents_values_and_one_failure_leaves_others_ready(
     assert r.status_code == 400 and "classification needs numbers" in r.json()["error"]
 
 
-def string_identity_model() -> bytes:
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["s"], ["t"])],
-        "echo",
-        [helper.make_tensor_value_info("s", TensorProto.STRING, [None])],
-        [helper.make_tensor_value_info("t", TensorProto.STRING, [None])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model.SerializeToString()
-
-
 def test_a_zero_byte_in_a_string_round_trips(store: Store, cli: object) -> None:
-    store.registry.log_model(string_identity_model(), "echo", input_example=np.array(["a"], object))
+    store.registry.log_model(
+        models.string_identity(), "echo", input_example=np.array(["a"], object)
+    )
     ph.deploy("echo", version=1, registry=store.registry)
     server: CliServer = cli()  # type: ignore[operator]
     texts = ["a\x00b", "\x00", "", "plain", "é\x00ü"]

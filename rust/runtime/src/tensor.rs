@@ -145,35 +145,26 @@ impl Scalar for f64 {
     }
 }
 
-impl Scalar for f16 {
-    fn to_f64(self) -> f64 {
-        f64::from(self)
-    }
-    fn to_f32(self) -> f32 {
-        f32::from(self)
-    }
-    fn to_i128(self) -> Option<i128> {
-        None
-    }
-    fn from_scalar<S: Scalar>(s: S) -> Option<Self> {
-        finite_if_finite(s, f16::from_f64(s.to_f64()))
-    }
+/// The 16-bit floats: read through f32 (exact), made from f64 (rounded once).
+macro_rules! scalar_half {
+    ($($t:ty),*) => {$(
+        impl Scalar for $t {
+            fn to_f64(self) -> f64 {
+                f64::from(self)
+            }
+            fn to_f32(self) -> f32 {
+                f32::from(self)
+            }
+            fn to_i128(self) -> Option<i128> {
+                None
+            }
+            fn from_scalar<S: Scalar>(s: S) -> Option<Self> {
+                finite_if_finite(s, <$t>::from_f64(s.to_f64()))
+            }
+        }
+    )*};
 }
-
-impl Scalar for bf16 {
-    fn to_f64(self) -> f64 {
-        f64::from(self)
-    }
-    fn to_f32(self) -> f32 {
-        f32::from(self)
-    }
-    fn to_i128(self) -> Option<i128> {
-        None
-    }
-    fn from_scalar<S: Scalar>(s: S) -> Option<Self> {
-        finite_if_finite(s, bf16::from_f64(s.to_f64()))
-    }
-}
+scalar_half!(f16, bf16);
 
 impl Scalar for bool {
     fn to_f64(self) -> f64 {
