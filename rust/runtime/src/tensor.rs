@@ -261,15 +261,25 @@ impl<'a> TensorData<'a> {
 
     /// String data from byte strings: text when every element is UTF-8, else bytes.
     pub fn from_byte_strings(values: Vec<Vec<u8>>) -> TensorData<'static> {
-        if values.iter().all(|b| std::str::from_utf8(b).is_ok()) {
-            let text = values
-                .into_iter()
-                .map(|b| String::from_utf8(b).unwrap_or_default())
-                .collect::<Vec<_>>();
-            TensorData::String(Cow::Owned(text))
-        } else {
-            TensorData::Bytes(Cow::Owned(values))
+        // One UTF-8 check per element: converted in place until one is not text, then
+        // everything goes back to bytes (no copies either way).
+        let mut text: Vec<String> = Vec::with_capacity(values.len());
+        let mut rest = values.into_iter();
+        for b in rest.by_ref() {
+            match String::from_utf8(b) {
+                Ok(s) => text.push(s),
+                Err(e) => {
+                    let bytes = text
+                        .into_iter()
+                        .map(String::into_bytes)
+                        .chain(std::iter::once(e.into_bytes()))
+                        .chain(rest)
+                        .collect();
+                    return TensorData::Bytes(Cow::Owned(bytes));
+                }
+            }
         }
+        TensorData::String(Cow::Owned(text))
     }
 
     /// Element `i` of string data as bytes (`None` for other types or past the end).
