@@ -154,7 +154,7 @@ def main() -> None:
                     "bench",
                     f"model_{m}",
                     raw,
-                    "{}",
+                    {},
                     tags={"team": "risk" if v % 2 else "growth", "v": str(v)},
                 )
         ph_fill = time.perf_counter() - start

@@ -577,7 +577,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = {k: v for k, v in settings.items() if v is not None}
     settings["registry"] = _registry_uri(args) or default_uri()
     settings["artifacts"] = str(default_artifacts())
-    server = _core.Server.start(json.dumps(settings), args.config, True)
+    server = _core.Server.start(settings, args.config, True)
     print(f"pilothouse serving at {server.url} (Ctrl-C or SIGTERM stops)", file=sys.stderr)
     server.wait()
     return 0

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import glob
-import json
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -256,7 +255,7 @@ class Profile:
 
     def summary(self) -> list[dict[str, Any]]:
         """One dict per column: kind, counts, missing rate, moments, quantiles, top values."""
-        columns: list[dict[str, Any]] = json.loads(self._data.summary())["columns"]
+        columns: list[dict[str, Any]] = self._data.summary()["columns"]
         return columns
 
     def to_pandas(self) -> pd.DataFrame:
@@ -334,7 +333,7 @@ class DriftReport:
 
     def __init__(self, data: dict[str, Any]) -> None:
         for c in data["columns"]:
-            if isinstance(c["statistic"], str):  # JSON carries infinities as text
+            if isinstance(c["statistic"], str):  # an infinity may come as text ("inf")
                 c["statistic"] = float(c["statistic"])
         self._data = data
 
@@ -438,18 +437,16 @@ def _options(
     categorical: Sequence[str] | None,
     drift_share: float,
     missing_rate_change: float,
-) -> str:
-    return json.dumps(
-        {
-            "method": method,
-            "column_methods": dict(methods or {}),
-            "threshold": threshold,
-            "column_thresholds": dict(thresholds or {}),
-            "categorical": list(categorical or []),
-            "drift_share": drift_share,
-            "missing_rate_change": missing_rate_change,
-        }
-    )
+) -> dict[str, Any]:
+    return {
+        "method": method,
+        "column_methods": dict(methods or {}),
+        "threshold": threshold,
+        "column_thresholds": dict(thresholds or {}),
+        "categorical": list(categorical or []),
+        "drift_share": drift_share,
+        "missing_rate_change": missing_rate_change,
+    }
 
 
 def drift(
@@ -492,10 +489,10 @@ def drift(
         for side, table in (("reference", ref_table), ("current", cur_table)):
             if table.num_rows == 0:
                 raise InputError(f"the {side} data has no rows")
-        return DriftReport(json.loads(_core.drift_exact(ref_table, cur_table, options)))
+        return DriftReport(_core.drift_exact(ref_table, cur_table, options))
     ref = reference if isinstance(reference, Profile) else profile(reference, columns=columns)
     cur = current if isinstance(current, Profile) else profile(current, columns=columns)
-    return DriftReport(json.loads(_core.drift_profiles(ref._data, cur._data, options)))
+    return DriftReport(_core.drift_profiles(ref._data, cur._data, options))
 
 
 def _is_numpy(data: object) -> bool:

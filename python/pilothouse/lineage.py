@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pilothouse import _html
-from pilothouse.records import time_of
+from pilothouse import _core, _html
+from pilothouse.records import lineage_dict, time_of
 
 __all__ = ["Lineage"]
 
@@ -36,6 +36,10 @@ class Lineage:
         self.nodes: list[dict[str, Any]] = []
         self.edges: list[tuple[str, str, str]] = []
         self._build()
+
+    @classmethod
+    def _from(cls, record: _core.LineageRecord) -> Lineage:
+        return cls(lineage_dict(record))
 
     def _build(self) -> None:
         v = self.version

@@ -2,10 +2,12 @@
 
 This module owns the record types: :class:`ModelVersion` (and :class:`SearchResults`, a list
 of them), :class:`AliasMove`, :class:`Approval`, :class:`AuditEvent`, :class:`AuditAnchor`
-and :class:`Deployment`; each ``_from`` constructor that reads one from the registry's JSON;
-their ``_repr_html_``; and the conversion between the registry's times (microseconds since
-the epoch, UTC) and datetimes. It holds no connection: ``registry.py`` and ``serving.py``
-fetch the JSON and build the records here.
+and :class:`Deployment`, each with a ``_from`` constructor that reads one from the registry's
+typed record (``_core.VersionRecord``, ``_core.AliasMoveRecord``, ...); the dicts that runs,
+model summaries, webhook deliveries and lineage are handed out as, one converter per record
+(``run_dict``, ``version_dict``, ...); their ``_repr_html_``; and the conversion between the
+registry's times (microseconds since the epoch, UTC) and datetimes. It holds no connection:
+``registry.py`` and ``serving.py`` fetch the records and convert them here.
 """
 
 from __future__ import annotations
@@ -27,8 +29,14 @@ __all__ = [
     "Deployment",
     "ModelVersion",
     "SearchResults",
+    "dataset_dict",
+    "delivery_dict",
+    "lineage_dict",
     "micros_of",
+    "model_summary_dict",
+    "run_dict",
     "time_of",
+    "version_dict",
 ]
 
 
@@ -48,6 +56,121 @@ def micros_of(when: dt.datetime | str | None) -> int | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
     return int(when.timestamp() * 1_000_000)
+
+
+# -- the records handed out as dicts, one converter per record type ------------------------
+# Their keys are sorted, as the registry's JSON documents have them (a webhook's payload
+# carries a version so); times stay microseconds since the epoch.
+
+
+def run_dict(record: _core.RunRecord) -> dict[str, Any]:
+    """A run as ``get_run``, ``search_runs``, ``Run.info`` and lineage give it: the code under
+    ``code`` ({git_commit, git_dirty, path}), each metric's points as {at, step, value}."""
+    return {
+        "actor": record.actor,
+        "code": {
+            "git_commit": record.git_commit,
+            "git_dirty": record.git_dirty,
+            "path": record.code_path,
+        },
+        "ended_at": record.ended_at,
+        "environment": record.environment,
+        "experiment": record.experiment,
+        "id": record.id,
+        "metric_history": {
+            key: [{"at": at, "step": step, "value": value} for value, step, at in points]
+            for key, points in record.metric_history.items()
+        },
+        "metrics": dict(record.metrics),
+        "name": record.name,
+        "params": dict(record.params),
+        "started_at": record.started_at,
+        "status": record.status,
+    }
+
+
+def version_dict(record: _core.VersionRecord) -> dict[str, Any]:
+    """A version as lineage gives it (:class:`ModelVersion` is the typed view): ``parent`` as
+    {model, uri, version} or None, ``input_example`` as its JSON text or None."""
+    parent: dict[str, Any] | None = None
+    if record.parent is not None:
+        parent = {
+            "model": record.parent_model,
+            "uri": record.parent,
+            "version": record.parent_version,
+        }
+    return {
+        "aliases": list(record.aliases),
+        "created_at": record.created_at,
+        "created_by": record.created_by,
+        "dataset": record.dataset,
+        "description": record.description,
+        "input_example": record.input_example,
+        "metrics": dict(record.metrics),
+        "model": record.model,
+        "parent": parent,
+        "run_id": record.run_id,
+        "sha256": record.sha256,
+        "signature": record.signature,
+        "size": record.size,
+        "status": record.status,
+        "tags": dict(record.tags),
+        "uri": record.uri,
+        "version": record.version,
+    }
+
+
+def dataset_dict(record: _core.DatasetRecord) -> dict[str, Any]:
+    """A training dataset as lineage gives it, with the URIs of the versions trained on it."""
+    return {
+        "created_at": record.created_at,
+        "fingerprint": record.fingerprint,
+        "has_profile": record.has_profile,
+        "rows": record.rows,
+        "schema": record.schema,
+        "versions": list(record.versions),
+    }
+
+
+def lineage_dict(record: _core.LineageRecord) -> dict[str, Any]:
+    """A version's lineage record (what :class:`~pilothouse.lineage.Lineage` is built from):
+    version, run and dataset (None when absent), the parent chain nearest first, the URIs of
+    the children, and deployments (always empty)."""
+    return {
+        "children": list(record.children),
+        "dataset": None if record.dataset is None else dataset_dict(record.dataset),
+        "deployments": [],
+        "parents": [version_dict(p) for p in record.parents],
+        "run": None if record.run is None else run_dict(record.run),
+        "version": version_dict(record.version),
+    }
+
+
+def model_summary_dict(record: _core.ModelSummaryRecord) -> dict[str, Any]:
+    """A model as ``list_models`` gives it: its latest version and its aliases."""
+    return {
+        "aliases": dict(record.aliases),
+        "created_at": record.created_at,
+        "created_by": record.created_by,
+        "description": record.description,
+        "latest_version": record.latest_version,
+        "name": record.name,
+    }
+
+
+def delivery_dict(record: _core.DeliveryRecord) -> dict[str, Any]:
+    """One webhook delivery as ``webhook_deliveries`` gives it."""
+    return {
+        "at": record.at,
+        "attempts": record.attempts,
+        "delivery": record.delivery,
+        "error": record.error,
+        "event": record.event,
+        "id": record.id,
+        "ok": record.ok,
+        "status_code": record.status_code,
+        "webhook_id": record.webhook_id,
+    }
 
 
 @dataclass(frozen=True)
@@ -74,26 +197,26 @@ class ModelVersion:
     _registry: ModelSource | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def _from(cls, record: Mapping[str, Any], registry: ModelSource) -> ModelVersion:
-        example = record.get("input_example")
+    def _from(cls, record: _core.VersionRecord, registry: ModelSource) -> ModelVersion:
         return cls(
-            model=record["model"],
-            version=int(record["version"]),
-            uri=record["uri"],
-            sha256=record["sha256"],
-            size=int(record["size"]),
-            signature=record.get("signature") or {},
-            description=record.get("description") or "",
-            tags=dict(record.get("tags") or {}),
-            metrics=dict(record.get("metrics") or {}),
-            aliases=list(record.get("aliases") or []),
-            run_id=record.get("run_id"),
-            dataset=record.get("dataset"),
-            parent=(record.get("parent") or {}).get("uri"),
-            status=record.get("status") or "active",
-            created_at=time_of(record.get("created_at")),
-            created_by=record.get("created_by") or "",
-            input_example=json.loads(example) if example else None,
+            model=record.model,
+            version=record.version,
+            uri=record.uri,
+            sha256=record.sha256,
+            size=record.size,
+            signature=record.signature or {},
+            description=record.description,
+            tags=dict(record.tags),
+            metrics=dict(record.metrics),
+            aliases=list(record.aliases),
+            run_id=record.run_id,
+            dataset=record.dataset,
+            parent=record.parent,
+            status=record.status,
+            created_at=time_of(record.created_at),
+            created_by=record.created_by,
+            # the stored text, as Python wrote it (NaN for a missing value included)
+            input_example=json.loads(record.input_example) if record.input_example else None,
             _registry=registry,
         )
 
@@ -179,15 +302,15 @@ class AliasMove:
     approval_id: int | None
 
     @classmethod
-    def _from(cls, r: Mapping[str, Any]) -> AliasMove:
+    def _from(cls, r: _core.AliasMoveRecord) -> AliasMove:
         return cls(
-            model=r["model"],
-            alias=r["alias"],
-            version=r["version"],
-            previous=r["previous"],
-            at=time_of(r["at"]),
-            actor=r["actor"],
-            approval_id=r["approval_id"],
+            model=r.model,
+            alias=r.alias,
+            version=r.version,
+            previous=r.previous,
+            at=time_of(r.at),
+            actor=r.actor,
+            approval_id=r.approval_id,
         )
 
 
@@ -206,19 +329,19 @@ class Approval:
     decision_reason: str | None
 
     @classmethod
-    def _from(cls, r: Mapping[str, Any]) -> Approval:
+    def _from(cls, r: _core.ApprovalRecord) -> Approval:
         return cls(
-            id=r["id"],
-            model=r["model"],
-            alias=r["alias"],
-            version=r["version"],
-            requested_by=r["requested_by"],
-            requested_at=time_of(r["requested_at"]),
-            reason=r["reason"] or "",
-            status=r["status"],
-            decided_by=r.get("decided_by"),
-            decided_at=time_of(r.get("decided_at")),
-            decision_reason=r.get("decision_reason"),
+            id=r.id,
+            model=r.model,
+            alias=r.alias,
+            version=r.version,
+            requested_by=r.requested_by,
+            requested_at=time_of(r.requested_at),
+            reason=r.reason or "",
+            status=r.status,
+            decided_by=r.decided_by,
+            decided_at=time_of(r.decided_at),
+            decision_reason=r.decision_reason,
         )
 
 
@@ -233,15 +356,15 @@ class AuditEvent:
     hash: str
 
     @classmethod
-    def _from(cls, r: Mapping[str, Any]) -> AuditEvent:
+    def _from(cls, r: _core.AuditEventRecord) -> AuditEvent:
         return cls(
-            seq=r["seq"],
-            at=time_of(r["at"]),
-            actor=r["actor"],
-            action=r["action"],
-            model=r["model"],
-            details=r["details"] or {},
-            hash=r["hash"],
+            seq=r.seq,
+            at=time_of(r.at),
+            actor=r.actor,
+            action=r.action,
+            model=r.model,
+            details=r.details or {},
+            hash=r.hash,
         )
 
 
@@ -261,8 +384,8 @@ class AuditAnchor:
         return f"{self.seq}:{self.hash}"
 
     @classmethod
-    def _from(cls, r: Mapping[str, Any]) -> AuditAnchor:
-        return cls(r["seq"], r["hash"], time_of(r["at"]))
+    def _from(cls, r: _core.AuditHeadRecord) -> AuditAnchor:
+        return cls(r.seq, r.hash, time_of(r.at))
 
     @classmethod
     def parse(cls, anchor: AuditAnchor | str | dict[str, Any]) -> AuditAnchor:
@@ -298,9 +421,9 @@ class Deployment:
     versions: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def _from(cls, record: Mapping[str, Any]) -> Deployment:
-        spec = record["spec"]
-        aliases = record.get("aliases", {})
+    def _from(cls, record: _core.DeploymentRecord) -> Deployment:
+        spec = record.spec
+        aliases = record.aliases
 
         def resolved(target: Mapping[str, Any]) -> int | None:
             found = target["version"] if "version" in target else aliases.get(target["alias"])
@@ -309,15 +432,15 @@ class Deployment:
         targets = [r["target"] for r in spec["routes"]] + (
             [spec["shadow"]] if spec.get("shadow") else []
         )
-        at = record.get("updated_at")
+        at = record.updated_at
         return cls(
-            name=record["name"],
-            model=record["model"],
+            name=record.name,
+            model=record.model,
             routes=[(_label(r["target"]), float(r["weight"])) for r in spec["routes"]],
             shadow=_label(spec["shadow"]) if spec.get("shadow") else None,
-            generation=int(record["generation"]),
+            generation=record.generation,
             updated_at=time_of(at) if at else None,
-            updated_by=record.get("updated_by", ""),
+            updated_by=record.updated_by or "",
             spec=spec,
             versions={_label(t): v for t in targets if (v := resolved(t)) is not None},
         )

@@ -23,7 +23,6 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import getpass
-import json
 import os
 import sys
 import threading
@@ -46,7 +45,10 @@ from pilothouse.records import (
     AuditEvent,
     ModelVersion,
     SearchResults,
+    delivery_dict,
     micros_of,
+    model_summary_dict,
+    run_dict,
 )
 
 __all__ = [
@@ -91,14 +93,14 @@ class Run:
     """
 
     def __init__(
-        self, registry: Registry, record: dict[str, Any], git: GitProbe | None = None
+        self, registry: Registry, record: _core.RunRecord, git: GitProbe | None = None
     ) -> None:
         self._registry = registry
         self._git = git
-        self.id: str = record["id"]
-        self.name: str = record["name"]
-        self.experiment: str = record["experiment"]
-        self.status: str = record["status"]
+        self.id: str = record.id
+        self.name: str = record.name
+        self.experiment: str = record.experiment
+        self.status: str = record.status
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         self._registry._core.log_params(
@@ -128,8 +130,7 @@ class Run:
 
     def info(self) -> dict[str, Any]:
         """Everything recorded: params, latest metrics, metric history, code, environment."""
-        result: dict[str, Any] = json.loads(self._registry._core.get_run(self.id))
-        return result
+        return run_dict(self._registry._core.get_run(self.id))
 
     def __enter__(self) -> Run:
         return self
@@ -183,24 +184,20 @@ class Registry:
         """Start a run, recording the caller's git commit and the environment."""
         caller = _caller_file()
         git = GitProbe(caller) if caller else None  # answered when the run ends
-        record = json.loads(
-            self._core.create_run(
-                self.actor,
-                name,
-                experiment,
-                code_path=str(caller) if caller else None,
-                environment=json.dumps(environment()),
-            )
+        record = self._core.create_run(
+            self.actor,
+            name,
+            experiment,
+            code_path=str(caller) if caller else None,
+            environment=environment(),
         )
         return Run(self, record, git)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = json.loads(self._core.get_run(run_id))
-        return result
+        return run_dict(self._core.get_run(run_id))
 
     def search_runs(self, experiment: str | None = None) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = json.loads(self._core.search_runs(experiment))
-        return result
+        return [run_dict(r) for r in self._core.search_runs(experiment)]
 
     # -- versions --------------------------------------------------------------------------
 
@@ -232,7 +229,7 @@ class Registry:
         dataset = None
         if training_data is not None:
             fingerprint, schema, rows = dataset_fingerprint(training_data)
-            dataset = (fingerprint, json.dumps(schema), rows, None)
+            dataset = (fingerprint, schema, rows, None)
         run_id = run.id if isinstance(run, Run) else run
         parent_ref = None
         if parent is not None:
@@ -242,7 +239,7 @@ class Registry:
             self.actor,
             name,
             data,
-            json.dumps(signature(core)),
+            signature(core),
             run_id=run_id,
             dataset=dataset,
             description=description,
@@ -252,7 +249,7 @@ class Registry:
                 input_example if input_example is not None else training_data, core
             ),
         )
-        return ModelVersion._from(json.loads(record), self)
+        return ModelVersion._from(record, self)
 
     def _version(
         self, ref: VersionLike, version: int | str | None = None, at: Any = None
@@ -268,7 +265,7 @@ class Registry:
                 f"name a version as models:/name/3, models:/name@alias or models:/name/latest "
                 f"(or a name and a version); got {ref!r}"
             )
-        return ModelVersion._from(json.loads(self._core.resolve(uri, micros_of(at))), self)
+        return ModelVersion._from(self._core.resolve(uri, micros_of(at)), self)
 
     def get_version(
         self,
@@ -290,8 +287,7 @@ class Registry:
         return Model(_core.Model.from_bytes(data, mv.uri, **options))
 
     def list_models(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = json.loads(self._core.list_models())
-        return result
+        return [model_summary_dict(r) for r in self._core.list_models()]
 
     def search_versions(
         self, filter: str = "", order_by: str = "", limit: int = 1000
@@ -299,31 +295,29 @@ class Registry:
         """Versions matching `filter`, e.g. ``"name = 'churn' and metrics.auc > 0.85 and
         tags.team = 'risk'"``, ordered by `order_by`, e.g. ``"metrics.auc desc"``. Archived
         versions show only when the filter names ``status``."""
-        records = json.loads(self._core.search_versions(filter, order_by, limit))
+        records = self._core.search_versions(filter, order_by, limit)
         return SearchResults(ModelVersion._from(r, self) for r in records)
 
     def archive_version(self, name: str, version: int) -> ModelVersion:
         """Soft-delete: hidden from ``latest`` and searches, artifact kept, restorable."""
-        return ModelVersion._from(json.loads(self._core.archive(self.actor, name, version)), self)
+        return ModelVersion._from(self._core.archive(self.actor, name, version), self)
 
     def restore_version(self, name: str, version: int) -> ModelVersion:
-        return ModelVersion._from(json.loads(self._core.restore(self.actor, name, version)), self)
+        return ModelVersion._from(self._core.restore(self.actor, name, version), self)
 
     # -- aliases and governance -----------------------------------------------------------
 
     def set_alias(self, name: str, alias: str, version: int | ModelVersion) -> ModelVersion:
         """Point `alias` at `version`, atomically. Guarded aliases need an approval."""
         number = version.version if isinstance(version, ModelVersion) else int(version)
-        return ModelVersion._from(
-            json.loads(self._core.set_alias(self.actor, name, alias, number)), self
-        )
+        return ModelVersion._from(self._core.set_alias(self.actor, name, alias, number), self)
 
     def delete_alias(self, name: str, alias: str) -> None:
         self._core.delete_alias(self.actor, name, alias)
 
     def alias_history(self, name: str, alias: str) -> list[AliasMove]:
         """Every move of the alias, oldest first, with who and when."""
-        return [AliasMove._from(r) for r in json.loads(self._core.alias_history(name, alias))]
+        return [AliasMove._from(r) for r in self._core.alias_history(name, alias)]
 
     def set_policy(self, name: str, alias: str, *, require_approval: bool = True) -> None:
         """Guard (or unguard) an alias: moving it then needs an approved request."""
@@ -334,25 +328,25 @@ class Registry:
 
     def request_promotion(self, name: str, alias: str, version: int, reason: str = "") -> Approval:
         return Approval._from(
-            json.loads(self._core.request_promotion(self.actor, name, alias, int(version), reason))
+            self._core.request_promotion(self.actor, name, alias, int(version), reason)
         )
 
     def approve(self, request: int | Approval, reason: str = "") -> Approval:
         """Approve a request; the requester cannot approve their own."""
         rid = request.id if isinstance(request, Approval) else int(request)
-        return Approval._from(json.loads(self._core.decide(self.actor, rid, True, reason)))
+        return Approval._from(self._core.decide(self.actor, rid, True, reason))
 
     def reject(self, request: int | Approval, reason: str = "") -> Approval:
         rid = request.id if isinstance(request, Approval) else int(request)
-        return Approval._from(json.loads(self._core.decide(self.actor, rid, False, reason)))
+        return Approval._from(self._core.decide(self.actor, rid, False, reason))
 
     def approvals(self, name: str) -> list[Approval]:
-        return [Approval._from(r) for r in json.loads(self._core.approvals(name))]
+        return [Approval._from(r) for r in self._core.approvals(name)]
 
     # -- audit, lineage, webhooks ---------------------------------------------------------
 
     def audit_log(self, model: str | None = None, limit: int = 10_000) -> list[AuditEvent]:
-        return [AuditEvent._from(r) for r in json.loads(self._core.audit_log(model, limit))]
+        return [AuditEvent._from(r) for r in self._core.audit_log(model, limit)]
 
     def verify_audit_log(self, anchor: AuditAnchor | str | dict[str, Any] | None = None) -> int:
         """Check the whole hash chain; returns the number of events, or raises
@@ -368,11 +362,11 @@ class Registry:
 
     def audit_head(self) -> AuditAnchor:
         """The newest audit event as an anchor to keep outside the registry."""
-        return AuditAnchor._from(json.loads(self._core.audit_head()))
+        return AuditAnchor._from(self._core.audit_head())
 
     def lineage(self, ref: VersionLike, version: int | str | None = None) -> Lineage:
         mv = self._version(ref, version)
-        return Lineage(json.loads(self._core.lineage(mv.model, mv.version)))
+        return Lineage._from(self._core.lineage(mv.model, mv.version))
 
     def add_webhook(
         self, name: str, url: str, secret: str, events: Sequence[str] | None = None
@@ -382,8 +376,7 @@ class Registry:
         return self._core.add_webhook(self.actor, name, url, secret, list(events or []))
 
     def webhook_deliveries(self, name: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = json.loads(self._core.deliveries(name))
-        return result
+        return [delivery_dict(r) for r in self._core.deliveries(name)]
 
     def flush_webhooks(self, timeout: float = 30.0) -> bool:
         """Wait for queued deliveries (retries included); True when all are done."""

@@ -139,9 +139,7 @@ def serve(
         "log_level": "warn",
     }
     settings.update({k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()})
-    core = _core.Server.start(
-        json.dumps(settings), str(config) if config is not None else None, False
-    )
+    core = _core.Server.start(settings, str(config) if config is not None else None, False)
     return Server(core, reg)
 
 
@@ -218,14 +216,13 @@ def deploy(
             "hash": list(hash_inputs),
         },
     }
-    normalized = _core.normalize_deployment(json.dumps(spec))
+    normalized = _core.normalize_deployment(spec)
     # Every target must resolve now: a typo fails here, not in a server's log.
     for r in [*spec["routes"], *([{"target": spec["shadow"]}] if spec["shadow"] else [])]:
         t = r["target"]
         ref = alias_uri(model, t["alias"]) if "alias" in t else version_uri(model, t["version"])
         reg._core.resolve(ref, None)
-    record = json.loads(reg._core.set_deployment(reg.actor, name, model, normalized))
-    return Deployment._from(record)
+    return Deployment._from(reg._core.set_deployment(reg.actor, name, model, normalized))
 
 
 def undeploy(name: str, *, registry: Registry | str | None = None) -> None:
@@ -237,7 +234,7 @@ def undeploy(name: str, *, registry: Registry | str | None = None) -> None:
 def deployments(*, registry: Registry | str | None = None) -> list[Deployment]:
     """Every deployment in the registry, with the versions its aliases point at now."""
     reg = _registry(registry)
-    return [Deployment._from(r) for r in json.loads(reg._core.deployments())]
+    return [Deployment._from(r) for r in reg._core.deployments()]
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")

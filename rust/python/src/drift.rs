@@ -10,6 +10,7 @@ use pyo3_arrow::input::AnyRecordBatch;
 use serde_json::{json, Value};
 
 use crate::errors::{Error, InputError, Result};
+use crate::records::{json_of, object};
 
 fn read_all(data: AnyRecordBatch) -> Result<Box<dyn arrow_array::RecordBatchReader + Send>> {
     Ok(Box::new(data.into_reader()?))
@@ -68,9 +69,10 @@ impl PyProfile {
         Ok(PyProfile { inner })
     }
 
-    /// Per-column summaries as JSON (for reprs and `to_pandas`).
-    fn summary(&self, py: Python<'_>) -> String {
-        py.detach(|| summary(&self.inner).to_string())
+    /// Per-column summaries (for reprs and `to_pandas`).
+    fn summary(&self, py: Python<'_>) -> Result<Py<PyAny>> {
+        let summary = py.detach(|| summary(&self.inner));
+        Ok(object(py, &summary)?)
     }
 
     /// Quantiles of a numeric column, read from its histogram.
@@ -181,9 +183,8 @@ impl PyProfileBuilder {
     }
 }
 
-fn parse_options(text: &str) -> Result<Options> {
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| InputError::new_err(format!("drift options: {e}")))?;
+fn parse_options(options: &Bound<'_, PyAny>) -> Result<Options> {
+    let v = json_of("the drift options", options)?;
     let mut o = Options::default();
     let method = |m: &Value| -> Result<Option<Method>> {
         match m.as_str() {
@@ -223,39 +224,41 @@ fn parse_options(text: &str) -> Result<Options> {
     Ok(o)
 }
 
-/// Compares two profiles; returns the report as JSON.
+/// A drift report as Python objects: non-finite numbers become None, as JSON has them.
+fn report(py: Python<'_>, report: &impl serde::Serialize) -> Result<Py<PyAny>> {
+    let value = serde_json::to_value(report).expect("reports serialise");
+    Ok(object(py, &value)?)
+}
+
+/// Compares two profiles; returns the report.
 #[pyfunction]
 fn drift_profiles(
     py: Python<'_>,
     reference: &PyProfile,
     current: &PyProfile,
-    options: &str,
-) -> Result<String> {
+    options: &Bound<'_, PyAny>,
+) -> Result<Py<PyAny>> {
     let opts = parse_options(options)?;
-    py.detach(|| {
-        compare::compare_profiles(&reference.inner, &current.inner, &opts)
-            .map(|r| serde_json::to_string(&r).expect("reports serialise"))
-    })
-    .map_err(Error::from)
+    let r = py.detach(|| compare::compare_profiles(&reference.inner, &current.inner, &opts))?;
+    report(py, &r)
 }
 
-/// Compares two in-memory datasets exactly; returns the report as JSON.
+/// Compares two in-memory datasets exactly; returns the report.
 #[pyfunction]
 fn drift_exact(
     py: Python<'_>,
     reference: AnyRecordBatch,
     current: AnyRecordBatch,
-    options: &str,
-) -> Result<String> {
+    options: &Bound<'_, PyAny>,
+) -> Result<Py<PyAny>> {
     let opts = parse_options(options)?;
     let (r, c) = (read_all(reference)?, read_all(current)?);
-    py.detach(|| {
+    let r = py.detach(|| {
         let r: Vec<_> = r.collect::<Result<_, _>>().map_err(arrow_error)?;
         let c: Vec<_> = c.collect::<Result<_, _>>().map_err(arrow_error)?;
         compare::compare_exact(&r, &c, &opts)
-            .map(|r| serde_json::to_string(&r).expect("reports serialise"))
-    })
-    .map_err(Error::from)
+    })?;
+    report(py, &r)
 }
 
 #[pyfunction]

@@ -27,6 +27,7 @@ fn tune_allocator() {
 mod drift;
 mod errors;
 mod model;
+mod records;
 mod registry;
 mod server;
 
@@ -35,6 +36,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tune_allocator();
     errors::register(m)?;
     model::register(m)?;
+    records::register(m)?;
     registry::register(m)?;
     drift::register(m)?;
     server::register(m)?;

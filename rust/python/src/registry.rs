@@ -1,5 +1,5 @@
-//! `Registry` for Python: thin calls into pilothouse-registry with the GIL released.
-//! Records cross as JSON text, which the Python layer turns into typed objects.
+//! `Registry` for Python: thin calls into pilothouse-registry with the GIL released; the
+//! records come back as the typed classes of `records.rs`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,20 +7,12 @@ use std::path::PathBuf;
 use pilothouse_registry as reg;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use serde_json::Value as Json;
 
-use crate::errors::{Error, Result, ValidationError};
-
-fn parse_json(what: &str, text: &str) -> PyResult<Json> {
-    serde_json::from_str(text)
-        .map_err(|e| ValidationError::new_err(format!("{what} is not valid JSON: {e}")))
-}
-
-fn out<T: serde::Serialize>(value: reg::Result<T>) -> Result<String> {
-    value
-        .map(|v| serde_json::to_string(&v).expect("records serialise"))
-        .map_err(Error::from)
-}
+use crate::errors::{Result, ValidationError};
+use crate::records::{
+    each, json_of, AliasMoveRecord, ApprovalRecord, AuditEventRecord, AuditHeadRecord,
+    DeliveryRecord, DeploymentRecord, LineageRecord, ModelSummaryRecord, RunRecord, VersionRecord,
+};
 
 #[pyclass(frozen, module = "pilothouse._core", name = "Registry")]
 pub struct PyRegistry {
@@ -50,7 +42,7 @@ impl PyRegistry {
         self.inner.artifact_root().display().to_string()
     }
 
-    #[pyo3(signature = (actor, name, experiment, git_commit=None, git_dirty=None, code_path=None, environment="{}"))]
+    #[pyo3(signature = (actor, name, experiment, git_commit=None, git_dirty=None, code_path=None, environment=None))]
     #[allow(clippy::too_many_arguments)]
     fn create_run(
         &self,
@@ -61,17 +53,22 @@ impl PyRegistry {
         git_commit: Option<String>,
         git_dirty: Option<bool>,
         code_path: Option<String>,
-        environment: &str,
-    ) -> Result<String> {
+        environment: Option<Bound<'_, PyAny>>,
+    ) -> Result<RunRecord> {
+        let environment = match environment {
+            Some(e) => json_of("the run's environment", &e)?,
+            None => serde_json::json!({}),
+        };
         let run = reg::NewRun {
             name: name.into(),
             experiment: experiment.into(),
             git_commit,
             git_dirty,
             code_path,
-            environment: parse_json("environment", environment)?,
+            environment,
         };
-        out(py.detach(|| self.inner.create_run(actor, &run)))
+        let record = py.detach(|| self.inner.create_run(actor, &run))?;
+        Ok(RunRecord::new(py, record)?)
     }
 
     fn log_params(
@@ -81,8 +78,7 @@ impl PyRegistry {
         run_id: &str,
         params: Vec<(String, String)>,
     ) -> Result<()> {
-        py.detach(|| self.inner.log_params(actor, run_id, &params))
-            .map_err(Error::from)
+        Ok(py.detach(|| self.inner.log_params(actor, run_id, &params))?)
     }
 
     fn log_metrics(
@@ -92,8 +88,7 @@ impl PyRegistry {
         run_id: &str,
         metrics: Vec<(String, f64, Option<i64>)>,
     ) -> Result<()> {
-        py.detach(|| self.inner.log_metrics(actor, run_id, &metrics))
-            .map_err(Error::from)
+        Ok(py.detach(|| self.inner.log_metrics(actor, run_id, &metrics))?)
     }
 
     #[pyo3(signature = (actor, run_id, status, code=None))]
@@ -105,17 +100,18 @@ impl PyRegistry {
         status: &str,
         code: Option<(Option<String>, Option<bool>)>,
     ) -> Result<()> {
-        py.detach(|| self.inner.end_run(actor, run_id, status, code))
-            .map_err(Error::from)
+        Ok(py.detach(|| self.inner.end_run(actor, run_id, status, code))?)
     }
 
-    fn get_run(&self, py: Python<'_>, run_id: &str) -> Result<String> {
-        out(py.detach(|| self.inner.get_run(run_id)))
+    fn get_run(&self, py: Python<'_>, run_id: &str) -> Result<RunRecord> {
+        let record = py.detach(|| self.inner.get_run(run_id))?;
+        Ok(RunRecord::new(py, record)?)
     }
 
     #[pyo3(signature = (experiment=None))]
-    fn search_runs(&self, py: Python<'_>, experiment: Option<String>) -> Result<String> {
-        out(py.detach(|| self.inner.search_runs(experiment.as_deref())))
+    fn search_runs(&self, py: Python<'_>, experiment: Option<String>) -> Result<Vec<RunRecord>> {
+        let runs = py.detach(|| self.inner.search_runs(experiment.as_deref()))?;
+        Ok(each(py, runs, RunRecord::new)?)
     }
 
     #[pyo3(signature = (actor, model, data, signature, run_id=None, dataset=None, description=String::new(), tags=BTreeMap::new(), parent=None, input_example=None))]
@@ -126,18 +122,18 @@ impl PyRegistry {
         actor: &str,
         model: &str,
         data: &Bound<'_, PyBytes>,
-        signature: &str,
+        signature: &Bound<'_, PyAny>,
         run_id: Option<String>,
-        dataset: Option<(String, String, i64, Option<Vec<u8>>)>,
+        dataset: Option<(String, Bound<'_, PyAny>, i64, Option<Vec<u8>>)>,
         description: String,
         tags: BTreeMap<String, String>,
         parent: Option<(String, i64)>,
         input_example: Option<String>,
-    ) -> Result<String> {
+    ) -> Result<VersionRecord> {
         let dataset = match dataset {
             Some((fingerprint, schema, rows, profile)) => Some(reg::Dataset {
                 fingerprint,
-                schema: parse_json("dataset schema", &schema)?,
+                schema: json_of("the dataset's schema", &schema)?,
                 rows,
                 profile,
             }),
@@ -146,7 +142,7 @@ impl PyRegistry {
         let new = reg::NewVersion {
             model: model.into(),
             data: data.as_bytes().to_vec(),
-            signature: parse_json("signature", signature)?,
+            signature: json_of("the signature", signature)?,
             run_id,
             dataset,
             description,
@@ -154,16 +150,19 @@ impl PyRegistry {
             parent,
             input_example,
         };
-        out(py.detach(|| self.inner.log_model(actor, &new)))
+        let record = py.detach(|| self.inner.log_model(actor, &new))?;
+        Ok(VersionRecord::new(py, record)?)
     }
 
-    fn get_version(&self, py: Python<'_>, model: &str, version: i64) -> Result<String> {
-        out(py.detach(|| self.inner.get_version(model, version)))
+    fn get_version(&self, py: Python<'_>, model: &str, version: i64) -> Result<VersionRecord> {
+        let record = py.detach(|| self.inner.get_version(model, version))?;
+        Ok(VersionRecord::new(py, record)?)
     }
 
     #[pyo3(signature = (uri, at=None))]
-    fn resolve(&self, py: Python<'_>, uri: &str, at: Option<i64>) -> Result<String> {
-        out(py.detach(|| self.inner.resolve(uri, at)))
+    fn resolve(&self, py: Python<'_>, uri: &str, at: Option<i64>) -> Result<VersionRecord> {
+        let record = py.detach(|| self.inner.resolve(uri, at))?;
+        Ok(VersionRecord::new(py, record)?)
     }
 
     fn artifact<'py>(
@@ -176,8 +175,9 @@ impl PyRegistry {
         Ok(PyBytes::new(py, &data))
     }
 
-    fn list_models(&self, py: Python<'_>) -> Result<String> {
-        out(py.detach(|| self.inner.list_models()))
+    fn list_models(&self, py: Python<'_>) -> Result<Vec<ModelSummaryRecord>> {
+        let records = py.detach(|| self.inner.list_models())?;
+        Ok(each(py, records, ModelSummaryRecord::new)?)
     }
 
     #[pyo3(signature = (filter="", order_by="", limit=1000))]
@@ -187,16 +187,31 @@ impl PyRegistry {
         filter: &str,
         order_by: &str,
         limit: i64,
-    ) -> Result<String> {
-        out(py.detach(|| self.inner.search_versions(filter, order_by, limit)))
+    ) -> Result<Vec<VersionRecord>> {
+        let records = py.detach(|| self.inner.search_versions(filter, order_by, limit))?;
+        Ok(each(py, records, VersionRecord::new)?)
     }
 
-    fn archive(&self, py: Python<'_>, actor: &str, model: &str, version: i64) -> Result<String> {
-        out(py.detach(|| self.inner.archive(actor, model, version)))
+    fn archive(
+        &self,
+        py: Python<'_>,
+        actor: &str,
+        model: &str,
+        version: i64,
+    ) -> Result<VersionRecord> {
+        let record = py.detach(|| self.inner.archive(actor, model, version))?;
+        Ok(VersionRecord::new(py, record)?)
     }
 
-    fn restore(&self, py: Python<'_>, actor: &str, model: &str, version: i64) -> Result<String> {
-        out(py.detach(|| self.inner.restore(actor, model, version)))
+    fn restore(
+        &self,
+        py: Python<'_>,
+        actor: &str,
+        model: &str,
+        version: i64,
+    ) -> Result<VersionRecord> {
+        let record = py.detach(|| self.inner.restore(actor, model, version))?;
+        Ok(VersionRecord::new(py, record)?)
     }
 
     fn set_alias(
@@ -206,13 +221,13 @@ impl PyRegistry {
         model: &str,
         alias: &str,
         version: i64,
-    ) -> Result<String> {
-        out(py.detach(|| self.inner.set_alias(actor, model, alias, version)))
+    ) -> Result<VersionRecord> {
+        let record = py.detach(|| self.inner.set_alias(actor, model, alias, version))?;
+        Ok(VersionRecord::new(py, record)?)
     }
 
     fn delete_alias(&self, py: Python<'_>, actor: &str, model: &str, alias: &str) -> Result<()> {
-        py.detach(|| self.inner.delete_alias(actor, model, alias))
-            .map_err(Error::from)
+        Ok(py.detach(|| self.inner.delete_alias(actor, model, alias))?)
     }
 
     fn set_deployment(
@@ -221,27 +236,35 @@ impl PyRegistry {
         actor: &str,
         name: &str,
         model: &str,
-        spec: &str,
-    ) -> Result<String> {
-        let spec = parse_json("deployment spec", spec)?;
-        out(py.detach(|| self.inner.set_deployment(actor, name, model, &spec)))
+        spec: &Bound<'_, PyAny>,
+    ) -> Result<DeploymentRecord> {
+        let spec = json_of("the deployment spec", spec)?;
+        let record = py.detach(|| self.inner.set_deployment(actor, name, model, &spec))?;
+        Ok(DeploymentRecord::new(py, record)?)
     }
 
     fn delete_deployment(&self, py: Python<'_>, actor: &str, name: &str) -> Result<()> {
-        py.detach(|| self.inner.delete_deployment(actor, name))
-            .map_err(Error::from)
+        Ok(py.detach(|| self.inner.delete_deployment(actor, name))?)
     }
 
-    fn deployment(&self, py: Python<'_>, name: &str) -> Result<String> {
-        out(py.detach(|| self.inner.deployment(name)))
+    fn deployment(&self, py: Python<'_>, name: &str) -> Result<DeploymentRecord> {
+        let record = py.detach(|| self.inner.deployment(name))?;
+        Ok(DeploymentRecord::new(py, record)?)
     }
 
-    fn deployments(&self, py: Python<'_>) -> Result<String> {
-        out(py.detach(|| self.inner.deployments()))
+    fn deployments(&self, py: Python<'_>) -> Result<Vec<DeploymentRecord>> {
+        let records = py.detach(|| self.inner.deployments())?;
+        Ok(each(py, records, DeploymentRecord::new)?)
     }
 
-    fn alias_history(&self, py: Python<'_>, model: &str, alias: &str) -> Result<String> {
-        out(py.detach(|| self.inner.alias_history(model, alias)))
+    fn alias_history(
+        &self,
+        py: Python<'_>,
+        model: &str,
+        alias: &str,
+    ) -> Result<Vec<AliasMoveRecord>> {
+        let records = py.detach(|| self.inner.alias_history(model, alias))?;
+        Ok(each(py, records, AliasMoveRecord::new)?)
     }
 
     fn set_policy(
@@ -252,13 +275,11 @@ impl PyRegistry {
         alias: &str,
         require_approval: bool,
     ) -> Result<()> {
-        py.detach(|| self.inner.set_policy(actor, model, alias, require_approval))
-            .map_err(Error::from)
+        Ok(py.detach(|| self.inner.set_policy(actor, model, alias, require_approval))?)
     }
 
     fn policies(&self, py: Python<'_>, model: &str) -> Result<Vec<String>> {
-        py.detach(|| self.inner.policies(model))
-            .map_err(Error::from)
+        Ok(py.detach(|| self.inner.policies(model))?)
     }
 
     fn request_promotion(
@@ -269,11 +290,12 @@ impl PyRegistry {
         alias: &str,
         version: i64,
         reason: &str,
-    ) -> Result<String> {
-        out(py.detach(|| {
+    ) -> Result<ApprovalRecord> {
+        let record = py.detach(|| {
             self.inner
                 .request_promotion(actor, model, alias, version, reason)
-        }))
+        })?;
+        Ok(ApprovalRecord::new(py, record)?)
     }
 
     fn decide(
@@ -283,21 +305,30 @@ impl PyRegistry {
         id: i64,
         approve: bool,
         reason: &str,
-    ) -> Result<String> {
-        out(py.detach(|| self.inner.decide(actor, id, approve, reason)))
+    ) -> Result<ApprovalRecord> {
+        let record = py.detach(|| self.inner.decide(actor, id, approve, reason))?;
+        Ok(ApprovalRecord::new(py, record)?)
     }
 
-    fn get_approval(&self, py: Python<'_>, id: i64) -> Result<String> {
-        out(py.detach(|| self.inner.get_approval(id)))
+    fn get_approval(&self, py: Python<'_>, id: i64) -> Result<ApprovalRecord> {
+        let record = py.detach(|| self.inner.get_approval(id))?;
+        Ok(ApprovalRecord::new(py, record)?)
     }
 
-    fn approvals(&self, py: Python<'_>, model: &str) -> Result<String> {
-        out(py.detach(|| self.inner.approvals(model)))
+    fn approvals(&self, py: Python<'_>, model: &str) -> Result<Vec<ApprovalRecord>> {
+        let records = py.detach(|| self.inner.approvals(model))?;
+        Ok(each(py, records, ApprovalRecord::new)?)
     }
 
     #[pyo3(signature = (model=None, limit=10000))]
-    fn audit_log(&self, py: Python<'_>, model: Option<String>, limit: i64) -> Result<String> {
-        out(py.detach(|| self.inner.audit_log(model.as_deref(), limit)))
+    fn audit_log(
+        &self,
+        py: Python<'_>,
+        model: Option<String>,
+        limit: i64,
+    ) -> Result<Vec<AuditEventRecord>> {
+        let records = py.detach(|| self.inner.audit_log(model.as_deref(), limit))?;
+        Ok(each(py, records, AuditEventRecord::new)?)
     }
 
     #[pyo3(signature = (anchor_seq=None, anchor_hash=None))]
@@ -310,16 +341,17 @@ impl PyRegistry {
         let anchor = anchor_seq
             .zip(anchor_hash)
             .map(|(seq, hash)| pilothouse_registry::AuditAnchor { seq, hash });
-        py.detach(|| self.inner.verify_audit_log(anchor.as_ref()))
-            .map_err(Error::from)
+        Ok(py.detach(|| self.inner.verify_audit_log(anchor.as_ref()))?)
     }
 
-    fn audit_head(&self, py: Python<'_>) -> Result<String> {
-        out(py.detach(|| self.inner.audit_head()))
+    fn audit_head(&self, py: Python<'_>) -> Result<AuditHeadRecord> {
+        let record = py.detach(|| self.inner.audit_head())?;
+        Ok(AuditHeadRecord::new(py, record)?)
     }
 
-    fn lineage(&self, py: Python<'_>, model: &str, version: i64) -> Result<String> {
-        out(py.detach(|| self.inner.lineage(model, version)))
+    fn lineage(&self, py: Python<'_>, model: &str, version: i64) -> Result<LineageRecord> {
+        let record = py.detach(|| self.inner.lineage(model, version))?;
+        Ok(LineageRecord::new(py, record)?)
     }
 
     fn dataset_profile<'py>(
@@ -340,12 +372,12 @@ impl PyRegistry {
         secret: &str,
         events: Vec<String>,
     ) -> Result<i64> {
-        py.detach(|| self.inner.add_webhook(actor, model, url, secret, &events))
-            .map_err(Error::from)
+        Ok(py.detach(|| self.inner.add_webhook(actor, model, url, secret, &events))?)
     }
 
-    fn deliveries(&self, py: Python<'_>, model: &str) -> Result<String> {
-        out(py.detach(|| self.inner.deliveries(model)))
+    fn deliveries(&self, py: Python<'_>, model: &str) -> Result<Vec<DeliveryRecord>> {
+        let records = py.detach(|| self.inner.deliveries(model))?;
+        Ok(each(py, records, DeliveryRecord::new)?)
     }
 
     fn flush_webhooks(&self, py: Python<'_>, timeout: f64) -> bool {

@@ -8,7 +8,8 @@ use pilothouse_server as srv;
 use pyo3::prelude::*;
 use pyo3_arrow::PyTable;
 
-use crate::errors::{Result, ValidationError};
+use crate::errors::Result;
+use crate::records::{json_of, object};
 
 #[pyclass(module = "pilothouse._core", name = "Server")]
 pub struct PyServer {
@@ -19,18 +20,16 @@ pub struct PyServer {
 
 #[pymethods]
 impl PyServer {
-    /// Starts a server from a JSON object of configuration keys (and a TOML file, if given).
+    /// Starts a server from a dict of configuration keys (and a TOML file, if given).
     #[staticmethod]
-    #[pyo3(signature = (config_json, config_file=None, handle_signals=false))]
+    #[pyo3(signature = (config, config_file=None, handle_signals=false))]
     fn start(
         py: Python<'_>,
-        config_json: &str,
+        config: &Bound<'_, PyAny>,
         config_file: Option<String>,
         handle_signals: bool,
     ) -> Result<Self> {
-        let overrides: serde_json::Value = serde_json::from_str(config_json).map_err(|e| {
-            ValidationError::new_err(format!("server options are not valid JSON: {e}"))
-        })?;
+        let overrides = json_of("the server options", config)?;
         let server = py.detach(|| {
             let config = srv::Config::load(config_file.as_deref(), &overrides)?;
             srv::Server::start(config, handle_signals)
@@ -80,14 +79,11 @@ impl PyServer {
     }
 }
 
-/// Checks a deployment spec (JSON) and returns it with every default filled in.
+/// Checks a deployment spec and returns it with every default filled in.
 #[pyfunction]
-fn normalize_deployment(spec_json: &str) -> Result<String> {
-    let value: serde_json::Value = serde_json::from_str(spec_json).map_err(|e| {
-        ValidationError::new_err(format!("the deployment spec is not valid JSON: {e}"))
-    })?;
-    let spec = srv::DeploymentSpec::from_json(&value)?;
-    Ok(spec.to_json().to_string())
+fn normalize_deployment(py: Python<'_>, spec: &Bound<'_, PyAny>) -> Result<Py<PyAny>> {
+    let spec = srv::DeploymentSpec::from_json(&json_of("the deployment spec", spec)?)?;
+    Ok(object(py, &spec.to_json())?)
 }
 
 /// A deployment's payload log between two times (microseconds since the epoch), as a table.

@@ -11,11 +11,12 @@
 //! another) are refused once the log is keyed, so they cannot break it by accident.
 
 use hmac::{Hmac, Mac};
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
 use crate::error::{RegistryError, Result};
-use crate::store::{query_one, Tx, Value};
+use crate::records::{select, AuditEvent, AuditHead, Named};
+use crate::store::{query_one, Row, Tx, Value};
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -66,16 +67,70 @@ pub(crate) fn event_hash(
 
 /// The newest event's sequence number and hash (0 and the genesis hash when there is none):
 /// kept outside the registry, it lets `verify` detect truncation and rewriting.
-pub(crate) fn head(tx: &mut dyn Tx) -> Result<Json> {
-    let row = query_one(
-        tx,
-        "SELECT seq, hash, at FROM audit ORDER BY seq DESC LIMIT 1",
-        &[],
-    )?;
-    Ok(match row {
-        Some(r) => json!({"seq": r[0].as_i64(), "hash": r[1].as_str(), "at": r[2].as_i64()}),
-        None => json!({"seq": 0, "hash": GENESIS, "at": null}),
+pub(crate) fn head(tx: &mut dyn Tx) -> Result<AuditHead> {
+    Ok(match stored(tx, "ORDER BY seq DESC LIMIT 1", &[])?.pop() {
+        Some(e) => AuditHead {
+            seq: e.seq,
+            hash: e.hash,
+            at: Some(e.at),
+        },
+        None => AuditHead {
+            seq: 0,
+            hash: GENESIS.to_string(),
+            at: None,
+        },
     })
+}
+
+/// An event as stored: its details as the exact text that was hashed.
+struct Stored {
+    seq: i64,
+    at: i64,
+    actor: String,
+    action: String,
+    model: String,
+    details: String,
+    prev_hash: String,
+    hash: String,
+}
+
+impl Stored {
+    fn of(row: &Row) -> Stored {
+        let r = Named::new(AuditEvent::COLUMNS, row);
+        Stored {
+            seq: r.int("seq").unwrap_or(-1),
+            at: r.int("at").unwrap_or(0),
+            actor: r.text("actor").unwrap_or_default(),
+            action: r.text("action").unwrap_or_default(),
+            model: r.text("model").unwrap_or_default(),
+            details: r.text("details").unwrap_or_default(),
+            prev_hash: r.text("prev_hash").unwrap_or_default(),
+            hash: r.text("hash").unwrap_or_default(),
+        }
+    }
+
+    /// The hash of this event's fields after `prev`, with `key` when it is keyed.
+    fn recompute(&self, key: Option<&[u8]>, prev: &str) -> String {
+        event_hash(
+            key,
+            prev,
+            self.seq,
+            self.at,
+            &self.actor,
+            &self.action,
+            &self.model,
+            &self.details,
+        )
+    }
+}
+
+/// The stored events `FROM audit <rest>` selects.
+fn stored(tx: &mut dyn Tx, rest: &str, params: &[Value]) -> Result<Vec<Stored>> {
+    let sql = format!(
+        "SELECT {} FROM audit {rest}",
+        select(AuditEvent::COLUMNS, "")
+    );
+    Ok(tx.query(&sql, params)?.iter().map(Stored::of).collect())
 }
 
 /// Before appending after keyed event `seq`: this process must hold the key it was written
@@ -86,25 +141,11 @@ fn check_same_key(tx: &mut dyn Tx, seq: i64, key: Option<&[u8]>) -> Result<()> {
             "the audit log is keyed (HMAC) but {KEY_VARIABLE} is not set in this process: set it to the registry's audit key to write to this registry"
         )));
     };
-    let row = query_one(
-        tx,
-        "SELECT seq, at, actor, action, model, details, prev_hash, hash FROM audit WHERE seq = ?",
-        &[Value::Int(seq)],
-    )?;
-    let Some(r) = row else {
+    let Some(event) = stored(tx, "WHERE seq = ?", &[Value::Int(seq)])?.pop() else {
         return Ok(());
     };
-    let recomputed = event_hash(
-        Some(key),
-        r[6].as_str().unwrap_or(""),
-        seq,
-        r[1].as_i64().unwrap_or(0),
-        r[2].as_str().unwrap_or(""),
-        r[3].as_str().unwrap_or(""),
-        r[4].as_str().unwrap_or(""),
-        r[5].as_str().unwrap_or(""),
-    );
-    if recomputed != r[7].as_str().unwrap_or("") {
+    let recomputed = event.recompute(Some(key), &event.prev_hash);
+    if recomputed != event.hash {
         return Err(RegistryError::Integrity(format!(
             "{KEY_VARIABLE} in this process is not the key the audit log was written with (event {seq} does not verify with it); nothing was written"
         )));
@@ -174,38 +215,17 @@ pub(crate) fn append(
     Ok(())
 }
 
-pub(crate) fn row_to_json(row: &[Value]) -> Json {
-    let details: Json = row[5]
-        .as_str()
-        .and_then(|d| serde_json::from_str(d).ok())
-        .unwrap_or(Json::Null);
-    json!({
-        "seq": row[0].as_i64(),
-        "at": row[1].as_i64(),
-        "actor": row[2].as_str(),
-        "action": row[3].as_str(),
-        "model": row[4].as_str(),
-        "details": details,
-        "prev_hash": row[6].as_str(),
-        "hash": row[7].as_str(),
-    })
-}
-
 /// Walks the whole chain; Ok(number of events) or the first place it is broken. With a key,
 /// keyed events are checked with it and a plain event after a keyed one is a rewrite; with
 /// an anchor, the anchored event must still be there, unchanged.
 pub(crate) fn verify(tx: &mut dyn Tx, key: Option<&[u8]>, anchor: Option<&Anchor>) -> Result<i64> {
-    let rows = tx.query(
-        "SELECT seq, at, actor, action, model, details, prev_hash, hash FROM audit ORDER BY seq",
-        &[],
-    )?;
+    let rows = stored(tx, "ORDER BY seq", &[])?;
     let broken = |m: String| Err(RegistryError::Integrity(format!("audit log broken at {m}")));
     let mut prev = GENESIS.to_string();
     let mut keyed_seen = None;
-    for (expected_seq, row) in (1i64..).zip(rows.iter()) {
-        let seq = row[0].as_i64().unwrap_or(-1);
-        let stored_prev = row[6].as_str().unwrap_or("");
-        let stored_hash = row[7].as_str().unwrap_or("");
+    for (expected_seq, event) in (1i64..).zip(rows.iter()) {
+        let seq = event.seq;
+        let stored_hash = event.hash.as_str();
         if seq != expected_seq {
             return broken(format!(
                 "event {expected_seq}: the next stored event is {seq}, so {} deleted or renumbered",
@@ -216,7 +236,7 @@ pub(crate) fn verify(tx: &mut dyn Tx, key: Option<&[u8]>, anchor: Option<&Anchor
                 }
             ));
         }
-        if stored_prev != prev {
+        if event.prev_hash != prev {
             return broken(format!(
                 "event {seq}: it does not follow event {} (events were reordered, replaced or deleted)",
                 seq - 1
@@ -242,21 +262,12 @@ pub(crate) fn verify(tx: &mut dyn Tx, key: Option<&[u8]>, anchor: Option<&Anchor
                 None
             }
         };
-        let recomputed = event_hash(
-            event_key,
-            &prev,
-            seq,
-            row[1].as_i64().unwrap_or(0),
-            row[2].as_str().unwrap_or(""),
-            row[3].as_str().unwrap_or(""),
-            row[4].as_str().unwrap_or(""),
-            row[5].as_str().unwrap_or(""),
-        );
+        let recomputed = event.recompute(event_key, &prev);
         if recomputed != stored_hash {
             return broken(format!(
                 "event {seq} ({} by {}): its contents were edited after it was written{}",
-                row[3].as_str().unwrap_or("?"),
-                row[2].as_str().unwrap_or("?"),
+                event.action,
+                event.actor,
                 if is_keyed {
                     ", or it was written with another key"
                 } else {
@@ -283,7 +294,7 @@ pub(crate) fn verify(tx: &mut dyn Tx, key: Option<&[u8]>, anchor: Option<&Anchor
         }
         let at_anchor = match anchor.seq {
             0 => GENESIS,
-            n => rows[(n - 1) as usize][7].as_str().unwrap_or(""),
+            n => rows[(n - 1) as usize].hash.as_str(),
         };
         if at_anchor != anchor.hash {
             return Err(RegistryError::Integrity(format!(

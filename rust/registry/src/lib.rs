@@ -28,7 +28,10 @@ pub use backends::{open as open_store, redact, Location, PostgresStore, SqliteSt
 pub use error::{RegistryError, Result};
 pub use names::deployment as check_deployment_name;
 pub use query::parse_time;
-pub use records::{Deployment, Parent, Version};
+pub use records::{
+    AliasMove, Approval, AuditEvent, AuditHead, DatasetInfo, Delivery, Deployment, Lineage,
+    MetricPoint, ModelSummary, Parent, Run, RunCode, ToJson, Version,
+};
 pub use registry::{parse_uri, Dataset, NewRun, NewVersion, Registry, VersionRef};
 pub use store::{Row, Store, Tx, Value};
 pub use webhooks::{sign, Event, RetryPolicy};

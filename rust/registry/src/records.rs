@@ -1,6 +1,8 @@
 //! The records the registry hands out, as typed structs read from rows by column name: a
-//! model version and a deployment so far (the rest still travel as JSON; see the shape issue).
-//! Each record's SELECT list is written once, here, and read back by the same names.
+//! model version, a run, a model's summary, an alias move, an approval request, an audit
+//! event and the audit head, a deployment, a webhook delivery, and a version's lineage.
+//! Each record's SELECT list is written once, here, and read back by the same names; every
+//! record serialises (serde) to the JSON that webhooks carry.
 
 use std::collections::BTreeMap;
 
@@ -39,6 +41,14 @@ impl<'r> Named<'r> {
     }
 
     /// A column holding JSON text, parsed (null when absent or not JSON).
+    pub(crate) fn float(&self, name: &str) -> Option<f64> {
+        self.value(name).as_f64()
+    }
+
+    pub(crate) fn flag(&self, name: &str) -> Option<bool> {
+        self.value(name).as_i64().map(|v| v != 0)
+    }
+
     pub(crate) fn json(&self, name: &str) -> Json {
         self.value(name)
             .as_str()
@@ -114,49 +124,52 @@ impl Version {
         let model = r.text("model").unwrap_or_default();
         let version = r.int("version").unwrap_or(0);
         let key = [model.clone().into(), Value::Int(version)];
-        let tags = tx
-            .query(
-                "SELECT key, value FROM version_tags WHERE model = ? AND version = ? ORDER BY key",
-                &key,
-            )?
-            .into_iter()
-            .map(|t| {
-                let t = Named::new(&["key", "value"], &t);
+        let of_version = "WHERE model = ? AND version = ? ORDER BY";
+        let tags = read_all(
+            tx,
+            &["key", "value"],
+            &format!("version_tags {of_version} key"),
+            &key,
+            |t| {
                 (
                     t.text("key").unwrap_or_default(),
                     t.text("value").unwrap_or_default(),
                 )
-            })
-            .collect();
-        let metrics = tx
-            .query(
-                "SELECT key, value FROM version_metrics WHERE model = ? AND version = ? ORDER BY key",
-                &key,
-            )?
-            .into_iter()
-            .map(|m| {
-                let value = m.get(1).and_then(Value::as_f64).unwrap_or(f64::NAN);
-                (Named::new(&["key"], &m).text("key").unwrap_or_default(), value)
-            })
-            .collect();
-        let aliases = tx
-            .query(
-                "SELECT alias FROM aliases WHERE model = ? AND version = ? ORDER BY alias",
-                &key,
-            )?
-            .iter()
-            .filter_map(|a| Named::new(&["alias"], a).text("alias"))
-            .collect();
+            },
+        )?
+        .into_iter()
+        .collect();
+        let metrics = read_all(
+            tx,
+            &["key", "value"],
+            &format!("version_metrics {of_version} key"),
+            &key,
+            |m| {
+                (
+                    m.text("key").unwrap_or_default(),
+                    m.float("value").unwrap_or(f64::NAN),
+                )
+            },
+        )?
+        .into_iter()
+        .collect();
+        let aliases = read_all(
+            tx,
+            &["alias"],
+            &format!("aliases {of_version} alias"),
+            &key,
+            |a| a.text("alias").unwrap_or_default(),
+        )?;
         let parent = match (r.text("parent_model"), r.int("parent_version")) {
             (Some(m), Some(v)) => Some(Parent {
-                uri: format!("models:/{m}/{v}"),
+                uri: version_uri(&m, v),
                 model: m,
                 version: v,
             }),
             _ => None,
         };
         Ok(Version {
-            uri: format!("models:/{model}/{version}"),
+            uri: version_uri(&model, version),
             sha256: r.text("sha256"),
             size: r.int("size"),
             signature: r.json("signature"),
@@ -175,12 +188,17 @@ impl Version {
             version,
         })
     }
+}
 
-    /// The record as JSON (what webhooks and lineage carry).
-    pub fn to_json(&self) -> Json {
+/// A record as JSON, the body webhooks carry.
+pub trait ToJson: Serialize {
+    fn to_json(&self) -> Json {
         serde_json::to_value(self).unwrap_or(Json::Null)
     }
 }
+
+impl ToJson for Version {}
+impl ToJson for Approval {}
 
 /// A deployment spec as stored, with the current alias table of its model: what a server
 /// polls to follow alias moves.
@@ -210,20 +228,7 @@ impl Deployment {
     pub(crate) fn read(tx: &mut dyn Tx, row: &Row) -> Result<Deployment> {
         let r = Named::new(Self::COLUMNS, row);
         let model = r.text("model").unwrap_or_default();
-        let aliases = tx
-            .query(
-                "SELECT alias, version FROM aliases WHERE model = ?",
-                &[model.clone().into()],
-            )?
-            .iter()
-            .map(|a| {
-                let a = Named::new(&["alias", "version"], a);
-                (
-                    a.text("alias").unwrap_or_default(),
-                    a.int("version").unwrap_or(0),
-                )
-            })
-            .collect();
+        let aliases = aliases_of(tx, &model)?;
         Ok(Deployment {
             name: r.text("name").unwrap_or_default(),
             spec: r.json("spec"),
@@ -234,4 +239,475 @@ impl Deployment {
             model,
         })
     }
+}
+
+/// `SELECT <columns of T> FROM <from>`, then each row read as a `T`.
+fn read_all<T>(
+    tx: &mut dyn Tx,
+    columns: &'static [&'static str],
+    from: &str,
+    params: &[Value],
+    read: impl Fn(Named<'_>) -> T,
+) -> Result<Vec<T>> {
+    let sql = format!("SELECT {} FROM {from}", select(columns, ""));
+    Ok(tx
+        .query(&sql, params)?
+        .iter()
+        .map(|row| read(Named::new(columns, row)))
+        .collect())
+}
+
+/// The URI of version `version` of `model`.
+pub(crate) fn version_uri(model: &str, version: i64) -> String {
+    format!("models:/{model}/{version}")
+}
+
+/// One value of a run's metric, at its step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricPoint {
+    pub value: f64,
+    pub step: i64,
+    pub at: i64,
+}
+
+/// Where a run's code came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunCode {
+    pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
+    pub path: Option<String>,
+}
+
+/// A training run: where it ran, its params, the latest value and the history of each metric.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Run {
+    pub id: String,
+    pub name: String,
+    pub experiment: String,
+    pub status: String,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub actor: String,
+    pub code: RunCode,
+    pub environment: Json,
+    pub params: BTreeMap<String, String>,
+    /// The latest value of each metric.
+    pub metrics: BTreeMap<String, f64>,
+    pub metric_history: BTreeMap<String, Vec<MetricPoint>>,
+}
+
+impl Run {
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "name",
+        "experiment",
+        "status",
+        "started_at",
+        "ended_at",
+        "actor",
+        "git_commit",
+        "git_dirty",
+        "code_path",
+        "environment",
+    ];
+
+    /// The run `id`, or None when there is no such run.
+    pub(crate) fn read(tx: &mut dyn Tx, id: &str) -> Result<Option<Run>> {
+        let Some(row) = tx
+            .query(
+                &format!(
+                    "SELECT {} FROM runs WHERE id = ?",
+                    select(Self::COLUMNS, "")
+                ),
+                &[id.into()],
+            )?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let r = Named::new(Self::COLUMNS, &row);
+        let params = read_all(
+            tx,
+            &["key", "value"],
+            "params WHERE run_id = ? ORDER BY key",
+            &[id.into()],
+            |p| {
+                (
+                    p.text("key").unwrap_or_default(),
+                    p.text("value").unwrap_or_default(),
+                )
+            },
+        )?
+        .into_iter()
+        .collect();
+        let mut metric_history: BTreeMap<String, Vec<MetricPoint>> = BTreeMap::new();
+        for (key, point) in read_all(
+            tx,
+            &["key", "value", "step", "at"],
+            "metrics WHERE run_id = ? ORDER BY key, step, at",
+            &[id.into()],
+            |m| {
+                let point = MetricPoint {
+                    value: m.float("value").unwrap_or(f64::NAN),
+                    step: m.int("step").unwrap_or(0),
+                    at: m.int("at").unwrap_or(0),
+                };
+                (m.text("key").unwrap_or_default(), point)
+            },
+        )? {
+            metric_history.entry(key).or_default().push(point);
+        }
+        let metrics = metric_history
+            .iter()
+            .filter_map(|(k, points)| Some((k.clone(), points.last()?.value)))
+            .collect();
+        Ok(Some(Run {
+            id: r.text("id").unwrap_or_default(),
+            name: r.text("name").unwrap_or_default(),
+            experiment: r.text("experiment").unwrap_or_default(),
+            status: r.text("status").unwrap_or_default(),
+            started_at: r.int("started_at"),
+            ended_at: r.int("ended_at"),
+            actor: r.text("actor").unwrap_or_default(),
+            code: RunCode {
+                git_commit: r.text("git_commit"),
+                git_dirty: r.flag("git_dirty"),
+                path: r.text("code_path"),
+            },
+            environment: r.json("environment"),
+            params,
+            metrics,
+            metric_history,
+        }))
+    }
+}
+
+/// A model with its newest version number and its current aliases.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelSummary {
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: Option<i64>,
+    pub created_by: Option<String>,
+    pub latest_version: Option<i64>,
+    pub aliases: BTreeMap<String, i64>,
+}
+
+impl ModelSummary {
+    pub(crate) fn read_all(tx: &mut dyn Tx) -> Result<Vec<ModelSummary>> {
+        let models = read_all(
+            tx,
+            &[
+                "name",
+                "description",
+                "created_at",
+                "created_by",
+                "last_version",
+            ],
+            "models ORDER BY name",
+            &[],
+            |r| ModelSummary {
+                name: r.text("name").unwrap_or_default(),
+                description: r.text("description"),
+                created_at: r.int("created_at"),
+                created_by: r.text("created_by"),
+                latest_version: r.int("last_version"),
+                aliases: BTreeMap::new(),
+            },
+        )?;
+        models
+            .into_iter()
+            .map(|mut m| {
+                m.aliases = aliases_of(tx, &m.name)?;
+                Ok(m)
+            })
+            .collect()
+    }
+}
+
+/// The current alias table of `model`: alias → version.
+pub(crate) fn aliases_of(tx: &mut dyn Tx, model: &str) -> Result<BTreeMap<String, i64>> {
+    Ok(read_all(
+        tx,
+        &["alias", "version"],
+        "aliases WHERE model = ?",
+        &[model.into()],
+        |a| {
+            (
+                a.text("alias").unwrap_or_default(),
+                a.int("version").unwrap_or(0),
+            )
+        },
+    )?
+    .into_iter()
+    .collect())
+}
+
+/// One move of an alias: to `version` (None when it was deleted) from `previous`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AliasMove {
+    pub model: String,
+    pub alias: String,
+    pub version: Option<i64>,
+    pub previous: Option<i64>,
+    pub at: Option<i64>,
+    pub actor: String,
+    /// The approval that allowed the move, for a guarded alias.
+    pub approval_id: Option<i64>,
+}
+
+impl AliasMove {
+    /// Every move of `alias` of `model`, oldest first.
+    pub(crate) fn history(tx: &mut dyn Tx, model: &str, alias: &str) -> Result<Vec<AliasMove>> {
+        read_all(
+            tx,
+            &["version", "previous", "at", "actor", "approval_id"],
+            "alias_history WHERE model = ? AND alias = ? ORDER BY at, id",
+            &[model.into(), alias.into()],
+            |r| AliasMove {
+                model: model.to_string(),
+                alias: alias.to_string(),
+                version: r.int("version"),
+                previous: r.int("previous"),
+                at: r.int("at"),
+                actor: r.text("actor").unwrap_or_default(),
+                approval_id: r.int("approval_id"),
+            },
+        )
+    }
+}
+
+/// A request to move a guarded alias, and its decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Approval {
+    pub id: i64,
+    pub model: String,
+    pub alias: String,
+    pub version: i64,
+    pub requested_by: String,
+    pub requested_at: Option<i64>,
+    pub reason: String,
+    /// pending, approved, rejected, or used (the alias moved with it).
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub decision_reason: Option<String>,
+}
+
+impl Approval {
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "model",
+        "alias",
+        "version",
+        "requested_by",
+        "requested_at",
+        "reason",
+        "status",
+        "decided_by",
+        "decided_at",
+        "decision_reason",
+    ];
+
+    /// The requests `FROM approvals <rest>` selects.
+    pub(crate) fn read_where(
+        tx: &mut dyn Tx,
+        rest: &str,
+        params: &[Value],
+    ) -> Result<Vec<Approval>> {
+        read_all(
+            tx,
+            Self::COLUMNS,
+            &format!("approvals {rest}"),
+            params,
+            |r| Approval {
+                id: r.int("id").unwrap_or(0),
+                model: r.text("model").unwrap_or_default(),
+                alias: r.text("alias").unwrap_or_default(),
+                version: r.int("version").unwrap_or(0),
+                requested_by: r.text("requested_by").unwrap_or_default(),
+                requested_at: r.int("requested_at"),
+                reason: r.text("reason").unwrap_or_default(),
+                status: r.text("status").unwrap_or_default(),
+                decided_by: r.text("decided_by"),
+                decided_at: r.int("decided_at"),
+                decision_reason: r.text("decision_reason"),
+            },
+        )
+    }
+}
+
+/// One event of the hash-chained audit log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEvent {
+    pub seq: i64,
+    pub at: Option<i64>,
+    pub actor: String,
+    pub action: String,
+    pub model: Option<String>,
+    pub details: Json,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AuditEvent {
+    pub(crate) const COLUMNS: &'static [&'static str] = &[
+        "seq",
+        "at",
+        "actor",
+        "action",
+        "model",
+        "details",
+        "prev_hash",
+        "hash",
+    ];
+
+    /// The events `FROM audit <rest>` selects, in that order.
+    pub(crate) fn read_where(
+        tx: &mut dyn Tx,
+        rest: &str,
+        params: &[Value],
+    ) -> Result<Vec<AuditEvent>> {
+        read_all(tx, Self::COLUMNS, &format!("audit {rest}"), params, |r| {
+            AuditEvent {
+                seq: r.int("seq").unwrap_or(0),
+                at: r.int("at"),
+                actor: r.text("actor").unwrap_or_default(),
+                action: r.text("action").unwrap_or_default(),
+                model: r.text("model"),
+                details: r.json("details"),
+                prev_hash: r.text("prev_hash").unwrap_or_default(),
+                hash: r.text("hash").unwrap_or_default(),
+            }
+        })
+    }
+}
+
+/// The newest audit event's sequence number and hash (an anchor to keep elsewhere).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditHead {
+    pub seq: i64,
+    pub hash: String,
+    pub at: Option<i64>,
+}
+
+/// One attempt to deliver a webhook event that ended (delivered, or given up).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    pub webhook_id: i64,
+    pub event: String,
+    /// The delivery's id, sent as X-Pilothouse-Delivery.
+    pub delivery: String,
+    pub attempts: i64,
+    pub status_code: Option<i64>,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub at: Option<i64>,
+}
+
+impl Delivery {
+    /// The ended deliveries of the webhooks of `model`, oldest first.
+    pub(crate) fn of_model(tx: &mut dyn Tx, model: &str) -> Result<Vec<Delivery>> {
+        read_all(
+            tx,
+            &[
+                "id",
+                "webhook_id",
+                "event",
+                "delivery",
+                "attempts",
+                "status_code",
+                "ok",
+                "error",
+                "at",
+            ],
+            "deliveries WHERE webhook_id IN (SELECT id FROM webhooks WHERE model = ?) ORDER BY id",
+            &[model.into()],
+            |r| Delivery {
+                id: r.int("id").unwrap_or(0),
+                webhook_id: r.int("webhook_id").unwrap_or(0),
+                event: r.text("event").unwrap_or_default(),
+                delivery: r.text("delivery").unwrap_or_default(),
+                attempts: r.int("attempts").unwrap_or(0),
+                status_code: r.int("status_code"),
+                ok: r.flag("ok").unwrap_or(false),
+                error: r.text("error"),
+                at: r.int("at"),
+            },
+        )
+    }
+}
+
+/// A training dataset as the registry knows it, with the versions trained on it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatasetInfo {
+    pub fingerprint: String,
+    pub schema: Json,
+    pub rows: Option<i64>,
+    pub has_profile: bool,
+    pub created_at: Option<i64>,
+    /// URIs of every version trained on this dataset.
+    pub versions: Vec<String>,
+}
+
+impl DatasetInfo {
+    pub(crate) fn read(tx: &mut dyn Tx, fingerprint: &str) -> Result<Option<DatasetInfo>> {
+        let versions = read_all(
+            tx,
+            &["model", "version"],
+            "versions WHERE dataset = ? ORDER BY model, version",
+            &[fingerprint.into()],
+            |r| {
+                version_uri(
+                    &r.text("model").unwrap_or_default(),
+                    r.int("version").unwrap_or(0),
+                )
+            },
+        )?;
+        Ok(read_all(
+            tx,
+            &["fingerprint", "schema", "row_count", "has_profile", "created_at"],
+            "(SELECT fingerprint, schema, row_count, CASE WHEN profile IS NULL THEN 0 ELSE 1 END AS has_profile, created_at FROM datasets WHERE fingerprint = ?) d",
+            &[fingerprint.into()],
+            |r| DatasetInfo {
+                fingerprint: r.text("fingerprint").unwrap_or_default(),
+                schema: r.json("schema"),
+                rows: r.int("row_count"),
+                has_profile: r.flag("has_profile").unwrap_or(false),
+                created_at: r.int("created_at"),
+                versions: versions.clone(),
+            },
+        )?
+        .pop())
+    }
+}
+
+/// Where a version came from (its run, dataset and parent chain, nearest first) and where
+/// it went (versions retrained from it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Lineage {
+    pub version: Version,
+    pub run: Option<Run>,
+    pub dataset: Option<DatasetInfo>,
+    pub parents: Vec<Version>,
+    /// URIs of the versions whose parent this version is.
+    pub children: Vec<String>,
+}
+
+/// The URIs of the versions whose parent is `model`/`version`.
+pub(crate) fn children_of(tx: &mut dyn Tx, model: &str, version: i64) -> Result<Vec<String>> {
+    read_all(
+        tx,
+        &["model", "version"],
+        "versions WHERE parent_model = ? AND parent_version = ? ORDER BY model, version",
+        &[model.into(), Value::Int(version)],
+        |r| {
+            version_uri(
+                &r.text("model").unwrap_or_default(),
+                r.int("version").unwrap_or(0),
+            )
+        },
+    )
 }

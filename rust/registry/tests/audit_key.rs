@@ -27,7 +27,7 @@ fn a_keyed_chain_cannot_be_recomputed_or_downgraded_without_the_key() {
     reg.log_model("ann", &version(b"b")).unwrap();
     reg.log_model("ann", &version(b"c")).unwrap();
     let events = reg.audit_log(None, 100).unwrap();
-    let hashes: Vec<&str> = events.iter().map(|e| e["hash"].as_str().unwrap()).collect();
+    let hashes: Vec<&str> = events.iter().map(|e| e.hash.as_str()).collect();
     assert!(!hashes[0].starts_with("hmac-sha256:"), "{hashes:?}");
     assert!(
         hashes[2..].iter().all(|h| h.starts_with("hmac-sha256:")),

@@ -98,8 +98,8 @@ fn aliases_move_with_history_and_answer_for_the_past() {
         .is_err());
     let history = reg.alias_history("m", "champion").unwrap();
     assert_eq!(history.len(), 2);
-    assert_eq!(history[1]["actor"], "bob");
-    assert_eq!(history[1]["previous"], 1);
+    assert_eq!(history[1].actor, "bob");
+    assert_eq!(history[1].previous, Some(1));
     // an aliased version cannot be archived; an archived one cannot be aliased
     assert!(matches!(
         reg.archive("ann", "m", 3),
@@ -126,7 +126,7 @@ fn guarded_aliases_need_another_persons_approval() {
     let request = reg
         .request_promotion("ann", "m", "champion", 1, "better AUC")
         .unwrap();
-    let id = request["id"].as_i64().unwrap();
+    let id = request.id;
     let err = reg.decide("ann", id, true, "looks good to me").unwrap_err();
     assert!(matches!(err, RegistryError::ApprovalRequired(_)), "{err}");
     assert!(matches!(
@@ -135,7 +135,7 @@ fn guarded_aliases_need_another_persons_approval() {
     ));
     reg.decide("lead", id, true, "reviewed").unwrap();
     reg.set_alias("ann", "m", "champion", 1).unwrap();
-    assert_eq!(reg.get_approval(id).unwrap()["status"], "used");
+    assert_eq!(reg.get_approval(id).unwrap().status, "used");
     assert!(matches!(
         reg.decide("lead", id, true, "again"),
         Err(RegistryError::Conflict(_))
@@ -162,7 +162,7 @@ fn runs_metrics_search_and_lineage() {
                 },
             )
             .unwrap();
-        let id = run["id"].as_str().unwrap().to_string();
+        let id = run.id.clone();
         reg.log_params("ann", &id, &[("C".into(), "0.5".into())])
             .unwrap();
         reg.log_metrics(
@@ -209,16 +209,13 @@ fn runs_metrics_search_and_lineage() {
     assert!(reg.search_versions("bogus = 1", "", 10).is_err());
 
     let lineage = reg.lineage("churn", 2).unwrap();
-    assert_eq!(lineage["run"]["params"]["C"], "0.5");
-    assert_eq!(
-        lineage["run"]["metric_history"]["auc"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
-    assert_eq!(lineage["dataset"]["fingerprint"], "ds1");
-    assert_eq!(lineage["dataset"]["versions"].as_array().unwrap().len(), 4);
+    let run = lineage.run.as_ref().unwrap();
+    assert_eq!(run.params["C"], "0.5");
+    assert_eq!(run.metric_history["auc"].len(), 2);
+    assert_eq!(run.metrics["auc"], run.metric_history["auc"][1].value);
+    let dataset = lineage.dataset.as_ref().unwrap();
+    assert_eq!(dataset.fingerprint, "ds1");
+    assert_eq!(dataset.versions.len(), 4);
 
     let mut child = version("churn", b"retrained");
     child.parent = Some(("churn".into(), 2));
@@ -228,10 +225,10 @@ fn runs_metrics_search_and_lineage() {
         Some("models:/churn/2")
     );
     assert_eq!(
-        reg.lineage("churn", 2).unwrap()["children"],
-        json!(["models:/churn/4"])
+        reg.lineage("churn", 2).unwrap().children,
+        vec!["models:/churn/4".to_string()]
     );
-    assert_eq!(reg.lineage("churn", 4).unwrap()["parents"][0]["version"], 2);
+    assert_eq!(reg.lineage("churn", 4).unwrap().parents[0].version, 2);
 }
 
 #[test]
@@ -260,10 +257,10 @@ fn an_anchor_detects_truncation_and_a_recomputed_chain() {
             .unwrap();
     }
     let head = reg.audit_head().unwrap();
-    assert_eq!(head["seq"], 4);
+    assert_eq!(head.seq, 4);
     let anchor = AuditAnchor {
         seq: 4,
-        hash: head["hash"].as_str().unwrap().to_string(),
+        hash: head.hash.clone(),
     };
     assert_eq!(reg.verify_audit_log(Some(&anchor)).unwrap(), 4);
     // Newer events than the anchor are fine.
@@ -285,8 +282,8 @@ fn an_anchor_detects_truncation_and_a_recomputed_chain() {
     }
     let head = reg.audit_head().unwrap();
     let anchor = AuditAnchor {
-        seq: head["seq"].as_i64().unwrap(),
-        hash: head["hash"].as_str().unwrap().to_string(),
+        seq: head.seq,
+        hash: head.hash.clone(),
     };
     let conn = rusqlite::Connection::open(t.0.join("registry.db")).unwrap();
     let rows: Vec<(i64, i64, String, String, Option<String>, String)> = conn

@@ -1,7 +1,7 @@
 //! Aliases: moved (through the approval policy when the alias is guarded), deleted, and
 //! their full history.
 
-use serde_json::{json, Value as Json};
+use serde_json::json;
 
 use super::*;
 
@@ -23,7 +23,7 @@ impl Registry {
         self.write(|tx| {
             tx.lock(&format!("pilothouse.model.{model}"))?;
             let row = Self::version_row(tx, model, version)?;
-            if row[10].as_str() == Some("archived") {
+            if records::Named::new(Version::COLUMNS, &row).text("status").as_deref() == Some("archived") {
                 return Err(RegistryError::Conflict(format!("models:/{model}/{version} is archived; restore it before aliasing it")));
             }
             let previous = query_one(tx, "SELECT version FROM aliases WHERE model = ? AND alias = ?", &[model.into(), alias.into()])?.and_then(|r| r[0].as_i64());
@@ -85,19 +85,15 @@ impl Registry {
         })
     }
 
-    pub fn alias_history(&self, model: &str, alias: &str) -> Result<Vec<Json>> {
+    pub fn alias_history(&self, model: &str, alias: &str) -> Result<Vec<AliasMove>> {
         self.read(|tx| {
-            let rows = tx.query(
-                "SELECT version, previous, at, actor, approval_id FROM alias_history WHERE model = ? AND alias = ? ORDER BY at, id",
-                &[model.into(), alias.into()],
-            )?;
-            if rows.is_empty() && query_one(tx, "SELECT 1 FROM models WHERE name = ?", &[model.into()])?.is_none() {
+            let moves = AliasMove::history(tx, model, alias)?;
+            if moves.is_empty()
+                && query_one(tx, "SELECT 1 FROM models WHERE name = ?", &[model.into()])?.is_none()
+            {
                 return Err(RegistryError::not_found("model", model));
             }
-            Ok(rows
-                .iter()
-                .map(|r| json!({"model": model, "alias": alias, "version": int(&r[0]), "previous": int(&r[1]), "at": int(&r[2]), "actor": text(&r[3]), "approval_id": int(&r[4])}))
-                .collect())
+            Ok(moves)
         })
     }
 }

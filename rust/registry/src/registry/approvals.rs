@@ -1,6 +1,6 @@
 //! Four-eyes approval: policies that guard aliases, promotion requests and decisions.
 
-use serde_json::{json, Value as Json};
+use serde_json::json;
 
 use super::*;
 
@@ -38,14 +38,6 @@ impl Registry {
         })
     }
 
-    pub(super) fn approval_json(r: &Row) -> Json {
-        json!({"id": int(&r[0]), "model": text(&r[1]), "alias": text(&r[2]), "version": int(&r[3]),
-               "requested_by": text(&r[4]), "requested_at": int(&r[5]), "reason": text(&r[6]), "status": text(&r[7]),
-               "decided_by": text(&r[8]), "decided_at": int(&r[9]), "decision_reason": text(&r[10])})
-    }
-
-    const APPROVAL_COLUMNS: &'static str = "id, model, alias, version, requested_by, requested_at, reason, status, decided_by, decided_at, decision_reason";
-
     pub fn request_promotion(
         &self,
         actor: &str,
@@ -53,7 +45,7 @@ impl Registry {
         alias: &str,
         version: i64,
         reason: &str,
-    ) -> Result<Json> {
+    ) -> Result<Approval> {
         names::alias(alias)?;
         let at = now_micros();
         let id = self.write(|tx| {
@@ -70,48 +62,29 @@ impl Registry {
         self.get_approval(id)
     }
 
-    pub fn get_approval(&self, id: i64) -> Result<Json> {
-        self.read(|tx| {
-            let row = query_one(
-                tx,
-                &format!(
-                    "SELECT {} FROM approvals WHERE id = ?",
-                    Self::APPROVAL_COLUMNS
-                ),
-                &[Value::Int(id)],
-            )?
-            .ok_or_else(|| RegistryError::not_found("approval request", id.to_string()))?;
-            Ok(Self::approval_json(&row))
-        })
+    pub fn get_approval(&self, id: i64) -> Result<Approval> {
+        self.read(|tx| Self::approval(tx, id))
     }
 
-    pub fn approvals(&self, model: &str) -> Result<Vec<Json>> {
-        self.read(|tx| {
-            Ok(tx
-                .query(
-                    &format!(
-                        "SELECT {} FROM approvals WHERE model = ? ORDER BY id",
-                        Self::APPROVAL_COLUMNS
-                    ),
-                    &[model.into()],
-                )?
-                .iter()
-                .map(Self::approval_json)
-                .collect())
-        })
+    fn approval(tx: &mut dyn Tx, id: i64) -> Result<Approval> {
+        Approval::read_where(tx, "WHERE id = ?", &[Value::Int(id)])?
+            .pop()
+            .ok_or_else(|| RegistryError::not_found("approval request", id.to_string()))
+    }
+
+    pub fn approvals(&self, model: &str) -> Result<Vec<Approval>> {
+        self.read(|tx| Approval::read_where(tx, "WHERE model = ? ORDER BY id", &[model.into()]))
     }
 
     /// Approves or rejects a pending request. The requester cannot decide their own request.
-    pub fn decide(&self, actor: &str, id: i64, approve: bool, reason: &str) -> Result<Json> {
+    pub fn decide(&self, actor: &str, id: i64, approve: bool, reason: &str) -> Result<Approval> {
         let at = now_micros();
         let model = self.write(|tx| {
-            let row = query_one(tx, &format!("SELECT {} FROM approvals WHERE id = ?", Self::APPROVAL_COLUMNS), &[Value::Int(id)])?
-                .ok_or_else(|| RegistryError::not_found("approval request", id.to_string()))?;
-            let status = row[7].as_str().unwrap_or("");
-            if status != "pending" {
-                return Err(RegistryError::Conflict(format!("approval request {id} is already {status}")));
+            let request = Self::approval(tx, id)?;
+            if request.status != "pending" {
+                return Err(RegistryError::Conflict(format!("approval request {id} is already {}", request.status)));
             }
-            if row[4].as_str() == Some(actor) {
+            if request.requested_by == actor {
                 return Err(RegistryError::ApprovalRequired(format!(
                     "{actor} requested promotion {id} and cannot also decide it; another person must approve or reject it"
                 )));
@@ -121,13 +94,12 @@ impl Registry {
                 "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, decision_reason = ? WHERE id = ?",
                 &[decision.into(), actor.into(), Value::Int(at), reason.into(), Value::Int(id)],
             )?;
-            let model = row[1].as_str().unwrap_or("").to_string();
-            audit::append(tx, at, actor, &format!("approval.{}", if approve { "approve" } else { "reject" }), Some(&model), &json!({"id": id, "reason": reason}))?;
-            Ok(model)
+            audit::append(tx, at, actor, &format!("approval.{}", if approve { "approve" } else { "reject" }), Some(&request.model), &json!({"id": id, "reason": reason}))?;
+            Ok(request.model)
         })?;
         let record = self.get_approval(id)?;
         self.hooks
-            .notify(&model, Event::ApprovalDecided, record.clone());
+            .notify(&model, Event::ApprovalDecided, record.to_json());
         Ok(record)
     }
 }

@@ -1,22 +1,23 @@
 //! Reading and verifying the hash-chained audit log, and its head as an anchor.
 
-use serde_json::Value as Json;
-
 use super::*;
 
 impl Registry {
     // -- audit ------------------------------------------------------------------------------
 
-    pub fn audit_log(&self, model: Option<&str>, limit: i64) -> Result<Vec<Json>> {
+    /// The newest `limit` events (of `model`, or all), oldest first.
+    pub fn audit_log(&self, model: Option<&str>, limit: i64) -> Result<Vec<AuditEvent>> {
         self.read(|tx| {
-            let rows = match model {
-                Some(m) => tx.query(
-                    "SELECT seq, at, actor, action, model, details, prev_hash, hash FROM audit WHERE model = ? ORDER BY seq DESC LIMIT ?",
+            let mut events = match model {
+                Some(m) => AuditEvent::read_where(
+                    tx,
+                    "WHERE model = ? ORDER BY seq DESC LIMIT ?",
                     &[m.into(), Value::Int(limit)],
                 )?,
-                None => tx.query("SELECT seq, at, actor, action, model, details, prev_hash, hash FROM audit ORDER BY seq DESC LIMIT ?", &[Value::Int(limit)])?,
+                None => {
+                    AuditEvent::read_where(tx, "ORDER BY seq DESC LIMIT ?", &[Value::Int(limit)])?
+                }
             };
-            let mut events: Vec<Json> = rows.iter().map(|r| audit::row_to_json(r)).collect();
             events.reverse();
             Ok(events)
         })
@@ -30,9 +31,9 @@ impl Registry {
         self.read(|tx| audit::verify(tx, key.as_deref(), anchor))
     }
 
-    /// The newest audit event's `{seq, hash, at}`: keep it outside the registry and pass it
-    /// to `verify_audit_log` later.
-    pub fn audit_head(&self) -> Result<Json> {
+    /// The newest audit event's sequence number and hash: keep it outside the registry and
+    /// pass it to `verify_audit_log` later.
+    pub fn audit_head(&self) -> Result<AuditHead> {
         self.read(audit::head)
     }
 }

@@ -51,18 +51,8 @@ impl Registry {
         })
     }
 
-    pub fn deliveries(&self, model: &str) -> Result<Vec<Json>> {
-        self.read(|tx| {
-            Ok(tx
-                .query(
-                    "SELECT d.id, d.webhook_id, d.event, d.delivery, d.attempts, d.status_code, d.ok, d.error, d.at FROM deliveries d \
-                     JOIN webhooks w ON w.id = d.webhook_id WHERE w.model = ? ORDER BY d.id",
-                    &[model.into()],
-                )?
-                .iter()
-                .map(|r| json!({"id": int(&r[0]), "webhook_id": int(&r[1]), "event": text(&r[2]), "delivery": text(&r[3]), "attempts": int(&r[4]), "status_code": int(&r[5]), "ok": r[6].as_i64() == Some(1), "error": text(&r[7]), "at": int(&r[8])}))
-                .collect())
-        })
+    pub fn deliveries(&self, model: &str) -> Result<Vec<Delivery>> {
+        self.read(|tx| Delivery::of_model(tx, model))
     }
 
     /// Waits until queued webhook deliveries are done or `timeout` passes; true when done.

@@ -16,7 +16,10 @@ use crate::backends;
 use crate::error::{RegistryError, Result};
 use crate::names;
 use crate::query;
-use crate::records::{self, Deployment, Version};
+use crate::records::{
+    self, AliasMove, Approval, AuditEvent, AuditHead, DatasetInfo, Delivery, Deployment, Lineage,
+    ModelSummary, Run, ToJson, Version,
+};
 use crate::store::{query_one, Row, Store, Tx, Value};
 use crate::webhooks::{Event, Webhooks};
 
@@ -110,21 +113,6 @@ pub struct Registry {
     store: Arc<dyn Store>,
     artifacts: ArtifactStore,
     hooks: Webhooks,
-}
-
-fn text(v: &Value) -> Json {
-    v.as_str()
-        .map_or(Json::Null, |s| Json::String(s.to_string()))
-}
-
-fn int(v: &Value) -> Json {
-    v.as_i64().map_or(Json::Null, Json::from)
-}
-
-fn json_text(v: &Value) -> Json {
-    v.as_str()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or(Json::Null)
 }
 
 impl Registry {

@@ -1,13 +1,13 @@
 //! Runs: created with where they ran, params and metrics logged, ended with a status.
 
-use serde_json::{json, Value as Json};
+use serde_json::json;
 
 use super::*;
 
 impl Registry {
     // -- runs -------------------------------------------------------------------------------
 
-    pub fn create_run(&self, actor: &str, run: &NewRun) -> Result<Json> {
+    pub fn create_run(&self, actor: &str, run: &NewRun) -> Result<Run> {
         names::experiment(&run.experiment)?;
         // run names are labels, not identifiers: free text, within reason
         if run.name.chars().count() > 256 || run.name.chars().any(char::is_control) {
@@ -145,61 +145,15 @@ impl Registry {
         })
     }
 
-    pub(super) fn run_json(tx: &mut dyn Tx, run_id: &str) -> Result<Json> {
-        let row = query_one(
-            tx,
-            "SELECT id, name, experiment, status, started_at, ended_at, actor, git_commit, git_dirty, code_path, environment FROM runs WHERE id = ?",
-            &[run_id.into()],
-        )?
-        .ok_or_else(|| RegistryError::not_found("run", run_id))?;
-        let params: BTreeMap<String, String> = tx
-            .query(
-                "SELECT key, value FROM params WHERE run_id = ? ORDER BY key",
-                &[run_id.into()],
-            )?
-            .into_iter()
-            .map(|r| {
-                (
-                    r[0].as_str().unwrap_or("").to_string(),
-                    r[1].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect();
-        let mut metrics: BTreeMap<String, Vec<Json>> = BTreeMap::new();
-        for r in tx.query(
-            "SELECT key, value, step, at FROM metrics WHERE run_id = ? ORDER BY key, step, at",
-            &[run_id.into()],
-        )? {
-            metrics
-                .entry(r[0].as_str().unwrap_or("").to_string())
-                .or_default()
-                .push(json!({"value": r[1].as_f64(), "step": r[2].as_i64(), "at": r[3].as_i64()}));
-        }
-        let latest: BTreeMap<&String, Json> = metrics
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k,
-                    v.last()
-                        .and_then(|p| p.get("value").cloned())
-                        .unwrap_or(Json::Null),
-                )
-            })
-            .collect();
-        Ok(json!({
-            "id": text(&row[0]), "name": text(&row[1]), "experiment": text(&row[2]), "status": text(&row[3]),
-            "started_at": int(&row[4]), "ended_at": int(&row[5]), "actor": text(&row[6]),
-            "code": {"git_commit": text(&row[7]), "git_dirty": row[8].as_i64().map(|d| d != 0), "path": text(&row[9])},
-            "environment": json_text(&row[10]),
-            "params": params, "metrics": latest, "metric_history": metrics,
-        }))
+    pub(super) fn run(tx: &mut dyn Tx, run_id: &str) -> Result<Run> {
+        Run::read(tx, run_id)?.ok_or_else(|| RegistryError::not_found("run", run_id))
     }
 
-    pub fn get_run(&self, run_id: &str) -> Result<Json> {
-        self.read(|tx| Self::run_json(tx, run_id))
+    pub fn get_run(&self, run_id: &str) -> Result<Run> {
+        self.read(|tx| Self::run(tx, run_id))
     }
 
-    pub fn search_runs(&self, experiment: Option<&str>) -> Result<Vec<Json>> {
+    pub fn search_runs(&self, experiment: Option<&str>) -> Result<Vec<Run>> {
         self.read(|tx| {
             let ids = match experiment {
                 Some(e) => tx.query(
@@ -209,7 +163,7 @@ impl Registry {
                 None => tx.query("SELECT id FROM runs ORDER BY started_at DESC", &[])?,
             };
             ids.iter()
-                .map(|r| Self::run_json(tx, r[0].as_str().unwrap_or("")))
+                .map(|r| Self::run(tx, r[0].as_str().unwrap_or("")))
                 .collect()
         })
     }

@@ -1,7 +1,7 @@
 //! Model versions: logged with their artifact, signature, run, dataset and parent; read,
 //! resolved from `models:/` URIs, searched, archived and restored.
 
-use serde_json::{json, Value as Json};
+use serde_json::json;
 
 use super::*;
 
@@ -171,21 +171,8 @@ impl Registry {
             .get(sha, &format!("models:/{model}/{version}"))
     }
 
-    pub fn list_models(&self) -> Result<Vec<Json>> {
-        self.read(|tx| {
-            let rows = tx.query("SELECT name, description, created_at, created_by, last_version FROM models ORDER BY name", &[])?;
-            let mut out = Vec::new();
-            for r in rows {
-                let name = r[0].as_str().unwrap_or("").to_string();
-                let aliases: BTreeMap<String, i64> = tx
-                    .query("SELECT alias, version FROM aliases WHERE model = ?", &[name.clone().into()])?
-                    .into_iter()
-                    .map(|a| (a[0].as_str().unwrap_or("").into(), a[1].as_i64().unwrap_or(0)))
-                    .collect();
-                out.push(json!({"name": name, "description": text(&r[1]), "created_at": int(&r[2]), "created_by": text(&r[3]), "latest_version": int(&r[4]), "aliases": aliases}));
-            }
-            Ok(out)
-        })
+    pub fn list_models(&self) -> Result<Vec<ModelSummary>> {
+        self.read(ModelSummary::read_all)
     }
 
     pub fn search_versions(
