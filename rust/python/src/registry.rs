@@ -14,6 +14,9 @@ use crate::records::{
     DeliveryRecord, DeploymentRecord, LineageRecord, ModelSummaryRecord, RunRecord, VersionRecord,
 };
 
+/// A training dataset as `log_model` takes it: fingerprint, schema, rows, profile bytes.
+type DatasetArg<'py> = (String, Bound<'py, PyAny>, i64, Option<Vec<u8>>);
+
 #[pyclass(frozen, module = "pilothouse._core", name = "Registry")]
 pub struct PyRegistry {
     inner: reg::Registry,
@@ -124,7 +127,7 @@ impl PyRegistry {
         data: &Bound<'_, PyBytes>,
         signature: &Bound<'_, PyAny>,
         run_id: Option<String>,
-        dataset: Option<(String, Bound<'_, PyAny>, i64, Option<Vec<u8>>)>,
+        dataset: Option<DatasetArg<'_>>,
         description: String,
         tags: BTreeMap<String, String>,
         parent: Option<(String, i64)>,

@@ -3,10 +3,7 @@
 //! and sticky routes, shadow traffic, dynamic batching, a Parquet payload log and Prometheus
 //! metrics. Depends on the runtime and registry crates through their public types only.
 
-mod batcher;
 mod config;
-mod dataplane;
-mod deployments;
 mod encoding;
 mod error;
 mod http;
@@ -16,6 +13,7 @@ mod paylog;
 mod protocol;
 mod sched;
 mod server;
+mod serving;
 mod spec;
 mod stats;
 

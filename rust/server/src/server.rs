@@ -12,13 +12,13 @@ use std::time::Duration;
 use pilothouse_registry::Registry;
 
 use crate::config::Config;
-use crate::dataplane::DataPlane;
-use crate::deployments::{self, State};
 use crate::error::{Result, ServerError};
 use crate::http::{self, App};
 use crate::listen;
 use crate::metrics::Metrics;
 use crate::paylog::{self, LogSender};
+use crate::serving::dataplane::DataPlane;
+use crate::serving::deployments::{self, State};
 
 /// A running server. `stop` (or dropping it) shuts it down gracefully.
 pub struct Server {

@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{ok_json, Shared};
-use crate::deployments::Loaded;
 use crate::error::RequestError;
 use crate::protocol;
+use crate::serving::deployments::Loaded;
 
 type Answer = Result<Response, RequestError>;
 

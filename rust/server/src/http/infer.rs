@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::body::{decode_body, read_body};
 use super::{App, Shared, INFERENCE_HEADER_LENGTH, X_MODEL_ROUTE, X_MODEL_VERSION, X_REQUEST_ID};
-use crate::dataplane::Arrival;
 use crate::encoding;
 use crate::error::RequestError;
 use crate::protocol;
+use crate::serving::dataplane::Arrival;
 
 pub(super) async fn infer(
     State(app): Shared,

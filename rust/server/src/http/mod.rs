@@ -21,8 +21,8 @@ pub use body::ByteBudget;
 use endpoints::*;
 use infer::{infer, infer_version, serve};
 
-use crate::dataplane::DataPlane;
 use crate::error::RequestError;
+use crate::serving::dataplane::DataPlane;
 
 /// What the transport holds: the data plane, and the limits on reading bodies.
 pub struct App {

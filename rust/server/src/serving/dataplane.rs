@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use pilothouse_runtime::{Matching, OwnedTensor};
 
-use crate::batcher::JobError;
-use crate::deployments::{Deployment, Loaded, State};
 use crate::error::RequestError;
 use crate::metrics::{DeploymentLabels, Metrics, RequestLabels};
 use crate::paylog::{LogSender, Record};
 use crate::protocol::{self, InferRequest};
+use crate::serving::batcher::JobError;
+use crate::serving::deployments::{Deployment, Loaded, State};
 
 /// What serving needs besides the transport: the deployments, the metrics and the log.
 pub struct DataPlane {
@@ -62,6 +62,44 @@ impl Outcome {
         self.result
             .as_ref()
             .map_or_else(RequestError::status, |_| 200)
+    }
+
+    /// The payload-log record of this outcome: `loaded` ran `inputs` for `deployment`, as
+    /// `role` on `route`, `latency` after the request arrived.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        deployment: &Deployment,
+        loaded: &Loaded,
+        role: &'static str,
+        route: Arc<str>,
+        arrival: &Arrival,
+        latency: Duration,
+        inputs: Option<Arc<Vec<OwnedTensor>>>,
+    ) -> Record {
+        let (outputs, error) = match &self.result {
+            Ok(o) => (Some(o.clone()), None),
+            Err(e) => (None, Some(e.message().to_string())),
+        };
+        Record {
+            deployment: deployment.name.clone(),
+            request_id: arrival.id.clone(),
+            time_us: arrival.time_us,
+            model: loaded.model_name.clone(),
+            version: loaded.version,
+            role,
+            route,
+            status: self.status(),
+            latency,
+            queue: self.queue,
+            inference: self.inference,
+            batch_rows: self.batch_rows,
+            input_names: loaded.input_names.clone(),
+            inputs,
+            output_names: loaded.output_names.clone(),
+            outputs,
+            error,
+        }
     }
 }
 
@@ -172,29 +210,15 @@ impl DataPlane {
         }
         deployment.request_seconds.observe(latency.as_secs_f64());
         loaded.metrics.stats.answered(status == 200, latency);
-        let (outputs, error) = match &outcome.result {
-            Ok(o) => (Some(o.clone()), None),
-            Err(e) => (None, Some(e.message().to_string())),
-        };
-        self.log.send(Record {
-            deployment: deployment.name.clone(),
-            request_id: arrival.id.clone(),
-            time_us: arrival.time_us,
-            model: loaded.model_name.clone(),
-            version: loaded.version,
-            role: "primary",
-            route: route.clone(),
-            status,
+        self.log.send(outcome.record(
+            deployment,
+            loaded,
+            "primary",
+            route.clone(),
+            &arrival,
             latency,
-            queue: outcome.queue,
-            inference: outcome.inference,
-            batch_rows: outcome.batch_rows,
-            input_names: loaded.input_names.clone(),
             inputs,
-            output_names: loaded.output_names.clone(),
-            outputs,
-            error,
-        });
+        ));
         if let (Some((shadow, label)), Some(inputs), true, true) = (
             &deployment.shadow,
             shadow_inputs,
@@ -242,29 +266,15 @@ impl DataPlane {
                     })
                     .inc();
             }
-            let (outputs, error) = match outcome.result {
-                Ok(o) => (Some(o), None),
-                Err(e) => (None, Some(e.message().to_string())),
-            };
-            plane.log.send(Record {
-                deployment: deployment.name.clone(),
-                request_id: arrival.id,
-                time_us: arrival.time_us,
-                model: shadow.model_name.clone(),
-                version: shadow.version,
-                role: "shadow",
-                route: label,
-                status,
-                latency: started.elapsed(),
-                queue: outcome.queue,
-                inference: outcome.inference,
-                batch_rows: outcome.batch_rows,
-                input_names: shadow.input_names.clone(),
+            plane.log.send(outcome.record(
+                &deployment,
+                &shadow,
+                "shadow",
+                label,
+                &arrival,
+                started.elapsed(),
                 inputs,
-                output_names: shadow.output_names.clone(),
-                outputs,
-                error,
-            });
+            ));
         });
     }
 }

@@ -14,9 +14,9 @@ use pilothouse_runtime::{ColumnPlan, Model, OwnedTensor, SessionOptions, Signatu
 use prometheus_client::metrics::gauge::Gauge;
 use serde_json::Value as Json;
 
-use crate::batcher::{Batcher, Settings};
 use crate::metrics::{DeploymentLabels, Metrics, VersionLabels, VersionMetrics};
 use crate::paylog::LogSender;
+use crate::serving::batcher::{Batcher, Settings};
 use crate::spec::{Batching, DeploymentSpec, Target};
 
 /// One version of a model, loaded for one deployment.
