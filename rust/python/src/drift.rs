@@ -163,13 +163,13 @@ impl PyProfileBuilder {
             .inner
             .as_mut()
             .ok_or_else(|| InputError::new_err("this profile builder is already finished"))?;
-        py.detach(|| {
+        let rows = py.detach(|| {
             for batch in reader {
                 builder.update(&batch.map_err(arrow_error)?)?;
             }
             Ok::<_, DriftError>(builder.rows())
-        })
-        .map_err(Error::from)
+        })?;
+        Ok(rows)
     }
 
     fn finish(&mut self) -> Result<PyProfile> {
@@ -263,8 +263,7 @@ fn drift_exact(
 
 #[pyfunction]
 fn _drift_ks_statistic(py: Python<'_>, reference: Vec<f64>, current: Vec<f64>) -> Result<f64> {
-    py.detach(|| stats::ks_statistic(&reference, &current))
-        .map_err(Error::from)
+    Ok(py.detach(|| stats::ks_statistic(&reference, &current))?)
 }
 
 #[pyfunction]
@@ -284,8 +283,7 @@ fn _drift_kolmogorov_sf(py: Python<'_>, n: u64, x: f64) -> f64 {
 
 #[pyfunction]
 fn _drift_wasserstein(py: Python<'_>, reference: Vec<f64>, current: Vec<f64>) -> Result<f64> {
-    py.detach(|| stats::wasserstein(&reference, &current))
-        .map_err(Error::from)
+    Ok(py.detach(|| stats::wasserstein(&reference, &current))?)
 }
 
 #[pyfunction]
@@ -294,13 +292,12 @@ fn _drift_cramer_von_mises(
     mut reference: Vec<f64>,
     mut current: Vec<f64>,
 ) -> Result<(f64, f64)> {
-    py.detach(|| {
+    let r = py.detach(|| {
         reference.sort_by(f64::total_cmp);
         current.sort_by(f64::total_cmp);
         stats::cramer_von_mises_sorted(&reference, &current)
-    })
-    .map(|r| (r.statistic, r.p_value))
-    .map_err(Error::from)
+    })?;
+    Ok((r.statistic, r.p_value))
 }
 
 #[pyfunction]
