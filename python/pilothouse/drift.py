@@ -440,10 +440,11 @@ def _options(
 ) -> dict[str, Any]:
     return {
         "method": method,
-        "column_methods": dict(methods or {}),
+        # column names as the report has them (a DataFrame's column 0 is "0")
+        "column_methods": {str(k): v for k, v in (methods or {}).items()},
         "threshold": threshold,
-        "column_thresholds": dict(thresholds or {}),
-        "categorical": list(categorical or []),
+        "column_thresholds": {str(k): v for k, v in (thresholds or {}).items()},
+        "categorical": [str(c) for c in categorical or []],
         "drift_share": drift_share,
         "missing_rate_change": missing_rate_change,
     }

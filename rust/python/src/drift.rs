@@ -184,7 +184,7 @@ impl PyProfileBuilder {
 }
 
 fn parse_options(options: &Bound<'_, PyAny>) -> Result<Options> {
-    let v = json_of("the drift options", options)?;
+    let v = json_of("the drift options", options).map_err(InputError::new_err)?;
     let mut o = Options::default();
     let method = |m: &Value| -> Result<Option<Method>> {
         match m.as_str() {

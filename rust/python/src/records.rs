@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use pilothouse_registry as reg;
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyFloat, PyList, PyTuple};
 use serde_json::Value as Json;
 
 /// A JSON value as the Python object it describes (dict, list, str, int, float, bool, None).
@@ -14,13 +15,45 @@ pub(crate) fn object(py: Python<'_>, value: &Json) -> PyResult<Py<PyAny>> {
     Ok(pythonize::pythonize(py, value)?.unbind())
 }
 
-/// A Python object (dicts, lists, str, numbers, bool, None) as a JSON value.
-pub(crate) fn json_of(what: &str, value: &Bound<'_, PyAny>) -> PyResult<Json> {
+/// A Python object (dicts with str keys, lists, tuples, str, numbers, bool, None) as a JSON
+/// value. The error names `what` and where in it the value that JSON cannot hold is.
+pub(crate) fn json_of(what: &str, value: &Bound<'_, PyAny>) -> Result<Json, String> {
+    check_numbers(value, "", 0).map_err(|why| format!("{what}: {why}"))?;
     pythonize::depythonize(value).map_err(|e| {
-        crate::errors::ValidationError::new_err(format!(
+        format!(
             "{what} must be made of dicts with str keys, lists, str, numbers, bool and None: {e}"
-        ))
+        )
     })
+}
+
+/// JSON has no NaN or infinity (serde would store them as null, silently): refuse them,
+/// naming where they are (`at`, e.g. `["routes"][0]["weight"]`).
+fn check_numbers(value: &Bound<'_, PyAny>, at: &str, depth: usize) -> Result<(), String> {
+    const MAX_DEPTH: usize = 64;
+    if depth > MAX_DEPTH {
+        return Err(format!("{at} is nested more than {MAX_DEPTH} levels deep"));
+    }
+    if let Ok(f) = value.cast::<PyFloat>() {
+        let v = f.value();
+        if !v.is_finite() {
+            let at = if at.is_empty() { "the value" } else { at };
+            return Err(format!("{at} is {v}; use a finite number"));
+        }
+    } else if let Ok(d) = value.cast::<PyDict>() {
+        for (k, v) in d.iter() {
+            check_numbers(
+                &v,
+                &format!("{at}[{}]", k.repr().map_err(|e| e.to_string())?),
+                depth + 1,
+            )?;
+        }
+    } else if value.cast::<PyList>().is_ok() || value.cast::<PyTuple>().is_ok() {
+        for (i, v) in value.try_iter().map_err(|e| e.to_string())?.enumerate() {
+            let v = v.map_err(|e| e.to_string())?;
+            check_numbers(&v, &format!("{at}[{i}]"), depth + 1)?;
+        }
+    }
+    Ok(())
 }
 
 /// Builds each record of `items` for Python.

@@ -59,7 +59,7 @@ impl PyRegistry {
         environment: Option<Bound<'_, PyAny>>,
     ) -> Result<RunRecord> {
         let environment = match environment {
-            Some(e) => json_of("the run's environment", &e)?,
+            Some(e) => json_of("the run's environment", &e).map_err(ValidationError::new_err)?,
             None => serde_json::json!({}),
         };
         let run = reg::NewRun {
@@ -136,7 +136,8 @@ impl PyRegistry {
         let dataset = match dataset {
             Some((fingerprint, schema, rows, profile)) => Some(reg::Dataset {
                 fingerprint,
-                schema: json_of("the dataset's schema", &schema)?,
+                schema: json_of("the dataset's schema", &schema)
+                    .map_err(ValidationError::new_err)?,
                 rows,
                 profile,
             }),
@@ -145,7 +146,7 @@ impl PyRegistry {
         let new = reg::NewVersion {
             model: model.into(),
             data: data.as_bytes().to_vec(),
-            signature: json_of("the signature", signature)?,
+            signature: json_of("the signature", signature).map_err(ValidationError::new_err)?,
             run_id,
             dataset,
             description,
@@ -241,7 +242,7 @@ impl PyRegistry {
         model: &str,
         spec: &Bound<'_, PyAny>,
     ) -> Result<DeploymentRecord> {
-        let spec = json_of("the deployment spec", spec)?;
+        let spec = json_of("the deployment spec", spec).map_err(ValidationError::new_err)?;
         let record = py.detach(|| self.inner.set_deployment(actor, name, model, &spec))?;
         Ok(DeploymentRecord::new(py, record)?)
     }

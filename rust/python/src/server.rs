@@ -8,7 +8,7 @@ use pilothouse_server as srv;
 use pyo3::prelude::*;
 use pyo3_arrow::PyTable;
 
-use crate::errors::Result;
+use crate::errors::{Result, ValidationError};
 use crate::records::{json_of, object};
 
 #[pyclass(module = "pilothouse._core", name = "Server")]
@@ -29,7 +29,7 @@ impl PyServer {
         config_file: Option<String>,
         handle_signals: bool,
     ) -> Result<Self> {
-        let overrides = json_of("the server options", config)?;
+        let overrides = json_of("the server options", config).map_err(ValidationError::new_err)?;
         let server = py.detach(|| {
             let config = srv::Config::load(config_file.as_deref(), &overrides)?;
             srv::Server::start(config, handle_signals)
@@ -82,7 +82,9 @@ impl PyServer {
 /// Checks a deployment spec and returns it with every default filled in.
 #[pyfunction]
 fn normalize_deployment(py: Python<'_>, spec: &Bound<'_, PyAny>) -> Result<Py<PyAny>> {
-    let spec = srv::DeploymentSpec::from_json(&json_of("the deployment spec", spec)?)?;
+    let spec = srv::DeploymentSpec::from_json(
+        &json_of("the deployment spec", spec).map_err(ValidationError::new_err)?,
+    )?;
     Ok(object(py, &spec.to_json())?)
 }
 

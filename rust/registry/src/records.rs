@@ -25,6 +25,11 @@ impl<'r> Named<'r> {
 
     fn value(&self, name: &str) -> &'r Value {
         static NULL: Value = Value::Null;
+        debug_assert!(
+            self.columns.contains(&name),
+            "column '{name}' is not in the SELECT list {:?}",
+            self.columns
+        );
         self.columns
             .iter()
             .position(|c| *c == name)
@@ -40,7 +45,6 @@ impl<'r> Named<'r> {
         self.value(name).as_i64()
     }
 
-    /// A column holding JSON text, parsed (null when absent or not JSON).
     pub(crate) fn float(&self, name: &str) -> Option<f64> {
         self.value(name).as_f64()
     }
@@ -49,6 +53,7 @@ impl<'r> Named<'r> {
         self.value(name).as_i64().map(|v| v != 0)
     }
 
+    /// A column holding JSON text, parsed (null when absent or not JSON).
     pub(crate) fn json(&self, name: &str) -> Json {
         self.value(name)
             .as_str()

@@ -18,6 +18,13 @@ impl Registry {
         spec: &Json,
     ) -> Result<Deployment> {
         names::deployment(name)?;
+        if !spec.is_object() {
+            return Err(RegistryError::invalid(
+                "deployment spec",
+                spec.to_string(),
+                "a spec is an object such as {\"routes\": [{\"target\": {\"alias\": \"champion\"}, \"weight\": 1}]}",
+            ));
+        }
         let at = now_micros();
         let text = spec.to_string();
         self.write(|tx| {

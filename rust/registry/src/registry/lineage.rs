@@ -13,7 +13,7 @@ impl Registry {
             let row = Self::version_row(tx, model, version)?;
             let record = Version::read(tx, &row)?;
             let run = match &record.run_id {
-                Some(id) => Run::read(tx, id)?,
+                Some(id) => Some(Self::run(tx, id)?),
                 None => None,
             };
             let dataset = match &record.dataset {
