@@ -281,6 +281,21 @@ impl Signature {
             Matching::Conform => d.name(),
         };
         let specs = &self.inputs;
+        let check = |tensor: Tensor<'a>, spec: &TensorSpec| match matching {
+            Matching::Conform => tensor.conform(spec),
+            Matching::Exact => exactly(tensor, spec),
+        };
+        // The usual case, every input given once in the model's order: no reordering.
+        let in_order =
+            inputs.len() == specs.len() && inputs.iter().zip(specs).all(|((n, _), s)| *n == s.name);
+        if in_order {
+            let tensors = inputs
+                .into_iter()
+                .zip(specs)
+                .map(|((_, t), spec)| check(t, spec))
+                .collect::<Result<Vec<_>>>()?;
+            return self.same_rows(tensors, matching);
+        }
         let mut slots: Vec<Option<Tensor<'a>>> = (0..specs.len()).map(|_| None).collect();
         for (name, tensor) in inputs {
             let Some(pos) = specs.iter().position(|s| s.name == name) else {
@@ -297,10 +312,7 @@ impl Signature {
                 return Err(RuntimeError::input(&name, "given more than once"));
             }
             let spec = &specs[pos];
-            slots[pos] = Some(match matching {
-                Matching::Conform => tensor.conform(spec)?,
-                Matching::Exact => exactly(tensor, spec)?,
-            });
+            slots[pos] = Some(check(tensor, spec)?);
         }
         let missing: Vec<&TensorSpec> = specs
             .iter()
@@ -321,6 +333,15 @@ impl Signature {
             ));
         }
         let tensors: Vec<Tensor<'a>> = slots.into_iter().flatten().collect();
+        self.same_rows(tensors, matching)
+    }
+
+    /// Over the wire, the inputs must agree on the number of rows.
+    fn same_rows<'a>(
+        &self,
+        tensors: Vec<Tensor<'a>>,
+        matching: Matching,
+    ) -> Result<Vec<Tensor<'a>>> {
         if matching == Matching::Exact {
             let rows = |t: &Tensor<'_>| t.shape.first().copied().unwrap_or(1);
             if let Some(first) = tensors.first() {
