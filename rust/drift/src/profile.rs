@@ -310,25 +310,30 @@ impl ColumnProfile {
         (self.nulls + nan) as f64 / self.rows as f64
     }
 
+    /// The kind of a column that is `a` in one part and `b` in another, if they merge.
+    fn merged_kind(a: Kind, b: Kind) -> Option<Kind> {
+        match (a, b) {
+            (a, b) if a == b => Some(a),
+            (Kind::Null, b) => Some(b),
+            (a, Kind::Null) => Some(a),
+            (Kind::Integer, Kind::Float) | (Kind::Float, Kind::Integer) => Some(Kind::Float),
+            _ => None,
+        }
+    }
+
     pub fn merge(&mut self, o: &ColumnProfile) -> Result<()> {
-        let kind = match (self.kind, o.kind) {
-            (a, b) if a == b => a,
-            (Kind::Null, b) => b,
-            (a, Kind::Null) => a,
-            (Kind::Integer, Kind::Float) | (Kind::Float, Kind::Integer) => Kind::Float,
-            (a, b) => {
-                return Err(DriftError::input(
-                    format!("column '{}'", self.name),
-                    format!(
-                        "it is {} ({}) in one part and {} ({}) in another; profiles of parts \
-                         must share each column's type",
-                        a.name(),
-                        self.dtype,
-                        b.name(),
-                        o.dtype
-                    ),
-                ))
-            }
+        let Some(kind) = Self::merged_kind(self.kind, o.kind) else {
+            return Err(DriftError::input(
+                format!("column '{}'", self.name),
+                format!(
+                    "it is {} ({}) in one part and {} ({}) in another; profiles of parts \
+                     must share each column's type",
+                    self.kind.name(),
+                    self.dtype,
+                    o.kind.name(),
+                    o.dtype
+                ),
+            ));
         };
         if self.kind == Kind::Null {
             self.dtype.clone_from(&o.dtype);
@@ -648,7 +653,10 @@ impl Profile {
         Ok(out)
     }
 
-    fn absorb(&mut self, o: &Profile) -> Result<()> {
+    /// Adds the profile of another part of the same dataset into this one, in place. On an
+    /// error (the parts describe different columns, or a column of different types) this
+    /// profile is left as it was.
+    pub fn absorb(&mut self, o: &Profile) -> Result<()> {
         let mine: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
         let theirs: Vec<&str> = o.columns.iter().map(|c| c.name.as_str()).collect();
         let missing: Vec<&str> = mine
@@ -670,6 +678,13 @@ impl Profile {
                     missing, extra
                 ),
             ));
+        }
+        for c in &self.columns {
+            let other = o.column(&c.name).expect("checked above");
+            if ColumnProfile::merged_kind(c.kind, other.kind).is_none() {
+                // the message of the column's own merge, before anything changes
+                return c.clone().merge(other);
+            }
         }
         for c in &mut self.columns {
             let other = o.column(&c.name).expect("checked above");

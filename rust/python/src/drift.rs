@@ -26,7 +26,7 @@ fn arrow_error(e: arrow_schema::ArrowError) -> DriftError {
 /// A dataset's profile (the Rust value behind `pilothouse.Profile`).
 #[pyclass(name = "ProfileData", module = "pilothouse._core", frozen)]
 pub struct PyProfile {
-    inner: Profile,
+    pub(crate) inner: Profile,
 }
 
 #[pymethods]
@@ -183,7 +183,7 @@ impl PyProfileBuilder {
     }
 }
 
-fn parse_options(options: &Bound<'_, PyAny>) -> Result<Options> {
+pub(crate) fn parse_options(options: &Bound<'_, PyAny>) -> Result<Options> {
     let v = json_of("the drift options", options).map_err(InputError::new_err)?;
     let mut o = Options::default();
     let method = |m: &Value| -> Result<Option<Method>> {

@@ -3,6 +3,7 @@
 //! the hierarchy, one function per crate.
 
 use pilothouse_drift::DriftError;
+use pilothouse_monitor::MonitorError;
 use pilothouse_registry::RegistryError;
 use pilothouse_runtime::RuntimeError;
 use pilothouse_server::ServerError;
@@ -159,6 +160,14 @@ fn server_to_py(err: ServerError) -> PyErr {
         ServerError::Bind { .. } => pyo3::exceptions::PyOSError::new_err(message),
         ServerError::Registry(e) => registry_to_py(e),
         ServerError::Log(_) => PilothouseError::new_err(message),
+        ServerError::Monitor(e) => monitor_to_py(e),
+    }
+}
+
+fn monitor_to_py(err: MonitorError) -> PyErr {
+    match err {
+        MonitorError::Drift(e) => drift_to_py(e),
+        MonitorError::Invalid(_) => ValidationError::new_err(err.to_string()),
     }
 }
 

@@ -27,6 +27,7 @@ fn tune_allocator() {
 mod drift;
 mod errors;
 mod model;
+mod monitor;
 mod records;
 mod registry;
 mod server;
@@ -37,6 +38,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     model::register(m)?;
     records::register(m)?;
+    monitor::register(m)?;
     registry::register(m)?;
     drift::register(m)?;
     server::register(m)?;

@@ -587,6 +587,58 @@ impl PyModel {
         Ok(outputs_to_dict(py, &self.output_names, outputs)?)
     }
 
+    /// The profiles monitoring compares served traffic with: of these inputs as the model
+    /// sees them (one column per feature, named as the model records them) and of the
+    /// model's outputs on them (class labels as categories), built as the server builds
+    /// its windows.
+    fn profile_io(
+        &self,
+        py: Python<'_>,
+        inputs: &Bound<'_, PyDict>,
+    ) -> Result<(crate::drift::PyProfile, crate::drift::PyProfile)> {
+        let mut held = Vec::with_capacity(inputs.len());
+        for (key, value) in inputs.iter() {
+            let name: String = key.extract()?;
+            let h = hold(&name, &value)?;
+            held.push((name, h));
+        }
+        let tensors: Vec<(String, rt::Tensor<'_>)> =
+            held.iter().map(|(n, h)| (n.clone(), h.tensor())).collect();
+        let (inputs, outputs) = py.detach(|| -> Result<_> {
+            let signature = self.model.signature();
+            let prepared = self.model.prepare(tensors)?;
+            let outputs: Vec<rt::OwnedTensor> = self
+                .model
+                .run_prepared(&prepared)?
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect();
+            let names = |specs: &[rt::TensorSpec]| -> Vec<String> {
+                specs.iter().map(|s| s.name.clone()).collect()
+            };
+            let input_table = rt::feature_table(
+                &names(&signature.inputs),
+                &[&prepared],
+                signature.feature_names.as_deref(),
+                rt::Values::AsIs,
+            )?;
+            let output_table = rt::feature_table(
+                &names(&signature.outputs),
+                &[&outputs],
+                None,
+                rt::Values::Labels,
+            )?;
+            Ok((
+                pilothouse_drift::Profile::of_batches(&[input_table])?,
+                pilothouse_drift::Profile::of_batches(&[output_table])?,
+            ))
+        })?;
+        Ok((
+            crate::drift::PyProfile { inner: inputs },
+            crate::drift::PyProfile { inner: outputs },
+        ))
+    }
+
     /// Runs a single-input model on one numpy array.
     fn run_single<'py>(
         &self,

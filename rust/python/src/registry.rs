@@ -19,7 +19,7 @@ type DatasetArg<'py> = (String, Bound<'py, PyAny>, i64, Option<Vec<u8>>);
 
 #[pyclass(frozen, module = "pilothouse._core", name = "Registry")]
 pub struct PyRegistry {
-    inner: reg::Registry,
+    pub(crate) inner: reg::Registry,
 }
 
 #[pymethods]

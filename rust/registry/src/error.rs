@@ -45,7 +45,7 @@ pub enum RegistryError {
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
 impl RegistryError {
-    pub(crate) fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
+    pub fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
         RegistryError::NotFound {
             kind,
             name: name.into(),

@@ -45,6 +45,10 @@ impl<'r> Named<'r> {
         self.value(name).as_i64()
     }
 
+    pub(crate) fn bytes(&self, name: &str) -> Option<Vec<u8>> {
+        self.value(name).as_bytes().map(<[u8]>::to_vec)
+    }
+
     pub(crate) fn float(&self, name: &str) -> Option<f64> {
         self.value(name).as_f64()
     }
@@ -715,4 +719,130 @@ pub(crate) fn children_of(tx: &mut dyn Tx, model: &str, version: i64) -> Result<
             )
         },
     )
+}
+
+/// The reference profiles `set_reference` stores (profile bytes, as the drift crate writes
+/// them; None keeps what is stored for that side).
+#[derive(Debug, Clone, Default)]
+pub struct NewReference {
+    pub inputs: Option<Vec<u8>>,
+    pub outputs: Option<Vec<u8>>,
+    /// Rows the reference was profiled from.
+    pub rows: i64,
+}
+
+/// A version's reference: the profile of its training inputs and of the model's outputs
+/// on them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reference {
+    pub model: String,
+    pub version: i64,
+    pub inputs: Option<Vec<u8>>,
+    pub outputs: Option<Vec<u8>>,
+    pub rows: i64,
+    pub updated_at: Option<i64>,
+    pub updated_by: Option<String>,
+}
+
+impl Reference {
+    pub(crate) fn read(tx: &mut dyn Tx, model: &str, version: i64) -> Result<Option<Reference>> {
+        Ok(read_all(
+            tx,
+            &["inputs", "outputs", "row_count", "updated_at", "updated_by"],
+            "version_references WHERE model = ? AND version = ?",
+            &[model.into(), Value::Int(version)],
+            |r| Reference {
+                model: model.to_string(),
+                version,
+                inputs: r.bytes("inputs"),
+                outputs: r.bytes("outputs"),
+                rows: r.int("row_count").unwrap_or(0),
+                updated_at: r.int("updated_at"),
+                updated_by: r.text("updated_by"),
+            },
+        )?
+        .pop())
+    }
+}
+
+/// One closed monitoring window of one replica: profile bytes of its inputs and outputs,
+/// and its health and quality as JSON text (the monitor crate's types).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MonitorWindow {
+    pub deployment: String,
+    pub model: String,
+    pub version: i64,
+    pub route: String,
+    /// Which server process closed it.
+    pub replica: String,
+    pub length_us: i64,
+    pub start_us: i64,
+    pub requests: i64,
+    pub inputs: Option<Vec<u8>>,
+    pub outputs: Option<Vec<u8>>,
+    pub health: String,
+    pub quality: String,
+}
+
+/// Which windows to read.
+#[derive(Debug, Clone, Default)]
+pub struct WindowQuery {
+    pub deployment: String,
+    pub length_us: i64,
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+    /// Only this version's windows.
+    pub version: Option<i64>,
+    /// Leave the profile bytes out (for health and quality only).
+    pub without_profiles: bool,
+}
+
+impl MonitorWindow {
+    const COLUMNS: &'static [&'static str] = &[
+        "deployment",
+        "model",
+        "version",
+        "route",
+        "replica",
+        "length_us",
+        "start_us",
+        "requests",
+        "inputs",
+        "outputs",
+        "health",
+        "quality",
+    ];
+
+    pub(crate) fn read(tx: &mut dyn Tx, q: &WindowQuery) -> Result<Vec<MonitorWindow>> {
+        let mut filter = String::from("monitor_windows WHERE deployment = ? AND length_us = ?");
+        let mut params: Vec<Value> = vec![q.deployment.clone().into(), Value::Int(q.length_us)];
+        if let Some(since) = q.since_us {
+            filter.push_str(" AND start_us >= ?");
+            params.push(Value::Int(since));
+        }
+        if let Some(until) = q.until_us {
+            filter.push_str(" AND start_us < ?");
+            params.push(Value::Int(until));
+        }
+        if let Some(version) = q.version {
+            filter.push_str(" AND version = ?");
+            params.push(Value::Int(version));
+        }
+        filter.push_str(" ORDER BY start_us, version, route, replica");
+        let profiles = !q.without_profiles;
+        read_all(tx, Self::COLUMNS, &filter, &params, |r| MonitorWindow {
+            deployment: r.text("deployment").unwrap_or_default(),
+            model: r.text("model").unwrap_or_default(),
+            version: r.int("version").unwrap_or(0),
+            route: r.text("route").unwrap_or_default(),
+            replica: r.text("replica").unwrap_or_default(),
+            length_us: r.int("length_us").unwrap_or(0),
+            start_us: r.int("start_us").unwrap_or(0),
+            requests: r.int("requests").unwrap_or(0),
+            inputs: r.bytes("inputs").filter(|_| profiles),
+            outputs: r.bytes("outputs").filter(|_| profiles),
+            health: r.text("health").unwrap_or_default(),
+            quality: r.text("quality").unwrap_or_default(),
+        })
+    }
 }

@@ -38,6 +38,13 @@ impl Value {
         }
     }
 
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Blob(v) => Some(v),
+            _ => None,
+        }
+    }
+
     pub fn into_string(self) -> Option<String> {
         match self {
             Value::Text(v) => Some(v),
@@ -299,5 +306,35 @@ CREATE TABLE outbox (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX outbox_due ON outbox(next_at);
+"#,
+    // 4: monitoring: each version's reference profiles, and the windows servers close
+    r#"
+CREATE TABLE version_references (
+    model TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    inputs {blob},
+    outputs {blob},
+    row_count BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT NOT NULL,
+    PRIMARY KEY (model, version),
+    FOREIGN KEY (model, version) REFERENCES versions(model, version)
+);
+CREATE TABLE monitor_windows (
+    deployment TEXT NOT NULL,
+    model TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    route TEXT NOT NULL,
+    replica TEXT NOT NULL,
+    length_us BIGINT NOT NULL,
+    start_us BIGINT NOT NULL,
+    requests BIGINT NOT NULL,
+    inputs {blob},
+    outputs {blob},
+    health TEXT NOT NULL,
+    quality TEXT NOT NULL,
+    stored_at BIGINT NOT NULL,
+    PRIMARY KEY (deployment, length_us, start_us, version, route, replica)
+);
 "#,
 ];

@@ -341,3 +341,132 @@ pub fn tensor_to_arrow(tensor: &Tensor<'_>) -> Result<ArrayRef> {
         .map_err(|e| RuntimeError::Inference(e.to_string()))?;
     Ok(Arc::new(list))
 }
+
+/// How a tensor's values become table columns in [`feature_table`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Values {
+    /// As they are: numbers stay numbers (inputs, probabilities, regression values).
+    AsIs,
+    /// Integer and boolean values become text, so that they are profiled as categories
+    /// (class labels).
+    Labels,
+}
+
+/// The tensors of many requests as one table with a column per feature: what monitoring
+/// profiles. `parts` holds each request's tensors in the order of `names`. A tensor of shape
+/// `[rows]` or `[rows, 1]` is one column named after it; `[rows, F]` is F columns, named by
+/// `feature_names` when it holds exactly F names (the names a model was trained with) and
+/// `name[i]` otherwise; higher ranks are flattened the same way. Numbers become float64,
+/// strings (and byte strings, lossily) text; `values` decides integer and boolean tensors.
+pub fn feature_table(
+    names: &[String],
+    parts: &[&[Tensor<'_>]],
+    feature_names: Option<&[String]>,
+    values: Values,
+) -> Result<RecordBatch> {
+    let mut fields: Vec<Field> = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (j, name) in names.iter().enumerate() {
+        let tensors: Vec<&Tensor<'_>> = parts
+            .iter()
+            .map(|p| {
+                p.get(j).ok_or_else(|| {
+                    RuntimeError::input(
+                        name,
+                        format!(
+                            "a request has {} tensors, the names list {}",
+                            p.len(),
+                            names.len()
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+        let Some(first) = tensors.first() else {
+            continue;
+        };
+        let width: usize = first.shape.iter().skip(1).product();
+        if width == 0 {
+            continue;
+        }
+        if let Some(t) = tensors
+            .iter()
+            .find(|t| t.shape.iter().skip(1).product::<usize>() != width)
+        {
+            return Err(RuntimeError::input(
+                name,
+                format!(
+                    "shapes {:?} and {:?} do not stack into one table",
+                    first.shape, t.shape
+                ),
+            ));
+        }
+        let column_names: Vec<String> = match feature_names {
+            _ if width == 1 => vec![name.clone()],
+            Some(f) if f.len() == width => f.to_vec(),
+            _ => (0..width).map(|i| format!("{name}[{i}]")).collect(),
+        };
+        let text = matches!(first.data, TensorData::String(_) | TensorData::Bytes(_))
+            || (values == Values::Labels && is_label_type(first.dtype()));
+        // each tensor is read once, its elements dealt to the columns in turn
+        let arrays: Vec<ArrayRef> = if text {
+            let mut out: Vec<Vec<String>> = vec![Vec::new(); column_names.len()];
+            for t in &tensors {
+                for k in 0..t.data.len() {
+                    out[k % width].push(element_text(&t.data, k));
+                }
+            }
+            out.into_iter()
+                .map(|c| Arc::new(StringArray::from(c)) as ArrayRef)
+                .collect()
+        } else {
+            let mut out: Vec<Vec<f64>> = vec![Vec::new(); column_names.len()];
+            for t in &tensors {
+                let values = t.data.to_f64_vec().unwrap_or_default();
+                for (k, x) in values.into_iter().enumerate() {
+                    out[k % width].push(x);
+                }
+            }
+            out.into_iter()
+                .map(|c| Arc::new(Float64Array::from(c)) as ArrayRef)
+                .collect()
+        };
+        for (column, array) in column_names.into_iter().zip(arrays) {
+            fields.push(Field::new(column, array.data_type().clone(), false));
+            columns.push(array);
+        }
+    }
+    let schema = Arc::new(arrow_schema::Schema::new(fields));
+    RecordBatch::try_new(schema, columns).map_err(|e| RuntimeError::input("<table>", e.to_string()))
+}
+
+fn is_label_type(dtype: DType) -> bool {
+    matches!(
+        dtype,
+        DType::Int8
+            | DType::Int16
+            | DType::Int32
+            | DType::Int64
+            | DType::UInt8
+            | DType::UInt16
+            | DType::UInt32
+            | DType::UInt64
+            | DType::Bool
+    )
+}
+
+/// Element `i` as text (integers in decimal, booleans as true/false, bytes lossily).
+fn element_text(data: &TensorData<'_>, i: usize) -> String {
+    macro_rules! text {
+        ($($variant:ident),*) => {
+            match data {
+                $(TensorData::$variant(v) => v.get(i).map(ToString::to_string),)*
+                TensorData::Float16(v) => v.get(i).map(ToString::to_string),
+                TensorData::BFloat16(v) => v.get(i).map(ToString::to_string),
+                TensorData::Bytes(v) => v.get(i).map(|b| String::from_utf8_lossy(b).into_owned()),
+            }
+        };
+    }
+    text!(Float32, Float64, Int8, Int16, Int32, Int64, UInt8, UInt16, UInt32, UInt64, Bool, String)
+        .unwrap_or_default()
+}

@@ -13,7 +13,9 @@ mod raw;
 mod signature;
 mod tensor;
 
-pub use arrow::{columns_to_inputs, record_batches_to_columns, tensor_to_arrow, Column};
+pub use arrow::{
+    columns_to_inputs, feature_table, record_batches_to_columns, tensor_to_arrow, Column, Values,
+};
 pub use environment::{init, loaded_library};
 pub use error::{Result, RuntimeError};
 /// The FP16 and BF16 element types tensors hold.

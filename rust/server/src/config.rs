@@ -54,6 +54,13 @@ pub struct Config {
     /// answered request is ever missing from the log; "drop": answer, drop the record,
     /// count it in `pilothouse_payload_log_dropped_total` and warn.
     pub log_overflow: String,
+    /// This server's name in stored monitoring windows (default: host name, port and
+    /// process id, so that no two processes share one).
+    pub replica: Option<String>,
+    /// Monitoring windows shorter than an hour are kept this many days (hour rollups stay).
+    pub monitor_keep_fine_days: u32,
+    /// Hour windows are kept this many days (day rollups stay forever).
+    pub monitor_keep_hour_days: u32,
 }
 
 impl Default for Config {
@@ -79,6 +86,9 @@ impl Default for Config {
             max_inflight_bytes: 512 * 1024 * 1024,
             log_buffer_bytes: 256 * 1024 * 1024,
             log_overflow: "block".into(),
+            replica: None,
+            monitor_keep_fine_days: 7,
+            monitor_keep_hour_days: 90,
         }
     }
 }

@@ -20,6 +20,10 @@ pub enum ServerError {
     /// A file of the payload log could not be read or written.
     #[error("payload log: {0}")]
     Log(String),
+
+    /// Monitoring data that cannot be merged or compared.
+    #[error(transparent)]
+    Monitor(#[from] pilothouse_monitor::MonitorError),
 }
 
 pub type Result<T, E = ServerError> = std::result::Result<T, E>;

@@ -9,6 +9,7 @@ mod error;
 mod http;
 mod listen;
 mod metrics;
+pub mod monitor;
 mod paylog;
 mod protocol;
 mod sched;
@@ -24,7 +25,7 @@ pub use paylog::{read as read_log, schema as log_schema};
 /// The request decoder, public so that the fuzz tests (and tools) can drive it directly.
 pub use protocol::{parse_request, InferRequest};
 pub use server::Server;
-pub use spec::{Batching, DeploymentSpec, LogPolicy, Route, Target};
+pub use spec::{Batching, DeploymentSpec, LogPolicy, Monitoring, Route, Target, Validation};
 
 pub(crate) fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()

@@ -26,6 +26,14 @@ pub struct RequestLabels {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MonitorLabels {
+    pub deployment: String,
+    pub route: String,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency() -> Histogram {
@@ -57,6 +65,10 @@ pub struct Metrics {
     pub log_dropped: Counter,
     pub log_errors: Counter,
     pub log_buffered_bytes: Gauge,
+    pub drift_share: Family<MonitorLabels, FloatGauge>,
+    pub prediction_drift_share: Family<MonitorLabels, FloatGauge>,
+    pub quality_failures: Family<MonitorLabels, Counter>,
+    pub monitor_windows_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -152,6 +164,30 @@ impl Metrics {
             "Bytes of payload-log records waiting to be written (bounded by log_buffer_bytes)",
             log_buffered_bytes.clone(),
         );
+        let drift_share = Family::default();
+        registry.register(
+            "pilothouse_monitor_drift_share",
+            "Share of input features that drifted from the reference in the latest closed window",
+            drift_share.clone(),
+        );
+        let prediction_drift_share = Family::default();
+        registry.register(
+            "pilothouse_monitor_prediction_drift_share",
+            "Share of outputs that drifted from the reference outputs in the latest closed window",
+            prediction_drift_share.clone(),
+        );
+        let quality_failures = Family::default();
+        registry.register(
+            "pilothouse_monitor_quality_failures",
+            "Values that failed a data-quality check against the reference (column x check)",
+            quality_failures.clone(),
+        );
+        let monitor_windows_dropped = Counter::default();
+        registry.register(
+            "pilothouse_monitor_windows_dropped",
+            "Closed monitoring windows dropped because the registry stayed unreachable",
+            monitor_windows_dropped.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -168,6 +204,10 @@ impl Metrics {
             log_dropped,
             log_errors,
             log_buffered_bytes,
+            drift_share,
+            prediction_drift_share,
+            quality_failures,
+            monitor_windows_dropped,
         }
     }
 

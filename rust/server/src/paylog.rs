@@ -47,6 +47,9 @@ pub struct Record {
     pub output_names: Arc<Vec<String>>,
     pub outputs: Option<Arc<Vec<OwnedTensor>>>,
     pub error: Option<String>,
+    /// How the version's traffic is monitored (its reference, how tensors become columns).
+    pub watch: Arc<crate::monitor::Watch>,
+    pub monitoring: crate::spec::Monitoring,
 }
 
 enum Message {
@@ -594,6 +597,7 @@ pub fn start(
     metrics: Arc<Metrics>,
     buffer_bytes: usize,
     overflow: Overflow,
+    mut tap: Option<crate::monitor::tap::Tap>,
 ) -> (LogSender, std::thread::JoinHandle<()>) {
     // Unbounded in count, bounded in bytes by the budget (checked at admission or send).
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -610,7 +614,7 @@ pub fn start(
             // Background work: fills the gaps between requests, never preempts them; still
             // about a quarter of a busy core, more than it needs at full load.
             crate::sched::batch_thread(5);
-            run(&mut writer, &rx, flush_every)
+            run(&mut writer, tap.as_mut(), &rx, flush_every)
         })
         .expect("spawning the payload-log writer");
     (
@@ -625,7 +629,12 @@ pub fn start(
 
 /// The writer never blocks on the channel: it wakes on a short tick and drains what arrived,
 /// so a request's `send` is a queue push that never has to wake a sleeping thread.
-fn run(writer: &mut Writer, rx: &Receiver<Message>, flush_every: Duration) {
+fn run(
+    writer: &mut Writer,
+    mut tap: Option<&mut crate::monitor::tap::Tap>,
+    rx: &Receiver<Message>,
+    flush_every: Duration,
+) {
     let tick = Duration::from_millis(20).min(flush_every);
     let retention_every = Duration::from_secs(60);
     let mut next_flush = Instant::now() + flush_every;
@@ -634,7 +643,12 @@ fn run(writer: &mut Writer, rx: &Receiver<Message>, flush_every: Duration) {
         std::thread::sleep(tick);
         loop {
             match rx.try_recv() {
-                Ok(Message::Record(r, bytes)) => writer.add(*r, bytes),
+                Ok(Message::Record(r, bytes)) => {
+                    if let Some(t) = tap.as_deref_mut() {
+                        t.record(&r);
+                    }
+                    writer.add(*r, bytes);
+                }
                 Ok(Message::Policy(d, p)) => {
                     writer.policies.insert(d, p);
                 }
@@ -644,10 +658,16 @@ fn run(writer: &mut Writer, rx: &Receiver<Message>, flush_every: Duration) {
                 }
                 Ok(Message::Shutdown) | Err(TryRecvError::Disconnected) => {
                     writer.flush();
+                    if let Some(t) = tap.as_deref_mut() {
+                        t.close_all();
+                    }
                     return;
                 }
                 Err(TryRecvError::Empty) => break,
             }
+        }
+        if let Some(t) = tap.as_deref_mut() {
+            t.tick(crate::now_us());
         }
         let now = Instant::now();
         if now >= next_flush {
@@ -776,6 +796,8 @@ mod tests {
                 data: TensorData::Int64(Cow::Owned(vec![i as i64])),
             }])),
             error: None,
+            watch: Arc::default(),
+            monitoring: crate::spec::Monitoring::default(),
         }
     }
 

@@ -16,6 +16,7 @@ use crate::error::{Result, ServerError};
 use crate::http::{self, App};
 use crate::listen;
 use crate::metrics::Metrics;
+use crate::monitor;
 use crate::paylog::{self, LogSender};
 use crate::serving::dataplane::DataPlane;
 use crate::serving::deployments::{self, State};
@@ -44,6 +45,15 @@ fn init_logging(config: &Config) {
     };
 }
 
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 fn default_artifacts() -> PathBuf {
     std::env::var_os("PILOTHOUSE_HOME")
         .map(PathBuf::from)
@@ -59,7 +69,7 @@ impl Server {
         config.validate()?;
         init_logging(&config);
         let artifacts = config.artifacts.clone().unwrap_or_else(default_artifacts);
-        let registry = Registry::open(&config.registry, &artifacts)?;
+        let registry = Arc::new(Registry::open(&config.registry, &artifacts)?);
         let log_dir = config.log_dir.clone().unwrap_or_else(|| {
             registry
                 .artifact_root()
@@ -70,6 +80,22 @@ impl Server {
         pilothouse_registry::files::create_dirs_durably(&log_dir)
             .map_err(|e| ServerError::Log(format!("cannot create {}: {e}", log_dir.display())))?;
         let metrics = Arc::new(Metrics::new());
+        // Monitoring: the tap rides on the payload-log thread; closed windows go to the store.
+        let (closed_tx, closed_rx) = crossbeam_channel::unbounded();
+        let replica = config
+            .replica
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}:{}", hostname(), config.port, std::process::id()));
+        let store_thread = monitor::store::start(
+            registry.clone(),
+            closed_rx,
+            metrics.clone(),
+            replica,
+            monitor::store::Retention {
+                fine_days: config.monitor_keep_fine_days,
+                hour_days: config.monitor_keep_hour_days,
+            },
+        );
         let (log, log_thread) = paylog::start(
             log_dir.clone(),
             Duration::from_millis(config.flush_interval_ms),
@@ -80,6 +106,7 @@ impl Server {
             } else {
                 paylog::Overflow::Block
             },
+            Some(monitor::tap::Tap::new(closed_tx)),
         );
         // One HTTP thread: a current-thread runtime on the server thread itself (no
         // work-stealing machinery, no hand-off between an accept thread and a worker).
@@ -105,7 +132,7 @@ impl Server {
         };
         // The first sync happens before the port opens, so a started server serves what is
         // deployed; later ones follow the registry from a background thread.
-        let mut watcher = deployments::Watcher::new(registry, state.clone(), ctx);
+        let mut watcher = deployments::Watcher::new(registry.clone(), state.clone(), ctx);
         watcher.sync();
         let poll = Duration::from_millis(config.poll_interval_ms);
         let watch_stop = stop_watching.clone();
@@ -138,6 +165,7 @@ impl Server {
             max_body: config.max_body_bytes,
             body_timeout: Duration::from_millis(config.body_read_timeout_ms),
             in_flight: http::ByteBudget::new(config.max_inflight_bytes),
+            registry,
         });
         let limits = listen::Limits {
             max_connections: config.max_connections,
@@ -182,6 +210,8 @@ impl Server {
                 // Every request is answered and logged: the writer flushes what it holds, exits.
                 final_log.shutdown();
                 let _ = log_thread.join();
+                // the tap closed its windows and dropped its sender: the store writes, ends
+                let _ = store_thread.join();
                 tracing::info!(
                     event = "server_stopped",
                     "stopped; the payload log is flushed"

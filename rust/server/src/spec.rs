@@ -85,6 +85,43 @@ impl Default for LogPolicy {
     }
 }
 
+/// What serving does with a request whose inputs fail the data-quality checks against the
+/// version's reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Validation {
+    /// Count the failures in the monitoring windows only.
+    #[default]
+    Observe,
+    /// Count them, and name the failed checks in the response's `quality` parameter.
+    Flag,
+    /// Answer 400 naming the column and the check.
+    Reject,
+}
+
+/// Live monitoring of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Monitoring {
+    /// Profile traffic in windows and store them (on by default).
+    pub enabled: bool,
+    /// The length of a window, in seconds.
+    pub window_s: u64,
+    pub validation: Validation,
+}
+
+impl Default for Monitoring {
+    fn default() -> Self {
+        Monitoring {
+            enabled: true,
+            window_s: 60,
+            validation: Validation::Observe,
+        }
+    }
+}
+
+const MAX_WINDOW_S: u64 = 86_400;
+
 /// One deployment: how requests to `/v2/models/{name}` reach versions of `model`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +140,8 @@ pub struct DeploymentSpec {
     pub timeout_ms: u64,
     #[serde(default)]
     pub log: LogPolicy,
+    #[serde(default)]
+    pub monitoring: Monitoring,
 }
 
 fn default_timeout() -> u64 {
@@ -179,6 +218,13 @@ impl DeploymentSpec {
                 self.timeout_ms
             ));
         }
+        let m = &self.monitoring;
+        if !(1..=MAX_WINDOW_S).contains(&m.window_s) || 86_400 % m.window_s != 0 {
+            return bad(format!(
+                "monitoring.window_s must divide a day (1 s to {MAX_WINDOW_S} s: 60, 300, 3600, ...) so that windows line up across replicas and days, got {}",
+                m.window_s
+            ));
+        }
         if let Some(h) = &self.sticky_header {
             if h.is_empty()
                 || !h
@@ -237,6 +283,7 @@ mod tests {
             batching: Batching::default(),
             timeout_ms: 1000,
             log: LogPolicy::default(),
+            monitoring: Monitoring::default(),
         };
         let back = DeploymentSpec::from_json(&spec.to_json()).unwrap();
         assert_eq!(back, spec);

@@ -18,7 +18,7 @@ use crate::names;
 use crate::query;
 use crate::records::{
     self, AliasMove, Approval, AuditEvent, AuditHead, DatasetInfo, Delivery, Deployment, Lineage,
-    ModelSummary, Run, ToJson, Version,
+    ModelSummary, MonitorWindow, NewReference, Reference, Run, ToJson, Version, WindowQuery,
 };
 use crate::store::{query_one, Row, Store, Tx, Value};
 use crate::webhooks::{Event, Webhooks};
@@ -29,6 +29,7 @@ mod audit_log;
 mod deployments;
 mod hooks;
 mod lineage;
+mod monitoring;
 mod runs;
 mod versions;
 

@@ -138,8 +138,8 @@ pub(super) async fn serve(
         Err(e) => return fail(e),
     };
     let loaded = admitted.loaded.clone();
-    let outputs = match plane.infer(&admitted, &mut request, arrival).await {
-        Ok(outputs) => outputs,
+    let answer = match plane.infer(&admitted, &mut request, arrival).await {
+        Ok(answer) => answer,
         // Counted by the data plane.
         Err(e) => return with_ids(e.into_response(), &id, Some(version), Some(&route)),
     };
@@ -148,8 +148,9 @@ pub(super) async fn serve(
         loaded.version,
         request.id.as_deref(),
         loaded.model.signature(),
-        &outputs,
+        &answer.outputs,
         &request,
+        answer.quality.as_deref(),
     );
     let content_type = if encoded.header_length.is_some() {
         "application/octet-stream"

@@ -5,6 +5,7 @@
 mod body;
 mod endpoints;
 mod infer;
+mod monitoring;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,8 @@ pub struct App {
     pub body_timeout: Duration,
     /// Bytes of request bodies held by requests being read, queued or run.
     pub in_flight: ByteBudget,
+    /// For the monitoring series.
+    pub registry: Arc<pilothouse_registry::Registry>,
 }
 
 type Shared = State<Arc<App>>;
@@ -138,6 +141,10 @@ fn router(app: Arc<App>) -> Router {
         .route(
             "/v2/models/{name}/versions/{version}/config",
             get(version_config),
+        )
+        .route(
+            "/v2/models/{name}/monitoring/{kind}",
+            get(monitoring::monitoring),
         )
         .route("/metrics", get(metrics))
         .fallback(not_found)

@@ -83,6 +83,7 @@ pub fn encode_response(
     signature: &Signature,
     outputs: &[OwnedTensor],
     request: &InferRequest,
+    quality: Option<&str>,
 ) -> Encoded {
     let names = signature.outputs.iter().map(|s| &s.name);
     let mut head = Vec::with_capacity(256);
@@ -94,6 +95,11 @@ pub fn encode_response(
     if let Some(id) = id {
         head.extend_from_slice(b",\"id\":");
         serde_json::to_writer(&mut head, id).expect("vec");
+    }
+    if let Some(failed) = quality {
+        head.extend_from_slice(b",\"parameters\":{\"quality\":");
+        serde_json::to_writer(&mut head, failed).expect("vec");
+        head.push(b'}');
     }
     head.extend_from_slice(b",\"outputs\":[");
     let mut first = true;

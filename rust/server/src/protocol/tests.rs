@@ -143,7 +143,7 @@ fn bytes_that_are_not_utf8_decode_and_answer_as_binary() {
         None,
     )
     .unwrap();
-    let encoded = encode_response("m", 1, None, &signature, &[output], &json_request);
+    let encoded = encode_response("m", 1, None, &signature, &[output], &json_request, None);
     let header = encoded.header_length.expect("binary data follows the JSON");
     let head: Json = serde_json::from_slice(&encoded.body[..header]).unwrap();
     assert_eq!(head["outputs"][0]["parameters"]["binary_data_size"], 12);

@@ -15,6 +15,7 @@ use crate::paylog::{LogSender, Record};
 use crate::protocol::{self, InferRequest};
 use crate::serving::batcher::JobError;
 use crate::serving::deployments::{Deployment, Loaded, State};
+use crate::spec::Validation;
 
 /// What serving needs besides the transport: the deployments, the metrics and the log.
 pub struct DataPlane {
@@ -46,6 +47,15 @@ struct Outcome {
     inference: Duration,
     batch_rows: usize,
     result: Result<Arc<Vec<OwnedTensor>>, RequestError>,
+    /// The data-quality checks the inputs failed, under `validation = "flag"`.
+    quality: Option<String>,
+}
+
+/// What an answered request returns: its outputs, and the checks its inputs failed when the
+/// deployment flags them.
+pub struct Answer {
+    pub outputs: Arc<Vec<OwnedTensor>>,
+    pub quality: Option<String>,
 }
 
 impl Outcome {
@@ -55,6 +65,7 @@ impl Outcome {
             inference: Duration::ZERO,
             batch_rows: 0,
             result: Err(error),
+            quality: None,
         }
     }
 
@@ -99,6 +110,8 @@ impl Outcome {
             output_names: loaded.output_names.clone(),
             outputs,
             error,
+            watch: loaded.watch.clone(),
+            monitoring: deployment.spec.monitoring,
         }
     }
 }
@@ -192,7 +205,7 @@ impl DataPlane {
         admitted: &Admitted,
         request: &mut InferRequest,
         arrival: Arrival,
-    ) -> Result<Arc<Vec<OwnedTensor>>, RequestError> {
+    ) -> Result<Answer, RequestError> {
         let Admitted {
             deployment,
             loaded,
@@ -233,7 +246,8 @@ impl DataPlane {
                 inputs,
             );
         }
-        outcome.result
+        let quality = outcome.quality;
+        outcome.result.map(|outputs| Answer { outputs, quality })
     }
 
     /// Runs a copy of the request on the shadow version, off the response path, and logs it.
@@ -313,6 +327,24 @@ async fn run(
     if let Err(e) = protocol::check_outputs(&request.outputs, signature) {
         return (Outcome::failed(e), None);
     }
+    let quality = match deployment.spec.monitoring.validation {
+        Validation::Observe => None,
+        policy => {
+            let failures = loaded.watch.check(&inputs).failures();
+            if failures.is_empty() {
+                None
+            } else if policy == Validation::Reject {
+                let e = RequestError::BadRequest(format!(
+                    "the inputs fail the data-quality checks against the reference of version {} (column: check): {}",
+                    loaded.version,
+                    failures.join("; ")
+                ));
+                return (Outcome::failed(e), None);
+            } else {
+                Some(failures.join("; "))
+            }
+        }
+    };
     let rows = inputs[0].shape.first().copied().unwrap_or(1);
     let timeout = request.timeout_us.map_or(deployment.timeout, |us| {
         Duration::from_micros(us).min(deployment.timeout)
@@ -334,6 +366,7 @@ async fn run(
             inference: done.inference,
             batch_rows: done.batch_rows,
             result: Ok(done.outputs),
+            quality,
         },
         Ok(Ok(Err(JobError::Timeout))) | Err(_) => Outcome::failed(RequestError::Timeout(format!(
             "no answer within {} ms (timeout_ms of deployment '{}', or the request's timeout parameter)",

@@ -33,6 +33,8 @@ pub struct Loaded {
     pub max_batch_rows: usize,
     /// Inference threads (and sessions) of this version.
     pub threads: usize,
+    /// Its reference and how its tensors become monitored columns.
+    pub watch: Arc<crate::monitor::Watch>,
 }
 
 pub struct RouteState {
@@ -119,7 +121,7 @@ pub struct Context {
 }
 
 pub struct Watcher {
-    registry: Registry,
+    registry: Arc<Registry>,
     state: Arc<State>,
     ctx: Context,
     /// (deployment, version) -> when loading it last failed, to retry at most every 10 s.
@@ -129,7 +131,7 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    pub fn new(registry: Registry, state: Arc<State>, ctx: Context) -> Self {
+    pub fn new(registry: Arc<Registry>, state: Arc<State>, ctx: Context) -> Self {
         Watcher {
             registry,
             state,
@@ -425,6 +427,12 @@ impl Watcher {
             })
             .observe(elapsed.as_secs_f64());
         tracing::info!(event = "version_loaded", deployment = %deployment, model = %model, version, load_ms = elapsed.as_secs_f64() * 1e3, batchable, "loaded and warmed up");
+        let watch = Arc::new(crate::monitor::Watch::load(
+            &self.registry,
+            model,
+            version,
+            signature,
+        ));
         Ok(Loaded {
             model_name: model.into(),
             version,
@@ -436,6 +444,7 @@ impl Watcher {
             batching: batching.clone(),
             max_batch_rows,
             threads,
+            watch,
         })
     }
 }

@@ -1,0 +1,298 @@
+//! Data quality at serving time: served rows checked against what the reference profile
+//! says a column holds. [`Expectations`] is compiled once from a reference; `check` counts,
+//! per column, the rows that fail each [`Check`]; counts of many requests, windows and
+//! replicas add up ([`Quality::merge`]).
+
+use std::collections::{BTreeMap, HashSet};
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use pilothouse_drift::profile::{kind_of, visit_numbers};
+use pilothouse_drift::{Kind, Profile};
+use serde::{Deserialize, Serialize};
+
+/// One kind of problem with served data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// A column of the reference that the request lacks.
+    MissingColumn,
+    /// A column the reference does not have.
+    ExtraColumn,
+    /// Text where the reference has numbers, or the reverse.
+    WrongType,
+    /// A missing value (null or NaN) in a column that had none in the reference.
+    Null,
+    /// A number below the reference's minimum or above its maximum.
+    OutOfRange,
+    /// A category the reference never had.
+    UnseenCategory,
+}
+
+impl Check {
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::MissingColumn => "missing_column",
+            Check::ExtraColumn => "extra_column",
+            Check::WrongType => "wrong_type",
+            Check::Null => "null",
+            Check::OutOfRange => "out_of_range",
+            Check::UnseenCategory => "unseen_category",
+        }
+    }
+}
+
+/// Rows checked, and per column the rows failing each check.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    pub rows: u64,
+    pub issues: BTreeMap<String, BTreeMap<Check, u64>>,
+}
+
+impl Quality {
+    fn count(&mut self, column: &str, check: Check, n: u64) {
+        if n > 0 {
+            *self
+                .issues
+                .entry(column.to_string())
+                .or_default()
+                .entry(check)
+                .or_default() += n;
+        }
+    }
+
+    pub fn merge(&mut self, other: &Quality) {
+        self.rows += other.rows;
+        for (column, checks) in &other.issues {
+            for (check, n) in checks {
+                self.count(column, *check, *n);
+            }
+        }
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.issues.is_empty()
+    }
+
+    /// "column: check" for each failure, in a stable order (for a response or an error).
+    pub fn failures(&self) -> Vec<String> {
+        self.issues
+            .iter()
+            .flat_map(|(column, checks)| {
+                checks
+                    .keys()
+                    .map(move |check| format!("{column}: {}", check.name()))
+            })
+            .collect()
+    }
+}
+
+/// What one reference column allows.
+#[derive(Clone, Debug)]
+struct Expected {
+    name: String,
+    numeric: bool,
+    nulls_allowed: bool,
+    min: Option<f64>,
+    max: Option<f64>,
+    /// The reference's categories, when it kept them all.
+    categories: Option<HashSet<String>>,
+}
+
+/// The checks a reference implies, compiled once.
+#[derive(Clone, Debug, Default)]
+pub struct Expectations {
+    columns: Vec<Expected>,
+}
+
+impl Expectations {
+    pub fn from_profile(reference: &Profile) -> Expectations {
+        let columns = reference
+            .columns
+            .iter()
+            .map(|c| {
+                let numeric = c.numeric.as_ref();
+                Expected {
+                    name: c.name.clone(),
+                    numeric: c.kind.is_numeric(),
+                    nulls_allowed: c.nulls > 0 || numeric.is_some_and(|n| n.nan > 0),
+                    min: numeric.and_then(|n| n.min),
+                    max: numeric.and_then(|n| n.max),
+                    categories: c
+                        .categories
+                        .as_ref()
+                        .filter(|cat| c.kind == Kind::Categorical && cat.exact())
+                        .map(|cat| {
+                            cat.sorted()
+                                .into_iter()
+                                .map(|(v, _)| v.to_string())
+                                .collect()
+                        }),
+                }
+            })
+            .collect();
+        Expectations { columns }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    /// Counts the problems of `batch`'s rows.
+    pub fn check(&self, batch: &RecordBatch) -> Quality {
+        let rows = batch.num_rows() as u64;
+        let mut q = Quality {
+            rows,
+            ..Quality::default()
+        };
+        let schema = batch.schema();
+        for field in schema.fields() {
+            if !self.columns.iter().any(|e| e.name == *field.name()) {
+                q.count(field.name(), Check::ExtraColumn, rows);
+            }
+        }
+        for e in &self.columns {
+            let Some(array) = batch.column_by_name(&e.name) else {
+                q.count(&e.name, Check::MissingColumn, rows);
+                continue;
+            };
+            let served_numeric = match kind_of(&e.name, array.data_type()) {
+                Ok(k) => k.is_numeric(),
+                Err(_) => {
+                    q.count(&e.name, Check::WrongType, rows);
+                    continue;
+                }
+            };
+            if served_numeric != e.numeric {
+                q.count(&e.name, Check::WrongType, rows);
+                continue;
+            }
+            let mut nulls = array.null_count() as u64;
+            if e.numeric {
+                let mut out_of_range = 0u64;
+                visit_numbers(array.as_ref(), |xs| {
+                    for x in xs {
+                        if x.is_nan() {
+                            nulls += 1;
+                        } else if e.min.is_some_and(|m| *x < m) || e.max.is_some_and(|m| *x > m) {
+                            out_of_range += 1;
+                        }
+                    }
+                });
+                q.count(&e.name, Check::OutOfRange, out_of_range);
+            } else if let Some(known) = &e.categories {
+                q.count(
+                    &e.name,
+                    Check::UnseenCategory,
+                    unseen(array.as_ref(), known),
+                );
+            }
+            if !e.nulls_allowed {
+                q.count(&e.name, Check::Null, nulls);
+            }
+        }
+        q
+    }
+}
+
+/// Values of a text column that are not in `known`.
+fn unseen(array: &dyn Array, known: &HashSet<String>) -> u64 {
+    let count = |values: &mut dyn Iterator<Item = Option<&str>>| {
+        values.flatten().filter(|v| !known.contains(*v)).count() as u64
+    };
+    match array.data_type() {
+        DataType::Utf8 => count(&mut array.as_string::<i32>().iter()),
+        DataType::LargeUtf8 => count(&mut array.as_string::<i64>().iter()),
+        DataType::Utf8View => count(&mut array.as_string_view().iter()),
+        // dictionaries and other text forms are profiled, not checked row by row
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Float64Array, StringArray};
+    use arrow_schema::{Field, Schema};
+
+    use super::*;
+
+    fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+            .collect();
+        RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns.into_iter().map(|(_, a)| a).collect(),
+        )
+        .unwrap()
+    }
+
+    fn reference() -> Profile {
+        Profile::of_batches(&[batch(vec![
+            ("x", Arc::new(Float64Array::from(vec![0.0, 5.0, 10.0]))),
+            (
+                "city",
+                Arc::new(StringArray::from(vec!["paris", "rome", "oslo"])),
+            ),
+        ])])
+        .unwrap()
+    }
+
+    #[test]
+    fn each_check_counts_its_rows() {
+        let expect = Expectations::from_profile(&reference());
+        let clean = expect.check(&batch(vec![
+            ("x", Arc::new(Float64Array::from(vec![1.0, 9.5]))),
+            ("city", Arc::new(StringArray::from(vec!["rome", "oslo"]))),
+        ]));
+        assert!(clean.is_clean(), "{clean:?}");
+        let bad = expect.check(&batch(vec![
+            (
+                "x",
+                Arc::new(Float64Array::from(vec![
+                    Some(-1.0),
+                    None,
+                    Some(f64::NAN),
+                    Some(11.0),
+                ])),
+            ),
+            (
+                "city",
+                Arc::new(StringArray::from(vec!["rome", "lima", "lima", "oslo"])),
+            ),
+            ("extra", Arc::new(Float64Array::from(vec![1.0; 4]))),
+        ]));
+        assert_eq!(bad.rows, 4);
+        assert_eq!(bad.issues["x"][&Check::OutOfRange], 2);
+        assert_eq!(bad.issues["x"][&Check::Null], 2);
+        assert_eq!(bad.issues["city"][&Check::UnseenCategory], 2);
+        assert_eq!(bad.issues["extra"][&Check::ExtraColumn], 4);
+        assert_eq!(
+            bad.failures(),
+            [
+                "city: unseen_category",
+                "extra: extra_column",
+                "x: null",
+                "x: out_of_range"
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_and_mistyped_columns_are_named() {
+        let expect = Expectations::from_profile(&reference());
+        let q = expect.check(&batch(vec![(
+            "x",
+            Arc::new(StringArray::from(vec!["a"])) as ArrayRef,
+        )]));
+        assert_eq!(q.issues["x"][&Check::WrongType], 1);
+        assert_eq!(q.issues["city"][&Check::MissingColumn], 1);
+        let mut total = q.clone();
+        total.merge(&q);
+        assert_eq!((total.rows, total.issues["x"][&Check::WrongType]), (2, 2));
+    }
+}

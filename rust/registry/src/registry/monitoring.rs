@@ -1,0 +1,178 @@
+//! Monitoring's storage: each version's reference profiles (of its training inputs and of
+//! the model's outputs on them) and the windows that servers close. The registry keeps the
+//! profile bytes as they come (it does not read profiles: the monitor and drift crates do).
+
+use serde_json::json;
+
+use super::*;
+
+impl Registry {
+    /// Stores (or replaces) the reference profiles of a version; a side left None keeps
+    /// what is stored for it.
+    pub fn set_reference(
+        &self,
+        actor: &str,
+        model: &str,
+        version: i64,
+        reference: &NewReference,
+    ) -> Result<Reference> {
+        let at = now_micros();
+        self.write(|tx| {
+            Self::version_row(tx, model, version)?;
+            let key = [model.into(), Value::Int(version)];
+            let old = query_one(tx, "SELECT inputs, outputs FROM version_references WHERE model = ? AND version = ?", &key)?;
+            let keep = |i: usize, new: &Option<Vec<u8>>| -> Value {
+                match new {
+                    Some(bytes) => Value::Blob(bytes.clone()),
+                    None => old.as_ref().and_then(|r| r.get(i).cloned()).unwrap_or(Value::Null),
+                }
+            };
+            let (inputs, outputs) = (keep(0, &reference.inputs), keep(1, &reference.outputs));
+            tx.execute(
+                "INSERT INTO version_references (model, version, inputs, outputs, row_count, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (model, version) DO UPDATE SET inputs = excluded.inputs, outputs = excluded.outputs, row_count = excluded.row_count, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                &[model.into(), Value::Int(version), inputs, outputs, Value::Int(reference.rows), Value::Int(at), actor.into()],
+            )?;
+            audit::append(
+                tx,
+                at,
+                actor,
+                "reference.set",
+                Some(model),
+                &json!({"version": version, "rows": reference.rows, "inputs": reference.inputs.is_some(), "outputs": reference.outputs.is_some()}),
+            )
+        })?;
+        self.reference(model, version)?.ok_or_else(|| {
+            RegistryError::not_found("reference", format!("models:/{model}/{version}"))
+        })
+    }
+
+    /// The reference profiles of a version, or None when it has none.
+    pub fn reference(&self, model: &str, version: i64) -> Result<Option<Reference>> {
+        self.read(|tx| {
+            Self::version_row(tx, model, version)?;
+            Reference::read(tx, model, version)
+        })
+    }
+
+    /// Stores closed windows (a window already stored by the same replica is replaced, so a
+    /// retried write does not count twice).
+    pub fn put_windows(&self, windows: &[MonitorWindow]) -> Result<()> {
+        if windows.is_empty() {
+            return Ok(());
+        }
+        let at = now_micros();
+        self.write(|tx| {
+            for w in windows {
+                names::deployment(&w.deployment)?;
+                tx.execute(
+                    "INSERT INTO monitor_windows (deployment, model, version, route, replica, length_us, start_us, requests, inputs, outputs, health, quality, stored_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (deployment, length_us, start_us, version, route, replica) DO UPDATE SET \
+                     requests = excluded.requests, inputs = excluded.inputs, outputs = excluded.outputs, health = excluded.health, quality = excluded.quality, stored_at = excluded.stored_at",
+                    &[
+                        w.deployment.clone().into(),
+                        w.model.clone().into(),
+                        Value::Int(w.version),
+                        w.route.clone().into(),
+                        w.replica.clone().into(),
+                        Value::Int(w.length_us),
+                        Value::Int(w.start_us),
+                        Value::Int(w.requests),
+                        w.inputs.clone().map(Value::Blob).unwrap_or(Value::Null),
+                        w.outputs.clone().map(Value::Blob).unwrap_or(Value::Null),
+                        w.health.clone().into(),
+                        w.quality.clone().into(),
+                        Value::Int(at),
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The windows of `deployment` of one length that start in `[since_us, until_us)`,
+    /// oldest first (every replica's).
+    pub fn windows(&self, query: &WindowQuery) -> Result<Vec<MonitorWindow>> {
+        self.read(|tx| MonitorWindow::read(tx, query))
+    }
+
+    /// The window lengths stored for `deployment`, shortest first.
+    pub fn window_lengths(&self, deployment: &str) -> Result<Vec<i64>> {
+        self.read(|tx| {
+            Ok(tx
+                .query(
+                    "SELECT DISTINCT length_us FROM monitor_windows WHERE deployment = ? ORDER BY length_us",
+                    &[deployment.into()],
+                )?
+                .iter()
+                .filter_map(|r| r.first().and_then(Value::as_i64))
+                .collect())
+        })
+    }
+
+    /// Deletes the windows of one length (of every deployment, or of one replica) that
+    /// started before `before_us`; returns how many went.
+    pub fn delete_windows(
+        &self,
+        length_us: i64,
+        before_us: i64,
+        replica: Option<&str>,
+    ) -> Result<i64> {
+        self.write(|tx| {
+            let gone = match replica {
+                Some(r) => tx.execute(
+                    "DELETE FROM monitor_windows WHERE length_us = ? AND start_us < ? AND replica = ?",
+                    &[Value::Int(length_us), Value::Int(before_us), r.into()],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM monitor_windows WHERE length_us = ? AND start_us < ?",
+                    &[Value::Int(length_us), Value::Int(before_us)],
+                )?,
+            };
+            Ok(gone as i64)
+        })
+    }
+}
+
+impl Registry {
+    /// Every deployment with stored monitoring windows.
+    pub fn monitored_deployments(&self) -> Result<Vec<String>> {
+        self.read(|tx| {
+            Ok(tx
+                .query(
+                    "SELECT DISTINCT deployment FROM monitor_windows ORDER BY deployment",
+                    &[],
+                )?
+                .iter()
+                .filter_map(|r| r.first().and_then(Value::as_str).map(str::to_string))
+                .collect())
+        })
+    }
+
+    /// The model of a deployment's newest stored window (for a deployment since deleted).
+    pub fn monitored_model(&self, deployment: &str) -> Result<Option<String>> {
+        self.read(|tx| {
+            Ok(query_one(
+                tx,
+                "SELECT model FROM monitor_windows WHERE deployment = ? ORDER BY start_us DESC LIMIT 1",
+                &[deployment.into()],
+            )?
+            .and_then(|r| r.first().and_then(Value::as_str).map(str::to_string)))
+        })
+    }
+
+    /// Every window length stored, of any deployment.
+    pub fn all_window_lengths(&self) -> Result<Vec<i64>> {
+        self.read(|tx| {
+            Ok(tx
+                .query(
+                    "SELECT DISTINCT length_us FROM monitor_windows ORDER BY length_us",
+                    &[],
+                )?
+                .iter()
+                .filter_map(|r| r.first().and_then(Value::as_i64))
+                .collect())
+        })
+    }
+}

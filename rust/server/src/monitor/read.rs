@@ -1,0 +1,246 @@
+//! Stored windows read back as series: what `GET /v2/models/{m}/monitoring/...` answers and
+//! what the Python client's `ph.monitor(...)` reads. Rollups are used where they exist (day
+//! windows, then hour windows, then what is finer after the newest rollup), every replica's
+//! windows merge, and each bucket is compared with its version's reference.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use pilothouse_drift::compare::Options;
+use pilothouse_drift::Profile;
+use pilothouse_monitor::series::{self, Bucket, DriftRow, DriftShare, Side, Stored};
+use pilothouse_monitor::{Check, Health, Quality};
+use pilothouse_registry::{Registry, WindowQuery};
+use serde::Serialize;
+
+use crate::error::{Result, ServerError};
+
+/// Which windows, merged how.
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    pub deployment: String,
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+    /// The length of the buckets windows merge into (0: one bucket per version).
+    pub bucket_us: i64,
+    pub version: Option<i64>,
+}
+
+/// The stored windows of a query, coarsest first where they cover a period.
+pub fn windows(registry: &Registry, q: &Query, profiles: bool) -> Result<Vec<Stored>> {
+    let mut lengths = registry.window_lengths(&q.deployment)?;
+    lengths.sort_unstable_by(|a, b| b.cmp(a));
+    let mut out: Vec<Stored> = Vec::new();
+    let mut covered: HashSet<(i64, i64)> = HashSet::new();
+    let mut taken_lengths: Vec<i64> = Vec::new();
+    let mut covered_until: Option<i64> = None;
+    for length in lengths {
+        let since = match (q.since_us, covered_until) {
+            (Some(s), Some(c)) => Some(s.max(c)),
+            (s, c) => s.or(c),
+        };
+        let stored = registry.windows(&WindowQuery {
+            deployment: q.deployment.clone(),
+            length_us: length,
+            since_us: since,
+            until_us: q.until_us,
+            version: q.version,
+            without_profiles: !profiles,
+        })?;
+        let mut newest_end = covered_until;
+        for w in stored {
+            let inside = taken_lengths
+                .iter()
+                .any(|l| covered.contains(&(*l, w.start_us - w.start_us.rem_euclid(*l))));
+            if inside {
+                continue;
+            }
+            covered.insert((length, w.start_us));
+            let end = w.start_us.saturating_add(w.length_us);
+            newest_end = Some(newest_end.map_or(end, |e: i64| e.max(end)));
+            out.push(Stored {
+                version: w.version,
+                start_us: w.start_us,
+                length_us: w.length_us,
+                inputs: w
+                    .inputs
+                    .as_deref()
+                    .and_then(|b| Profile::from_bytes(b).ok()),
+                outputs: w
+                    .outputs
+                    .as_deref()
+                    .and_then(|b| Profile::from_bytes(b).ok()),
+                health: serde_json::from_str(&w.health).unwrap_or_default(),
+                quality: serde_json::from_str(&w.quality).unwrap_or_default(),
+            });
+        }
+        taken_lengths.push(length);
+        covered_until = newest_end;
+    }
+    Ok(out)
+}
+
+/// The query's windows merged into buckets.
+pub fn buckets(registry: &Registry, q: &Query, profiles: bool) -> Result<Vec<Bucket>> {
+    Ok(series::merge(windows(registry, q, profiles)?, q.bucket_us)?)
+}
+
+/// The model a deployment serves (its windows name it).
+fn model_of(registry: &Registry, deployment: &str) -> Result<String> {
+    registry
+        .deployment(deployment)
+        .map(|d| d.model)
+        .or_else(|_| {
+            registry.monitored_model(deployment)?.ok_or_else(|| {
+                pilothouse_registry::RegistryError::not_found("monitored deployment", deployment)
+            })
+        })
+        .map_err(ServerError::from)
+}
+
+/// Drift of each bucket's inputs (or outputs) against its version's reference. Versions
+/// without a reference on that side give no rows.
+pub fn drift(
+    registry: &Registry,
+    q: &Query,
+    side: Side,
+    opts: &Options,
+) -> Result<(Vec<DriftRow>, Vec<DriftShare>)> {
+    let all = buckets(registry, q, true)?;
+    let model = model_of(registry, &q.deployment)?;
+    let mut by_version: BTreeMap<i64, Vec<Bucket>> = BTreeMap::new();
+    for b in all {
+        by_version.entry(b.version).or_default().push(b);
+    }
+    let mut rows = Vec::new();
+    let mut shares = Vec::new();
+    for (version, buckets) in by_version {
+        let Some(reference) = registry.reference(&model, version).ok().flatten() else {
+            continue;
+        };
+        let bytes = match side {
+            Side::Inputs => reference.inputs,
+            Side::Outputs => reference.outputs,
+        };
+        let Some(profile) = bytes.and_then(|b| Profile::from_bytes(&b).ok()) else {
+            continue;
+        };
+        let (r, s) = series::drift(&buckets, &profile, side, opts)?;
+        rows.extend(r);
+        shares.extend(s);
+    }
+    rows.sort_by_key(|r| r.window_start_us);
+    shares.sort_by_key(|s| s.window_start_us);
+    Ok((rows, shares))
+}
+
+/// One bucket's service health.
+#[derive(Clone, Debug, Serialize)]
+pub struct HealthRow {
+    pub window_start_us: i64,
+    pub version: i64,
+    pub requests: u64,
+    pub errors: u64,
+    pub by_status: BTreeMap<u16, u64>,
+    pub rows: u64,
+    /// Requests per second over the bucket.
+    pub throughput: f64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p90_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub queue_p50_ms: Option<f64>,
+    pub queue_p99_ms: Option<f64>,
+    pub inference_p50_ms: Option<f64>,
+    pub batch_rows_mean: Option<f64>,
+    pub cpu_seconds: f64,
+    pub rss_bytes: u64,
+    /// The p99 latency stands far above the windows before it.
+    pub latency_anomaly: bool,
+}
+
+pub fn health(registry: &Registry, q: &Query) -> Result<Vec<HealthRow>> {
+    let all = buckets(registry, q, false)?;
+    let mut recent: HashMap<i64, Vec<Health>> = HashMap::new();
+    Ok(all
+        .into_iter()
+        .map(|b| {
+            let h = &b.health;
+            let history = recent.entry(b.version).or_default();
+            let baseline: Vec<&Health> = history.iter().rev().take(30).collect();
+            let anomaly = pilothouse_monitor::latency_anomaly(&baseline, h).is_some();
+            let row = HealthRow {
+                window_start_us: b.start_us,
+                version: b.version,
+                requests: h.requests,
+                errors: h.errors(),
+                by_status: h.by_status.clone(),
+                rows: h.rows,
+                throughput: h.requests as f64 / (b.length_us.max(1) as f64 / 1e6),
+                latency_p50_ms: h.latency_ms.quantile(0.5),
+                latency_p90_ms: h.latency_ms.quantile(0.9),
+                latency_p99_ms: h.latency_ms.quantile(0.99),
+                queue_p50_ms: h.queue_ms.quantile(0.5),
+                queue_p99_ms: h.queue_ms.quantile(0.99),
+                inference_p50_ms: h.inference_ms.quantile(0.5),
+                batch_rows_mean: h.batch_rows.mean(),
+                cpu_seconds: h.cpu_seconds,
+                rss_bytes: h.rss_bytes,
+                latency_anomaly: anomaly,
+            };
+            history.push(b.health);
+            row
+        })
+        .collect())
+}
+
+/// One bucket's count of one check on one column.
+#[derive(Clone, Debug, Serialize)]
+pub struct QualityRow {
+    pub window_start_us: i64,
+    pub version: i64,
+    pub column: String,
+    pub check: &'static str,
+    pub count: u64,
+    /// Rows checked in the bucket.
+    pub rows: u64,
+}
+
+pub fn quality(registry: &Registry, q: &Query) -> Result<Vec<QualityRow>> {
+    let mut out = Vec::new();
+    for b in buckets(registry, q, false)? {
+        let Quality { rows, issues } = b.quality;
+        for (column, checks) in issues {
+            for (check, count) in checks {
+                out.push(QualityRow {
+                    window_start_us: b.start_us,
+                    version: b.version,
+                    column: column.clone(),
+                    check: Check::name(check),
+                    count,
+                    rows,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The merged profile of the inputs (or outputs) served in a period.
+pub fn profile(registry: &Registry, q: &Query, side: Side) -> Result<Option<Profile>> {
+    let mut total: Option<Profile> = None;
+    for w in windows(registry, q, true)? {
+        let part = match side {
+            Side::Inputs => w.inputs,
+            Side::Outputs => w.outputs,
+        };
+        let Some(part) = part else { continue };
+        match &mut total {
+            None => total = Some(part),
+            Some(t) => t.absorb(&part).map_err(|e| {
+                ServerError::Config(format!(
+                    "the windows of this period describe different columns (the model's inputs changed between versions; pick one with version=): {e}"
+                ))
+            })?,
+        }
+    }
+    Ok(total)
+}

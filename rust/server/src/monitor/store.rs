@@ -1,0 +1,323 @@
+//! The store thread: files the windows the tap closes in the registry (retrying while the
+//! registry is unreachable, holding at most `MAX_BACKLOG` windows), sets the drift gauges of
+//! each deployment's latest window, and keeps storage bounded by rolling windows up
+//! ([`compact`]): the windows of every replica in a finished hour merge into one hour window,
+//! finished days into one day window, and the finer windows go after their retention.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use pilothouse_drift::compare::{compare_profiles, Options};
+use pilothouse_drift::Profile;
+use pilothouse_monitor::{Health, Quality};
+use pilothouse_registry::{MonitorWindow, Registry, WindowQuery};
+
+use crate::metrics::Metrics;
+use crate::monitor::tap::Finished;
+
+pub const HOUR_US: i64 = 3_600_000_000;
+pub const DAY_US: i64 = 24 * HOUR_US;
+/// Windows held while the registry is unreachable; older ones are dropped past this.
+const MAX_BACKLOG: usize = 100_000;
+/// A period is rolled up this long after it ends, when every replica has stored its windows.
+const GRACE_US: i64 = 120_000_000;
+/// The replica name of rolled-up windows.
+pub const ROLLUP: &str = "rollup";
+
+/// How long windows are kept, by length.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    /// Windows shorter than an hour.
+    pub fine_days: u32,
+    /// Hour windows.
+    pub hour_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            fine_days: 7,
+            hour_days: 90,
+        }
+    }
+}
+
+/// A closed window as the registry stores it.
+pub fn stored(f: &Finished, replica: &str) -> MonitorWindow {
+    let c = &f.closed;
+    MonitorWindow {
+        deployment: c.key.deployment.clone(),
+        model: f.model.to_string(),
+        version: c.key.version,
+        route: c.key.route.clone(),
+        replica: replica.to_string(),
+        length_us: c.length_us,
+        start_us: c.start_us,
+        requests: i64::try_from(c.health.requests).unwrap_or(i64::MAX),
+        inputs: c.inputs.as_ref().map(Profile::to_bytes),
+        outputs: c.outputs.as_ref().map(Profile::to_bytes),
+        health: serde_json::to_string(&c.health).expect("health serialises"),
+        quality: serde_json::to_string(&c.quality).expect("quality serialises"),
+    }
+}
+
+/// Starts the store thread; it ends when the tap's sender is dropped, after a last write.
+pub fn start(
+    registry: Arc<Registry>,
+    rx: Receiver<Vec<Finished>>,
+    metrics: Arc<Metrics>,
+    replica: String,
+    retention: Retention,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("ph-monitor-store".into())
+        .spawn(move || {
+            crate::sched::batch_thread(5);
+            run(&registry, &rx, &metrics, &replica, retention);
+        })
+        .expect("spawning the monitoring store")
+}
+
+fn run(
+    registry: &Registry,
+    rx: &Receiver<Vec<Finished>>,
+    metrics: &Metrics,
+    replica: &str,
+    retention: Retention,
+) {
+    let mut backlog: Vec<MonitorWindow> = Vec::new();
+    let mut last_error: Option<String> = None;
+    let mut next_compaction = Instant::now() + Duration::from_secs(10);
+    loop {
+        let done = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(finished) => {
+                for f in &finished {
+                    gauges(metrics, f);
+                    backlog.push(stored(f, replica));
+                }
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        while let Ok(more) = rx.try_recv() {
+            for f in &more {
+                gauges(metrics, f);
+                backlog.push(stored(f, replica));
+            }
+        }
+        if !backlog.is_empty() {
+            match registry.put_windows(&backlog) {
+                Ok(()) => {
+                    backlog.clear();
+                    if last_error.take().is_some() {
+                        tracing::info!(
+                            event = "monitor_store_recovered",
+                            "monitoring windows are stored again"
+                        );
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    if last_error.as_deref() != Some(&message) {
+                        tracing::warn!(event = "monitor_store_error", error = %message, held = backlog.len(), "cannot store monitoring windows; holding them to retry");
+                    }
+                    last_error = Some(message);
+                    if backlog.len() > MAX_BACKLOG {
+                        let extra = backlog.len() - MAX_BACKLOG;
+                        backlog.drain(..extra);
+                        metrics.monitor_windows_dropped.inc_by(extra as u64);
+                    }
+                }
+            }
+        }
+        if done {
+            return;
+        }
+        if Instant::now() >= next_compaction {
+            next_compaction = Instant::now() + Duration::from_secs(60);
+            if let Err(e) = compact(registry, crate::now_us(), retention) {
+                tracing::warn!(event = "monitor_compaction_error", error = %e, "rolling monitoring windows up failed; retrying in a minute");
+            }
+        }
+    }
+}
+
+/// Sets the drift-share gauges from the latest window of a deployment.
+fn gauges(metrics: &Metrics, f: &Finished) {
+    let c = &f.closed;
+    let share = |reference: &Option<Profile>, current: &Option<Profile>| -> Option<f64> {
+        let (r, c) = (reference.as_ref()?, current.as_ref()?);
+        compare_profiles(r, c, &Options::default())
+            .ok()
+            .map(|rep| rep.drifted_share)
+    };
+    let labels = crate::metrics::MonitorLabels {
+        deployment: c.key.deployment.clone(),
+        route: c.key.route.clone(),
+    };
+    if let Some(s) = share(&f.watch.inputs, &c.inputs) {
+        metrics.drift_share.get_or_create(&labels).set(s);
+    }
+    if let Some(s) = share(&f.watch.outputs, &c.outputs) {
+        metrics.prediction_drift_share.get_or_create(&labels).set(s);
+    }
+    metrics.quality_failures.get_or_create(&labels).inc_by(
+        c.quality
+            .issues
+            .values()
+            .flat_map(|m| m.values())
+            .sum::<u64>(),
+    );
+}
+
+/// Rolls finished periods up (windows shorter than an hour into hours, hours into days,
+/// every replica's together) and deletes windows past their retention. Idempotent: two
+/// replicas compacting at once write the same rollups. `now_us` is injectable for tests.
+pub fn compact(
+    registry: &Registry,
+    now_us: i64,
+    retention: Retention,
+) -> pilothouse_registry::Result<()> {
+    for deployment in registry.monitored_deployments()? {
+        roll_up(registry, &deployment, HOUR_US, now_us, |len| {
+            len < HOUR_US && HOUR_US % len == 0
+        })?;
+        roll_up(registry, &deployment, DAY_US, now_us, |len| len == HOUR_US)?;
+    }
+    let fine_cutoff = now_us - i64::from(retention.fine_days) * DAY_US;
+    let hour_cutoff = now_us - i64::from(retention.hour_days) * DAY_US;
+    for length in registry.all_window_lengths()? {
+        if length < HOUR_US {
+            registry.delete_windows(
+                length,
+                fine_cutoff.min(last_rolled(registry, length, now_us)),
+                None,
+            )?;
+        } else if length == HOUR_US {
+            registry.delete_windows(
+                length,
+                hour_cutoff.min(last_rolled(registry, length, now_us)),
+                None,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Windows of `length` are only deleted once the period holding them was rolled up: before
+/// the start of the last finished period.
+fn last_rolled(_registry: &Registry, length: i64, now_us: i64) -> i64 {
+    let period = if length < HOUR_US { HOUR_US } else { DAY_US };
+    let finished = now_us - GRACE_US;
+    finished - finished.rem_euclid(period)
+}
+
+/// Merges, for each finished `period` of `deployment` that has source windows (those whose
+/// length `from` accepts) and no rollup yet, the sources into one window per version and
+/// route.
+fn roll_up(
+    registry: &Registry,
+    deployment: &str,
+    period: i64,
+    now_us: i64,
+    from: impl Fn(i64) -> bool,
+) -> pilothouse_registry::Result<()> {
+    let finished = now_us - GRACE_US;
+    let until = finished - finished.rem_euclid(period);
+    let lengths: Vec<i64> = registry
+        .window_lengths(deployment)?
+        .into_iter()
+        .filter(|l| from(*l))
+        .collect();
+    if lengths.is_empty() {
+        return Ok(());
+    }
+    let done: HashSet<i64> = registry
+        .windows(&WindowQuery {
+            deployment: deployment.to_string(),
+            length_us: period,
+            until_us: Some(until),
+            without_profiles: true,
+            ..WindowQuery::default()
+        })?
+        .into_iter()
+        .map(|w| w.start_us)
+        .collect();
+    // only periods after the newest rollup: older sources were rolled up already
+    let since = done.iter().max().map(|s| s + period);
+    let mut groups: BTreeMap<(i64, i64, String), Vec<MonitorWindow>> = BTreeMap::new();
+    for length in lengths {
+        for w in registry.windows(&WindowQuery {
+            deployment: deployment.to_string(),
+            length_us: length,
+            since_us: since,
+            until_us: Some(until),
+            ..WindowQuery::default()
+        })? {
+            let start = w.start_us - w.start_us.rem_euclid(period);
+            if !done.contains(&start) {
+                groups
+                    .entry((start, w.version, w.route.clone()))
+                    .or_default()
+                    .push(w);
+            }
+        }
+    }
+    let rollups: Vec<MonitorWindow> = groups
+        .into_iter()
+        .map(|((start, _, _), parts)| merge_stored(parts, start, period))
+        .collect();
+    registry.put_windows(&rollups)
+}
+
+/// Stored windows of one version and route merged into one (unreadable parts are skipped,
+/// and said so in the log).
+pub fn merge_stored(parts: Vec<MonitorWindow>, start_us: i64, length_us: i64) -> MonitorWindow {
+    let first = &parts[0];
+    let mut out = MonitorWindow {
+        deployment: first.deployment.clone(),
+        model: first.model.clone(),
+        version: first.version,
+        route: first.route.clone(),
+        replica: ROLLUP.into(),
+        length_us,
+        start_us,
+        ..MonitorWindow::default()
+    };
+    let mut health = Health::default();
+    let mut quality = Quality::default();
+    let (mut inputs, mut outputs): (Option<Profile>, Option<Profile>) = (None, None);
+    for p in &parts {
+        if let Ok(h) = serde_json::from_str::<Health>(&p.health) {
+            health.merge(&h);
+        }
+        if let Ok(q) = serde_json::from_str::<Quality>(&p.quality) {
+            quality.merge(&q);
+        }
+        absorb(&mut inputs, p.inputs.as_deref());
+        absorb(&mut outputs, p.outputs.as_deref());
+    }
+    out.requests = i64::try_from(health.requests).unwrap_or(i64::MAX);
+    out.inputs = inputs.as_ref().map(Profile::to_bytes);
+    out.outputs = outputs.as_ref().map(Profile::to_bytes);
+    out.health = serde_json::to_string(&health).expect("health serialises");
+    out.quality = serde_json::to_string(&quality).expect("quality serialises");
+    out
+}
+
+fn absorb(total: &mut Option<Profile>, bytes: Option<&[u8]>) {
+    let Some(part) = bytes.and_then(|b| Profile::from_bytes(b).ok()) else {
+        return;
+    };
+    match total {
+        None => *total = Some(part),
+        Some(t) => {
+            if let Err(e) = t.absorb(&part) {
+                tracing::warn!(event = "monitor_rollup_skipped", error = %e, "a window's profile does not merge with the others of its period (the inputs changed shape); left out of the rollup");
+            }
+        }
+    }
+}
