@@ -23,6 +23,7 @@ from pilothouse.errors import (
 )
 from pilothouse.lineage import Lineage
 from pilothouse.model import Model, TensorSpec, load_model
+from pilothouse.monitoring import Monitor, get_reference, monitor, set_reference
 from pilothouse.records import (
     AliasMove,
     Approval,
@@ -80,6 +81,7 @@ __all__ = [
     "Model",
     "ModelLoadError",
     "ModelVersion",
+    "Monitor",
     "NotFoundError",
     "PilothouseError",
     "Profile",
@@ -104,11 +106,13 @@ __all__ = [
     "deploy",
     "deployments",
     "drift",
+    "get_reference",
     "get_version",
     "inference_log",
     "lineage",
     "load_model",
     "log_model",
+    "monitor",
     "profile",
     "reject",
     "request_promotion",
@@ -117,6 +121,7 @@ __all__ = [
     "serve",
     "set_alias",
     "set_policy",
+    "set_reference",
     "start_run",
     "undeploy",
     "verify_audit_log",

@@ -28,6 +28,7 @@ __all__ = [
     "ProfileBuilder",
     "ProfileData",
     "ProfileFormatError",
+    "ReferenceRecord",
     "Registry",
     "Server",
     "RuntimeUnavailableError",
@@ -47,9 +48,14 @@ __all__ = [
     "_drift_wasserstein",
     "init_runtime",
     "loaded_runtime",
+    "get_reference",
+    "monitor_compact",
+    "monitor_profile",
+    "monitor_series",
     "normalize_deployment",
     "parse_time",
     "read_inference_log",
+    "set_reference",
     "webhook_signature",
 ]
 
@@ -169,6 +175,7 @@ class Model:
     def run_single(self, data: Any) -> dict[str, np.ndarray]: ...
     def run_arrow(self, data: Any) -> dict[str, np.ndarray]: ...
     def plan_columns(self, columns: list[str]) -> tuple[str, str, list[str]]: ...
+    def profile_io(self, inputs: dict[str, Any]) -> tuple[ProfileData, ProfileData]: ...
 
 # -- the registry's records: frozen, their fields read-only (rust/python/src/records.rs) ----
 # Times are microseconds since the epoch (UTC).
@@ -501,3 +508,52 @@ def normalize_deployment(spec: dict[str, Any]) -> dict[str, Any]: ...
 def read_inference_log(
     log_dir: str, deployment: str, since_us: int | None = None, until_us: int | None = None
 ) -> Any: ...
+
+@final
+class ReferenceRecord:
+    @property
+    def model(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def inputs(self) -> ProfileData | None: ...
+    @property
+    def outputs(self) -> ProfileData | None: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def updated_at(self) -> int | None: ...
+    @property
+    def updated_by(self) -> str | None: ...
+
+def set_reference(
+    registry: Registry,
+    actor: str,
+    model: str,
+    version: int,
+    inputs: ProfileData | None,
+    outputs: ProfileData | None,
+    rows: int,
+) -> None: ...
+def get_reference(registry: Registry, model: str, version: int) -> ReferenceRecord | None: ...
+def monitor_series(
+    registry: Registry,
+    kind: str,
+    deployment: str,
+    since_us: int | None = None,
+    until_us: int | None = None,
+    window_us: int = 0,
+    version: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]: ...
+def monitor_profile(
+    registry: Registry,
+    deployment: str,
+    side: str,
+    since_us: int | None = None,
+    until_us: int | None = None,
+    version: int | None = None,
+) -> ProfileData | None: ...
+def monitor_compact(
+    registry: Registry, now_us: int, fine_days: int = 7, hour_days: int = 90
+) -> None: ...

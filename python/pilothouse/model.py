@@ -29,6 +29,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from pilothouse.drift import Profile
 else:
     # numpy is bound when the first model loads: `import pilothouse` stays fast for
     # scripts that only talk to the registry.
@@ -158,6 +160,34 @@ class Model:
         )
 
     __call__ = predict
+
+    def reference_profiles(self, data: Any, /) -> tuple[Profile, Profile]:
+        """The profiles monitoring compares served traffic with: of ``data`` as the model
+        sees it (one column per feature, named as the model records them) and of the
+        model's outputs on it (class labels as categories). ``data`` takes the forms
+        :meth:`predict` takes."""
+        from pilothouse.drift import Profile
+
+        inputs, outputs = self._core.profile_io(self._input_arrays(data))
+        return Profile(inputs), Profile(outputs)
+
+    def _input_arrays(self, data: Any) -> dict[str, np.ndarray]:
+        """``data`` as the named arrays :meth:`predict` would feed (other tables through
+        their ``to_pandas``)."""
+        if isinstance(data, np.ndarray | list | tuple):
+            if self._single is None:
+                raise self._needs_dict(type(data).__name__)
+            return {self._single: _as_array(self._single, data)}
+        if type(data).__module__.startswith("pandas") and hasattr(data, "columns"):
+            return self._pandas_inputs(data)
+        if isinstance(data, Mapping):
+            return {str(k): _as_array(str(k), v) for k, v in data.items()}
+        if hasattr(data, "to_pandas"):
+            return self._pandas_inputs(data.to_pandas())
+        raise InputError(
+            f"cannot feed {type(data).__module__}.{type(data).__name__} to the model; pass a "
+            "numpy array, a dict of name -> array, or a pandas, polars or pyarrow table"
+        )
 
     def _needs_dict(self, given: str) -> InputError:
         names = ", ".join(s.name for s in self.inputs)

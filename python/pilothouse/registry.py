@@ -26,6 +26,7 @@ import getpass
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -249,7 +250,31 @@ class Registry:
                 input_example if input_example is not None else training_data, core
             ),
         )
-        return ModelVersion._from(record, self)
+        mv = ModelVersion._from(record, self)
+        if training_data is not None:
+            self._store_reference(mv, Model(core), training_data)
+        return mv
+
+    # rows of the training data the output reference is profiled from (inputs: all of them)
+    _REFERENCE_ROWS = 200_000
+
+    def _store_reference(self, mv: ModelVersion, model: Model, data: Any) -> None:
+        """Profiles the training data as the model sees it, and the model's outputs on it,
+        as the version's monitoring reference. A failure leaves the version without one and
+        says so: monitoring then keeps profiles and health, without drift and quality."""
+        try:
+            sample = _head(data, self._REFERENCE_ROWS)
+            inputs, outputs = model.reference_profiles(sample)
+        except Exception as e:
+            warnings.warn(
+                f"{mv.uri}: no monitoring reference stored ({e}); set one with "
+                "ph.set_reference(uri, data)",
+                stacklevel=3,
+            )
+            return
+        _core.set_reference(
+            self._core, self.actor, mv.model, mv.version, inputs._data, outputs._data, inputs.rows
+        )
 
     def _version(
         self, ref: VersionLike, version: int | str | None = None, at: Any = None
@@ -381,6 +406,19 @@ class Registry:
     def flush_webhooks(self, timeout: float = 30.0) -> bool:
         """Wait for queued deliveries (retries included); True when all are done."""
         return self._core.flush_webhooks(timeout)
+
+
+def _head(data: Any, rows: int) -> Any:
+    """The first `rows` rows of an array, frame or table (all of it when shorter)."""
+    if hasattr(data, "iloc"):
+        return data.iloc[:rows]
+    if hasattr(data, "head") and hasattr(data, "columns"):
+        return data.head(rows)
+    if hasattr(data, "slice") and hasattr(data, "num_rows"):
+        return data.slice(0, rows)
+    if isinstance(data, Mapping):
+        return {k: v[:rows] for k, v in data.items()}
+    return data[:rows]
 
 
 def _caller_file() -> Path | None:

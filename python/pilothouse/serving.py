@@ -175,6 +175,7 @@ def deploy(
     retention_days: int | None = 30,
     redact: Iterable[str] = (),
     hash_inputs: Iterable[str] = (),
+    monitoring: Mapping[str, Any] | bool | None = None,
     registry: Registry | str | None = None,
 ) -> Deployment:
     """Create or replace the deployment ``name`` in the registry; servers follow it.
@@ -186,6 +187,13 @@ def deploy(
     same header value to the same route. ``max_batch_size=1`` switches batching off.
     ``redact`` drops the named inputs from the payload log, ``hash_inputs`` stores a SHA-256
     instead of their values, ``log_payloads=False`` keeps no inputs or outputs at all.
+
+    ``monitoring`` (on by default) profiles the traffic in time windows and compares it with
+    each version's reference: ``{"window": "1m", "validation": "observe"}``, where
+    ``validation`` is ``"observe"`` (count data-quality failures), ``"flag"`` (also name them
+    in the response's ``quality`` parameter) or ``"reject"`` (answer 400 naming the column
+    and the check); ``monitoring=False`` switches it off. Monitoring keeps aggregates only, so
+    it works with ``log_payloads=False``.
     """
     reg = _registry(registry)
     model = model or name
@@ -215,6 +223,7 @@ def deploy(
             "drop": list(redact),
             "hash": list(hash_inputs),
         },
+        "monitoring": _monitoring_spec(monitoring),
     }
     normalized = _core.normalize_deployment(spec)
     # Every target must resolve now: a typo fails here, not in a server's log.
@@ -223,6 +232,45 @@ def deploy(
         ref = alias_uri(model, t["alias"]) if "alias" in t else version_uri(model, t["version"])
         reg._core.resolve(ref, None)
     return Deployment._from(reg._core.set_deployment(reg.actor, name, model, normalized))
+
+
+def _monitoring_spec(monitoring: Mapping[str, Any] | bool | None) -> dict[str, Any]:
+    if monitoring is None or monitoring is True:
+        return {}
+    if monitoring is False:
+        return {"enabled": False}
+    unknown = set(monitoring) - {"window", "validation", "enabled"}
+    if unknown:
+        raise ValidationError(
+            f"monitoring: unknown keys {sorted(unknown)}; use window (e.g. '1m'), validation "
+            "('observe', 'flag' or 'reject') and enabled"
+        )
+    spec: dict[str, Any] = {}
+    if "enabled" in monitoring:
+        spec["enabled"] = bool(monitoring["enabled"])
+    if "validation" in monitoring:
+        spec["validation"] = str(monitoring["validation"])
+    if "window" in monitoring:
+        spec["window_s"] = seconds_of(monitoring["window"], "monitoring window")
+    return spec
+
+
+def seconds_of(length: str | int | float | dt.timedelta, what: str) -> int:
+    """A length of time ("90s", "1m", "1h", "1d", seconds, a timedelta) in whole seconds."""
+    if isinstance(length, dt.timedelta):
+        seconds = length.total_seconds()
+    elif isinstance(length, int | float) and not isinstance(length, bool):
+        seconds = float(length)
+    else:
+        m = _DURATION.match(str(length))
+        if not m:
+            raise ValidationError(
+                f"{what} {length!r}: give a length such as '30s', '1m', '1h' or '1d', or seconds"
+            )
+        seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    if seconds < 1 or seconds != int(seconds):
+        raise ValidationError(f"{what} {length!r}: use a whole number of seconds, at least 1")
+    return int(seconds)
 
 
 def undeploy(name: str, *, registry: Registry | str | None = None) -> None:

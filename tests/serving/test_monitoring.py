@@ -1,0 +1,198 @@
+"""Live monitoring on a real server with real HTTP traffic: the reference stored with the
+version, windows profiled and stored, drift flagging exactly the shifted columns after the
+shift and nothing before, prediction drift, data quality, health, and the validation
+policies (flag, reject)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from servers import CliServer, Store
+
+import pilothouse as ph
+
+FEATURES = ["a", "b", "c", "d"]
+CITIES = ["oslo", "rome", "paris"]
+
+
+def _frame(n: int = 2000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({f: rng.normal(size=n).astype(np.float32) for f in FEATURES})
+    frame["city"] = rng.choice(CITIES, size=n)
+    return frame
+
+
+def _pipeline(frame: pd.DataFrame) -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    y = ((frame["a"] + frame["b"] - frame["c"] > 0) ^ (frame["city"] == "oslo")).astype(int)
+    return Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [
+                        ("num", StandardScaler(), FEATURES),
+                        ("cat", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+                    ]
+                ),
+            ),
+            ("clf", LogisticRegression(max_iter=500)),
+        ]
+    ).fit(frame, y)
+
+
+def _body(rows: pd.DataFrame) -> dict[str, Any]:
+    n = len(rows)
+    inputs = [
+        {"name": f, "shape": [n, 1], "datatype": "FP32", "data": rows[f].tolist()} for f in FEATURES
+    ]
+    inputs.append({"name": "city", "shape": [n, 1], "datatype": "BYTES", "data": list(rows.city)})
+    return {"inputs": inputs}
+
+
+def _send(server: CliServer, frame: pd.DataFrame, per_request: int = 50) -> int:
+    session = requests.Session()
+    sent = 0
+    for start in range(0, len(frame), per_request):
+        r = session.post(
+            f"{server.url}/v2/models/churn/infer",
+            json=_body(frame.iloc[start : start + per_request]),
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+        sent += 1
+    return sent
+
+
+def _next_second() -> dt.datetime:
+    """Sleeps into the next second (plus a margin) and returns its start, in UTC."""
+    now = time.time()
+    boundary = int(now) + 1
+    time.sleep(boundary - now + 0.05)
+    return dt.datetime.fromtimestamp(boundary, tz=dt.timezone.utc)
+
+
+def _served(store: Store, frame: pd.DataFrame) -> ph.ModelVersion:
+    with store.registry.start_run(name="train") as run:
+        return run.log_model(_pipeline(frame), name="churn", training_data=frame)
+
+
+def test_drift_quality_and_health_from_real_traffic(store: Store, cli: Any) -> None:
+    frame = _frame()
+    mv = _served(store, frame)
+    reference = ph.get_reference(mv, registry=store.registry)
+    assert reference is not None and reference.rows == len(frame)
+    assert set(reference.columns) == {*FEATURES, "city"}
+    outputs = ph.get_reference(mv, outputs=True, registry=store.registry)
+    assert outputs is not None and "label" in outputs.columns
+
+    ph.deploy("churn", "churn", version=1, monitoring={"window": "1s"}, registry=store.registry)
+    server: CliServer = cli()
+    before_start = _next_second()
+    requests_before = _send(server, frame)  # the reference itself: nothing can drift
+    shift = _next_second()
+    shifted = frame.copy()
+    for f in ("a", "b", "c"):
+        shifted[f] = shifted[f] + np.float32(3.0)
+    shifted.loc[shifted.index % 3 == 0, "city"] = "lima"
+    requests_after = _send(server, shifted)
+    time.sleep(1.3)  # the last window closes and is stored
+    server.wait_for(
+        lambda: (
+            ph.monitor("churn", registry=store.registry)
+            .health(since=before_start, window=None)["requests"]
+            .sum()
+            == requests_before + requests_after
+        ),
+        timeout=10,
+        what="every request counted in the stored windows",
+    )
+
+    mon = ph.monitor("churn", registry=store.registry)
+    before = mon.drift(since=before_start, until=shift, window=None)
+    after = mon.drift(since=shift, window=None)
+    assert set(before.column) == {*FEATURES, "city"}
+    assert not before.drifted.any(), before
+    assert set(after[after.drifted].column) == {"a", "b", "c", "city"}, after
+    assert (after.rows == len(frame)).all()
+
+    per_second = mon.drift(since=before_start, window="1s")
+    flagged = per_second[per_second.drifted]
+    assert (flagged.window_start >= pd.Timestamp(shift)).all()
+    assert set(flagged.column) == {"a", "b", "c", "city"}
+
+    predictions_before = mon.prediction_drift(since=before_start, until=shift, window=None)
+    predictions_after = mon.prediction_drift(since=shift, window=None)
+    assert not predictions_before.drifted.any()
+    assert predictions_after.drifted.any()
+
+    quality = mon.quality(since=shift, window=None)
+    unseen = quality[(quality.column == "city") & (quality.check == "unseen_category")]
+    assert int(unseen["count"].sum()) == int((shifted.city == "lima").sum())
+    assert quality[quality.check == "out_of_range"]["count"].sum() > 0
+    assert mon.quality(since=before_start, until=shift, window=None).empty
+
+    health = mon.health(since=before_start, window=None)
+    assert int(health.requests.sum()) == requests_before + requests_after
+    assert int(health.errors.sum()) == 0 and int(health.rows.sum()) == 2 * len(frame)
+    assert (health.latency_p99_ms > 0).all()
+
+    merged = mon.profile(since=before_start)
+    assert merged is not None and merged.rows == 2 * len(frame)
+    report = mon.report(since=shift)
+    assert set(report.drifted_columns) == {"a", "b", "c", "city"}
+
+    over_http = requests.get(
+        f"{server.url}/v2/models/churn/monitoring/drift",
+        params={"since": shift.isoformat()},
+        timeout=10,
+    ).json()
+    assert {c["column"] for c in over_http["columns"] if c["drifted"]} == {"a", "b", "c", "city"}
+    missing = requests.get(f"{server.url}/v2/models/nope/monitoring/drift", timeout=10)
+    assert missing.status_code == 404 and "nope" in missing.json()["error"]
+
+
+@pytest.mark.parametrize("policy", ["flag", "reject"])
+def test_validation_policies_name_the_failed_check(store: Store, cli: Any, policy: str) -> None:
+    frame = _frame(500)
+    _served(store, frame)
+    ph.deploy(
+        "churn", "churn", version=1, monitoring={"validation": policy}, registry=store.registry
+    )
+    server: CliServer = cli()
+    good = requests.post(
+        f"{server.url}/v2/models/churn/infer", json=_body(frame.iloc[:3]), timeout=10
+    )
+    assert good.status_code == 200 and "parameters" not in good.json()
+    bad_rows = frame.iloc[:2].copy()
+    bad_rows["city"] = "lima"
+    bad = requests.post(f"{server.url}/v2/models/churn/infer", json=_body(bad_rows), timeout=10)
+    if policy == "reject":
+        assert bad.status_code == 400
+        assert "city: unseen_category" in bad.json()["error"]
+    else:
+        assert bad.status_code == 200
+        assert bad.json()["parameters"]["quality"] == "city: unseen_category"
+
+
+def test_monitoring_settings_are_checked(store: Store) -> None:
+    frame = _frame(200)
+    _served(store, frame)
+    with pytest.raises(ph.ValidationError, match="window"):
+        ph.deploy("churn", "churn", version=1, monitoring={"window": "7s"}, registry=store.registry)
+    with pytest.raises(ph.ValidationError, match="unknown keys"):
+        ph.deploy("churn", "churn", version=1, monitoring={"windw": "1m"}, registry=store.registry)
+    with pytest.raises(ph.ValidationError, match="validation"):
+        ph.deploy(
+            "churn", "churn", version=1, monitoring={"validation": "warn"}, registry=store.registry
+        )
