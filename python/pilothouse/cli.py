@@ -616,6 +616,79 @@ def _deployments(args: argparse.Namespace) -> int:
     return 0
 
 
+def _monitor(args: argparse.Namespace) -> int:
+    from pilothouse.monitoring import monitor
+
+    mon = monitor(args.deployment, registry=_open(args))
+    window = args.window
+    health = mon.health(since=args.since, window=window)
+    drift = mon.drift(since=args.since, window=window)
+    quality = mon.quality(since=args.since, window=window)
+    if args.json:
+        _print_json(
+            {
+                "health": health.to_dict("records"),
+                "drift": drift.to_dict("records"),
+                "quality": quality.to_dict("records"),
+            }
+        )
+        return 0
+
+    def ms(v: Any) -> str:
+        return "—" if v is None or v != v else f"{v:.2f}"
+
+    def when(t: Any) -> str:
+        return f"{t:%Y-%m-%d %H:%M:%S}"
+
+    print(f"health of {args.deployment} since {args.since} (times in UTC)")
+    print(
+        _table(
+            ("window", "version", "requests", "errors", "p50 ms", "p99 ms", "anomaly"),
+            [
+                (
+                    when(r.window_start),
+                    r.version,
+                    r.requests,
+                    r.errors,
+                    ms(r.latency_p50_ms),
+                    ms(r.latency_p99_ms),
+                    "yes" if r.latency_anomaly else "",
+                )
+                for r in health.itertuples()
+            ],
+        )
+    )
+    drifted = drift[drift.drifted]
+    print(f"\ndrifted columns ({len(drifted)} of {len(drift)} column-windows)")
+    print(
+        _table(
+            ("window", "version", "column", "method", "statistic", "p-value"),
+            [
+                (
+                    when(r.window_start),
+                    r.version,
+                    r.column,
+                    r.method,
+                    ms(r.statistic),
+                    ms(r.p_value),
+                )
+                for r in drifted.itertuples()
+            ],
+        )
+    )
+    print("\ndata quality")
+    print(
+        _table(
+            ("window", "version", "column", "check", "count", "rows"),
+            [
+                (when(r.window_start), r.version, r.column, r.check, r.count, r.rows)
+                for r in quality.itertuples()
+            ],
+        )
+    )
+    return 0
+
+
 # -- the parser ---------------------------------------------------------------------------
 
 
@@ -815,6 +888,23 @@ def _parser() -> argparse.ArgumentParser:
     p = command("deployments", "list deployments")
     _common(p)
     p.set_defaults(run=_deployments)
+
+    p = command(
+        "monitor",
+        "a deployment's monitoring: health, drifted columns and data quality per window",
+        description=(
+            "Read a deployment's monitoring windows from the registry (every replica's): "
+            "service health, the columns that drifted from the version's reference, and "
+            "data-quality failures, per window."
+        ),
+    )
+    p.add_argument("deployment", metavar="DEPLOYMENT")
+    p.add_argument(
+        "--since", default="1h", help="a span back from now (15m, 1h, 7d) or an ISO time"
+    )
+    p.add_argument("--window", default="5m", help="the length rows are merged into (default 5m)")
+    _common(p)
+    p.set_defaults(run=_monitor)
     return parser
 
 

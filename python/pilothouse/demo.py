@@ -136,6 +136,11 @@ def main() -> None:
             )
         log = ph.inference_log("churn")
         print(f"10. payload log: {len(log)} request(s) with inputs, outputs and latency")
+        health = ph.monitor("churn").health(since="10m", window=None)
+        print(
+            f"    monitoring: {int(health.requests.sum())} request(s) in the stored windows, "
+            "compared with the reference stored at log_model (ph.monitor(...).drift())"
+        )
 
         X_drifted = X_live.copy()
         X_drifted["monthly_charges"] = X_drifted["monthly_charges"] * 1.3 + 10

@@ -7,17 +7,29 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 import requests
-from servers import CliServer, Store
+from postgres import new_database
+from postgres import server as postgres_server
+from servers import CliServer, Store, log_scale_versions, start_cli
 
 import pilothouse as ph
 
 FEATURES = ["a", "b", "c", "d"]
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[tuple[Path, int]]:
+    with postgres_server() as running:
+        yield running
+
+
 CITIES = ["oslo", "rome", "paris"]
 
 
@@ -196,3 +208,65 @@ def test_monitoring_settings_are_checked(store: Store) -> None:
         ph.deploy(
             "churn", "churn", version=1, monitoring={"validation": "warn"}, registry=store.registry
         )
+
+
+def _scale_traffic(server: CliServer, n: int, rows: int = 3) -> None:
+    session = requests.Session()
+    for i in range(n):
+        x = np.full((rows, 4), float(i % 7), np.float32)
+        body = {
+            "inputs": [
+                {"name": "x", "shape": [rows, 4], "datatype": "FP32", "data": x.ravel().tolist()}
+            ]
+        }
+        r = session.post(f"{server.url}/v2/models/scale/infer", json=body, timeout=10)
+        assert r.status_code == 200, r.text
+
+
+def test_windows_fill_with_payload_logging_off_and_survive_a_restart(
+    store: Store, cli: Any
+) -> None:
+    log_scale_versions(store, "scale", (2.0,))
+    ph.deploy("scale", version=1, log_payloads=False, registry=store.registry)
+    first: CliServer = cli()
+    _scale_traffic(first, 40)
+    assert first.stop() == 0  # SIGTERM: the open window is closed and stored
+    second: CliServer = cli()
+    _scale_traffic(second, 25)
+    assert second.stop() == 0
+    mon = ph.monitor("scale", registry=store.registry)
+    health = mon.health(since=None, window=None)
+    assert int(health.requests.sum()) == 65 and int(health.rows.sum()) == 65 * 3
+    served = mon.profile(since=None)
+    assert served is not None and served.rows == 65 * 3
+    assert sorted(served.columns) == ["x[0]", "x[1]", "x[2]", "x[3]"]
+    # no request content on disk: the payload log holds ids and timings only
+    log = ph.inference_log("scale", since=None, registry=store.registry, decode=False)
+    assert len(log) == 65 and log.inputs.isna().all() and log.outputs.isna().all()
+
+
+def test_two_servers_on_postgres_count_every_request_once(
+    pg: tuple[Path, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("PILOTHOUSE_HOME", str(home))
+    uri = f"{new_database(*pg)}?artifacts={tmp_path / 'artifacts'}"
+    registry = ph.Registry(uri)
+    pg_store = Store(uri, home, registry)
+    log_scale_versions(pg_store, "scale", (2.0,))
+    ph.deploy("scale", version=1, monitoring={"window": "1s"}, registry=registry)
+    servers = [start_cli(pg_store, "--log-dir", str(tmp_path / f"log{i}")) for i in range(2)]
+    try:
+        for i, (server, n) in enumerate(zip(servers, (37, 23))):
+            _scale_traffic(server, n, rows=1 + i)
+    finally:
+        codes = [s.stop() for s in servers]
+    assert codes == [0, 0]
+    mon = ph.monitor("scale", registry=registry)
+    health = mon.health(since=None, window=None)
+    assert int(health.requests.sum()) == 37 + 23
+    assert int(health.rows.sum()) == 37 * 1 + 23 * 2
+    per_second = mon.health(since=None, window="1s")
+    assert int(per_second.requests.sum()) == 60
+    served = mon.profile(since=None)
+    assert served is not None and served.rows == 37 + 46

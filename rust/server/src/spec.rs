@@ -156,10 +156,12 @@ const MAX_WEIGHT: f64 = 1e9;
 
 impl DeploymentSpec {
     pub fn from_json(value: &serde_json::Value) -> Result<Self> {
-        let spec: DeploymentSpec = serde_path_to_error::deserialize(value.clone())
-            .map_err(|e| match e.path().to_string().as_str() {
-                "." => ServerError::Config(format!("deployment spec: {}", e.inner())),
-                path => ServerError::Config(format!("deployment spec: {path}: {}", e.inner())),
+        let spec: DeploymentSpec =
+            serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+                match e.path().to_string().as_str() {
+                    "." => ServerError::Config(format!("deployment spec: {}", e.inner())),
+                    path => ServerError::Config(format!("deployment spec: {path}: {}", e.inner())),
+                }
             })?;
         spec.validate()?;
         Ok(spec)
