@@ -250,11 +250,18 @@ import sys
 import numpy as np
 import pilothouse as ph
 home, example = sys.argv[1], np.load(sys.argv[2])
+training = np.load(sys.argv[2].replace("example", "training"))
 registry = ph.Registry(f"sqlite://{home}/registry.db")
 for item in sys.argv[3:]:
     name, path = item.split("=", 1)
-    registry.log_model(path, name, input_example=example)
+    # training_data: the reference monitoring compares with (this build); older builds only
+    # fingerprint it
+    registry.log_model(path, name, input_example=example, training_data=training)
     ph.deploy(name, version=1, max_batch_size=64, registry=registry)
+    try:
+        ph.deploy(f"{name}-nomonitor", model=name, version=1, monitoring=False, registry=registry)
+    except TypeError:  # a build from before monitoring
+        pass
 ph.deploy("forest-nobatch", model="forest", version=1, max_batch_size=1, registry=registry)
 ph.deploy("logreg-nobatch", model="logreg", version=1, max_batch_size=1, registry=registry)
 ph.deploy("logreg-nopayloads", model="logreg", version=1, log_payloads=False, registry=registry)
@@ -273,6 +280,7 @@ def pilothouse_server(
     home.mkdir(parents=True, exist_ok=True)
     example = folder / "example.npy"
     np.save(example, X[:4])
+    np.save(folder / "training.npy", X[:2000])
     uri = (
         subprocess.run(
             [python, "-c", SETUP, str(home), str(example), *(f"{k}={v}" for k, v in paths.items())],
@@ -427,6 +435,16 @@ def main() -> None:
                         == reference[model]
                     )
                     cases.append((label, model, baseline, url, oip_body(row)))
+        for model in ("logreg", "forest"):
+            cases.append(
+                (
+                    "pilothouse, monitoring off",
+                    model,
+                    ours,
+                    f"{ours.url}/v2/models/{model}-nomonitor/infer",
+                    oip_body(row),
+                )
+            )
         cases.append(
             (
                 "pilothouse, no payloads",
@@ -537,6 +555,12 @@ def main() -> None:
                     print(
                         f"{'this build vs ' + base_label:34} {model:8} {c:>5} {ours['rps'] / theirs['rps']:>10.2f}x {ours['p99'] / theirs['p99']:>7.2f}x"
                     )
+    for model in ("logreg", "forest"):
+        for c in connections:
+            on, off = get[("pilothouse", model, c)], get[("pilothouse, monitoring off", model, c)]
+            print(
+                f"{'monitoring on vs off':34} {model:8} {c:>5} {on['rps'] / off['rps']:>10.3f}x {on['p99'] / off['p99']:>7.2f}x"
+            )
     for c in connections:
         on, off = get[("pilothouse", "forest", c)], get[("pilothouse, batching off", "forest", c)]
         print(

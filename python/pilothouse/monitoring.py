@@ -157,8 +157,9 @@ class Monitor:
         version: int | None = None,
     ) -> Any:
         """Service health per window and version: requests, errors, statuses, rows,
-        throughput, latency, queue and inference quantiles (ms), mean batch rows, and
-        whether the p99 latency stands far above the windows before it."""
+        throughput, latency, queue and inference quantiles (ms), mean batch rows, the CPU
+        seconds the serving processes used and their resident memory, and whether the p99
+        latency stands far above the windows before it."""
         data = self._series("health", since, until, window, version)
         columns = [
             "window_start_us",
@@ -175,6 +176,8 @@ class Monitor:
             "queue_p99_ms",
             "inference_p50_ms",
             "batch_rows_mean",
+            "cpu_seconds",
+            "rss_bytes",
             "latency_anomaly",
         ]
         return _frame(data["rows"], columns)

@@ -158,6 +158,7 @@ def test_drift_quality_and_health_from_real_traffic(store: Store, cli: Any) -> N
     assert int(health.requests.sum()) == requests_before + requests_after
     assert int(health.errors.sum()) == 0 and int(health.rows.sum()) == 2 * len(frame)
     assert (health.latency_p99_ms > 0).all()
+    assert health.cpu_seconds.sum() > 0 and (health.rss_bytes > 1 << 20).all()
 
     merged = mon.profile(since=before_start)
     assert merged is not None and merged.rows == 2 * len(frame)

@@ -5,6 +5,7 @@
 //! windows) exactly. Memory is one window per key and per column, whatever the traffic.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use pilothouse_drift::{Profile, ProfileBuilder};
@@ -16,10 +17,23 @@ use crate::quality::Quality;
 /// What a window belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
-    pub deployment: String,
+    pub deployment: Arc<str>,
     pub version: i64,
-    /// The route label (`@champion`, `v3`) and, for a shadow copy, `shadow:` before it.
-    pub route: String,
+    /// The route label (`@champion`, `v3`).
+    pub route: Arc<str>,
+    /// The shadow's copies of requests, not the answers clients got.
+    pub shadow: bool,
+}
+
+impl Key {
+    /// The route as stored: the label, with `shadow:` before it for a shadow's copies.
+    pub fn route_name(&self) -> String {
+        if self.shadow {
+            format!("shadow:{}", self.route)
+        } else {
+            self.route.to_string()
+        }
+    }
 }
 
 /// One open window.
@@ -129,6 +143,11 @@ impl Windows {
         self.open.get(key).map(|(start, _)| *start)
     }
 
+    /// Whether some key's open window began at `start_us`.
+    pub fn has_open_start(&self, start_us: i64) -> bool {
+        self.open.values().any(|(s, _)| *s == start_us)
+    }
+
     /// The open window of `key`, if it has one.
     pub fn open_mut(&mut self, key: &Key) -> Option<&mut Window> {
         self.open.get_mut(key).map(|(_, w)| w)
@@ -181,7 +200,6 @@ impl Windows {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use arrow_array::Float64Array;
@@ -216,6 +234,7 @@ mod tests {
             deployment: "churn".into(),
             version: 3,
             route: route.into(),
+            shadow: false,
         }
     }
 
@@ -238,7 +257,7 @@ mod tests {
 
         let due = windows.close_due(t0 + MINUTE);
         assert_eq!(due.len(), 1, "only @b's first window has ended");
-        assert_eq!(due[0].key.route, "@b");
+        assert_eq!(&*due[0].key.route, "@b");
         let rest = windows.close_all();
         assert_eq!(rest[0].start_us, t0 + MINUTE);
 

@@ -4,6 +4,7 @@
 //! registry and rolls minutes up into hours and days ([`store`]), and the reading of stored
 //! windows back as series, for the HTTP API and the Python client ([`read`]).
 
+pub mod process;
 pub mod read;
 pub mod store;
 pub mod tap;

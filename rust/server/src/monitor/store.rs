@@ -48,10 +48,10 @@ impl Default for Retention {
 pub fn stored(f: &Finished, replica: &str) -> MonitorWindow {
     let c = &f.closed;
     MonitorWindow {
-        deployment: c.key.deployment.clone(),
+        deployment: c.key.deployment.to_string(),
         model: f.model.to_string(),
         version: c.key.version,
-        route: c.key.route.clone(),
+        route: c.key.route_name(),
         replica: replica.to_string(),
         length_us: c.length_us,
         start_us: c.start_us,
@@ -155,8 +155,8 @@ fn gauges(metrics: &Metrics, f: &Finished) {
             .map(|rep| rep.drifted_share)
     };
     let labels = crate::metrics::MonitorLabels {
-        deployment: c.key.deployment.clone(),
-        route: c.key.route.clone(),
+        deployment: c.key.deployment.to_string(),
+        route: c.key.route_name(),
     };
     if let Some(s) = share(&f.watch.inputs, &c.inputs) {
         metrics.drift_share.get_or_create(&labels).set(s);

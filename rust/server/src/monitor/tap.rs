@@ -12,7 +12,7 @@ use pilothouse_monitor::health::Observation;
 use pilothouse_monitor::{Closed, Key, Windows};
 use pilothouse_runtime::OwnedTensor;
 
-use crate::monitor::Watch;
+use crate::monitor::{process, Watch};
 use crate::paylog::Record;
 
 /// Rows held before they are profiled.
@@ -39,6 +39,8 @@ pub struct Tap {
     pending: HashMap<(i64, Key), Pending>,
     /// The model and watch of each key with an open window.
     seen: HashMap<Key, (Arc<str>, Arc<Watch>)>,
+    /// The process's CPU seconds when each open window (length, start) began.
+    cpu_at_start: HashMap<(i64, i64), f64>,
     out: Sender<Vec<Finished>>,
 }
 
@@ -48,6 +50,7 @@ impl Tap {
             windows: HashMap::new(),
             pending: HashMap::new(),
             seen: HashMap::new(),
+            cpu_at_start: HashMap::new(),
             out,
         }
     }
@@ -62,20 +65,20 @@ impl Tap {
         let Some(windows) = self.windows_of(length) else {
             return;
         };
-        let key = Key {
-            deployment: r.deployment.to_string(),
-            version: r.version,
-            route: if r.role == "shadow" {
-                format!("shadow:{}", r.route)
-            } else {
-                r.route.to_string()
-            },
-        };
         let start = windows.start_of(r.time_us);
+        let key = Key {
+            deployment: r.deployment.clone(),
+            version: r.version,
+            route: r.route.clone(),
+            shadow: r.role == "shadow",
+        };
         // the rows held for a window that is about to close go into it first
         if windows.open_start(&key).is_some_and(|s| s < start) {
             self.profile_pending(length, &key);
         }
+        self.cpu_at_start
+            .entry((length, start))
+            .or_insert_with(process::cpu_seconds);
         let windows = self.windows.get_mut(&length).expect("created above");
         let mut closed = Vec::new();
         let window = windows.window(&key, r.time_us, &mut closed);
@@ -88,8 +91,10 @@ impl Tap {
             batch_rows: r.batch_rows,
         });
         let finished = self.attach(closed);
-        self.seen
-            .insert(key.clone(), (r.model.clone(), r.watch.clone()));
+        if !self.seen.contains_key(&key) {
+            self.seen
+                .insert(key.clone(), (r.model.clone(), r.watch.clone()));
+        }
         if r.status == 200 {
             if let (Some(inputs), Some(outputs)) = (&r.inputs, &r.outputs) {
                 let pending = self
@@ -179,6 +184,24 @@ impl Tap {
     /// Closed windows with the model and watch of their key; a key whose window closed and
     /// did not reopen is forgotten.
     fn attach(&mut self, closed: Vec<Closed>) -> Vec<Finished> {
+        if !closed.is_empty() {
+            let (cpu, rss) = (process::cpu_seconds(), process::rss_bytes());
+            let mut closed = closed;
+            for c in &mut closed {
+                let began = self.cpu_at_start.get(&(c.length_us, c.start_us)).copied();
+                c.health.cpu_seconds = began.map_or(0.0, |b| (cpu - b).max(0.0));
+                c.health.rss_bytes = rss;
+            }
+            let open = &self.windows;
+            self.cpu_at_start.retain(|(length, start), _| {
+                open.get(length).is_some_and(|w| w.has_open_start(*start))
+            });
+            return self.attach_closed(closed);
+        }
+        Vec::new()
+    }
+
+    fn attach_closed(&mut self, closed: Vec<Closed>) -> Vec<Finished> {
         let finished: Vec<Finished> = closed
             .into_iter()
             .filter_map(|c| {
