@@ -49,6 +49,7 @@ __all__ = [
     "init_runtime",
     "loaded_runtime",
     "get_reference",
+    "monitor_backfill",
     "monitor_compact",
     "monitor_profile",
     "monitor_series",
@@ -556,4 +557,12 @@ def monitor_profile(
 ) -> ProfileData | None: ...
 def monitor_compact(
     registry: Registry, now_us: int, fine_days: int = 7, hour_days: int = 90
+) -> None: ...
+def monitor_backfill(
+    registry: Registry,
+    deployment: str,
+    model: str,
+    version: int,
+    route: str,
+    windows: list[tuple[int, int, str, ProfileData, int]],
 ) -> None: ...

@@ -190,6 +190,51 @@ fn monitor_compact(
     Ok(())
 }
 
+/// One window computed elsewhere: (start µs, length µs, replica, inputs profile, requests).
+type Backfill<'py> = (i64, i64, String, PyRef<'py, PyProfile>, i64);
+
+/// Stores windows computed outside a server (a batch job's history, a benchmark): each with
+/// the profile of its inputs and its request count.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn monitor_backfill(
+    py: Python<'_>,
+    registry: &PyRegistry,
+    deployment: &str,
+    model: &str,
+    version: i64,
+    route: &str,
+    windows: Vec<Backfill<'_>>,
+) -> Result<()> {
+    let stored: Vec<reg::MonitorWindow> = windows
+        .iter()
+        .map(|(start_us, length_us, replica, inputs, requests)| {
+            let health = pilothouse_monitor::Health {
+                requests: u64::try_from(*requests).unwrap_or(0),
+                rows: inputs.inner.rows,
+                ..Default::default()
+            };
+            reg::MonitorWindow {
+                deployment: deployment.to_string(),
+                model: model.to_string(),
+                version,
+                route: route.to_string(),
+                replica: replica.clone(),
+                length_us: *length_us,
+                start_us: *start_us,
+                requests: *requests,
+                inputs: Some(inputs.inner.to_bytes()),
+                outputs: None,
+                health: serde_json::to_string(&health).expect("health serialises"),
+                quality: serde_json::to_string(&pilothouse_monitor::Quality::default())
+                    .expect("quality serialises"),
+            }
+        })
+        .collect();
+    py.detach(|| registry.inner.put_windows(&stored))?;
+    Ok(())
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ReferenceRecord>()?;
     m.add_function(wrap_pyfunction!(set_reference, m)?)?;
@@ -197,5 +242,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(monitor_series, m)?)?;
     m.add_function(wrap_pyfunction!(monitor_profile, m)?)?;
     m.add_function(wrap_pyfunction!(monitor_compact, m)?)?;
+    m.add_function(wrap_pyfunction!(monitor_backfill, m)?)?;
     Ok(())
 }

@@ -41,6 +41,9 @@ pub struct Tap {
     seen: HashMap<Key, (Arc<str>, Arc<Watch>)>,
     /// The process's CPU seconds when each open window (length, start) began.
     cpu_at_start: HashMap<(i64, i64), f64>,
+    /// Profiling runs here, on this (low-priority) thread alone: the drift crate would
+    /// otherwise spread it over the global pool, at serving's priority.
+    pool: Option<rayon::ThreadPool>,
     out: Sender<Vec<Finished>>,
 }
 
@@ -51,6 +54,7 @@ impl Tap {
             pending: HashMap::new(),
             seen: HashMap::new(),
             cpu_at_start: HashMap::new(),
+            pool: None,
             out,
         }
     }
@@ -165,19 +169,33 @@ impl Tap {
         let Some(p) = self.pending.remove(&(length, key.clone())) else {
             return;
         };
+        if self.pool.is_none() {
+            // built on this thread, which it then uses as its one worker: no hand-off
+            self.pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .use_current_thread()
+                .build()
+                .ok();
+        }
         let Some(window) = self.windows.get_mut(&length).and_then(|w| w.open_mut(key)) else {
             return;
         };
-        let inputs: Vec<&[OwnedTensor]> = p.inputs.iter().map(|t| t.as_slice()).collect();
-        if let Some(table) = p.watch.input_table(&inputs) {
-            if !p.watch.expectations.is_empty() {
-                window.quality.merge(&p.watch.expectations.check(&table));
+        let mut work = || {
+            let inputs: Vec<&[OwnedTensor]> = p.inputs.iter().map(|t| t.as_slice()).collect();
+            if let Some(table) = p.watch.input_table(&inputs) {
+                if !p.watch.expectations.is_empty() {
+                    window.quality.merge(&p.watch.expectations.check(&table));
+                }
+                window.add_inputs(&table);
             }
-            window.add_inputs(&table);
-        }
-        let outputs: Vec<&[OwnedTensor]> = p.outputs.iter().map(|t| t.as_slice()).collect();
-        if let Some(table) = p.watch.output_table(&outputs) {
-            window.add_outputs(&table);
+            let outputs: Vec<&[OwnedTensor]> = p.outputs.iter().map(|t| t.as_slice()).collect();
+            if let Some(table) = p.watch.output_table(&outputs) {
+                window.add_outputs(&table);
+            }
+        };
+        match &self.pool {
+            Some(pool) => pool.install(work),
+            None => work(),
         }
     }
 
