@@ -30,6 +30,7 @@ import pandas as pd
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "serving"))
 
 FEATURES = 50
 
@@ -47,8 +48,9 @@ def _model_and_data() -> tuple[object, pd.DataFrame]:
 
 
 def close_to_stored(seconds: float) -> list[float]:
-    import pilothouse as ph
     from servers import Store, start_cli
+
+    import pilothouse as ph
 
     with tempfile.TemporaryDirectory(prefix="ph-bench-monitoring-") as tmp:
         home = Path(tmp) / "home"
@@ -69,8 +71,12 @@ def close_to_stored(seconds: float) -> list[float]:
                 x = rows[(i * 8) % 4992 : (i * 8) % 4992 + 8]
                 body = {
                     "inputs": [
-                        {"name": "X", "shape": [8, FEATURES], "datatype": "FP32",
-                         "data": x.ravel().tolist()}
+                        {
+                            "name": "X",
+                            "shape": [8, FEATURES],
+                            "datatype": "FP32",
+                            "data": x.ravel().tolist(),
+                        }
                     ]
                 }
                 session.post(f"{server.url}/v2/models/wide/infer", json=body, timeout=10)
@@ -127,10 +133,14 @@ def week_read(repeats: int) -> tuple[float, int]:
         windows = []
         for m in range(7 * 24 * 60):
             for replica in ("a", "b"):
-                windows.append((start + m * minute, minute, replica, parts[(m + len(replica)) % 16]._data, 60))
+                windows.append(
+                    (start + m * minute, minute, replica, parts[(m + len(replica)) % 16]._data, 60)
+                )
         began = time.perf_counter()
         for chunk in range(0, len(windows), 2000):
-            _core.monitor_backfill(registry._core, "wide", "wide", 1, "@v1", windows[chunk : chunk + 2000])
+            _core.monitor_backfill(
+                registry._core, "wide", "wide", 1, "@v1", windows[chunk : chunk + 2000]
+            )
         stored = time.perf_counter() - began
         _core.monitor_compact(registry._core, now)
         mon = ph.monitor("wide", registry=registry)
@@ -146,7 +156,9 @@ def week_read(repeats: int) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=20.0, help="how long to watch windows close")
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="how long to watch windows close"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     delays = close_to_stored(args.seconds)

@@ -114,6 +114,18 @@ fn windows_roll_up_into_hours_and_days_and_totals_never_change() {
         all,
         "rollups are read instead, not besides"
     );
+    // read in hours, the hour rollups are used, not the day ones
+    let hourly = read::health(
+        &registry,
+        &Query {
+            deployment: "churn".into(),
+            bucket_us: HOUR_US,
+            ..Query::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(hourly.len(), 48);
+    assert!(hourly.iter().all(|r| r.requests == 60 * 8));
     // compacting again changes nothing
     compact(&registry, now, Retention::default()).unwrap();
     assert_eq!(stored(&registry, HOUR_US).len(), 48);

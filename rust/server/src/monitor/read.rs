@@ -27,14 +27,25 @@ pub struct Query {
 
 /// The stored windows of a query, coarsest first where they cover a period.
 pub fn windows(registry: &Registry, q: &Query, profiles: bool) -> Result<Vec<Stored>> {
+    // Windows no longer than a bucket first, coarsest first (each finer length only after
+    // what the coarser ones cover); longer windows then fill periods nothing finer covers
+    // any more (after retention), each kept whole in the bucket where it starts.
+    let limit = if q.bucket_us > 0 {
+        q.bucket_us
+    } else {
+        i64::MAX
+    };
     let mut lengths = registry.window_lengths(&q.deployment)?;
     lengths.sort_unstable_by(|a, b| b.cmp(a));
+    let (fitting, longer): (Vec<i64>, Vec<i64>) = lengths.iter().partition(|l| **l <= limit);
+    let lengths: Vec<i64> = fitting.into_iter().chain(longer).collect();
     let mut out: Vec<Stored> = Vec::new();
     let mut covered: HashSet<(i64, i64)> = HashSet::new();
     let mut taken_lengths: Vec<i64> = Vec::new();
     let mut covered_until: Option<i64> = None;
     for length in lengths {
         let since = match (q.since_us, covered_until) {
+            _ if length > limit => q.since_us,
             (Some(s), Some(c)) => Some(s.max(c)),
             (s, c) => s.or(c),
         };
@@ -48,9 +59,10 @@ pub fn windows(registry: &Registry, q: &Query, profiles: bool) -> Result<Vec<Sto
         })?;
         let mut newest_end = covered_until;
         for w in stored {
-            let inside = taken_lengths
-                .iter()
-                .any(|l| covered.contains(&(*l, w.start_us - w.start_us.rem_euclid(*l))));
+            let inside = taken_lengths.iter().any(|l| {
+                covered.contains(&(*l, w.start_us - w.start_us.rem_euclid(*l)))
+                    || (*l < length && covered.contains(&(*l, w.start_us)))
+            });
             if inside {
                 continue;
             }
