@@ -205,6 +205,17 @@ fn readable_in_place(a: &Bound<'_, PyUntypedArray>) -> bool {
     a.is_aligned() && (item == 0 || a.strides().iter().all(|s| s % item == 0))
 }
 
+/// Every named array of `inputs`, held for reading without a copy where it can be.
+fn hold_all<'py>(inputs: &Bound<'py, PyDict>) -> PyResult<Vec<(String, Held<'py>)>> {
+    let mut held = Vec::with_capacity(inputs.len());
+    for (key, value) in inputs.iter() {
+        let name: String = key.extract()?;
+        let h = hold(&name, &value)?;
+        held.push((name, h));
+    }
+    Ok(held)
+}
+
 fn hold<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Held<'py>> {
     if let Ok(a) = obj.cast::<PyUntypedArray>() {
         if !readable_in_place(a) {
@@ -575,12 +586,7 @@ impl PyModel {
 
     /// Runs the model on named numpy arrays; returns every output by name.
     fn run<'py>(&self, py: Python<'py>, inputs: &Bound<'py, PyDict>) -> Result<Bound<'py, PyDict>> {
-        let mut held = Vec::with_capacity(inputs.len());
-        for (key, value) in inputs.iter() {
-            let name: String = key.extract()?;
-            let h = hold(&name, &value)?;
-            held.push((name, h));
-        }
+        let held = hold_all(inputs)?;
         let tensors: Vec<(String, rt::Tensor<'_>)> =
             held.iter().map(|(n, h)| (n.clone(), h.tensor())).collect();
         let outputs = py.detach(|| self.model.run_outputs(tensors))?;
@@ -596,12 +602,7 @@ impl PyModel {
         py: Python<'_>,
         inputs: &Bound<'_, PyDict>,
     ) -> Result<(crate::drift::PyProfile, crate::drift::PyProfile)> {
-        let mut held = Vec::with_capacity(inputs.len());
-        for (key, value) in inputs.iter() {
-            let name: String = key.extract()?;
-            let h = hold(&name, &value)?;
-            held.push((name, h));
-        }
+        let held = hold_all(inputs)?;
         let tensors: Vec<(String, rt::Tensor<'_>)> =
             held.iter().map(|(n, h)| (n.clone(), h.tensor())).collect();
         let (inputs, outputs) = py.detach(|| -> Result<_> {

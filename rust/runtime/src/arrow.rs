@@ -441,18 +441,7 @@ pub fn feature_table(
 }
 
 fn is_label_type(dtype: DType) -> bool {
-    matches!(
-        dtype,
-        DType::Int8
-            | DType::Int16
-            | DType::Int32
-            | DType::Int64
-            | DType::UInt8
-            | DType::UInt16
-            | DType::UInt32
-            | DType::UInt64
-            | DType::Bool
-    )
+    dtype.is_integer() || dtype == DType::Bool
 }
 
 /// Element `i` as text (integers in decimal, booleans as true/false, bytes lossily).
@@ -469,4 +458,76 @@ fn element_text(data: &TensorData<'_>, i: usize) -> String {
     }
     text!(Float32, Float64, Int8, Int16, Int32, Int64, UInt8, UInt16, UInt32, UInt64, Bool, String)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float64Type;
+
+    use super::*;
+
+    fn tensor(shape: Vec<usize>, data: TensorData<'static>) -> Tensor<'static> {
+        Tensor::new(shape, data).unwrap()
+    }
+
+    #[test]
+    fn requests_stack_into_one_column_per_feature() {
+        let names = vec!["X".to_string(), "label".to_string()];
+        let a = [
+            tensor(
+                vec![2, 3],
+                TensorData::Float32(Cow::Owned(vec![1., 2., 3., 4., 5., 6.])),
+            ),
+            tensor(vec![2], TensorData::Int64(Cow::Owned(vec![0, 1]))),
+        ];
+        let b = [
+            tensor(
+                vec![1, 3],
+                TensorData::Float32(Cow::Owned(vec![7., 8., 9.])),
+            ),
+            tensor(vec![1], TensorData::Int64(Cow::Owned(vec![1]))),
+        ];
+        let features = ["a", "b", "c"].map(String::from);
+        let table = feature_table(&names, &[&a, &b], Some(&features), Values::Labels).unwrap();
+        let columns: Vec<&str> = table
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(columns, ["a", "b", "c", "label"]);
+        let b_values: Vec<f64> = table
+            .column(1)
+            .as_primitive::<Float64Type>()
+            .values()
+            .to_vec();
+        assert_eq!(b_values, [2., 5., 8.]);
+        let labels: Vec<&str> = table
+            .column(3)
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(labels, ["0", "1", "1"], "integer labels are categories");
+
+        // without matching names, columns are named by position; values stay numbers
+        let plain = feature_table(&names, &[&a], None, Values::AsIs).unwrap();
+        let columns: Vec<&str> = plain
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(columns, ["X[0]", "X[1]", "X[2]", "label"]);
+        assert_eq!(plain.column(3).data_type(), &DataType::Float64);
+
+        // tensors that do not stack are an error naming the tensor
+        let odd = [
+            tensor(vec![1, 2], TensorData::Float32(Cow::Owned(vec![1., 2.]))),
+            tensor(vec![1], TensorData::Int64(Cow::Owned(vec![1]))),
+        ];
+        let err = feature_table(&names, &[&a, &odd], None, Values::AsIs).unwrap_err();
+        assert!(err.to_string().contains('X'), "{err}");
+    }
 }
