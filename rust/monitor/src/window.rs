@@ -14,8 +14,10 @@ use crate::error::{MonitorError, Result};
 use crate::health::{Health, Observation};
 use crate::quality::Quality;
 
-/// What a window belongs to.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// What a window belongs to. Compared and hashed for every served request, so both are
+/// cheap: names shared by `Arc` compare by pointer first, and the hash reads lengths, not
+/// text (equal keys still hash alike; the few keys of a server rarely collide).
+#[derive(Clone, Debug, PartialOrd, Ord)]
 pub struct Key {
     pub deployment: Arc<str>,
     pub version: i64,
@@ -23,6 +25,27 @@ pub struct Key {
     pub route: Arc<str>,
     /// The shadow's copies of requests, not the answers clients got.
     pub shadow: bool,
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        let same = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || a == b;
+        self.version == other.version
+            && self.shadow == other.shadow
+            && same(&self.deployment, &other.deployment)
+            && same(&self.route, &other.route)
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.version.hash(state);
+        self.shadow.hash(state);
+        self.deployment.len().hash(state);
+        self.route.len().hash(state);
+    }
 }
 
 impl Key {

@@ -18,7 +18,7 @@ use arrow_schema::{DataType, Field};
 
 use crate::error::{Result, RuntimeError};
 use crate::signature::{ColumnPlan, DType, Signature};
-use crate::tensor::{Tensor, TensorData};
+use crate::tensor::{Scalar, Tensor, TensorData};
 
 /// One column of a table as 1-D tensor data, with its count of missing values (already
 /// replaced by NaN in float data).
@@ -353,91 +353,201 @@ pub enum Values {
 }
 
 /// The tensors of many requests as one table with a column per feature: what monitoring
-/// profiles. `parts` holds each request's tensors in the order of `names`. A tensor of shape
-/// `[rows]` or `[rows, 1]` is one column named after it; `[rows, F]` is F columns, named by
-/// `feature_names` when it holds exactly F names (the names a model was trained with) and
-/// `name[i]` otherwise; higher ranks are flattened the same way. Numbers become float64,
-/// strings (and byte strings, lossily) text; `values` decides integer and boolean tensors.
+/// profiles. `parts` holds each request's tensors in the order of `names`; see
+/// [`FeatureBuffer`] for how tensors become columns.
 pub fn feature_table(
     names: &[String],
     parts: &[&[Tensor<'_>]],
     feature_names: Option<&[String]>,
     values: Values,
 ) -> Result<RecordBatch> {
-    let mut fields: Vec<Field> = Vec::new();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for (j, name) in names.iter().enumerate() {
-        let tensors: Vec<&Tensor<'_>> = parts
-            .iter()
-            .map(|p| {
-                p.get(j).ok_or_else(|| {
-                    RuntimeError::input(
-                        name,
-                        format!(
-                            "a request has {} tensors, the names list {}",
-                            p.len(),
-                            names.len()
-                        ),
-                    )
-                })
-            })
-            .collect::<Result<_>>()?;
-        let Some(first) = tensors.first() else {
-            continue;
-        };
-        let width: usize = first.shape.iter().skip(1).product();
-        if width == 0 {
-            continue;
+    let mut buffer = FeatureBuffer::new(
+        names.to_vec(),
+        feature_names.map(<[String]>::to_vec),
+        values,
+    );
+    for p in parts {
+        buffer.push(p)?;
+    }
+    Ok(buffer
+        .take()?
+        .unwrap_or_else(|| RecordBatch::new_empty(Arc::new(arrow_schema::Schema::empty()))))
+}
+
+/// How one tensor of a request becomes columns.
+#[derive(Debug, Clone)]
+struct Slot {
+    /// Columns it spreads over (the product of its dimensions after the first).
+    width: usize,
+    text: bool,
+    /// Its first column's index in the buffer.
+    first: usize,
+}
+
+/// Requests' tensors gathered into one buffer per feature column as they arrive: the values
+/// are copied out, so the tensors can go at once, and taken as one table when wanted.
+///
+/// A tensor of shape `[rows]` or `[rows, 1]` is one column named after it; `[rows, F]` is F
+/// columns, named by `feature_names` when it holds exactly F names (the names a model was
+/// trained with) and `name[i]` otherwise; higher ranks are flattened the same way. Numbers
+/// become float64, strings (and byte strings, lossily) text; `values` decides integer and
+/// boolean tensors. The first request decides the columns; a later one that does not fit
+/// them is refused.
+#[derive(Debug)]
+pub struct FeatureBuffer {
+    names: Vec<String>,
+    feature_names: Option<Vec<String>>,
+    values: Values,
+    slots: Option<Vec<Slot>>,
+    columns: Vec<String>,
+    numbers: Vec<Vec<f64>>,
+    texts: Vec<Vec<String>>,
+    rows: usize,
+}
+
+impl FeatureBuffer {
+    pub fn new(names: Vec<String>, feature_names: Option<Vec<String>>, values: Values) -> Self {
+        FeatureBuffer {
+            names,
+            feature_names,
+            values,
+            slots: None,
+            columns: Vec::new(),
+            numbers: Vec::new(),
+            texts: Vec::new(),
+            rows: 0,
         }
-        if let Some(t) = tensors
-            .iter()
-            .find(|t| t.shape.iter().skip(1).product::<usize>() != width)
-        {
+    }
+
+    /// Rows gathered since the last `take`.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn layout(&mut self, tensors: &[Tensor<'_>]) {
+        let mut slots = Vec::with_capacity(tensors.len());
+        for (name, t) in self.names.iter().zip(tensors) {
+            let width: usize = t.shape.iter().skip(1).product();
+            let text = matches!(t.data, TensorData::String(_) | TensorData::Bytes(_))
+                || (self.values == Values::Labels && is_label_type(t.dtype()));
+            let first = self.columns.len();
+            let names: Vec<String> = match &self.feature_names {
+                _ if width == 1 => vec![name.clone()],
+                Some(f) if f.len() == width => f.clone(),
+                _ => (0..width).map(|i| format!("{name}[{i}]")).collect(),
+            };
+            self.columns.extend(names);
+            slots.push(Slot { width, text, first });
+        }
+        self.numbers = vec![Vec::new(); self.columns.len()];
+        self.texts = vec![Vec::new(); self.columns.len()];
+        self.slots = Some(slots);
+    }
+
+    /// Copies one request's tensors (in the order of the names) into the columns.
+    pub fn push(&mut self, tensors: &[Tensor<'_>]) -> Result<()> {
+        if tensors.len() != self.names.len() {
             return Err(RuntimeError::input(
-                name,
+                self.names.join(", "),
                 format!(
-                    "shapes {:?} and {:?} do not stack into one table",
-                    first.shape, t.shape
+                    "a request has {} tensors, the names list {}",
+                    tensors.len(),
+                    self.names.len()
                 ),
             ));
         }
-        let column_names: Vec<String> = match feature_names {
-            _ if width == 1 => vec![name.clone()],
-            Some(f) if f.len() == width => f.to_vec(),
-            _ => (0..width).map(|i| format!("{name}[{i}]")).collect(),
-        };
-        let text = matches!(first.data, TensorData::String(_) | TensorData::Bytes(_))
-            || (values == Values::Labels && is_label_type(first.dtype()));
-        // each tensor is read once, its elements dealt to the columns in turn
-        let arrays: Vec<ArrayRef> = if text {
-            let mut out: Vec<Vec<String>> = vec![Vec::new(); column_names.len()];
-            for t in &tensors {
-                for k in 0..t.data.len() {
-                    out[k % width].push(element_text(&t.data, k));
-                }
-            }
-            out.into_iter()
-                .map(|c| Arc::new(StringArray::from(c)) as ArrayRef)
-                .collect()
-        } else {
-            let mut out: Vec<Vec<f64>> = vec![Vec::new(); column_names.len()];
-            for t in &tensors {
-                let values = t.data.to_f64_vec().unwrap_or_default();
-                for (k, x) in values.into_iter().enumerate() {
-                    out[k % width].push(x);
-                }
-            }
-            out.into_iter()
-                .map(|c| Arc::new(Float64Array::from(c)) as ArrayRef)
-                .collect()
-        };
-        for (column, array) in column_names.into_iter().zip(arrays) {
-            fields.push(Field::new(column, array.data_type().clone(), false));
-            columns.push(array);
+        if self.slots.is_none() {
+            self.layout(tensors);
         }
+        let slots = self.slots.as_ref().expect("laid out above");
+        for ((slot, t), name) in slots.iter().zip(tensors).zip(&self.names) {
+            let width: usize = t.shape.iter().skip(1).product();
+            let text = matches!(t.data, TensorData::String(_) | TensorData::Bytes(_));
+            if width != slot.width || (text && !slot.text) {
+                return Err(RuntimeError::input(
+                    name,
+                    format!(
+                        "shape {:?} does not stack onto the columns of the first request",
+                        t.shape
+                    ),
+                ));
+            }
+        }
+        let mut rows = 0;
+        for (slot, t) in slots.iter().zip(tensors) {
+            if slot.width == 0 {
+                continue;
+            }
+            let columns = slot.first..slot.first + slot.width;
+            if slot.text {
+                let out = &mut self.texts[columns];
+                for k in 0..t.data.len() {
+                    out[k % slot.width].push(element_text(&t.data, k));
+                }
+            } else {
+                deal_numbers(&t.data, &mut self.numbers[columns]);
+            }
+            rows = t.data.len() / slot.width;
+        }
+        self.rows += rows;
+        Ok(())
     }
-    let schema = Arc::new(arrow_schema::Schema::new(fields));
-    RecordBatch::try_new(schema, columns).map_err(|e| RuntimeError::input("<table>", e.to_string()))
+
+    /// The columns gathered so far as one table (None when nothing was pushed); the buffer
+    /// starts over, keeping its columns.
+    pub fn take(&mut self) -> Result<Option<RecordBatch>> {
+        let Some(slots) = &self.slots else {
+            return Ok(None);
+        };
+        if self.rows == 0 {
+            return Ok(None);
+        }
+        let mut fields = Vec::with_capacity(self.columns.len());
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
+        for slot in slots {
+            for c in slot.first..slot.first + slot.width {
+                let array: ArrayRef = if slot.text {
+                    Arc::new(StringArray::from(std::mem::take(&mut self.texts[c])))
+                } else {
+                    Arc::new(Float64Array::from(std::mem::take(&mut self.numbers[c])))
+                };
+                fields.push(Field::new(
+                    self.columns[c].clone(),
+                    array.data_type().clone(),
+                    false,
+                ));
+                arrays.push(array);
+            }
+        }
+        self.rows = 0;
+        let schema = Arc::new(arrow_schema::Schema::new(fields));
+        RecordBatch::try_new(schema, arrays)
+            .map(Some)
+            .map_err(|e| RuntimeError::input("<table>", e.to_string()))
+    }
+}
+
+/// Deals a tensor's numbers to `columns` in turn (row by row), without an intermediate copy.
+fn deal_numbers(data: &TensorData<'_>, columns: &mut [Vec<f64>]) {
+    let width = columns.len();
+    macro_rules! deal {
+        ($($variant:ident),*) => {
+            match data {
+                $(TensorData::$variant(v) => {
+                    for row in v.chunks_exact(width) {
+                        for (column, x) in columns.iter_mut().zip(row) {
+                            column.push(x.to_f64());
+                        }
+                    }
+                })*
+                TensorData::String(_) | TensorData::Bytes(_) => {}
+            }
+        };
+    }
+    deal!(
+        Float16, BFloat16, Float32, Float64, Int8, Int16, Int32, Int64, UInt8, UInt16, UInt32,
+        UInt64, Bool
+    );
 }
 
 fn is_label_type(dtype: DType) -> bool {

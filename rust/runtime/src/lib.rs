@@ -14,7 +14,8 @@ mod signature;
 mod tensor;
 
 pub use arrow::{
-    columns_to_inputs, feature_table, record_batches_to_columns, tensor_to_arrow, Column, Values,
+    columns_to_inputs, feature_table, record_batches_to_columns, tensor_to_arrow, Column,
+    FeatureBuffer, Values,
 };
 pub use environment::{init, loaded_library};
 pub use error::{Result, RuntimeError};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 use pilothouse_monitor::health::Observation;
 use pilothouse_monitor::{Closed, Key, Windows};
-use pilothouse_runtime::OwnedTensor;
+use pilothouse_runtime::{FeatureBuffer, OwnedTensor};
 
 use crate::monitor::{process, Watch};
 use crate::paylog::Record;
@@ -25,12 +25,14 @@ pub struct Finished {
     pub watch: Arc<Watch>,
 }
 
-/// Tensors waiting to be profiled into one key's open window.
+/// Values waiting to be profiled into one key's open window (copied out of the requests'
+/// tensors, which go at once).
 struct Pending {
-    inputs: Vec<Arc<Vec<OwnedTensor>>>,
-    outputs: Vec<Arc<Vec<OwnedTensor>>>,
-    rows: usize,
+    inputs: FeatureBuffer,
+    outputs: FeatureBuffer,
     watch: Arc<Watch>,
+    /// Requests whose tensors did not fit the columns of the first (counted, not profiled).
+    unfit: u64,
 }
 
 pub struct Tap {
@@ -104,16 +106,19 @@ impl Tap {
                 let pending = self
                     .pending
                     .entry((length, key.clone()))
-                    .or_insert_with(|| Pending {
-                        inputs: Vec::new(),
-                        outputs: Vec::new(),
-                        rows: 0,
-                        watch: r.watch.clone(),
+                    .or_insert_with(|| {
+                        let (inputs, outputs) = r.watch.buffers();
+                        Pending {
+                            inputs,
+                            outputs,
+                            watch: r.watch.clone(),
+                            unfit: 0,
+                        }
                     });
-                pending.rows += rows_of(inputs);
-                pending.inputs.push(inputs.clone());
-                pending.outputs.push(outputs.clone());
-                if pending.rows >= CHUNK_ROWS {
+                if pending.inputs.push(inputs).is_err() || pending.outputs.push(outputs).is_err() {
+                    pending.unfit += 1;
+                }
+                if pending.inputs.rows() >= CHUNK_ROWS {
                     self.profile_pending(length, &key);
                 }
             }
@@ -166,7 +171,7 @@ impl Tap {
 
     /// Profiles the rows held for `key` into its open window.
     fn profile_pending(&mut self, length: i64, key: &Key) {
-        let Some(p) = self.pending.remove(&(length, key.clone())) else {
+        let Some(mut p) = self.pending.remove(&(length, key.clone())) else {
             return;
         };
         if self.pool.is_none() {
@@ -181,15 +186,14 @@ impl Tap {
             return;
         };
         let mut work = || {
-            let inputs: Vec<&[OwnedTensor]> = p.inputs.iter().map(|t| t.as_slice()).collect();
-            if let Some(table) = p.watch.input_table(&inputs) {
+            window.unprofiled += p.unfit;
+            if let Ok(Some(table)) = p.inputs.take() {
                 if !p.watch.expectations.is_empty() {
                     window.quality.merge(&p.watch.expectations.check(&table));
                 }
                 window.add_inputs(&table);
             }
-            let outputs: Vec<&[OwnedTensor]> = p.outputs.iter().map(|t| t.as_slice()).collect();
-            if let Some(table) = p.watch.output_table(&outputs) {
+            if let Ok(Some(table)) = p.outputs.take() {
                 window.add_outputs(&table);
             }
         };

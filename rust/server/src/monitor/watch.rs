@@ -6,7 +6,7 @@ use std::sync::Arc;
 use pilothouse_drift::Profile;
 use pilothouse_monitor::{Expectations, Quality};
 use pilothouse_registry::Registry;
-use pilothouse_runtime::{feature_table, Signature, Tensor, Values};
+use pilothouse_runtime::{feature_table, FeatureBuffer, Signature, Tensor, Values};
 
 #[derive(Default)]
 pub struct Watch {
@@ -59,6 +59,18 @@ impl Watch {
         watch
     }
 
+    /// Empty buffers for this version's inputs and outputs (labels as categories).
+    pub fn buffers(&self) -> (FeatureBuffer, FeatureBuffer) {
+        (
+            FeatureBuffer::new(
+                self.input_names.to_vec(),
+                self.feature_names.clone(),
+                Values::AsIs,
+            ),
+            FeatureBuffer::new(self.output_names.to_vec(), None, Values::Labels),
+        )
+    }
+
     /// A request's inputs as feature columns (what is profiled and checked).
     pub fn input_table(&self, parts: &[&[Tensor<'_>]]) -> Option<arrow_array::RecordBatch> {
         feature_table(
@@ -68,11 +80,6 @@ impl Watch {
             Values::AsIs,
         )
         .ok()
-    }
-
-    /// Outputs as columns, class labels as categories.
-    pub fn output_table(&self, parts: &[&[Tensor<'_>]]) -> Option<arrow_array::RecordBatch> {
-        feature_table(&self.output_names, parts, None, Values::Labels).ok()
     }
 
     /// The data-quality failures of one request's inputs (empty without a reference).
