@@ -19,21 +19,13 @@ from pilothouse.drift import DriftReport, Profile, drift
 from pilothouse.errors import NotFoundError, ValidationError
 from pilothouse.model import Model
 from pilothouse.records import ModelVersion
-from pilothouse.registry import Registry, default_registry
-from pilothouse.serving import _since, seconds_of
+from pilothouse.registry import Registry
+from pilothouse.serving import _registry, _since, seconds_of
 
 __all__ = ["Monitor", "get_reference", "monitor", "set_reference"]
 
 When = Union[dt.datetime, dt.timedelta, str, None]
 Length = Union[str, int, float, dt.timedelta, None]
-
-
-def _registry(registry: Registry | str | None) -> Registry:
-    if isinstance(registry, Registry):
-        return registry
-    if isinstance(registry, str):
-        return Registry(registry)
-    return default_registry()
 
 
 def _frame(rows: list[dict[str, Any]], columns: list[str]) -> Any:

@@ -114,26 +114,11 @@ fn monitor_series(
         Some(o) => parse_options(o)?,
         None => pilothouse_drift::compare::Options::default(),
     };
-    let reg = &registry.inner;
-    let value = match kind {
-        "drift" | "prediction_drift" => {
-            let side = if kind == "drift" {
-                Side::Inputs
-            } else {
-                Side::Outputs
-            };
-            let (rows, shares) = py.detach(|| read::drift(reg, &q, side, &opts))?;
-            serde_json::json!({"columns": rows, "windows": shares})
-        }
-        "quality" => serde_json::json!({"rows": py.detach(|| read::quality(reg, &q))?}),
-        "health" => serde_json::json!({"rows": py.detach(|| read::health(reg, &q))?}),
-        other => {
-            return Err(ValidationError::new_err(format!(
-                "no monitoring series '{other}': drift, prediction_drift, quality or health"
-            ))
-            .into())
-        }
-    };
+    let value = py
+        .detach(|| read::series(&registry.inner, kind, &q, &opts))?
+        .ok_or_else(|| {
+            ValidationError::new_err(format!("no monitoring series '{kind}': {}", read::SERIES))
+        })?;
     Ok(object(py, &value)?)
 }
 

@@ -7,8 +7,6 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use pilothouse_drift::compare::Options;
-use pilothouse_monitor::series::Side;
-use serde_json::json;
 
 use super::{ok_json, Shared};
 use pilothouse_registry::RegistryError;
@@ -84,26 +82,15 @@ pub(super) async fn monitoring(
 ) -> Result<Response, RequestError> {
     let q = query(name, &params)?;
     let registry = app.registry.clone();
-    let answer = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, RequestError> {
-        Ok(match kind.as_str() {
-            "drift" | "prediction_drift" => {
-                let side = if kind == "drift" {
-                    Side::Inputs
-                } else {
-                    Side::Outputs
-                };
-                let (rows, shares) =
-                    read::drift(&registry, &q, side, &Options::default()).map_err(failed)?;
-                json!({"columns": rows, "windows": shares})
-            }
-            "quality" => json!({"rows": read::quality(&registry, &q).map_err(failed)?}),
-            "health" => json!({"rows": read::health(&registry, &q).map_err(failed)?}),
-            other => {
-                return Err(RequestError::NotFound(format!(
-                "no such monitoring series '{other}': drift, prediction_drift, quality or health"
-            )))
-            }
-        })
+    let answer = tokio::task::spawn_blocking(move || {
+        read::series(&registry, &kind, &q, &Options::default())
+            .map_err(failed)?
+            .ok_or_else(|| {
+                RequestError::NotFound(format!(
+                    "no such monitoring series '{kind}': {}",
+                    read::SERIES
+                ))
+            })
     })
     .await
     .map_err(|e| RequestError::Inference(format!("the monitoring read failed: {e}")))?;

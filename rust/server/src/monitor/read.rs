@@ -145,6 +145,33 @@ pub fn drift(
     Ok((rows, shares))
 }
 
+/// The series names, for messages.
+pub const SERIES: &str = "drift, prediction_drift, quality or health";
+
+/// The series `kind` names ("drift", "prediction_drift", "quality" or "health") as the JSON
+/// document the HTTP API and the Python client return; None for another name.
+pub fn series(
+    registry: &Registry,
+    kind: &str,
+    q: &Query,
+    opts: &Options,
+) -> Result<Option<serde_json::Value>> {
+    Ok(Some(match kind {
+        "drift" | "prediction_drift" => {
+            let side = if kind == "drift" {
+                Side::Inputs
+            } else {
+                Side::Outputs
+            };
+            let (rows, shares) = drift(registry, q, side, opts)?;
+            serde_json::json!({"columns": rows, "windows": shares})
+        }
+        "quality" => serde_json::json!({"rows": quality(registry, q)?}),
+        "health" => serde_json::json!({"rows": health(registry, q)?}),
+        _ => return Ok(None),
+    }))
+}
+
 /// One bucket's service health.
 #[derive(Clone, Debug, Serialize)]
 pub struct HealthRow {

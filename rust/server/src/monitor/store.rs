@@ -191,17 +191,9 @@ pub fn compact(
     let hour_cutoff = now_us - i64::from(retention.hour_days) * DAY_US;
     for length in registry.all_window_lengths()? {
         if length < HOUR_US {
-            registry.delete_windows(
-                length,
-                fine_cutoff.min(last_rolled(registry, length, now_us)),
-                None,
-            )?;
+            registry.delete_windows(length, fine_cutoff.min(last_rolled(length, now_us)), None)?;
         } else if length == HOUR_US {
-            registry.delete_windows(
-                length,
-                hour_cutoff.min(last_rolled(registry, length, now_us)),
-                None,
-            )?;
+            registry.delete_windows(length, hour_cutoff.min(last_rolled(length, now_us)), None)?;
         }
     }
     Ok(())
@@ -209,7 +201,7 @@ pub fn compact(
 
 /// Windows of `length` are only deleted once the period holding them was rolled up: before
 /// the start of the last finished period.
-fn last_rolled(_registry: &Registry, length: i64, now_us: i64) -> i64 {
+fn last_rolled(length: i64, now_us: i64) -> i64 {
     let period = if length < HOUR_US { HOUR_US } else { DAY_US };
     let finished = now_us - GRACE_US;
     finished - finished.rem_euclid(period)
