@@ -67,24 +67,15 @@ pub fn width(key: u32) -> f64 {
 }
 
 /// Counts per bucket while values stream in. Blocks of 1024 buckets (one power of two)
-/// are allocated as values reach them, in one flat vector.
-#[derive(Clone, Debug)]
+/// are allocated as values reach them, in one flat vector; the index of blocks itself is
+/// allocated with the first value, so an empty grid costs nothing.
+#[derive(Clone, Debug, Default)]
 pub struct Grid {
+    /// Block number of each sign-and-exponent (NONE: no block yet); empty until used.
     index: Box<[u32]>,
     block_keys: Vec<u16>,
     counts: Vec<u64>,
     total: u64,
-}
-
-impl Default for Grid {
-    fn default() -> Self {
-        Grid {
-            index: vec![NONE; BLOCKS].into_boxed_slice(),
-            block_keys: Vec::new(),
-            counts: Vec::new(),
-            total: 0,
-        }
-    }
 }
 
 impl PartialEq for Grid {
@@ -103,6 +94,9 @@ impl Grid {
     #[inline]
     fn slot(&mut self, key: u32) -> usize {
         let hi = (key >> SUB_BUCKET_BITS) as usize;
+        if self.index.is_empty() {
+            self.index = vec![NONE; BLOCKS].into_boxed_slice();
+        }
         let mut b = self.index[hi];
         if b == NONE {
             b = self.block_keys.len() as u32;
@@ -123,6 +117,9 @@ impl Grid {
     /// Adds many finite values (the hot loop of profiling). Runs over plain slices until a
     /// value needs a block not yet allocated, allocates it, and goes on.
     pub fn add_all(&mut self, xs: &[f64]) {
+        if self.index.is_empty() && !xs.is_empty() {
+            self.index = vec![NONE; BLOCKS].into_boxed_slice();
+        }
         let mut rest = xs;
         while !rest.is_empty() {
             let done = count_into(&self.index, &mut self.counts, rest);

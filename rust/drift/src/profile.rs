@@ -321,6 +321,25 @@ impl ColumnProfile {
         }
     }
 
+    /// Adds a chunk of this column of the same kind, in place: numbers are counted straight
+    /// into this profile's grid (a chunk of its own would allocate and zero a grid only to
+    /// merge it, which costs more than profiling a small chunk). Callers check the kind.
+    fn absorb_array(&mut self, array: &dyn Array) -> Result<()> {
+        let Some(target) = self.numeric.as_mut().filter(|_| self.kind.is_numeric()) else {
+            let chunk = profile_array(&self.name, array)?;
+            return self.merge(&chunk);
+        };
+        let mut acc = NumericAcc::new();
+        acc.out.grid = std::mem::take(&mut target.grid);
+        visit_numbers(array, |xs| acc.push_slice(xs));
+        let mut chunk = acc.finish();
+        target.grid = std::mem::take(&mut chunk.grid);
+        target.merge(&chunk);
+        self.rows += array.len() as u64;
+        self.nulls += array.logical_null_count() as u64;
+        Ok(())
+    }
+
     pub fn merge(&mut self, o: &ColumnProfile) -> Result<()> {
         let Some(kind) = Self::merged_kind(self.kind, o.kind) else {
             return Err(DriftError::input(
@@ -713,6 +732,20 @@ impl ProfileBuilder {
                 ));
             }
         }
+        if let Some(p) = self
+            .profile
+            .as_mut()
+            .filter(|p| batch.num_rows() <= CHUNK_ROWS && same_columns(p, &names, batch))
+        {
+            // a batch small enough for one task per column, of the columns already seen:
+            // profiled into the profile itself (the kinds match, so nothing can fail half-way)
+            p.columns
+                .par_iter_mut()
+                .zip(batch.columns().par_iter())
+                .try_for_each(|(c, a)| c.absorb_array(a.as_ref()))?;
+            p.rows += batch.num_rows() as u64;
+            return Ok(());
+        }
         // Enough tasks to keep every thread busy, none smaller than CHUNK_ROWS: a wide
         // batch gets one task per column, a narrow one splits its columns.
         let cells = batch.num_rows() * batch.num_columns();
@@ -752,6 +785,13 @@ impl ProfileBuilder {
         match &mut self.profile {
             None => self.profile = Some(batch_profile),
             Some(p) => p.absorb(&batch_profile).map_err(|e| match e {
+                // the column's name, when one column is the problem, stays in the message
+                DriftError::Input { what, reason } if what.starts_with("column") => {
+                    DriftError::input(
+                        format!("batch, {what}"),
+                        format!("it differs from the first batch's: {reason}"),
+                    )
+                }
                 DriftError::Input { reason, .. } => DriftError::input(
                     "batch",
                     format!("its columns differ from the first batch's: {reason}"),
@@ -770,6 +810,16 @@ impl ProfileBuilder {
         self.profile
             .ok_or_else(|| DriftError::input("data", "there are no columns to profile"))
     }
+}
+
+/// Whether a batch has the profile's columns, in its order and of the same kinds.
+fn same_columns(p: &Profile, names: &[&str], batch: &RecordBatch) -> bool {
+    p.columns.len() == names.len()
+        && p.columns
+            .iter()
+            .zip(names)
+            .zip(batch.columns())
+            .all(|((c, n), a)| c.name == *n && kind_of(n, a.data_type()).is_ok_and(|k| k == c.kind))
 }
 
 const MAGIC: &[u8; 6] = b"PHPROF";

@@ -382,10 +382,14 @@ struct Slot {
     text: bool,
     /// Its first column's index in the buffer.
     first: usize,
+    /// Where its values start in a row of numbers (numeric tensors only).
+    offset: usize,
 }
 
-/// Requests' tensors gathered into one buffer per feature column as they arrive: the values
-/// are copied out, so the tensors can go at once, and taken as one table when wanted.
+/// Requests' tensors gathered as they arrive: the values are copied out, so the tensors can
+/// go at once, and taken as one table when wanted. Numbers are kept row by row in one
+/// vector (a request costs one copy per tensor, and the vector's memory is reused from one
+/// take to the next); text is kept per column.
 ///
 /// A tensor of shape `[rows]` or `[rows, 1]` is one column named after it; `[rows, F]` is F
 /// columns, named by `feature_names` when it holds exactly F names (the names a model was
@@ -400,7 +404,9 @@ pub struct FeatureBuffer {
     values: Values,
     slots: Option<Vec<Slot>>,
     columns: Vec<String>,
-    numbers: Vec<Vec<f64>>,
+    /// Numbers of every numeric column, row-major: `row_width` values per row.
+    numbers: Vec<f64>,
+    row_width: usize,
     texts: Vec<Vec<String>>,
     rows: usize,
 }
@@ -414,6 +420,7 @@ impl FeatureBuffer {
             slots: None,
             columns: Vec::new(),
             numbers: Vec::new(),
+            row_width: 0,
             texts: Vec::new(),
             rows: 0,
         }
@@ -437,9 +444,17 @@ impl FeatureBuffer {
                 _ => (0..width).map(|i| format!("{name}[{i}]")).collect(),
             };
             self.columns.extend(names);
-            slots.push(Slot { width, text, first });
+            let offset = self.row_width;
+            if !text {
+                self.row_width += width;
+            }
+            slots.push(Slot {
+                width,
+                text,
+                first,
+                offset,
+            });
         }
-        self.numbers = vec![Vec::new(); self.columns.len()];
         self.texts = vec![Vec::new(); self.columns.len()];
         self.slots = Some(slots);
     }
@@ -473,21 +488,47 @@ impl FeatureBuffer {
                 ));
             }
         }
-        let mut rows = 0;
+        // every tensor must hold the same number of rows (columns of one table)
+        let mut rows = None;
+        for ((slot, t), name) in slots.iter().zip(tensors).zip(&self.names) {
+            if slot.width == 0 {
+                continue;
+            }
+            let n = t.data.len() / slot.width;
+            if t.data.len() % slot.width != 0 || rows.is_some_and(|r| r != n) {
+                return Err(RuntimeError::input(
+                    name,
+                    format!(
+                        "{} values of shape {:?} do not make the {} rows of the other tensors",
+                        t.data.len(),
+                        t.shape,
+                        rows.unwrap_or(0)
+                    ),
+                ));
+            }
+            rows = Some(n);
+        }
+        let rows = rows.unwrap_or(0);
+        let base = self.numbers.len();
+        if self.row_width > 0 {
+            let more = rows.checked_mul(self.row_width).ok_or_else(|| {
+                RuntimeError::input(self.names.join(", "), "too many values to monitor")
+            })?;
+            self.numbers.resize(base + more, 0.0);
+        }
         for (slot, t) in slots.iter().zip(tensors) {
             if slot.width == 0 {
                 continue;
             }
-            let columns = slot.first..slot.first + slot.width;
             if slot.text {
-                let out = &mut self.texts[columns];
+                let out = &mut self.texts[slot.first..slot.first + slot.width];
                 for k in 0..t.data.len() {
                     out[k % slot.width].push(element_text(&t.data, k));
                 }
             } else {
-                deal_numbers(&t.data, &mut self.numbers[columns]);
+                let rows_out = self.numbers[base..].chunks_exact_mut(self.row_width);
+                deal_numbers(&t.data, slot.width, rows_out, slot.offset);
             }
-            rows = t.data.len() / slot.width;
         }
         self.rows += rows;
         Ok(())
@@ -509,7 +550,15 @@ impl FeatureBuffer {
                 let array: ArrayRef = if slot.text {
                     Arc::new(StringArray::from(std::mem::take(&mut self.texts[c])))
                 } else {
-                    Arc::new(Float64Array::from(std::mem::take(&mut self.numbers[c])))
+                    let at = slot.offset + (c - slot.first);
+                    let column: Vec<f64> = self
+                        .numbers
+                        .iter()
+                        .skip(at)
+                        .step_by(self.row_width)
+                        .copied()
+                        .collect();
+                    Arc::new(Float64Array::from(column))
                 };
                 fields.push(Field::new(
                     self.columns[c].clone(),
@@ -520,6 +569,7 @@ impl FeatureBuffer {
             }
         }
         self.rows = 0;
+        self.numbers.clear();
         let schema = Arc::new(arrow_schema::Schema::new(fields));
         RecordBatch::try_new(schema, arrays)
             .map(Some)
@@ -528,15 +578,20 @@ impl FeatureBuffer {
 }
 
 /// Deals a tensor's numbers to `columns` in turn (row by row), without an intermediate copy.
-fn deal_numbers(data: &TensorData<'_>, columns: &mut [Vec<f64>]) {
-    let width = columns.len();
+/// Copies a numeric tensor of `width` values per row into its place (`offset`) in each row.
+fn deal_numbers<'a>(
+    data: &TensorData<'_>,
+    width: usize,
+    rows: impl Iterator<Item = &'a mut [f64]>,
+    offset: usize,
+) {
     macro_rules! deal {
         ($($variant:ident),*) => {
             match data {
                 $(TensorData::$variant(v) => {
-                    for row in v.chunks_exact(width) {
-                        for (column, x) in columns.iter_mut().zip(row) {
-                            column.push(x.to_f64());
+                    for (row, values) in rows.zip(v.chunks_exact(width)) {
+                        for (out, x) in row[offset..offset + width].iter_mut().zip(values) {
+                            *out = x.to_f64();
                         }
                     }
                 })*
@@ -631,6 +686,21 @@ mod tests {
             .collect();
         assert_eq!(columns, ["X[0]", "X[1]", "X[2]", "label"]);
         assert_eq!(plain.column(3).data_type(), &DataType::Float64);
+        // two numeric tensors share each row: every column keeps its own values
+        let column = |t: &RecordBatch, i: usize| -> Vec<f64> {
+            t.column(i).as_primitive::<Float64Type>().values().to_vec()
+        };
+        let plain = feature_table(&names, &[&a, &b, &a], None, Values::AsIs).unwrap();
+        assert_eq!(column(&plain, 2), [3., 6., 9., 3., 6.]);
+        assert_eq!(column(&plain, 3), [0., 1., 1., 0., 1.]);
+
+        // tensors of one request that disagree on their rows are refused, naming one
+        let ragged = [
+            tensor(vec![2, 3], TensorData::Float32(Cow::Owned(vec![0.; 6]))),
+            tensor(vec![3], TensorData::Int64(Cow::Owned(vec![1, 2, 3]))),
+        ];
+        let err = feature_table(&names, &[&ragged], None, Values::AsIs).unwrap_err();
+        assert!(err.to_string().contains("label"), "{err}");
 
         // tensors that do not stack are an error naming the tensor
         let odd = [

@@ -1,8 +1,8 @@
 //! The monitoring tap: every record the payload-log thread receives (logging on or off)
-//! also goes here, off the request path. Health counts per request; tensors are held by
-//! reference (the records' own `Arc`s) and profiled a chunk at a time, so that a request
-//! costs a queue push on the hot path and a few pointer copies here. Windows that close go
-//! to the store thread.
+//! also goes here, off the request path. A request's health observation and values are
+//! appended to its key's slot (two pushes, no hashing); a slot is folded into its open
+//! window a chunk at a time (counted, checked and profiled), so the per-request work of
+//! monitoring stays a small share of serving's. Windows that close go to the store thread.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,22 +25,47 @@ pub struct Finished {
     pub watch: Arc<Watch>,
 }
 
-/// Values waiting to be profiled into one key's open window (copied out of the requests'
-/// tensors, which go at once).
-struct Pending {
+/// One key's traffic since it was last folded into its open window: the requests' health
+/// observations and their values (copied out of the tensors, which go at once). A request
+/// reaches its slot with a pointer comparison (the slot it reached last), with no hashing,
+/// and costs two pushes; the window takes a slot's contents a chunk at a time.
+struct Slot {
+    key: Key,
+    length: i64,
+    /// The start of the open window these requests count in.
+    start: i64,
+    model: Arc<str>,
+    watch: Arc<Watch>,
+    observed: Vec<Observation>,
     inputs: FeatureBuffer,
     outputs: FeatureBuffer,
-    watch: Arc<Watch>,
     /// Requests whose tensors did not fit the columns of the first (counted, not profiled).
     unfit: u64,
+    /// When the slot last saw a request.
+    last_us: i64,
+}
+
+impl Slot {
+    fn holds(&self, r: &Record, length: i64) -> bool {
+        let same = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || a == b;
+        self.length == length
+            && self.key.version == r.version
+            && self.key.shadow == (r.role == "shadow")
+            && same(&self.key.deployment, &r.deployment)
+            && same(&self.key.route, &r.route)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.observed.is_empty() && self.inputs.rows() == 0 && self.unfit == 0
+    }
 }
 
 pub struct Tap {
     /// Open windows by window length (a deployment's spec names its length).
     windows: HashMap<i64, Windows>,
-    pending: HashMap<(i64, Key), Pending>,
-    /// The model and watch of each key with an open window.
-    seen: HashMap<Key, (Arc<str>, Arc<Watch>)>,
+    slots: Vec<Slot>,
+    /// The slot the last request went to (consecutive requests mostly share one).
+    last: usize,
     /// The process's CPU seconds when each open window (length, start) began.
     cpu_at_start: HashMap<(i64, i64), f64>,
     /// Profiling runs here, on this (low-priority) thread alone: the drift crate would
@@ -53,8 +78,8 @@ impl Tap {
     pub fn new(out: Sender<Vec<Finished>>) -> Tap {
         Tap {
             windows: HashMap::new(),
-            pending: HashMap::new(),
-            seen: HashMap::new(),
+            slots: Vec::new(),
+            last: 0,
             cpu_at_start: HashMap::new(),
             pool: None,
             out,
@@ -68,27 +93,21 @@ impl Tap {
         let length = i64::try_from(r.monitoring.window_s)
             .unwrap_or(60)
             .saturating_mul(1_000_000);
-        let Some(windows) = self.windows_of(length) else {
+        let Some(i) = self.slot_of(r, length) else {
             return;
         };
-        let start = windows.start_of(r.time_us);
-        let key = Key {
-            deployment: r.deployment.clone(),
-            version: r.version,
-            route: r.route.clone(),
-            shadow: r.role == "shadow",
-        };
-        // the rows held for a window that is about to close go into it first
-        if windows.open_start(&key).is_some_and(|s| s < start) {
-            self.profile_pending(length, &key);
+        let start = r.time_us - r.time_us.rem_euclid(length);
+        if start > self.slots[i].start {
+            // the first request of a later window: what the slot holds belongs to the one before
+            self.fold(i);
+            self.slots[i].start = start;
+            self.cpu_at_start
+                .entry((length, start))
+                .or_insert_with(process::cpu_seconds);
         }
-        self.cpu_at_start
-            .entry((length, start))
-            .or_insert_with(process::cpu_seconds);
-        let windows = self.windows.get_mut(&length).expect("created above");
-        let mut closed = Vec::new();
-        let window = windows.window(&key, r.time_us, &mut closed);
-        window.observe(&Observation {
+        let slot = &mut self.slots[i];
+        slot.last_us = r.time_us;
+        slot.observed.push(Observation {
             status: r.status,
             rows: r.outputs.as_ref().map_or(0, |o| rows_of(o)),
             latency: r.latency,
@@ -96,84 +115,98 @@ impl Tap {
             inference: r.inference,
             batch_rows: r.batch_rows,
         });
-        let finished = self.attach(closed);
-        if !self.seen.contains_key(&key) {
-            self.seen
-                .insert(key.clone(), (r.model.clone(), r.watch.clone()));
-        }
         if r.status == 200 {
             if let (Some(inputs), Some(outputs)) = (&r.inputs, &r.outputs) {
-                let pending = self
-                    .pending
-                    .entry((length, key.clone()))
-                    .or_insert_with(|| {
-                        let (inputs, outputs) = r.watch.buffers();
-                        Pending {
-                            inputs,
-                            outputs,
-                            watch: r.watch.clone(),
-                            unfit: 0,
-                        }
-                    });
-                if pending.inputs.push(inputs).is_err() || pending.outputs.push(outputs).is_err() {
-                    pending.unfit += 1;
-                }
-                if pending.inputs.rows() >= CHUNK_ROWS {
-                    self.profile_pending(length, &key);
+                if slot.inputs.push(inputs).is_err() || slot.outputs.push(outputs).is_err() {
+                    slot.unfit += 1;
                 }
             }
         }
-        self.send(finished);
+        if slot.observed.len() >= CHUNK_ROWS || slot.inputs.rows() >= CHUNK_ROWS {
+            self.fold(i);
+        }
     }
 
-    /// Closes the windows that ended by `now_us`.
-    pub fn tick(&mut self, now_us: i64) {
-        let lengths: Vec<i64> = self.windows.keys().copied().collect();
-        let mut finished = Vec::new();
-        for length in lengths {
-            let due: Vec<Key> = self.windows[&length].due(now_us);
-            for key in &due {
-                self.profile_pending(length, key);
-            }
-            let closed = self
-                .windows
-                .get_mut(&length)
-                .expect("listed")
-                .close_due(now_us);
-            finished.extend(self.attach(closed));
+    /// The slot of the record's key and window length, made when it is new.
+    fn slot_of(&mut self, r: &Record, length: i64) -> Option<usize> {
+        if self
+            .slots
+            .get(self.last)
+            .is_some_and(|s| s.holds(r, length))
+        {
+            return Some(self.last);
         }
+        if let Some(i) = self.slots.iter().position(|s| s.holds(r, length)) {
+            self.last = i;
+            return Some(i);
+        }
+        if let std::collections::hash_map::Entry::Vacant(e) = self.windows.entry(length) {
+            e.insert(Windows::new(length).ok()?);
+        }
+        let start = r.time_us - r.time_us.rem_euclid(length);
+        self.cpu_at_start
+            .entry((length, start))
+            .or_insert_with(process::cpu_seconds);
+        let (inputs, outputs) = r.watch.buffers();
+        self.slots.push(Slot {
+            key: Key {
+                deployment: r.deployment.clone(),
+                version: r.version,
+                route: r.route.clone(),
+                shadow: r.role == "shadow",
+            },
+            length,
+            start,
+            model: r.model.clone(),
+            watch: r.watch.clone(),
+            observed: Vec::new(),
+            inputs,
+            outputs,
+            unfit: 0,
+            last_us: r.time_us,
+        });
+        self.last = self.slots.len() - 1;
+        Some(self.last)
+    }
+
+    /// Closes the windows that ended by `now_us`, and forgets keys quiet for two windows.
+    pub fn tick(&mut self, now_us: i64) {
+        for i in 0..self.slots.len() {
+            let s = &self.slots[i];
+            if !s.is_empty() && s.start.saturating_add(s.length) <= now_us {
+                self.fold(i);
+            }
+        }
+        let mut finished = Vec::new();
+        for windows in self.windows.values_mut() {
+            finished.extend(windows.close_due(now_us));
+        }
+        let finished = self.attach(finished);
+        self.slots.retain(|s| {
+            !s.is_empty() || s.last_us.saturating_add(s.length.saturating_mul(2)) > now_us
+        });
         self.send(finished);
     }
 
     /// Closes every window (the server is stopping).
     pub fn close_all(&mut self) {
-        let keys: Vec<(i64, Key)> = self.pending.keys().cloned().collect();
-        for (length, key) in keys {
-            self.profile_pending(length, &key);
+        for i in 0..self.slots.len() {
+            self.fold(i);
         }
-        let lengths: Vec<i64> = self.windows.keys().copied().collect();
         let mut finished = Vec::new();
-        for length in lengths {
-            let closed = self.windows.get_mut(&length).expect("listed").close_all();
-            finished.extend(self.attach(closed));
+        for windows in self.windows.values_mut() {
+            finished.extend(windows.close_all());
         }
+        let finished = self.attach(finished);
         self.send(finished);
     }
 
-    fn windows_of(&mut self, length: i64) -> Option<&mut Windows> {
-        match self.windows.entry(length) {
-            std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                Some(e.insert(Windows::new(length).ok()?))
-            }
-        }
-    }
-
-    /// Profiles the rows held for `key` into its open window.
-    fn profile_pending(&mut self, length: i64, key: &Key) {
-        let Some(mut p) = self.pending.remove(&(length, key.clone())) else {
+    /// Counts and profiles what slot `i` holds into its open window (a window of its key
+    /// that ended before is closed and sent first).
+    fn fold(&mut self, i: usize) {
+        if self.slots[i].is_empty() {
             return;
-        };
+        }
         if self.pool.is_none() {
             // built on this thread, which it then uses as its one worker: no hand-off
             self.pool = rayon::ThreadPoolBuilder::new()
@@ -182,18 +215,24 @@ impl Tap {
                 .build()
                 .ok();
         }
-        let Some(window) = self.windows.get_mut(&length).and_then(|w| w.open_mut(key)) else {
+        let slot = &mut self.slots[i];
+        let Some(windows) = self.windows.get_mut(&slot.length) else {
             return;
         };
+        let mut closed = Vec::new();
+        let window = windows.window(&slot.key, slot.start, &mut closed);
         let mut work = || {
-            window.unprofiled += p.unfit;
-            if let Ok(Some(table)) = p.inputs.take() {
-                if !p.watch.expectations.is_empty() {
-                    window.quality.merge(&p.watch.expectations.check(&table));
+            for o in slot.observed.drain(..) {
+                window.observe(&o);
+            }
+            window.unprofiled += std::mem::take(&mut slot.unfit);
+            if let Ok(Some(table)) = slot.inputs.take() {
+                if !slot.watch.expectations.is_empty() {
+                    window.quality.merge(&slot.watch.expectations.check(&table));
                 }
                 window.add_inputs(&table);
             }
-            if let Ok(Some(table)) = p.outputs.take() {
+            if let Ok(Some(table)) = slot.outputs.take() {
                 window.add_outputs(&table);
             }
         };
@@ -201,44 +240,43 @@ impl Tap {
             Some(pool) => pool.install(work),
             None => work(),
         }
+        let finished = self.attach(closed);
+        self.send(finished);
     }
 
-    /// Closed windows with the model and watch of their key; a key whose window closed and
-    /// did not reopen is forgotten.
-    fn attach(&mut self, closed: Vec<Closed>) -> Vec<Finished> {
-        if !closed.is_empty() {
-            let (cpu, rss) = (process::cpu_seconds(), process::rss_bytes());
-            let mut closed = closed;
-            for c in &mut closed {
-                let began = self.cpu_at_start.get(&(c.length_us, c.start_us)).copied();
-                c.health.cpu_seconds = began.map_or(0.0, |b| (cpu - b).max(0.0));
-                c.health.rss_bytes = rss;
-            }
-            let open = &self.windows;
-            self.cpu_at_start.retain(|(length, start), _| {
-                open.get(length).is_some_and(|w| w.has_open_start(*start))
-            });
-            return self.attach_closed(closed);
+    /// Closed windows with their CPU and memory, and the model and watch of their key.
+    fn attach(&mut self, mut closed: Vec<Closed>) -> Vec<Finished> {
+        if closed.is_empty() {
+            return Vec::new();
         }
-        Vec::new()
-    }
-
-    fn attach_closed(&mut self, closed: Vec<Closed>) -> Vec<Finished> {
-        let finished: Vec<Finished> = closed
+        let (cpu, rss) = (process::cpu_seconds(), process::rss_bytes());
+        for c in &mut closed {
+            let began = self.cpu_at_start.get(&(c.length_us, c.start_us)).copied();
+            c.health.cpu_seconds = began.map_or(0.0, |b| (cpu - b).max(0.0));
+            c.health.rss_bytes = rss;
+        }
+        // kept while a window of that start is open or a slot is gathering for one
+        let (open, slots) = (&self.windows, &self.slots);
+        self.cpu_at_start.retain(|(length, start), _| {
+            slots
+                .iter()
+                .any(|s| s.length == *length && s.start == *start)
+                || open.get(length).is_some_and(|w| w.has_open_start(*start))
+        });
+        let slots = &self.slots;
+        closed
             .into_iter()
             .filter_map(|c| {
-                let (model, watch) = self.seen.get(&c.key).cloned()?;
+                let s = slots
+                    .iter()
+                    .find(|s| s.length == c.length_us && s.key == c.key)?;
                 Some(Finished {
+                    model: s.model.clone(),
+                    watch: s.watch.clone(),
                     closed: c,
-                    model,
-                    watch,
                 })
             })
-            .collect();
-        let open = &self.windows;
-        self.seen
-            .retain(|k, _| open.values().any(|w| w.open_start(k).is_some()));
-        finished
+            .collect()
     }
 
     fn send(&self, finished: Vec<Finished>) {
