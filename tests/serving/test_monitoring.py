@@ -271,3 +271,191 @@ def test_two_servers_on_postgres_count_every_request_once(
     assert int(per_second.requests.sum()) == 60
     served = mon.profile(since=None)
     assert served is not None and served.rows == 37 + 46
+
+
+def _on_demand_model(size: int = 256, rounds: int | None = None) -> bytes:
+    """y = x, computed after max(work) rounds of h = tanh(h @ w) on a size x size constant
+    (outer-scope initializers, so nothing folds away): one version that is as fast or as slow
+    as its `work` input asks, about half a millisecond of CPU per round. With `rounds`, every
+    request takes that many, whatever `work` says (a slower version of the same model)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((size, size)) / np.sqrt(size)).astype(np.float32)
+    h0 = rng.standard_normal((size, size)).astype(np.float32)
+    step = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("MatMul", ["h_in", "w"], ["product"]),
+            helper.make_node("Tanh", ["product"], ["h_out"]),
+        ],
+        "round",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("h_in", TensorProto.FLOAT, [size, size]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("h_out", TensorProto.FLOAT, [size, size]),
+        ],
+    )
+    count = (
+        [
+            helper.make_node("ReduceMax", ["work"], ["most"], keepdims=0),
+            helper.make_node("Cast", ["most"], ["rounds"], to=TensorProto.INT64),
+        ]
+        if rounds is None
+        else [
+            helper.make_node("ReduceMax", ["work"], ["most"], keepdims=0),
+            helper.make_node("Cast", ["most"], ["asked"], to=TensorProto.INT64),
+            helper.make_node("Mul", ["asked", "no"], ["ignored"]),
+            helper.make_node("Add", ["ignored", "fixed"], ["rounds"]),
+        ]
+    )
+    graph = helper.make_graph(
+        [
+            *count,
+            helper.make_node("Loop", ["rounds", "", "h0"], ["h"], body=step),
+            helper.make_node("ReduceSum", ["h"], ["total"], keepdims=0),
+            helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+            helper.make_node("Add", ["x", "nothing"], ["y"]),
+        ],
+        "on_demand",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4]),
+            helper.make_tensor_value_info("work", TensorProto.FLOAT, [None, 1]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+        [
+            numpy_helper.from_array(w, "w"),
+            numpy_helper.from_array(h0, "h0"),
+            helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor("no", TensorProto.INT64, [], [0]),
+            helper.make_tensor("fixed", TensorProto.INT64, [], [rounds or 0]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
+def _work_traffic(server: CliServer, work: int, until: float) -> int:
+    """Requests (one row each) asking for `work` rounds, one after another until `until`."""
+    session = requests.Session()
+    sent = 0
+    while time.time() < until:
+        body: dict[str, Any] = {
+            "inputs": [
+                {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]},
+                {"name": "work", "shape": [1, 1], "datatype": "FP32", "data": [float(work)]},
+            ]
+        }
+        r = session.post(f"{server.url}/v2/models/loop/infer", json=body, timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.json()["outputs"][0]["data"] == [1.0, 2.0, 3.0, 4.0]
+        sent += 1
+    return sent
+
+
+def test_latency_anomaly_flagged_when_the_model_is_made_slow(store: Store, cli: Any) -> None:
+    # The baseline of a window is the windows before it of the same version, at least five
+    # of them with requests (health.rs `latency_anomaly`): here the slowdown happens inside
+    # one version. Its graph runs max(work) rounds of a 256x256 MatMul: with work=0 a
+    # request takes well under a millisecond in the model, with work=100 some 25-50 ms of
+    # CPU, on the same version, route, payload size and rows; nothing else changes.
+    fast_windows = 6  # five make the baseline of the sixth, which must not be flagged
+    x = np.ones((1, 4), np.float32)
+    store.registry.log_model(
+        _on_demand_model(), "loop", input_example={"x": x, "work": np.zeros((1, 1), np.float32)}
+    )
+    ph.deploy("loop", version=1, monitoring={"window": "1s"}, registry=store.registry)
+    server: CliServer = cli()
+    _work_traffic(server, 0, time.time() + 0.2)  # warm-up, in a window the reads leave out
+    start = _next_second()
+    fast = _work_traffic(server, 0, start.timestamp() + fast_windows - 0.05)
+    slowdown = _next_second()
+    assert slowdown == start + dt.timedelta(seconds=fast_windows)
+    slow = _work_traffic(server, 100, slowdown.timestamp() + 1.95)
+    assert fast > 0 and slow > 0
+    mon = ph.monitor("loop", registry=store.registry)
+    # every request counts exactly once, also one that arrived just before its window closed
+    # and answered after (it counts in the next window, not in a second copy of its own)
+    server.wait_for(
+        lambda: int(mon.health(since=start, window="1s").requests.sum()) == fast + slow,
+        timeout=10,
+        what=f"{fast} + {slow} requests counted",
+    )
+
+    health = mon.health(since=start, window="1s")
+    assert (health.version == 1).all() and int(health.errors.sum()) == 0
+    before = health[health.window_start < pd.Timestamp(slowdown)]
+    after = health[health.window_start >= pd.Timestamp(slowdown)]
+    assert len(before) == fast_windows and len(after) >= 2, health
+    assert not before.latency_anomaly.any(), health
+    assert after.latency_anomaly.all(), health
+    # the margin the verdicts rest on: the slow p99 is many times the baseline's
+    assert after.latency_p99_ms.min() > 4 * before.latency_p99_ms.median(), health
+
+    over_http = requests.get(
+        f"{server.url}/v2/models/loop/monitoring/health",
+        params={"since": start.isoformat(), "window": "1s"},
+        timeout=10,
+    )
+    assert over_http.status_code == 200, over_http.text
+    flags = {
+        pd.Timestamp(row["window_start_us"], unit="us", tz="UTC"): row["latency_anomaly"]
+        for row in over_http.json()["rows"]
+    }
+    assert flags == dict(zip(health.window_start, health.latency_anomaly)), over_http.text
+
+
+def test_latency_anomaly_flagged_when_a_slower_version_takes_over(store: Store, cli: Any) -> None:
+    # A version just deployed has no windows of its own to be compared with: its first
+    # windows are held against the deployment's recent ones (the version before it), so a
+    # slower version is flagged when it takes over, and the version before it is not.
+    x = np.ones((1, 4), np.float32)
+    example = {"x": x, "work": np.zeros((1, 1), np.float32)}
+    store.registry.log_model(_on_demand_model(), "loop", input_example=example)
+    store.registry.log_model(_on_demand_model(rounds=100), "loop", input_example=example)
+    ph.deploy("loop", version=1, monitoring={"window": "1s"}, registry=store.registry)
+    server: CliServer = cli()
+    _work_traffic(server, 0, time.time() + 0.2)
+    start = _next_second()
+    _work_traffic(server, 0, start.timestamp() + 5.95)
+    ph.deploy("loop", version=2, monitoring={"window": "1s"}, registry=store.registry)
+
+    def serving_version() -> str:
+        body = {
+            "inputs": [
+                {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]},
+                {"name": "work", "shape": [1, 1], "datatype": "FP32", "data": [0.0]},
+            ]
+        }
+        r = requests.post(f"{server.url}/v2/models/loop/infer", json=body, timeout=10)
+        return str(r.json().get("model_version"))
+
+    server.wait_for(lambda: serving_version() == "2", timeout=20, what="version 2 serving")
+    swapped = _next_second()
+    _work_traffic(server, 0, swapped.timestamp() + 1.95)  # version 2 ignores work: all slow
+    mon = ph.monitor("loop", registry=store.registry)
+    last = pd.Timestamp(swapped + dt.timedelta(seconds=1))
+    server.wait_for(
+        lambda: (mon.health(since=start, window="1s").window_start >= last).any(),
+        timeout=10,
+        what="the second window of version 2 stored",
+    )
+    health = mon.health(since=start, window="1s")
+    # the windows of version 1 before the swap was asked for (the swap's own window may be
+    # slowed by loading version 2 beside it)
+    old = health[
+        (health.version == 1)
+        & (health.window_start < pd.Timestamp(start) + pd.Timedelta(seconds=6))
+    ]
+    new = health[health.version == 2]
+    assert len(old) == 6 and not old.latency_anomaly.any(), health
+    full = new[new.window_start >= pd.Timestamp(swapped)]
+    assert len(full) == 2 and full.latency_anomaly.all(), health
+    assert full.latency_p99_ms.min() > 4 * old.latency_p99_ms.median(), health

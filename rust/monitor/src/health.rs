@@ -140,12 +140,14 @@ pub struct Anomaly {
     pub score: f64,
 }
 
+/// Windows with requests a latency baseline needs.
+pub const MIN_BASELINE: usize = 5;
+
 /// Whether `current`'s p99 latency is anomalous against `recent` windows (oldest first):
 /// at least `MIN_BASELINE` of them with requests, and a p99 both more than 4 robust standard
 /// deviations and more than twice above their median (so that a quiet, steady service does
 /// not flag a jitter of a millisecond).
 pub fn latency_anomaly(recent: &[&Health], current: &Health) -> Option<Anomaly> {
-    const MIN_BASELINE: usize = 5;
     let p99 = current.latency_ms.quantile(0.99)?;
     let mut baseline: Vec<f64> = recent
         .iter()

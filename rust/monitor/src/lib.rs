@@ -19,6 +19,6 @@ pub mod series;
 pub mod window;
 
 pub use error::{MonitorError, Result};
-pub use health::{latency_anomaly, Anomaly, Health, Observation, Summary};
+pub use health::{latency_anomaly, Anomaly, Health, Observation, Summary, MIN_BASELINE};
 pub use quality::{Check, Expectations, Quality};
 pub use window::{Closed, Key, Window, Windows};

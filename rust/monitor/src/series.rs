@@ -3,11 +3,12 @@
 //! exactly), and each bucket becomes rows: the drift of its inputs or outputs against the
 //! reference, its data-quality counts, its health.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use pilothouse_drift::compare::{compare_profiles, Options};
 use pilothouse_drift::Profile;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{MonitorError, Result};
 use crate::health::Health;
@@ -38,6 +39,9 @@ pub struct Bucket {
     /// Stored windows whose profiles could not be merged into the others (their columns
     /// differ: the model's inputs changed shape); their health and quality still count.
     pub unmerged: u64,
+    /// Names the windows merged here (their starts, lengths and counts), whether or not
+    /// their profiles were read: a drift computed from this bucket holds while it is equal.
+    pub basis: u64,
 }
 
 /// Merges `windows` into buckets of `bucket_us` (0: one bucket per version over all of
@@ -81,6 +85,7 @@ pub fn merge(windows: Vec<Stored>, bucket_us: i64) -> Result<Vec<Bucket>> {
                 health: Health::default(),
                 quality: Quality::default(),
                 unmerged: 0,
+                basis: basis(&parts),
             };
             for w in parts {
                 bucket.health.merge(&w.health);
@@ -96,6 +101,19 @@ pub fn merge(windows: Vec<Stored>, bucket_us: i64) -> Result<Vec<Bucket>> {
         .collect())
 }
 
+/// What names a bucket's windows: each one's start, length, requests and rows, in order.
+fn basis(parts: &[Stored]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut names: Vec<(i64, i64, u64, u64)> = parts
+        .iter()
+        .map(|w| (w.start_us, w.length_us, w.health.requests, w.health.rows))
+        .collect();
+    names.sort_unstable();
+    let mut h = std::hash::DefaultHasher::new();
+    names.hash(&mut h);
+    h.finish()
+}
+
 /// Adds `part` into `total`; false when their columns differ.
 fn absorb(total: &mut Option<Profile>, part: Option<Profile>) -> bool {
     match (total.as_mut(), part) {
@@ -109,12 +127,12 @@ fn absorb(total: &mut Option<Profile>, part: Option<Profile>) -> bool {
 }
 
 /// One column of one bucket compared with the reference.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DriftRow {
     pub window_start_us: i64,
     pub version: i64,
     pub column: String,
-    pub method: Option<&'static str>,
+    pub method: Option<Cow<'static, str>>,
     pub statistic: Option<f64>,
     pub p_value: Option<f64>,
     pub threshold: Option<f64>,
@@ -124,7 +142,7 @@ pub struct DriftRow {
 }
 
 /// The dataset-level verdict of one bucket.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DriftShare {
     pub window_start_us: i64,
     pub version: i64,
@@ -167,7 +185,7 @@ pub fn drift(
             window_start_us: b.start_us,
             version: b.version,
             column: c.column,
-            method: c.method,
+            method: c.method.map(Cow::Borrowed),
             statistic: c.statistic,
             p_value: c.p_value,
             threshold: c.threshold,

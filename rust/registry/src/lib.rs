@@ -29,9 +29,9 @@ pub use error::{RegistryError, Result};
 pub use names::deployment as check_deployment_name;
 pub use query::parse_time;
 pub use records::{
-    AliasMove, Approval, AuditEvent, AuditHead, DatasetInfo, Delivery, Deployment, Lineage,
-    MetricPoint, ModelSummary, MonitorWindow, NewReference, Parent, Reference, Run, RunCode,
-    ToJson, Version, WindowQuery,
+    AliasMove, Approval, AuditEvent, AuditHead, DatasetInfo, Delivery, Deployment, DriftResult,
+    Lineage, MetricPoint, ModelSummary, MonitorWindow, NewReference, Parent, Reference, Run,
+    RunCode, ToJson, Version, WindowQuery,
 };
 pub use registry::{parse_uri, Dataset, NewRun, NewVersion, Registry, VersionRef};
 pub use store::{Row, Store, Tx, Value};

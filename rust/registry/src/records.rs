@@ -797,6 +797,63 @@ pub struct WindowQuery {
     pub without_profiles: bool,
 }
 
+/// The drift of one bucket of windows (a version's inputs or outputs over
+/// `[start_us, start_us + length_us)`), as the monitor computed it: `result` is its JSON,
+/// `basis` names what it was computed from (the windows, the reference and the options), so
+/// that a reader knows whether it still holds.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DriftResult {
+    pub deployment: String,
+    pub version: i64,
+    /// "inputs" or "outputs".
+    pub side: String,
+    pub length_us: i64,
+    pub start_us: i64,
+    pub basis: String,
+    pub result: String,
+}
+
+impl DriftResult {
+    pub(crate) fn read(
+        tx: &mut dyn Tx,
+        deployment: &str,
+        side: &str,
+        length_us: i64,
+        since_us: Option<i64>,
+        until_us: Option<i64>,
+    ) -> Result<Vec<DriftResult>> {
+        read_all(
+            tx,
+            &[
+                "deployment",
+                "version",
+                "side",
+                "length_us",
+                "start_us",
+                "basis",
+                "result",
+            ],
+            "monitor_drift WHERE deployment = ? AND side = ? AND length_us = ? AND start_us >= ? AND start_us < ? ORDER BY start_us, version",
+            &[
+                deployment.into(),
+                side.into(),
+                Value::Int(length_us),
+                Value::Int(since_us.unwrap_or(i64::MIN)),
+                Value::Int(until_us.unwrap_or(i64::MAX)),
+            ],
+            |r| DriftResult {
+                deployment: r.text("deployment").unwrap_or_default(),
+                version: r.int("version").unwrap_or(0),
+                side: r.text("side").unwrap_or_default(),
+                length_us: r.int("length_us").unwrap_or(0),
+                start_us: r.int("start_us").unwrap_or(0),
+                basis: r.text("basis").unwrap_or_default(),
+                result: r.text("result").unwrap_or_default(),
+            },
+        )
+    }
+}
+
 impl MonitorWindow {
     const COLUMNS: &'static [&'static str] = &[
         "deployment",
@@ -809,6 +866,18 @@ impl MonitorWindow {
         "requests",
         "inputs",
         "outputs",
+        "health",
+        "quality",
+    ];
+    const WITHOUT_PROFILES: &'static [&'static str] = &[
+        "deployment",
+        "model",
+        "version",
+        "route",
+        "replica",
+        "length_us",
+        "start_us",
+        "requests",
         "health",
         "quality",
     ];
@@ -830,7 +899,13 @@ impl MonitorWindow {
         }
         filter.push_str(" ORDER BY start_us, version, route, replica");
         let profiles = !q.without_profiles;
-        read_all(tx, Self::COLUMNS, &filter, &params, |r| MonitorWindow {
+        // without profiles, their bytes are not even read from the database
+        let columns = if profiles {
+            Self::COLUMNS
+        } else {
+            Self::WITHOUT_PROFILES
+        };
+        read_all(tx, columns, &filter, &params, |r| MonitorWindow {
             deployment: r.text("deployment").unwrap_or_default(),
             model: r.text("model").unwrap_or_default(),
             version: r.int("version").unwrap_or(0),
@@ -839,8 +914,8 @@ impl MonitorWindow {
             length_us: r.int("length_us").unwrap_or(0),
             start_us: r.int("start_us").unwrap_or(0),
             requests: r.int("requests").unwrap_or(0),
-            inputs: r.bytes("inputs").filter(|_| profiles),
-            outputs: r.bytes("outputs").filter(|_| profiles),
+            inputs: profiles.then(|| r.bytes("inputs")).flatten(),
+            outputs: profiles.then(|| r.bytes("outputs")).flatten(),
             health: r.text("health").unwrap_or_default(),
             quality: r.text("quality").unwrap_or_default(),
         })

@@ -337,4 +337,19 @@ CREATE TABLE monitor_windows (
     PRIMARY KEY (deployment, length_us, start_us, version, route, replica)
 );
 "#,
+    // 5: monitoring: the drift of buckets of windows as computed, with what it was computed
+    // from, so that reading a period again does not merge and compare it again
+    r#"
+CREATE TABLE monitor_drift (
+    deployment TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    side TEXT NOT NULL,
+    length_us BIGINT NOT NULL,
+    start_us BIGINT NOT NULL,
+    basis TEXT NOT NULL,
+    result TEXT NOT NULL,
+    computed_at BIGINT NOT NULL,
+    PRIMARY KEY (deployment, side, length_us, start_us, version)
+);
+"#,
 ];

@@ -10,9 +10,9 @@ use arrow_array::types::{
     UInt32Type, UInt64Type, UInt8Type,
 };
 use arrow_array::{
-    Array, ArrayRef, BinaryArray, BooleanArray, FixedSizeListArray, Float16Array, Float32Array,
-    Float64Array, Int16Array, Int32Array, Int64Array, Int8Array, RecordBatch, StringArray,
-    UInt16Array, UInt32Array, UInt64Array, UInt8Array,
+    Array, ArrayRef, BinaryArray, BooleanArray, DictionaryArray, FixedSizeListArray, Float16Array,
+    Float32Array, Float64Array, Int16Array, Int32Array, Int64Array, Int8Array, RecordBatch,
+    StringArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array,
 };
 use arrow_schema::{DataType, Field};
 
@@ -379,11 +379,20 @@ pub fn feature_table(
 struct Slot {
     /// Columns it spreads over (the product of its dimensions after the first).
     width: usize,
+    /// Kept as text (strings, bytes, 64-bit unsigned labels).
     text: bool,
+    /// Integer or boolean labels, kept as integers and taken as categories.
+    labels: Option<LabelKind>,
     /// Its first column's index in the buffer.
     first: usize,
     /// Where its values start in a row of numbers (numeric tensors only).
     offset: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum LabelKind {
+    Integer,
+    Boolean,
 }
 
 /// Requests' tensors gathered as they arrive: the values are copied out, so the tensors can
@@ -408,6 +417,8 @@ pub struct FeatureBuffer {
     numbers: Vec<f64>,
     row_width: usize,
     texts: Vec<Vec<String>>,
+    /// Label columns' values, per column.
+    labels: Vec<Vec<i64>>,
     rows: usize,
 }
 
@@ -422,6 +433,7 @@ impl FeatureBuffer {
             numbers: Vec::new(),
             row_width: 0,
             texts: Vec::new(),
+            labels: Vec::new(),
             rows: 0,
         }
     }
@@ -435,8 +447,11 @@ impl FeatureBuffer {
         let mut slots = Vec::with_capacity(tensors.len());
         for (name, t) in self.names.iter().zip(tensors) {
             let width: usize = t.shape.iter().skip(1).product();
+            let labels = (self.values == Values::Labels)
+                .then(|| label_kind(&t.data))
+                .flatten();
             let text = matches!(t.data, TensorData::String(_) | TensorData::Bytes(_))
-                || (self.values == Values::Labels && is_label_type(t.dtype()));
+                || (self.values == Values::Labels && labels.is_none() && is_label_type(t.dtype()));
             let first = self.columns.len();
             let names: Vec<String> = match &self.feature_names {
                 _ if width == 1 => vec![name.clone()],
@@ -445,17 +460,19 @@ impl FeatureBuffer {
             };
             self.columns.extend(names);
             let offset = self.row_width;
-            if !text {
+            if !text && labels.is_none() {
                 self.row_width += width;
             }
             slots.push(Slot {
                 width,
                 text,
+                labels,
                 first,
                 offset,
             });
         }
         self.texts = vec![Vec::new(); self.columns.len()];
+        self.labels = vec![Vec::new(); self.columns.len()];
         self.slots = Some(slots);
     }
 
@@ -475,22 +492,24 @@ impl FeatureBuffer {
             self.layout(tensors);
         }
         let slots = self.slots.as_ref().expect("laid out above");
+        // every tensor must fit its columns and hold the same number of rows
+        let mut rows = None;
         for ((slot, t), name) in slots.iter().zip(tensors).zip(&self.names) {
             let width: usize = t.shape.iter().skip(1).product();
             let text = matches!(t.data, TensorData::String(_) | TensorData::Bytes(_));
-            if width != slot.width || (text && !slot.text) {
+            let fits = width == slot.width
+                && (slot.text || !text)
+                && (slot.labels.is_none() || slot.labels == label_kind(&t.data));
+            if !fits {
                 return Err(RuntimeError::input(
                     name,
                     format!(
-                        "shape {:?} does not stack onto the columns of the first request",
-                        t.shape
+                        "shape {:?} ({}) does not stack onto the columns of the first request",
+                        t.shape,
+                        t.dtype()
                     ),
                 ));
             }
-        }
-        // every tensor must hold the same number of rows (columns of one table)
-        let mut rows = None;
-        for ((slot, t), name) in slots.iter().zip(tensors).zip(&self.names) {
             if slot.width == 0 {
                 continue;
             }
@@ -525,6 +544,11 @@ impl FeatureBuffer {
                 for k in 0..t.data.len() {
                     out[k % slot.width].push(element_text(&t.data, k));
                 }
+            } else if slot.labels.is_some() {
+                deal_labels(
+                    &t.data,
+                    &mut self.labels[slot.first..slot.first + slot.width],
+                );
             } else {
                 let rows_out = self.numbers[base..].chunks_exact_mut(self.row_width);
                 deal_numbers(&t.data, slot.width, rows_out, slot.offset);
@@ -549,6 +573,11 @@ impl FeatureBuffer {
             for c in slot.first..slot.first + slot.width {
                 let array: ArrayRef = if slot.text {
                     Arc::new(StringArray::from(std::mem::take(&mut self.texts[c])))
+                } else if let Some(kind) = slot.labels {
+                    let values = &mut self.labels[c];
+                    let array = label_array(values, kind);
+                    values.clear();
+                    array
                 } else {
                     let at = slot.offset + (c - slot.first);
                     let column: Vec<f64> = self
@@ -603,6 +632,80 @@ fn deal_numbers<'a>(
         Float16, BFloat16, Float32, Float64, Int8, Int16, Int32, Int64, UInt8, UInt16, UInt32,
         UInt64, Bool
     );
+}
+
+/// The label kind of an integer or boolean tensor kept as integers (64-bit unsigned values
+/// may not fit, so they are kept as text).
+fn label_kind(data: &TensorData<'_>) -> Option<LabelKind> {
+    match data {
+        TensorData::Int8(_)
+        | TensorData::Int16(_)
+        | TensorData::Int32(_)
+        | TensorData::Int64(_)
+        | TensorData::UInt8(_)
+        | TensorData::UInt16(_)
+        | TensorData::UInt32(_) => Some(LabelKind::Integer),
+        TensorData::Bool(_) => Some(LabelKind::Boolean),
+        _ => None,
+    }
+}
+
+/// Copies an integer or boolean tensor's values into its label columns.
+fn deal_labels(data: &TensorData<'_>, columns: &mut [Vec<i64>]) {
+    let width = columns.len();
+    macro_rules! deal {
+        ($($variant:ident),*) => {
+            match data {
+                $(TensorData::$variant(v) => {
+                    for row in v.chunks_exact(width) {
+                        for (column, x) in columns.iter_mut().zip(row) {
+                            column.push(i64::from(*x));
+                        }
+                    }
+                })*
+                _ => {}
+            }
+        };
+    }
+    deal!(Int8, Int16, Int32, Int64, UInt8, UInt16, UInt32, Bool);
+}
+
+/// Labels as a dictionary of their texts (few distinct values, each written once), which
+/// the profile counts by code.
+fn label_array(values: &[i64], kind: LabelKind) -> ArrayRef {
+    let mut distinct: Vec<i64> = Vec::new();
+    let mut index: std::collections::HashMap<i64, i32> = std::collections::HashMap::new();
+    let mut code_of = |v: i64| -> i32 {
+        if distinct.len() <= 16 {
+            if let Some(i) = distinct.iter().position(|d| *d == v) {
+                return i as i32;
+            }
+        } else if let Some(i) = index.get(&v) {
+            return *i;
+        }
+        let code = distinct.len() as i32;
+        distinct.push(v);
+        if distinct.len() > 16 {
+            if index.is_empty() {
+                index.extend(distinct.iter().enumerate().map(|(i, d)| (*d, i as i32)));
+            } else {
+                index.insert(v, code);
+            }
+        }
+        code
+    };
+    let codes: Vec<i32> = values.iter().map(|v| code_of(*v)).collect();
+    let texts: StringArray = distinct
+        .iter()
+        .map(|v| match kind {
+            LabelKind::Boolean => Some(if *v != 0 { "true" } else { "false" }.to_string()),
+            LabelKind::Integer => Some(v.to_string()),
+        })
+        .collect();
+    let dictionary =
+        DictionaryArray::<Int32Type>::try_new(Int32Array::from(codes), Arc::new(texts))
+            .expect("every code indexes the distinct values");
+    Arc::new(dictionary)
 }
 
 fn is_label_type(dtype: DType) -> bool {
@@ -668,13 +771,26 @@ mod tests {
             .values()
             .to_vec();
         assert_eq!(b_values, [2., 5., 8.]);
-        let labels: Vec<&str> = table
-            .column(3)
-            .as_string::<i32>()
+        let labels = table.column(3).as_dictionary::<Int32Type>();
+        let texts = labels.values().as_string::<i32>();
+        let labels: Vec<&str> = labels
+            .keys()
+            .values()
             .iter()
-            .flatten()
+            .map(|k| texts.value(*k as usize))
             .collect();
         assert_eq!(labels, ["0", "1", "1"], "integer labels are categories");
+        // many distinct labels and booleans keep their texts too
+        let many: Vec<i64> = (0..40).map(|i| i % 23 - 5).collect();
+        let column = label_array(&many, LabelKind::Integer);
+        let column = column.as_dictionary::<Int32Type>();
+        let texts = column.values().as_string::<i32>();
+        for (k, v) in column.keys().values().iter().zip(&many) {
+            assert_eq!(texts.value(*k as usize), v.to_string());
+        }
+        let flags = label_array(&[1, 0, 1], LabelKind::Boolean);
+        let flags = flags.as_dictionary::<Int32Type>();
+        assert_eq!(flags.values().as_string::<i32>().value(0), "true");
 
         // without matching names, columns are named by position; values stay numbers
         let plain = feature_table(&names, &[&a], None, Values::AsIs).unwrap();

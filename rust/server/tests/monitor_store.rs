@@ -166,3 +166,103 @@ fn windows_roll_up_into_hours_and_days_and_totals_never_change() {
     assert_eq!(per_hour.iter().map(|r| r.requests).sum::<u64>(), all);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The drift of each hour is kept with what it was computed from: read again it is the kept
+/// rows (the same answer), and it is computed again when a window arrives late, when the
+/// reference is replaced or when the options change.
+#[test]
+fn hourly_drift_is_kept_and_computed_again_when_its_basis_changes() {
+    use pilothouse_drift::compare::Options;
+    use pilothouse_monitor::series::Side;
+    use pilothouse_registry::{NewReference, NewVersion};
+
+    let dir = std::env::temp_dir().join(format!("ph-monitor-drift-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let uri = format!("sqlite://{}", dir.join("registry.db").display());
+    let registry = Registry::open(&uri, &dir.join("artifacts")).unwrap();
+    let new = NewVersion {
+        model: "churn".into(),
+        data: b"a model".to_vec(),
+        signature: serde_json::json!({"inputs": []}),
+        ..Default::default()
+    };
+    registry.log_model("ann", &new).unwrap();
+    let reference = |values: &[f64]| NewReference {
+        inputs: Some(profile(values).to_bytes()),
+        outputs: None,
+        rows: values.len() as i64,
+    };
+    // the windows' values are 0..100 each minute: a reference of the same spread
+    let near: Vec<f64> = (0..200).map(|i| f64::from(i % 100)).collect();
+    registry
+        .set_reference("ann", "churn", 1, &reference(&near))
+        .unwrap();
+
+    let day0 = 1_800_000_000_000_000 - 1_800_000_000_000_000 % DAY_US;
+    // three hours of minute windows from one replica (values 0..requests)
+    let windows: Vec<MonitorWindow> = (0..3 * 60)
+        .map(|m| window("a", day0 + m * MINUTE, 100))
+        .collect();
+    registry.put_windows(&windows).unwrap();
+    let q = Query {
+        deployment: "churn".into(),
+        bucket_us: HOUR_US,
+        ..Query::default()
+    };
+    let opts = Options::default();
+    let kept = |registry: &Registry| {
+        registry
+            .drift_results("churn", "inputs", HOUR_US, None, None)
+            .unwrap()
+    };
+    let (first, shares) = read::drift(&registry, &q, Side::Inputs, &opts).unwrap();
+    assert_eq!((first.len(), shares.len()), (3, 3));
+    assert_eq!(kept(&registry).len(), 3, "each hour's drift is kept");
+    let (again, _) = read::drift(&registry, &q, Side::Inputs, &opts).unwrap();
+    assert_eq!(again, first, "read back as computed");
+
+    // what was kept is what is read: a kept result marked as its basis reads as such
+    let mut marked = kept(&registry);
+    for d in &mut marked {
+        d.result = d.result.replace("\"drifted\":false", "\"drifted\":true");
+    }
+    registry.put_drift_results(&marked).unwrap();
+    let (read_kept, _) = read::drift(&registry, &q, Side::Inputs, &opts).unwrap();
+    assert!(read_kept.iter().all(|r| r.drifted), "{read_kept:?}");
+
+    // a second replica's window arrives late in the second hour: that hour is computed again
+    registry
+        .put_windows(&[window("b", day0 + 61 * MINUTE, 100)])
+        .unwrap();
+    let (late, _) = read::drift(&registry, &q, Side::Inputs, &opts).unwrap();
+    assert!(
+        late[0].drifted && !late[1].drifted && late[2].drifted,
+        "{late:?}"
+    );
+    assert_eq!(late[1].rows, 61 * 100);
+
+    // a new reference, or other options: every hour is computed again
+    let far: Vec<f64> = (0..200).map(|i| f64::from(i) + 1000.0).collect();
+    registry
+        .set_reference("ann", "churn", 1, &reference(&far))
+        .unwrap();
+    let (shifted, _) = read::drift(&registry, &q, Side::Inputs, &opts).unwrap();
+    assert!(shifted.iter().all(|r| r.drifted), "{shifted:?}");
+    registry
+        .set_reference("ann", "churn", 1, &reference(&near))
+        .unwrap();
+    let other = Options {
+        method: Some(pilothouse_drift::compare::Method::Psi),
+        ..Options::default()
+    };
+    let (psi, _) = read::drift(&registry, &q, Side::Inputs, &other).unwrap();
+    assert!(psi.iter().all(|r| r.method != first[0].method), "{psi:?}");
+    let (plain, _) = read::drift(&registry, &q, Side::Inputs, &opts).unwrap();
+    assert!(plain.iter().all(|r| !r.drifted), "{plain:?}");
+    assert_eq!(plain.iter().map(|r| r.rows).sum::<u64>(), 3 * 6000 + 100);
+
+    // kept drift goes with the hours' retention
+    compact(&registry, day0 + 95 * DAY_US, Retention::default()).unwrap();
+    assert!(kept(&registry).is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -17,8 +17,9 @@ use crate::error::{RegistryError, Result};
 use crate::names;
 use crate::query;
 use crate::records::{
-    self, AliasMove, Approval, AuditEvent, AuditHead, DatasetInfo, Delivery, Deployment, Lineage,
-    ModelSummary, MonitorWindow, NewReference, Reference, Run, ToJson, Version, WindowQuery,
+    self, AliasMove, Approval, AuditEvent, AuditHead, DatasetInfo, Delivery, Deployment,
+    DriftResult, Lineage, ModelSummary, MonitorWindow, NewReference, Reference, Run, ToJson,
+    Version, WindowQuery,
 };
 use crate::store::{query_one, Row, Store, Tx, Value};
 use crate::webhooks::{Event, Webhooks};

@@ -136,6 +136,59 @@ impl Registry {
 }
 
 impl Registry {
+    /// Stores the drift computed for buckets (replacing what was stored for the same one).
+    pub fn put_drift_results(&self, results: &[DriftResult]) -> Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let at = now_micros();
+        self.write(|tx| {
+            for d in results {
+                tx.execute(
+                    "INSERT INTO monitor_drift (deployment, version, side, length_us, start_us, basis, result, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (deployment, side, length_us, start_us, version) DO UPDATE SET basis = excluded.basis, result = excluded.result, computed_at = excluded.computed_at",
+                    &[
+                        d.deployment.clone().into(),
+                        Value::Int(d.version),
+                        d.side.clone().into(),
+                        Value::Int(d.length_us),
+                        Value::Int(d.start_us),
+                        d.basis.clone().into(),
+                        d.result.clone().into(),
+                        Value::Int(at),
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The stored drift of `deployment`'s buckets of one side and length that start in
+    /// `[since_us, until_us)`, oldest first.
+    pub fn drift_results(
+        &self,
+        deployment: &str,
+        side: &str,
+        length_us: i64,
+        since_us: Option<i64>,
+        until_us: Option<i64>,
+    ) -> Result<Vec<DriftResult>> {
+        self.read(|tx| DriftResult::read(tx, deployment, side, length_us, since_us, until_us))
+    }
+
+    /// Deletes stored drift of buckets that started before `before_us`; returns how many went.
+    pub fn delete_drift_results(&self, before_us: i64) -> Result<i64> {
+        self.write(|tx| {
+            let gone = tx.execute(
+                "DELETE FROM monitor_drift WHERE start_us < ?",
+                &[Value::Int(before_us)],
+            )?;
+            Ok(gone as i64)
+        })
+    }
+}
+
+impl Registry {
     /// Every deployment with stored monitoring windows.
     pub fn monitored_deployments(&self) -> Result<Vec<String>> {
         self.read(|tx| {

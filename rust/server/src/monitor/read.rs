@@ -9,7 +9,7 @@ use pilothouse_drift::compare::Options;
 use pilothouse_drift::Profile;
 use pilothouse_monitor::series::{self, Bucket, DriftRow, DriftShare, Side, Stored};
 use pilothouse_monitor::{Check, Health, Quality};
-use pilothouse_registry::{Registry, WindowQuery};
+use pilothouse_registry::{DriftResult, Registry, WindowQuery};
 use serde::Serialize;
 
 use crate::error::{Result, ServerError};
@@ -111,7 +111,142 @@ fn model_of(registry: &Registry, deployment: &str) -> Result<String> {
 
 /// Drift of each bucket's inputs (or outputs) against its version's reference. Versions
 /// without a reference on that side give no rows.
+///
+/// With buckets of a fixed length, each bucket's drift is kept in the registry with the
+/// basis it was computed from (its windows, the reference, the options): a bucket whose
+/// windows, reference and options are unchanged is read back, not merged and compared
+/// again, and only the others have their profiles read. That keeps a week of hourly drift
+/// a read of a few hundred small rows.
 pub fn drift(
+    registry: &Registry,
+    q: &Query,
+    side: Side,
+    opts: &Options,
+) -> Result<(Vec<DriftRow>, Vec<DriftShare>)> {
+    if q.bucket_us <= 0 {
+        return drift_whole(registry, q, side, opts);
+    }
+    let side_name = match side {
+        Side::Inputs => "inputs",
+        Side::Outputs => "outputs",
+    };
+    // the windows' names and counts only: no profile bytes are read here
+    let light = buckets(registry, q, false)?;
+    let model = model_of(registry, &q.deployment)?;
+    let since = q.since_us.map(|s| s - s.rem_euclid(q.bucket_us));
+    let cached: HashMap<(i64, i64), DriftResult> = registry
+        .drift_results(&q.deployment, side_name, q.bucket_us, since, q.until_us)?
+        .into_iter()
+        .map(|d| ((d.version, d.start_us), d))
+        .collect();
+    let options = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        format!("{opts:?}").hash(&mut h);
+        h.finish()
+    };
+    let mut by_version: BTreeMap<i64, Vec<Bucket>> = BTreeMap::new();
+    for b in light {
+        by_version.entry(b.version).or_default().push(b);
+    }
+    let mut rows = Vec::new();
+    let mut shares = Vec::new();
+    for (version, buckets) in by_version {
+        let Some(reference) = registry.reference(&model, version).ok().flatten() else {
+            continue;
+        };
+        let updated = reference.updated_at.unwrap_or(0);
+        let bytes = match side {
+            Side::Inputs => reference.inputs,
+            Side::Outputs => reference.outputs,
+        };
+        let Some(bytes) = bytes else { continue };
+        let basis_of = |b: &Bucket| format!("{:016x}-{updated}-{options:016x}", b.basis);
+        let mut missing: Vec<&Bucket> = Vec::new();
+        for b in &buckets {
+            let kept = cached
+                .get(&(version, b.start_us))
+                .filter(|d| d.basis == basis_of(b))
+                .and_then(|d| serde_json::from_str::<Kept>(&d.result).ok());
+            match kept {
+                Some(k) => {
+                    rows.extend(k.rows);
+                    shares.extend(k.share);
+                }
+                None => missing.push(b),
+            }
+        }
+        if missing.is_empty() {
+            continue;
+        }
+        let profile = match Profile::from_bytes(&bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(event = "reference_unreadable", model, version, error = %e, "the stored reference profile cannot be read; no drift for this version");
+                continue;
+            }
+        };
+        // the profiles of the buckets to compute: their period, this version
+        let first = missing.iter().map(|b| b.start_us).min().unwrap_or(0);
+        let last = missing
+            .iter()
+            .map(|b| b.start_us.saturating_add(b.length_us))
+            .max()
+            .unwrap_or(0);
+        let narrow = Query {
+            since_us: Some(q.since_us.map_or(first, |s| s.max(first))),
+            until_us: Some(q.until_us.map_or(last, |u| u.min(last))),
+            version: Some(version),
+            ..q.clone()
+        };
+        let wanted: HashMap<i64, String> =
+            missing.iter().map(|b| (b.start_us, basis_of(b))).collect();
+        let full: Vec<Bucket> = self::buckets(registry, &narrow, true)?
+            .into_iter()
+            .filter(|b| wanted.contains_key(&b.start_us))
+            .collect();
+        let (r, s) = series::drift(&full, &profile, side, opts)?;
+        {
+            let mut keep: Vec<DriftResult> = Vec::new();
+            for b in &full {
+                // kept only when the profiles read are the windows the bucket was named by
+                if wanted.get(&b.start_us) != Some(&basis_of(b)) {
+                    continue;
+                }
+                let kept = Kept {
+                    rows: r
+                        .iter()
+                        .filter(|x| x.window_start_us == b.start_us)
+                        .cloned()
+                        .collect(),
+                    share: s.iter().find(|x| x.window_start_us == b.start_us).cloned(),
+                };
+                keep.push(DriftResult {
+                    deployment: q.deployment.clone(),
+                    version,
+                    side: side_name.to_string(),
+                    length_us: q.bucket_us,
+                    start_us: b.start_us,
+                    basis: basis_of(b),
+                    result: serde_json::to_string(&kept).unwrap_or_default(),
+                });
+            }
+            if let Err(e) = registry.put_drift_results(&keep) {
+                // a reader without write access still answers; the next read computes again
+                tracing::debug!(event = "monitor_drift_not_kept", error = %e, "computed drift could not be stored");
+            }
+        }
+        rows.extend(r);
+        shares.extend(s);
+    }
+    rows.sort_by_key(|r| (r.window_start_us, r.version));
+    shares.sort_by_key(|s| (s.window_start_us, s.version));
+    Ok((rows, shares))
+}
+
+/// Drift with one bucket per version over the whole period (computed each time: such a
+/// bucket ends wherever the query does).
+fn drift_whole(
     registry: &Registry,
     q: &Query,
     side: Side,
@@ -140,9 +275,16 @@ pub fn drift(
         rows.extend(r);
         shares.extend(s);
     }
-    rows.sort_by_key(|r| r.window_start_us);
-    shares.sort_by_key(|s| s.window_start_us);
+    rows.sort_by_key(|r| (r.window_start_us, r.version));
+    shares.sort_by_key(|s| (s.window_start_us, s.version));
     Ok((rows, shares))
+}
+
+/// One bucket's drift as kept in the registry.
+#[derive(Serialize, serde::Deserialize)]
+struct Kept {
+    rows: Vec<DriftRow>,
+    share: Option<DriftShare>,
 }
 
 /// The series names, for messages.
@@ -198,14 +340,25 @@ pub struct HealthRow {
 
 pub fn health(registry: &Registry, q: &Query) -> Result<Vec<HealthRow>> {
     let all = buckets(registry, q, false)?;
+    // A window's baseline is the windows before it of its version; a version with too few
+    // of its own yet (just deployed) is held against the deployment's recent windows of any
+    // version, so that a slower new version is flagged when it takes over.
     let mut recent: HashMap<i64, Vec<Health>> = HashMap::new();
+    let mut deployment: Vec<Health> = Vec::new();
     Ok(all
         .into_iter()
         .map(|b| {
             let h = &b.health;
             let history = recent.entry(b.version).or_default();
-            let baseline: Vec<&Health> = history.iter().rev().take(30).collect();
+            let served = |w: &&Health| w.requests > 0;
+            let own: Vec<&Health> = history.iter().rev().filter(served).take(30).collect();
+            let baseline: Vec<&Health> = if own.len() >= pilothouse_monitor::MIN_BASELINE {
+                own
+            } else {
+                deployment.iter().rev().filter(served).take(30).collect()
+            };
             let anomaly = pilothouse_monitor::latency_anomaly(&baseline, h).is_some();
+            deployment.push(b.health.clone());
             let row = HealthRow {
                 window_start_us: b.start_us,
                 version: b.version,

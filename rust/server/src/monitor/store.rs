@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use pilothouse_drift::compare::{compare_profiles, Options};
 use pilothouse_drift::Profile;
+use pilothouse_monitor::series::Side;
 use pilothouse_monitor::{Health, Quality};
 use pilothouse_registry::{MonitorWindow, Registry, WindowQuery};
 
 use crate::metrics::Metrics;
+use crate::monitor::read;
 use crate::monitor::tap::Finished;
 
 pub const HOUR_US: i64 = 3_600_000_000;
@@ -186,9 +188,12 @@ pub fn compact(
             len < HOUR_US && HOUR_US % len == 0
         })?;
         roll_up(registry, &deployment, DAY_US, now_us, |len| len == HOUR_US)?;
+        keep_hourly_drift(registry, &deployment, now_us);
     }
     let fine_cutoff = now_us - i64::from(retention.fine_days) * DAY_US;
     let hour_cutoff = now_us - i64::from(retention.hour_days) * DAY_US;
+    // drift kept for buckets goes with the hours; older periods are computed when read
+    registry.delete_drift_results(hour_cutoff)?;
     for length in registry.all_window_lengths()? {
         if length < HOUR_US {
             registry.delete_windows(length, fine_cutoff.min(last_rolled(length, now_us)), None)?;
@@ -197,6 +202,26 @@ pub fn compact(
         }
     }
     Ok(())
+}
+
+/// Computes and keeps the hourly drift (inputs and outputs, default options) of the last
+/// day's finished hours, so that reading it is a read of kept rows; hours already kept with
+/// the same windows and reference are not computed again. A failure only means the reader
+/// computes it.
+fn keep_hourly_drift(registry: &Registry, deployment: &str, now_us: i64) {
+    let until = last_rolled(1, now_us);
+    let q = read::Query {
+        deployment: deployment.to_string(),
+        since_us: Some(until - DAY_US),
+        until_us: Some(until),
+        bucket_us: HOUR_US,
+        version: None,
+    };
+    for side in [Side::Inputs, Side::Outputs] {
+        if let Err(e) = read::drift(registry, &q, side, &Options::default()) {
+            tracing::debug!(event = "monitor_drift_not_kept", deployment, error = %e, "hourly drift not computed ahead; readers compute it");
+        }
+    }
 }
 
 /// Windows of `length` are only deleted once the period holding them was rolled up: before

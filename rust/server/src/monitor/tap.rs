@@ -34,6 +34,9 @@ struct Slot {
     length: i64,
     /// The start of the open window these requests count in.
     start: i64,
+    /// Windows of this key that started before this were closed (and stored): a request
+    /// that arrived in one of them but answered after it closed counts in the next.
+    closed_before: i64,
     model: Arc<str>,
     watch: Arc<Watch>,
     observed: Vec<Observation>,
@@ -96,7 +99,7 @@ impl Tap {
         let Some(i) = self.slot_of(r, length) else {
             return;
         };
-        let start = r.time_us - r.time_us.rem_euclid(length);
+        let start = (r.time_us - r.time_us.rem_euclid(length)).max(self.slots[i].closed_before);
         if start > self.slots[i].start {
             // the first request of a later window: what the slot holds belongs to the one before
             self.fold(i);
@@ -157,6 +160,7 @@ impl Tap {
             },
             length,
             start,
+            closed_before: i64::MIN,
             model: r.model.clone(),
             watch: r.watch.clone(),
             observed: Vec::new(),
@@ -173,8 +177,11 @@ impl Tap {
     pub fn tick(&mut self, now_us: i64) {
         for i in 0..self.slots.len() {
             let s = &self.slots[i];
-            if !s.is_empty() && s.start.saturating_add(s.length) <= now_us {
+            let end = s.start.saturating_add(s.length);
+            if end <= now_us {
                 self.fold(i);
+                let s = &mut self.slots[i];
+                s.closed_before = s.closed_before.max(end);
             }
         }
         let mut finished = Vec::new();
@@ -292,4 +299,62 @@ fn rows_of(tensors: &[OwnedTensor]) -> usize {
         .first()
         .and_then(|t| t.shape.first().copied())
         .unwrap_or(1)
+}
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn record(time_us: i64) -> Record {
+        Record {
+            deployment: "churn".into(),
+            request_id: String::new(),
+            time_us,
+            model: "churn".into(),
+            version: 1,
+            role: "primary",
+            route: "v1".into(),
+            status: 200,
+            latency: Duration::from_millis(3),
+            queue: Duration::ZERO,
+            inference: Duration::from_millis(1),
+            batch_rows: 1,
+            input_names: Arc::default(),
+            inputs: None,
+            output_names: Arc::default(),
+            outputs: None,
+            error: None,
+            watch: Arc::default(),
+            monitoring: crate::spec::Monitoring::default(),
+        }
+    }
+
+    #[test]
+    fn a_request_that_answers_after_its_window_closed_counts_in_the_next_one() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut tap = Tap::new(tx);
+        let minute = 60_000_000;
+        let t0 = 1_800_000_000_000_000 - 1_800_000_000_000_000 % minute;
+        tap.record(&record(t0 + 5));
+        tap.record(&record(t0 + minute - 10));
+        tap.tick(t0 + minute + 1);
+        let closed: Vec<Finished> = rx.try_iter().flatten().collect();
+        assert_eq!(closed.len(), 1);
+        assert_eq!(
+            (closed[0].closed.start_us, closed[0].closed.health.requests),
+            (t0, 2)
+        );
+        // arrived in the first window, answered after it closed: the next window has it,
+        // and the first is not closed (and stored) a second time
+        tap.record(&record(t0 + minute - 3));
+        tap.record(&record(t0 + minute + 7));
+        tap.close_all();
+        let rest: Vec<Finished> = rx.try_iter().flatten().collect();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(
+            (rest[0].closed.start_us, rest[0].closed.health.requests),
+            (t0 + minute, 2)
+        );
+    }
 }
