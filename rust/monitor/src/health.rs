@@ -105,6 +105,34 @@ impl Health {
         }
     }
 
+    /// Observes many requests: the same as one `observe` each, with statuses counted in
+    /// runs (consecutive requests mostly share one).
+    pub fn observe_all(&mut self, all: &[Observation]) {
+        let mut run: Option<(u16, u64)> = None;
+        for o in all {
+            match &mut run {
+                Some((status, n)) if *status == o.status => *n += 1,
+                _ => {
+                    if let Some((status, n)) = run {
+                        *self.by_status.entry(status).or_default() += n;
+                    }
+                    run = Some((o.status, 1));
+                }
+            }
+            self.latency_ms.add(ms(o.latency));
+            if o.status == 200 {
+                self.rows += o.rows as u64;
+                self.queue_ms.add(ms(o.queue));
+                self.inference_ms.add(ms(o.inference));
+                self.batch_rows.add(o.batch_rows as f64);
+            }
+        }
+        if let Some((status, n)) = run {
+            *self.by_status.entry(status).or_default() += n;
+        }
+        self.requests += all.len() as u64;
+    }
+
     pub fn merge(&mut self, other: &Health) {
         self.requests += other.requests;
         for (status, n) in &other.by_status {
@@ -227,6 +255,27 @@ mod tests {
         });
         assert_eq!((h.requests, h.errors(), h.rows), (3, 1, 2));
         assert_eq!(h.queue_ms.n, 2);
+    }
+
+    #[test]
+    fn observing_many_at_once_is_observing_each() {
+        let all: Vec<Observation> = (0..50u64)
+            .map(|i| Observation {
+                status: if i % 7 == 3 { 500 } else { 200 },
+                rows: (i % 3) as usize + 1,
+                latency: Duration::from_micros(100 + i * 13),
+                queue: Duration::from_micros(i),
+                inference: Duration::from_micros(50 + i),
+                batch_rows: (i % 4) as usize + 1,
+            })
+            .collect();
+        let mut one = Health::default();
+        all.iter().for_each(|o| one.observe(o));
+        let mut many = Health::default();
+        many.observe_all(&all[..20]);
+        many.observe_all(&all[20..]);
+        assert_eq!(one, many);
+        assert_eq!(many.by_status[&500], 7);
     }
 
     #[test]

@@ -88,6 +88,10 @@ impl Window {
     pub fn observe(&mut self, o: &Observation) {
         self.health.observe(o);
     }
+
+    pub fn observe_all(&mut self, all: &[Observation]) {
+        self.health.observe_all(all);
+    }
 }
 
 /// A window that closed: everything that is stored.

@@ -567,6 +567,14 @@ impl FeatureBuffer {
         if self.rows == 0 {
             return Ok(None);
         }
+        // the numbers turned from rows into columns in one pass over them
+        let mut numeric: Vec<Vec<f64>> = vec![vec![0.0; self.rows]; self.row_width];
+        for (r, row) in self.numbers.chunks_exact(self.row_width.max(1)).enumerate() {
+            for (column, x) in numeric.iter_mut().zip(row) {
+                column[r] = *x;
+            }
+        }
+        let mut numeric = numeric.into_iter();
         let mut fields = Vec::with_capacity(self.columns.len());
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
         for slot in slots {
@@ -579,14 +587,8 @@ impl FeatureBuffer {
                     values.clear();
                     array
                 } else {
-                    let at = slot.offset + (c - slot.first);
-                    let column: Vec<f64> = self
-                        .numbers
-                        .iter()
-                        .skip(at)
-                        .step_by(self.row_width)
-                        .copied()
-                        .collect();
+                    // numeric slots hold the row's columns in their order
+                    let column = numeric.next().unwrap_or_default();
                     Arc::new(Float64Array::from(column))
                 };
                 fields.push(Field::new(

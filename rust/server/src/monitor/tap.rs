@@ -229,9 +229,8 @@ impl Tap {
         let mut closed = Vec::new();
         let window = windows.window(&slot.key, slot.start, &mut closed);
         let mut work = || {
-            for o in slot.observed.drain(..) {
-                window.observe(&o);
-            }
+            window.observe_all(&slot.observed);
+            slot.observed.clear();
             window.unprofiled += std::mem::take(&mut slot.unfit);
             if let Ok(Some(table)) = slot.inputs.take() {
                 if !slot.watch.expectations.is_empty() {
