@@ -198,6 +198,29 @@ def test_validation_policies_name_the_failed_check(store: Store, cli: Any, polic
         assert bad.json()["parameters"]["quality"] == "city: unseen_category"
 
 
+def test_a_replaced_reference_reaches_the_running_server(store: Store, cli: Any) -> None:
+    # "lima" is unseen in the training data: rejected; once the reference is replaced by
+    # data that has it, the running server (no restart, no redeploy) accepts it
+    frame = _frame(500)
+    _served(store, frame)
+    ph.deploy(
+        "churn", "churn", version=1, monitoring={"validation": "reject"}, registry=store.registry
+    )
+    server: CliServer = cli()
+    rows = frame.iloc[:2].copy()
+    rows["city"] = "lima"
+
+    def status() -> int:
+        url = f"{server.url}/v2/models/churn/infer"
+        return int(requests.post(url, json=_body(rows), timeout=10).status_code)
+
+    assert status() == 400
+    wider = pd.concat([frame, rows], ignore_index=True)
+    ph.set_reference("models:/churn/1", wider, registry=store.registry)
+    server.wait_for(lambda: status() == 200, timeout=10, what="the new reference in use")
+    assert '"reference_reloaded"' in "\n".join(server.lines)
+
+
 def test_monitoring_settings_are_checked(store: Store) -> None:
     frame = _frame(200)
     _served(store, frame)

@@ -55,6 +55,27 @@ impl Registry {
         })
     }
 
+    /// When each stored reference was last set: (model, version, updated_at), for servers
+    /// to notice a replaced reference with one small read.
+    pub fn reference_times(&self) -> Result<Vec<(String, i64, i64)>> {
+        self.read(|tx| {
+            Ok(tx
+                .query(
+                    "SELECT model, version, updated_at FROM version_references",
+                    &[],
+                )?
+                .iter()
+                .filter_map(|r| {
+                    Some((
+                        r.first()?.as_str()?.to_string(),
+                        r.get(1)?.as_i64()?,
+                        r.get(2)?.as_i64()?,
+                    ))
+                })
+                .collect())
+        })
+    }
+
     /// Stores closed windows (a window already stored by the same replica is replaced, so a
     /// retried write does not count twice).
     pub fn put_windows(&self, windows: &[MonitorWindow]) -> Result<()> {

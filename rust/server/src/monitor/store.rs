@@ -160,10 +160,11 @@ fn gauges(metrics: &Metrics, f: &Finished) {
         deployment: c.key.deployment.to_string(),
         route: c.key.route_name(),
     };
-    if let Some(s) = share(&f.watch.inputs, &c.inputs) {
+    let reference = f.watch.reference.load();
+    if let Some(s) = share(&reference.inputs, &c.inputs) {
         metrics.drift_share.get_or_create(&labels).set(s);
     }
-    if let Some(s) = share(&f.watch.outputs, &c.outputs) {
+    if let Some(s) = share(&reference.outputs, &c.outputs) {
         metrics.prediction_drift_share.get_or_create(&labels).set(s);
     }
     metrics.quality_failures.get_or_create(&labels).inc_by(

@@ -233,8 +233,9 @@ impl Tap {
             slot.observed.clear();
             window.unprofiled += std::mem::take(&mut slot.unfit);
             if let Ok(Some(table)) = slot.inputs.take() {
-                if !slot.watch.expectations.is_empty() {
-                    window.quality.merge(&slot.watch.expectations.check(&table));
+                let reference = slot.watch.reference.load();
+                if !reference.expectations.is_empty() {
+                    window.quality.merge(&reference.expectations.check(&table));
                 }
                 window.add_inputs(&table);
             }

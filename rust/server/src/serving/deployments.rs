@@ -128,6 +128,8 @@ pub struct Watcher {
     failures: HashMap<(String, i64), Instant>,
     registry_error: Option<String>,
     spec_errors: HashMap<String, String>,
+    /// When loaded versions' references were last compared with the registry's.
+    references_checked: Instant,
 }
 
 impl Watcher {
@@ -139,6 +141,31 @@ impl Watcher {
             failures: HashMap::new(),
             registry_error: None,
             spec_errors: HashMap::new(),
+            references_checked: Instant::now(),
+        }
+    }
+
+    /// Replaces the reference of every loaded version whose stored one changed (at most
+    /// every two seconds: one small read of every reference's time).
+    fn refresh_references(&mut self) {
+        if self.references_checked.elapsed() < Duration::from_secs(2) {
+            return;
+        }
+        self.references_checked = Instant::now();
+        let times: HashMap<(String, i64), i64> = match self.registry.reference_times() {
+            Ok(t) => t.into_iter().map(|(m, v, at)| ((m, v), at)).collect(),
+            Err(_) => return, // unreachable registry: said by the deployments' poll
+        };
+        for deployment in self.state.deployments.load().values() {
+            for loaded in deployment.loaded() {
+                let key = (loaded.model_name.to_string(), loaded.version);
+                loaded.watch.refresh(
+                    &self.registry,
+                    &loaded.model_name,
+                    loaded.version,
+                    times.get(&key).copied(),
+                );
+            }
         }
     }
 
@@ -219,6 +246,7 @@ impl Watcher {
             self.state.failed.store(Arc::new(failed));
         }
         self.state.ready.store(true, Ordering::SeqCst);
+        self.refresh_references();
     }
 
     /// The new state of one deployment, None when nothing changed, or why it cannot be built.
