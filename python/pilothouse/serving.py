@@ -192,8 +192,10 @@ def deploy(
     each version's reference: ``{"window": "1m", "validation": "observe"}``, where
     ``validation`` is ``"observe"`` (count data-quality failures), ``"flag"`` (also name them
     in the response's ``quality`` parameter) or ``"reject"`` (answer 400 naming the column
-    and the check); ``monitoring=False`` switches it off. Monitoring keeps aggregates only, so
-    it works with ``log_payloads=False``.
+    and the check); ``"feature_metrics": True`` also exports each column's drift of the
+    latest window as Prometheus gauges (off by default: a series per column);
+    ``monitoring=False`` switches it off. Monitoring keeps aggregates only, so it works with
+    ``log_payloads=False``.
     """
     reg = _registry(registry)
     model = model or name
@@ -239,15 +241,17 @@ def _monitoring_spec(monitoring: Mapping[str, Any] | bool | None) -> dict[str, A
         return {}
     if monitoring is False:
         return {"enabled": False}
-    unknown = set(monitoring) - {"window", "validation", "enabled"}
+    unknown = set(monitoring) - {"window", "validation", "enabled", "feature_metrics"}
     if unknown:
         raise ValidationError(
             f"monitoring: unknown keys {sorted(unknown)}; use window (e.g. '1m'), validation "
-            "('observe', 'flag' or 'reject') and enabled"
+            "('observe', 'flag' or 'reject'), feature_metrics and enabled"
         )
     spec: dict[str, Any] = {}
     if "enabled" in monitoring:
         spec["enabled"] = bool(monitoring["enabled"])
+    if "feature_metrics" in monitoring:
+        spec["feature_metrics"] = bool(monitoring["feature_metrics"])
     if "validation" in monitoring:
         spec["validation"] = str(monitoring["validation"])
     if "window" in monitoring:

@@ -108,7 +108,13 @@ def test_drift_quality_and_health_from_real_traffic(store: Store, cli: Any) -> N
     outputs = ph.get_reference(mv, outputs=True, registry=store.registry)
     assert outputs is not None and "label" in outputs.columns
 
-    ph.deploy("churn", "churn", version=1, monitoring={"window": "1s"}, registry=store.registry)
+    ph.deploy(
+        "churn",
+        "churn",
+        version=1,
+        monitoring={"window": "1s", "feature_metrics": True},
+        registry=store.registry,
+    )
     server: CliServer = cli()
     before_start = _next_second()
     requests_before = _send(server, frame)  # the reference itself: nothing can drift
@@ -174,13 +180,30 @@ def test_drift_quality_and_health_from_real_traffic(store: Store, cli: Any) -> N
     missing = requests.get(f"{server.url}/v2/models/nope/monitoring/drift", timeout=10)
     assert missing.status_code == 404 and "nope" in missing.json()["error"]
 
+    # the latest window (shifted) as Prometheus gauges, per feature as asked
+    assert server.metric("pilothouse_monitor_drift_share", deployment="churn") > 0
+    drifted = {
+        f: server.metric("pilothouse_monitor_feature_drifted", deployment="churn", column=f)
+        for f in [*FEATURES, "city"]
+    }
+    assert {f for f, v in drifted.items() if v == 1} == {"a", "b", "c", "city"}, drifted
+    statistic = server.metric(
+        "pilothouse_monitor_feature_drift_statistic", deployment="churn", side="inputs", column="a"
+    )
+    latest = per_second[per_second.column == "a"].sort_values("window_start").iloc[-1]
+    assert statistic == pytest.approx(latest.statistic, rel=1e-9), (statistic, latest)
+
 
 @pytest.mark.parametrize("policy", ["flag", "reject"])
 def test_validation_policies_name_the_failed_check(store: Store, cli: Any, policy: str) -> None:
     frame = _frame(500)
     _served(store, frame)
     ph.deploy(
-        "churn", "churn", version=1, monitoring={"validation": policy}, registry=store.registry
+        "churn",
+        "churn",
+        version=1,
+        monitoring={"validation": policy, "window": "1s"},
+        registry=store.registry,
     )
     server: CliServer = cli()
     good = requests.post(
@@ -196,6 +219,13 @@ def test_validation_policies_name_the_failed_check(store: Store, cli: Any, polic
     else:
         assert bad.status_code == 200
         assert bad.json()["parameters"]["quality"] == "city: unseen_category"
+    # per-feature gauges are opt-in: the dataset share only, by default
+    server.wait_for(
+        lambda: "pilothouse_monitor_drift_share{" in requests.get(f"{server.url}/metrics").text,
+        timeout=10,
+        what="a closed window's drift share",
+    )
+    assert "pilothouse_monitor_feature_drifted{" not in requests.get(f"{server.url}/metrics").text
 
 
 def test_a_replaced_reference_reaches_the_running_server(store: Store, cli: Any) -> None:

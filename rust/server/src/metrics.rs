@@ -32,6 +32,16 @@ pub struct MonitorLabels {
     pub route: String,
 }
 
+/// One column of a deployment's latest window (opt-in: `monitoring.feature_metrics`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabels {
+    pub deployment: String,
+    pub route: String,
+    /// "inputs" or "outputs".
+    pub side: String,
+    pub column: String,
+}
+
 type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -67,6 +77,8 @@ pub struct Metrics {
     pub log_buffered_bytes: Gauge,
     pub drift_share: Family<MonitorLabels, FloatGauge>,
     pub prediction_drift_share: Family<MonitorLabels, FloatGauge>,
+    pub feature_drift_statistic: Family<FeatureLabels, FloatGauge>,
+    pub feature_drifted: Family<FeatureLabels, Gauge>,
     pub quality_failures: Family<MonitorLabels, Counter>,
     pub monitor_windows_dropped: Counter,
 }
@@ -176,6 +188,18 @@ impl Metrics {
             "Share of outputs that drifted from the reference outputs in the latest closed window",
             prediction_drift_share.clone(),
         );
+        let feature_drift_statistic = Family::default();
+        registry.register(
+            "pilothouse_monitor_feature_drift_statistic",
+            "Each column's drift statistic against the reference in the latest closed window (with monitoring.feature_metrics)",
+            feature_drift_statistic.clone(),
+        );
+        let feature_drifted = Family::default();
+        registry.register(
+            "pilothouse_monitor_feature_drifted",
+            "1 when the column drifted from the reference in the latest closed window, else 0 (with monitoring.feature_metrics)",
+            feature_drifted.clone(),
+        );
         let quality_failures = Family::default();
         registry.register(
             "pilothouse_monitor_quality_failures",
@@ -206,6 +230,8 @@ impl Metrics {
             log_buffered_bytes,
             drift_share,
             prediction_drift_share,
+            feature_drift_statistic,
+            feature_drifted,
             quality_failures,
             monitor_windows_dropped,
         }

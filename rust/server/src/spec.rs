@@ -108,6 +108,9 @@ pub struct Monitoring {
     /// The length of a window, in seconds.
     pub window_s: u64,
     pub validation: Validation,
+    /// Also export each feature's drift as Prometheus gauges (a series per column: off by
+    /// default, so that the metrics' label count stays bounded).
+    pub feature_metrics: bool,
 }
 
 impl Default for Monitoring {
@@ -116,6 +119,7 @@ impl Default for Monitoring {
             enabled: true,
             window_s: 60,
             validation: Validation::Observe,
+            feature_metrics: false,
         }
     }
 }

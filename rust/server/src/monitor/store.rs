@@ -150,22 +150,48 @@ fn run(
 /// Sets the drift-share gauges from the latest window of a deployment.
 fn gauges(metrics: &Metrics, f: &Finished) {
     let c = &f.closed;
-    let share = |reference: &Option<Profile>, current: &Option<Profile>| -> Option<f64> {
-        let (r, c) = (reference.as_ref()?, current.as_ref()?);
-        compare_profiles(r, c, &Options::default())
-            .ok()
-            .map(|rep| rep.drifted_share)
-    };
     let labels = crate::metrics::MonitorLabels {
         deployment: c.key.deployment.to_string(),
         route: c.key.route_name(),
     };
+    let report = |reference: &Option<Profile>, current: &Option<Profile>| {
+        let (r, c) = (reference.as_ref()?, current.as_ref()?);
+        compare_profiles(r, c, &Options::default()).ok()
+    };
     let reference = f.watch.reference.load();
-    if let Some(s) = share(&reference.inputs, &c.inputs) {
-        metrics.drift_share.get_or_create(&labels).set(s);
-    }
-    if let Some(s) = share(&reference.outputs, &c.outputs) {
-        metrics.prediction_drift_share.get_or_create(&labels).set(s);
+    for (side, reference, current) in [
+        ("inputs", &reference.inputs, &c.inputs),
+        ("outputs", &reference.outputs, &c.outputs),
+    ] {
+        let Some(report) = report(reference, current) else {
+            continue;
+        };
+        let share = if side == "inputs" {
+            &metrics.drift_share
+        } else {
+            &metrics.prediction_drift_share
+        };
+        share.get_or_create(&labels).set(report.drifted_share);
+        if f.feature_metrics {
+            for column in &report.columns {
+                let feature = crate::metrics::FeatureLabels {
+                    deployment: labels.deployment.clone(),
+                    route: labels.route.clone(),
+                    side: side.to_string(),
+                    column: column.column.clone(),
+                };
+                if let Some(statistic) = column.statistic {
+                    metrics
+                        .feature_drift_statistic
+                        .get_or_create(&feature)
+                        .set(statistic);
+                }
+                metrics
+                    .feature_drifted
+                    .get_or_create(&feature)
+                    .set(i64::from(column.drifted));
+            }
+        }
     }
     metrics.quality_failures.get_or_create(&labels).inc_by(
         c.quality

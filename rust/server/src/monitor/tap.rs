@@ -23,6 +23,8 @@ pub struct Finished {
     pub closed: Closed,
     pub model: Arc<str>,
     pub watch: Arc<Watch>,
+    /// Export each feature's drift as gauges (`monitoring.feature_metrics`).
+    pub feature_metrics: bool,
 }
 
 /// One key's traffic since it was last folded into its open window: the requests' health
@@ -39,6 +41,7 @@ struct Slot {
     closed_before: i64,
     model: Arc<str>,
     watch: Arc<Watch>,
+    feature_metrics: bool,
     observed: Vec<Observation>,
     inputs: FeatureBuffer,
     outputs: FeatureBuffer,
@@ -110,6 +113,7 @@ impl Tap {
         }
         let slot = &mut self.slots[i];
         slot.last_us = r.time_us;
+        slot.feature_metrics = r.monitoring.feature_metrics;
         slot.observed.push(Observation {
             status: r.status,
             rows: r.outputs.as_ref().map_or(0, |o| rows_of(o)),
@@ -163,6 +167,7 @@ impl Tap {
             closed_before: i64::MIN,
             model: r.model.clone(),
             watch: r.watch.clone(),
+            feature_metrics: r.monitoring.feature_metrics,
             observed: Vec::new(),
             inputs,
             outputs,
@@ -280,6 +285,7 @@ impl Tap {
                 Some(Finished {
                     model: s.model.clone(),
                     watch: s.watch.clone(),
+                    feature_metrics: s.feature_metrics,
                     closed: c,
                 })
             })
