@@ -342,9 +342,14 @@ def inference_log(
 
     ``since``/``until`` take a duration back from now ("15m", "1h", "7d"), a datetime or an
     ISO 8601 string; ``since=None`` reads everything. One row per request and role
-    (``primary``, or ``shadow`` for the shadow's run of the same request id). With
-    ``decode`` the JSON payloads become ``input.<name>`` and ``output.<name>`` columns (a
-    single-row request's tensors unwrapped to that row)."""
+    (``primary``, or ``shadow`` for the shadow's run of the same request id).
+
+    Each tensor is its own typed column, ``input.<name>`` and ``output.<name>``: the
+    request's rows, each the list of its values (the Parquet segments hold the same
+    columns, for DuckDB, polars or Spark to read directly). With ``decode`` the values
+    become Python lists, a single-row request's unwrapped to that row; segments written by
+    older builds (payloads as JSON text) read into the same columns. ``decode=False``
+    gives the table as stored."""
     if log_dir is None:
         reg = _registry(registry)
         log_dir = inference_log_dir(reg.artifact_root)
@@ -353,9 +358,34 @@ def inference_log(
     frame = frame.sort_values(["time", "role"], kind="stable").reset_index(drop=True)
     if not decode or frame.empty:
         return frame
+    for column in [c for c in frame.columns if c.startswith(("input.", "output."))]:
+        frame[column] = [_typed(v) for v in frame[column]]
     for column, prefix in (("inputs", "input."), ("outputs", "output.")):
+        if column not in frame.columns:
+            continue
         parsed = [json.loads(v) if isinstance(v, str) else {} for v in frame[column]]
-        names = sorted({k for p in parsed for k in p})
-        for key in names:
-            frame[prefix + key] = [_unwrap(p[key]) if key in p else None for p in parsed]
-    return frame.drop(columns=["inputs", "outputs"])
+        for key in sorted({k for p in parsed for k in p}):
+            old = [_unwrap(p[key]) if key in p else None for p in parsed]
+            if prefix + key in frame.columns:
+                typed = frame[prefix + key]
+                frame[prefix + key] = [o if t is None else t for t, o in zip(typed, old)]
+            else:
+                frame[prefix + key] = old
+        frame = frame.drop(columns=[column])
+    return frame
+
+
+def _typed(value: Any) -> Any:
+    """A typed payload cell as Python values: the request's rows, unwrapped when it has one
+    (a hashed tensor's digest stays text)."""
+    import numpy as np
+
+    def plain(x: Any) -> Any:
+        if isinstance(x, np.ndarray):
+            return [plain(e) for e in x] if x.dtype == object else x.tolist()
+        return x.item() if isinstance(x, np.generic) else x
+
+    if value is None or isinstance(value, str):
+        return value
+    rows = plain(value)
+    return rows[0] if isinstance(rows, list) and len(rows) == 1 else rows

@@ -1,4 +1,5 @@
 """The payload log: SIGTERM under load loses no acknowledged request; retention and redaction;
+typed payload columns that DuckDB and polars read, and segments of the older JSON layout;
 the in-process server from a notebook."""
 
 from __future__ import annotations
@@ -162,3 +163,58 @@ def test_a_log_folder_that_cannot_be_written_loses_nothing(store: Store, cli: ob
         ids
     )
     assert server.metric("pilothouse_payload_log_dropped_total") == 0
+
+
+def test_payloads_are_typed_columns_other_tools_read(store: Store, cli: object) -> None:
+    log_scale_versions(store, "scale", (2.0,))
+    ph.deploy("scale", version=1, registry=store.registry)
+    server: CliServer = cli()  # type: ignore[operator]
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    assert infer_json(server.url, "scale", {"x": x}).status_code == 200
+    assert infer_json(server.url, "scale", {"x": x[:1] + 10}).status_code == 200
+    assert server.stop() == 0
+    files = sorted((store.log_dir / "scale").rglob("part-*.parquet"))
+    assert files
+
+    import duckdb
+    import polars as pl
+
+    frame = pl.read_parquet(files).sort("time")
+    assert frame.schema["input.x"] == pl.List(pl.List(pl.Float32))
+    assert frame["input.x"].to_list() == [x.tolist(), [[10.0, 11.0, 12.0, 13.0]]]
+    assert frame["output.y"].to_list()[0] == (2 * x).tolist()
+    glob = str(store.log_dir / "scale" / "*" / "*" / "part-*.parquet")
+    second = duckdb.sql(
+        f"SELECT \"input.x\"[1][2] AS v FROM read_parquet('{glob}') ORDER BY time"
+    ).fetchall()
+    assert second == [(1.0,), (11.0,)]
+
+    # a segment as builds before typed columns wrote it: payloads as JSON text
+    folder = files[0].parent
+    old = pa.table(
+        {
+            "request_id": ["old-1"],
+            "time": pa.array([dt.datetime.now(dt.timezone.utc)], pa.timestamp("us", tz="UTC")),
+            "deployment": ["scale"],
+            "model": ["scale"],
+            "version": pa.array([1], pa.int64()),
+            "role": ["primary"],
+            "route": ["v1"],
+            "status": pa.array([200], pa.int32()),
+            "latency_ms": [1.0],
+            "queue_ms": [0.1],
+            "inference_ms": [0.5],
+            "batch_rows": pa.array([1], pa.int64()),
+            "inputs": ['{"x":{"datatype":"FP32","shape":[1,4],"data":[5.0,6.0,7.0,8.0]}}'],
+            "outputs": ['{"y":{"datatype":"FP32","shape":[1,4],"data":[10.0,12.0,14.0,16.0]}}'],
+            "error": pa.array([None], pa.string()),
+        }
+    )
+    pq.write_table(old, folder / "part-0-older-0.parquet")
+    log = ph.inference_log("scale", since=None, registry=store.registry)
+    assert len(log) == 3 and "inputs" not in log.columns
+    by_id = log.set_index("request_id")
+    assert by_id.loc["old-1", "input.x"] == [5.0, 6.0, 7.0, 8.0]
+    assert by_id.loc["old-1", "output.y"] == [10.0, 12.0, 14.0, 16.0]
+    typed = log[log.request_id != "old-1"]
+    assert typed["input.x"].tolist() == [x.tolist(), [10.0, 11.0, 12.0, 13.0]]

@@ -98,8 +98,9 @@ fn read_inference_log<'py>(
     since_us: Option<i64>,
     until_us: Option<i64>,
 ) -> Result<Bound<'py, PyAny>> {
-    let batches = py.detach(|| srv::read_log(&log_dir, deployment, since_us, until_us))?;
-    Ok(PyTable::try_new(batches, srv::log_schema())?.into_pyarrow(py)?)
+    let (schema, batches) =
+        py.detach(|| srv::read_log(&log_dir, deployment, since_us, until_us))?;
+    Ok(PyTable::try_new(batches, schema)?.into_pyarrow(py)?)
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> Result<()> {
