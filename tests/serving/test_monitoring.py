@@ -17,7 +17,7 @@ import pytest
 import requests
 from postgres import new_database
 from postgres import server as postgres_server
-from servers import CliServer, Store, log_scale_versions, start_cli
+from servers import CliServer, Store, infer_json, log_scale_versions, models, start_cli
 
 import pilothouse as ph
 
@@ -513,3 +513,33 @@ def test_latency_anomaly_flagged_when_a_slower_version_takes_over(store: Store, 
     full = new[new.window_start >= pd.Timestamp(swapped)]
     assert len(full) == 2 and full.latency_anomaly.all(), health
     assert full.latency_p99_ms.min() > 4 * old.latency_p99_ms.median(), health
+
+
+def test_inputs_the_log_keeps_private_are_not_monitored(store: Store, cli: Any) -> None:
+    # redacted ("s") and hashed ("a") inputs: no profile of theirs is stored (a profile holds
+    # categories and extremes: the values the log policy keeps out of the payload log)
+    data, sample = models.multi_io()
+    store.registry.log_model(data, "io", input_example={k: v[:2] for k, v in sample.items()})
+    ph.deploy(
+        "io",
+        version=1,
+        redact=["s"],
+        hash_inputs=["a"],
+        monitoring={"window": "1s"},
+        registry=store.registry,
+    )
+    server: CliServer = cli()
+    start = _next_second()
+    for _ in range(3):
+        assert infer_json(server.url, "io", dict(sample)).status_code == 200
+    mon = ph.monitor("io", registry=store.registry)
+    server.wait_for(
+        lambda: int(mon.health(since=start, window=None).requests.sum()) == 3,
+        timeout=10,
+        what="3 requests counted",
+    )
+    profile = mon.profile(since=start)
+    assert profile is not None and profile.rows == 3 * len(sample["d"])
+    columns = set(profile.columns)
+    assert not {c for c in columns if c.split("[")[0] in ("a", "s")}, columns
+    assert {"d", "i", "flag"} <= columns and "b[0]" in columns, columns

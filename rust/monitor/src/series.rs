@@ -24,6 +24,8 @@ pub struct Stored {
     pub outputs: Option<Profile>,
     pub health: Health,
     pub quality: Quality,
+    /// When it was stored (a window written again is another window to a kept result).
+    pub stored_at: i64,
 }
 
 /// Windows of one version merged over `[start_us, start_us + length_us)`.
@@ -101,12 +103,21 @@ pub fn merge(windows: Vec<Stored>, bucket_us: i64) -> Result<Vec<Bucket>> {
         .collect())
 }
 
-/// What names a bucket's windows: each one's start, length, requests and rows, in order.
+/// What names a bucket's windows: each one's start, length, requests, rows and when it was
+/// stored, in order.
 fn basis(parts: &[Stored]) -> u64 {
     use std::hash::{Hash, Hasher};
-    let mut names: Vec<(i64, i64, u64, u64)> = parts
+    let mut names: Vec<(i64, i64, u64, u64, i64)> = parts
         .iter()
-        .map(|w| (w.start_us, w.length_us, w.health.requests, w.health.rows))
+        .map(|w| {
+            (
+                w.start_us,
+                w.length_us,
+                w.health.requests,
+                w.health.rows,
+                w.stored_at,
+            )
+        })
         .collect();
     names.sort_unstable();
     let mut h = std::hash::DefaultHasher::new();
@@ -229,6 +240,7 @@ mod tests {
             outputs: None,
             health,
             quality: Quality::default(),
+            stored_at: 0,
         }
     }
 

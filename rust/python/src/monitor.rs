@@ -213,6 +213,7 @@ fn monitor_backfill(
                 health: serde_json::to_string(&health).expect("health serialises"),
                 quality: serde_json::to_string(&pilothouse_monitor::Quality::default())
                     .expect("quality serialises"),
+                stored_at: 0,
             }
         })
         .collect();

@@ -782,6 +782,8 @@ pub struct MonitorWindow {
     pub outputs: Option<Vec<u8>>,
     pub health: String,
     pub quality: String,
+    /// When it was written (set by the registry; ignored when storing).
+    pub stored_at: i64,
 }
 
 /// Which windows to read.
@@ -868,6 +870,7 @@ impl MonitorWindow {
         "outputs",
         "health",
         "quality",
+        "stored_at",
     ];
     const WITHOUT_PROFILES: &'static [&'static str] = &[
         "deployment",
@@ -880,6 +883,7 @@ impl MonitorWindow {
         "requests",
         "health",
         "quality",
+        "stored_at",
     ];
 
     pub(crate) fn read(tx: &mut dyn Tx, q: &WindowQuery) -> Result<Vec<MonitorWindow>> {
@@ -918,6 +922,7 @@ impl MonitorWindow {
             outputs: profiles.then(|| r.bytes("outputs")).flatten(),
             health: r.text("health").unwrap_or_default(),
             quality: r.text("quality").unwrap_or_default(),
+            stored_at: r.int("stored_at").unwrap_or(0),
         })
     }
 }

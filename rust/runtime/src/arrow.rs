@@ -383,6 +383,8 @@ struct Slot {
     text: bool,
     /// Integer or boolean labels, kept as integers and taken as categories.
     labels: Option<LabelKind>,
+    /// Checked, never kept (an input the deployment keeps private).
+    private: bool,
     /// Its first column's index in the buffer.
     first: usize,
     /// Where its values start in a row of numbers (numeric tensors only).
@@ -420,6 +422,9 @@ pub struct FeatureBuffer {
     /// Label columns' values, per column.
     labels: Vec<Vec<i64>>,
     rows: usize,
+    /// Tensors whose values are never kept, and the columns they would have made.
+    private: Vec<String>,
+    private_columns: Vec<String>,
 }
 
 impl FeatureBuffer {
@@ -435,7 +440,21 @@ impl FeatureBuffer {
             texts: Vec::new(),
             labels: Vec::new(),
             rows: 0,
+            private: Vec::new(),
+            private_columns: Vec::new(),
         }
+    }
+
+    /// The same buffer, keeping nothing of the tensors named in `private` (inputs a
+    /// deployment redacts or hashes): they are still checked to fit, and make no columns.
+    pub fn without(mut self, private: &[String]) -> Self {
+        self.private = private.to_vec();
+        self
+    }
+
+    /// The columns the private tensors would have made (known after the first push).
+    pub fn private_columns(&self) -> &[String] {
+        &self.private_columns
     }
 
     /// Rows gathered since the last `take`.
@@ -458,15 +477,21 @@ impl FeatureBuffer {
                 Some(f) if f.len() == width => f.clone(),
                 _ => (0..width).map(|i| format!("{name}[{i}]")).collect(),
             };
-            self.columns.extend(names);
+            let private = self.private.contains(name);
             let offset = self.row_width;
-            if !text && labels.is_none() {
-                self.row_width += width;
+            if private {
+                self.private_columns.extend(names);
+            } else {
+                self.columns.extend(names);
+                if !text && labels.is_none() {
+                    self.row_width += width;
+                }
             }
             slots.push(Slot {
                 width,
                 text,
                 labels,
+                private,
                 first,
                 offset,
             });
@@ -536,7 +561,7 @@ impl FeatureBuffer {
             self.numbers.resize(base + more, 0.0);
         }
         for (slot, t) in slots.iter().zip(tensors) {
-            if slot.width == 0 {
+            if slot.width == 0 || slot.private {
                 continue;
             }
             if slot.text {
@@ -558,6 +583,22 @@ impl FeatureBuffer {
         Ok(())
     }
 
+    /// Forgets the rows pushed after the first `rows` (a request half taken: its other
+    /// tensors did not fit).
+    pub fn truncate(&mut self, rows: usize) {
+        if rows >= self.rows {
+            return;
+        }
+        self.numbers.truncate(rows * self.row_width);
+        for column in self.texts.iter_mut() {
+            column.truncate(rows);
+        }
+        for column in self.labels.iter_mut() {
+            column.truncate(rows);
+        }
+        self.rows = rows;
+    }
+
     /// The columns gathered so far as one table (None when nothing was pushed); the buffer
     /// starts over, keeping its columns.
     pub fn take(&mut self) -> Result<Option<RecordBatch>> {
@@ -577,7 +618,7 @@ impl FeatureBuffer {
         let mut numeric = numeric.into_iter();
         let mut fields = Vec::with_capacity(self.columns.len());
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
-        for slot in slots {
+        for slot in slots.iter().filter(|s| !s.private) {
             for c in slot.first..slot.first + slot.width {
                 let array: ArrayRef = if slot.text {
                     Arc::new(StringArray::from(std::mem::take(&mut self.texts[c])))
@@ -811,6 +852,28 @@ mod tests {
         let plain = feature_table(&names, &[&a, &b, &a], None, Values::AsIs).unwrap();
         assert_eq!(column(&plain, 2), [3., 6., 9., 3., 6.]);
         assert_eq!(column(&plain, 3), [0., 1., 1., 0., 1.]);
+
+        // a private tensor is checked but makes no columns
+        let mut buffer = FeatureBuffer::new(names.clone(), None, Values::AsIs).without(&names[..1]);
+        buffer.push(&a).unwrap();
+        let narrow = [
+            tensor(vec![1, 2], TensorData::Float32(Cow::Owned(vec![1., 2.]))),
+            tensor(vec![1], TensorData::Int64(Cow::Owned(vec![1]))),
+        ];
+        assert!(buffer.push(&narrow).is_err(), "still checked to fit");
+        let kept = buffer.take().unwrap().unwrap();
+        assert_eq!(kept.num_columns(), 1);
+        assert_eq!(kept.schema_ref().field(0).name(), "label");
+        assert_eq!(buffer.private_columns(), ["X[0]", "X[1]", "X[2]"]);
+
+        // a request taken back leaves the rows before it
+        let mut buffer = FeatureBuffer::new(names.clone(), None, Values::AsIs);
+        buffer.push(&a).unwrap();
+        buffer.push(&b).unwrap();
+        buffer.truncate(2);
+        let kept = buffer.take().unwrap().unwrap();
+        assert_eq!(column(&kept, 2), [3., 6.]);
+        assert_eq!(column(&kept, 3), [0., 1.]);
 
         // tensors of one request that disagree on their rows are refused, naming one
         let ragged = [

@@ -50,6 +50,7 @@ fn window(replica: &str, start_us: i64, requests: u64) -> MonitorWindow {
         outputs: None,
         health: serde_json::to_string(&health).unwrap(),
         quality: serde_json::to_string(&Quality::default()).unwrap(),
+        stored_at: 0,
     }
 }
 
@@ -240,6 +241,17 @@ fn hourly_drift_is_kept_and_computed_again_when_its_basis_changes() {
         "{late:?}"
     );
     assert_eq!(late[1].rows, 61 * 100);
+
+    // a window written again with the same counts (a replica restarted mid-window): its
+    // hour is computed again too
+    registry
+        .put_windows(&[window("a", day0 + 125 * MINUTE, 100)])
+        .unwrap();
+    let (rewritten, _) = read::drift(&registry, &q, Side::Inputs, &opts).unwrap();
+    assert!(
+        rewritten[0].drifted && !rewritten[2].drifted,
+        "{rewritten:?}"
+    );
 
     // a new reference, or other options: every hour is computed again
     let far: Vec<f64> = (0..200).map(|i| f64::from(i) + 1000.0).collect();

@@ -83,6 +83,7 @@ pub fn windows(registry: &Registry, q: &Query, profiles: bool) -> Result<Vec<Sto
                     .and_then(|b| Profile::from_bytes(b).ok()),
                 health: serde_json::from_str(&w.health).unwrap_or_default(),
                 quality: serde_json::from_str(&w.quality).unwrap_or_default(),
+                stored_at: w.stored_at,
             });
         }
         taken_lengths.push(length);
@@ -139,12 +140,7 @@ pub fn drift(
         .into_iter()
         .map(|d| ((d.version, d.start_us), d))
         .collect();
-    let options = {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::hash::DefaultHasher::new();
-        format!("{opts:?}").hash(&mut h);
-        h.finish()
-    };
+    let options = options_basis(opts);
     let mut by_version: BTreeMap<i64, Vec<Bucket>> = BTreeMap::new();
     for b in light {
         by_version.entry(b.version).or_default().push(b);
@@ -242,6 +238,41 @@ pub fn drift(
     rows.sort_by_key(|r| (r.window_start_us, r.version));
     shares.sort_by_key(|s| (s.window_start_us, s.version));
     Ok((rows, shares))
+}
+
+/// What names a set of options in a kept result's basis: the per-column maps in sorted
+/// order (two equal HashMaps iterate differently), everything else as it prints.
+fn options_basis(opts: &Options) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut rest = opts.clone();
+    let methods: BTreeMap<String, _> = rest.column_methods.drain().collect();
+    let thresholds: BTreeMap<String, f64> = rest.column_thresholds.drain().collect();
+    let mut h = std::hash::DefaultHasher::new();
+    format!("{rest:?}{methods:?}{thresholds:?}").hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_options_name_one_basis_however_their_maps_iterate() {
+        let with = |order: &[usize]| Options {
+            column_thresholds: order.iter().map(|i| (format!("c{i}"), 0.01)).collect(),
+            ..Options::default()
+        };
+        let forward: Vec<usize> = (0..16).collect();
+        let backward: Vec<usize> = (0..16).rev().collect();
+        assert_eq!(
+            options_basis(&with(&forward)),
+            options_basis(&with(&backward))
+        );
+        assert_ne!(
+            options_basis(&with(&forward)),
+            options_basis(&Options::default())
+        );
+    }
 }
 
 /// Drift with one bucket per version over the whole period (computed each time: such a

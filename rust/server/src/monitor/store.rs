@@ -62,6 +62,7 @@ pub fn stored(f: &Finished, replica: &str) -> MonitorWindow {
         outputs: c.outputs.as_ref().map(Profile::to_bytes),
         health: serde_json::to_string(&c.health).expect("health serialises"),
         quality: serde_json::to_string(&c.quality).expect("quality serialises"),
+        stored_at: 0,
     }
 }
 

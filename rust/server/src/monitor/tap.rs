@@ -49,6 +49,8 @@ struct Slot {
     unfit: u64,
     /// When the slot last saw a request.
     last_us: i64,
+    /// The inputs its deployment keeps private (not monitored).
+    private: Arc<[String]>,
 }
 
 impl Slot {
@@ -74,6 +76,11 @@ pub struct Tap {
     last: usize,
     /// The process's CPU seconds when each open window (length, start) began.
     cpu_at_start: HashMap<(i64, i64), f64>,
+    /// Per deployment, the inputs its log policy redacts or hashes: never profiled.
+    private: HashMap<String, Arc<[String]>>,
+    /// When `tick` last ran: windows that ended by then are closed (and stored), so a new
+    /// slot never reopens one.
+    last_tick_us: i64,
     /// Profiling runs here, on this (low-priority) thread alone: the drift crate would
     /// otherwise spread it over the global pool, at serving's priority.
     pool: Option<rayon::ThreadPool>,
@@ -88,6 +95,8 @@ impl Tap {
             last: 0,
             cpu_at_start: HashMap::new(),
             pool: None,
+            private: HashMap::new(),
+            last_tick_us: i64::MIN,
             out,
         }
     }
@@ -111,8 +120,17 @@ impl Tap {
                 .entry((length, start))
                 .or_insert_with(process::cpu_seconds);
         }
+        if !Arc::ptr_eq(&self.slots[i].watch, &r.watch) {
+            // the version was loaded again (a new reference, batching or signature): what
+            // the slot holds is counted with the old watch, the rest with the new one
+            self.fold(i);
+            let slot = &mut self.slots[i];
+            (slot.inputs, slot.outputs) = r.watch.buffers(&slot.private);
+            slot.watch = r.watch.clone();
+            slot.model = r.model.clone();
+        }
         let slot = &mut self.slots[i];
-        slot.last_us = r.time_us;
+        slot.last_us = slot.last_us.max(r.time_us);
         slot.feature_metrics = r.monitoring.feature_metrics;
         slot.observed.push(Observation {
             status: r.status,
@@ -124,7 +142,12 @@ impl Tap {
         });
         if r.status == 200 {
             if let (Some(inputs), Some(outputs)) = (&r.inputs, &r.outputs) {
-                if slot.inputs.push(inputs).is_err() || slot.outputs.push(outputs).is_err() {
+                let before = slot.inputs.rows();
+                if slot.inputs.push(inputs).is_err() {
+                    slot.unfit += 1;
+                } else if slot.outputs.push(outputs).is_err() {
+                    // counted as unprofiled, not half-profiled
+                    slot.inputs.truncate(before);
                     slot.unfit += 1;
                 }
             }
@@ -150,11 +173,22 @@ impl Tap {
         if let std::collections::hash_map::Entry::Vacant(e) = self.windows.entry(length) {
             e.insert(Windows::new(length).ok()?);
         }
-        let start = r.time_us - r.time_us.rem_euclid(length);
+        // windows that ended by the last tick are closed: a late request counts in the next
+        let closed_before = if self.last_tick_us == i64::MIN {
+            i64::MIN
+        } else {
+            self.last_tick_us - self.last_tick_us.rem_euclid(length)
+        };
+        let start = (r.time_us - r.time_us.rem_euclid(length)).max(closed_before);
         self.cpu_at_start
             .entry((length, start))
             .or_insert_with(process::cpu_seconds);
-        let (inputs, outputs) = r.watch.buffers();
+        let private = self
+            .private
+            .get(&*r.deployment)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(Vec::new()));
+        let (inputs, outputs) = r.watch.buffers(&private);
         self.slots.push(Slot {
             key: Key {
                 deployment: r.deployment.clone(),
@@ -164,7 +198,7 @@ impl Tap {
             },
             length,
             start,
-            closed_before: i64::MIN,
+            closed_before,
             model: r.model.clone(),
             watch: r.watch.clone(),
             feature_metrics: r.monitoring.feature_metrics,
@@ -173,13 +207,31 @@ impl Tap {
             outputs,
             unfit: 0,
             last_us: r.time_us,
+            private,
         });
         self.last = self.slots.len() - 1;
         Some(self.last)
     }
 
+    /// The inputs `deployment`'s log policy redacts or hashes: from now on they are not
+    /// profiled (what its slots hold is folded first, under the old set).
+    pub fn set_private(&mut self, deployment: &str, names: Vec<String>) {
+        let names: Arc<[String]> = Arc::from(names);
+        for i in 0..self.slots.len() {
+            let s = &self.slots[i];
+            if &*s.key.deployment == deployment && s.private != names {
+                self.fold(i);
+                let s = &mut self.slots[i];
+                (s.inputs, s.outputs) = s.watch.buffers(&names);
+                s.private = names.clone();
+            }
+        }
+        self.private.insert(deployment.to_string(), names);
+    }
+
     /// Closes the windows that ended by `now_us`, and forgets keys quiet for two windows.
     pub fn tick(&mut self, now_us: i64) {
+        self.last_tick_us = self.last_tick_us.max(now_us);
         for i in 0..self.slots.len() {
             let s = &self.slots[i];
             let end = s.start.saturating_add(s.length);
@@ -194,8 +246,15 @@ impl Tap {
             finished.extend(windows.close_due(now_us));
         }
         let finished = self.attach(finished);
+        // a slot goes when it holds nothing, its key has no open window (whose model and
+        // watch it names) and it has been quiet for two windows
+        let open = &self.windows;
         self.slots.retain(|s| {
-            !s.is_empty() || s.last_us.saturating_add(s.length.saturating_mul(2)) > now_us
+            !s.is_empty()
+                || open
+                    .get(&s.length)
+                    .is_some_and(|w| w.open_start(&s.key).is_some())
+                || s.last_us.saturating_add(s.length.saturating_mul(2)) > now_us
         });
         self.send(finished);
     }
@@ -240,7 +299,10 @@ impl Tap {
             if let Ok(Some(table)) = slot.inputs.take() {
                 let reference = slot.watch.reference.load();
                 if !reference.expectations.is_empty() {
-                    window.quality.merge(&reference.expectations.check(&table));
+                    let private = slot.inputs.private_columns();
+                    window
+                        .quality
+                        .merge(&reference.expectations.check_without(&table, private));
                 }
                 window.add_inputs(&table);
             }
@@ -362,5 +424,27 @@ mod tests {
             (rest[0].closed.start_us, rest[0].closed.health.requests),
             (t0 + minute, 2)
         );
+    }
+
+    #[test]
+    fn a_quiet_key_forgotten_and_a_late_answer_never_reopen_a_stored_window() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut tap = Tap::new(tx);
+        let minute = 60_000_000;
+        let t0 = 1_800_000_000_000_000 - 1_800_000_000_000_000 % minute;
+        tap.record(&record(t0 + 5));
+        tap.tick(t0 + minute + 1);
+        // quiet for three windows: the key's slot is forgotten
+        tap.tick(t0 + 4 * minute);
+        assert!(tap.slots.is_empty());
+        // a request that arrived in the first window answers now (a long timeout)
+        tap.record(&record(t0 + 9));
+        tap.close_all();
+        let all: Vec<(i64, u64)> = rx
+            .try_iter()
+            .flatten()
+            .map(|f| (f.closed.start_us, f.closed.health.requests))
+            .collect();
+        assert_eq!(all, [(t0, 1), (t0 + 4 * minute, 1)]);
     }
 }

@@ -104,14 +104,16 @@ impl Watch {
         true
     }
 
-    /// Empty buffers for this version's inputs and outputs (labels as categories).
-    pub fn buffers(&self) -> (FeatureBuffer, FeatureBuffer) {
+    /// Empty buffers for this version's inputs (keeping nothing of the `private` ones: those
+    /// the deployment redacts or hashes in its log) and outputs (labels as categories).
+    pub fn buffers(&self, private: &[String]) -> (FeatureBuffer, FeatureBuffer) {
         (
             FeatureBuffer::new(
                 self.input_names.to_vec(),
                 self.feature_names.clone(),
                 Values::AsIs,
-            ),
+            )
+            .without(private),
             FeatureBuffer::new(self.output_names.to_vec(), None, Values::Labels),
         )
     }

@@ -224,6 +224,11 @@ fn run(
                     writer.add(*r, bytes);
                 }
                 Ok(Message::Policy(d, p)) => {
+                    if let Some(t) = tap.as_deref_mut() {
+                        // what the log keeps private, monitoring does not profile either
+                        let private = p.drop.iter().chain(&p.hash).cloned().collect();
+                        t.set_private(&d, private);
+                    }
                     writer.policies.insert(d, p);
                 }
                 Ok(Message::Flush(ack)) => {

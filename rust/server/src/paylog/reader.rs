@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{new_null_array, ArrayRef, BooleanArray, RecordBatch, TimestampMicrosecondArray};
-use arrow_cast::{can_cast_types, cast};
+use arrow_cast::cast;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::writer::folder_hour;
@@ -43,8 +43,9 @@ pub(super) fn fixed_fields() -> Vec<Field> {
 /// Reads a deployment's log between `since_us` and `until_us` (either open), oldest first,
 /// as batches of one schema: the fixed columns, then every payload column any segment has
 /// (null where a segment has not). A column whose type changed between segments (a version
-/// changed a tensor's type) is cast to the first type when it can be, and kept as its own
-/// column named `<name> (<type>)` when it cannot.
+/// changed a tensor's type) is widened to the first type when that loses nothing (float32
+/// to float64, int8 to int64, ...), and kept as its own column named `<name> (<type>)`
+/// otherwise.
 pub fn read(
     root: &Path,
     deployment: &str,
@@ -127,6 +128,20 @@ pub fn read(
     unify(out)
 }
 
+/// Whether values of type `from` become `to` with nothing lost (lists of such values too).
+fn widens(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    match (from, to) {
+        (List(a) | LargeList(a), List(b) | LargeList(b)) => widens(a.data_type(), b.data_type()),
+        (Float16 | Float32, Float64) | (Float16, Float32) => true,
+        (Int8, Int16 | Int32 | Int64) | (Int16, Int32 | Int64) | (Int32, Int64) => true,
+        (UInt8, UInt16 | UInt32 | UInt64) | (UInt16, UInt32 | UInt64) | (UInt32, UInt64) => true,
+        (Int8 | Int16 | Int32 | UInt8 | UInt16 | UInt32, Float64) => true,
+        (Utf8, LargeUtf8 | Binary | LargeBinary) => true,
+        _ => false,
+    }
+}
+
 /// The batches of every segment in one schema (see [`read`]).
 fn unify(batches: Vec<RecordBatch>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let renamed = |f: &Field| format!("{} ({})", f.name(), f.data_type());
@@ -139,7 +154,7 @@ fn unify(batches: Vec<RecordBatch>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
             match fields.iter().find(|x| x.name() == f.name()) {
                 None => fields.push(f.as_ref().clone().with_nullable(true)),
                 Some(x) if x.data_type() == f.data_type() => {}
-                Some(x) if can_cast_types(f.data_type(), x.data_type()) => {}
+                Some(x) if widens(f.data_type(), x.data_type()) => {}
                 Some(_) => {
                     let name = renamed(f);
                     if !fields.iter().any(|x| *x.name() == name) {
@@ -158,10 +173,11 @@ fn unify(batches: Vec<RecordBatch>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
             let own = b.schema().fields().iter().position(|x| {
                 x.name() == f.name() && x.data_type() == f.data_type() || renamed(x) == *f.name()
             });
-            let castable =
-                b.schema().fields().iter().position(|x| {
-                    x.name() == f.name() && can_cast_types(x.data_type(), f.data_type())
-                });
+            let castable = b
+                .schema()
+                .fields()
+                .iter()
+                .position(|x| x.name() == f.name() && widens(x.data_type(), f.data_type()));
             columns.push(match (own, castable) {
                 (Some(i), _) => b.column(i).clone(),
                 (None, Some(i)) => cast(b.column(i), f.data_type())

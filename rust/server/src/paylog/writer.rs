@@ -197,25 +197,28 @@ fn write_segment(
             start = i;
         }
     }
+    // one name per flush, the parts numbered after it: readers sort names, so the parts of a
+    // flush stay together and in order
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let mut written: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut renamed = 0;
     let result = (|| {
         for (part, group) in groups.iter().enumerate() {
-            let name = format!(
-                "part-{first}-{}-{seq}-{part}.parquet",
-                &uuid::Uuid::new_v4().simple().to_string()[..8]
-            );
+            let name = format!("part-{first}-{id}-{seq}-{part:04}.parquet");
             let tmp = dir.join(format!(".{name}.tmp"));
             written.push((tmp.clone(), dir.join(&name)));
             write_file(&tmp, group)?;
         }
         for (tmp, done) in &written {
             std::fs::rename(tmp, done)?;
+            renamed += 1;
         }
-        Ok(())
+        std::fs::File::open(dir)?.sync_all()
     })();
     if let Err(e) = result {
-        for (tmp, _) in &written {
-            let _ = std::fs::remove_file(tmp);
+        // all or nothing: the rows stay buffered and are written again whole
+        for (i, (tmp, done)) in written.iter().enumerate() {
+            let _ = std::fs::remove_file(if i < renamed { done } else { tmp });
         }
         return Err(e);
     }
