@@ -192,3 +192,46 @@ fn unify(batches: Vec<RecordBatch>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     }
     Ok((schema, out))
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float64Type;
+    use arrow_array::{Float32Array, Float64Array, StringArray};
+
+    use super::*;
+
+    #[test]
+    fn segments_of_other_types_widen_or_keep_their_own_column() {
+        let old = RecordBatch::try_from_iter([
+            ("v", Arc::new(Float64Array::from(vec![1.5])) as ArrayRef),
+            (
+                "h",
+                Arc::new(StringArray::from(vec!["sha256:ab"])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let new = RecordBatch::try_from_iter([
+            ("v", Arc::new(Float32Array::from(vec![2.5])) as ArrayRef),
+            ("h", Arc::new(Float64Array::from(vec![7.0])) as ArrayRef),
+        ])
+        .unwrap();
+        let (schema, batches) = unify(vec![old, new]).unwrap();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert!(names.ends_with(&["v", "h", "h (Float64)"]), "{names:?}");
+        // float32 widens into float64; text and numbers stay apart, nothing is nulled
+        let v = batches[1].column_by_name("v").unwrap();
+        assert_eq!(v.as_primitive::<Float64Type>().value(0), 2.5);
+        assert!(batches[1].column_by_name("h").unwrap().is_null(0));
+        let apart = batches[1].column_by_name("h (Float64)").unwrap();
+        assert_eq!(apart.as_primitive::<Float64Type>().value(0), 7.0);
+        assert_eq!(
+            batches[0]
+                .column_by_name("h")
+                .unwrap()
+                .as_string::<i32>()
+                .value(0),
+            "sha256:ab"
+        );
+    }
+}

@@ -513,4 +513,58 @@ mod tests {
         assert_eq!(rows(&dir).len(), n + 451);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn chunks_of_different_columns_are_parts_of_one_flush_read_in_order() {
+        let dir = std::env::temp_dir().join(format!("ph-paylog-{}", fastrand::u64(..)));
+        let budget = Arc::new(Budget {
+            bytes: AtomicUsize::new(0),
+            limit: usize::MAX,
+            drop: false,
+            warned: AtomicBool::new(false),
+        });
+        let mut w = Writer::new(dir.clone(), Arc::new(Metrics::new()), budget);
+        let now = crate::now_us();
+        // the first chunk's outputs are "y", the second's "z": two schemas, two parts
+        let n = CHUNK_ROWS + 300;
+        for i in 0..n {
+            let mut r = record(i, now, 3);
+            if i >= CHUNK_ROWS {
+                r.output_names = Arc::new(vec!["z".into()]);
+            }
+            w.add(r, 0);
+        }
+        w.flush();
+        let parts: Vec<_> = walk(&dir);
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        let (schema, batches) = super::super::read(&dir, "d", None, None).unwrap();
+        assert!(
+            schema.field_with_name("output.y").is_ok()
+                && schema.field_with_name("output.z").is_ok()
+        );
+        let ids: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                let ids = b.column_by_name("request_id").unwrap().as_string::<i32>();
+                (0..b.num_rows())
+                    .map(|i| ids.value(i).to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let expected: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
+        assert_eq!(ids, expected);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+        out
+    }
 }
