@@ -94,15 +94,7 @@ fn ms(d: Duration) -> f64 {
 
 impl Health {
     pub fn observe(&mut self, o: &Observation) {
-        self.requests += 1;
-        *self.by_status.entry(o.status).or_default() += 1;
-        self.latency_ms.add(ms(o.latency));
-        if o.status == 200 {
-            self.rows += o.rows as u64;
-            self.queue_ms.add(ms(o.queue));
-            self.inference_ms.add(ms(o.inference));
-            self.batch_rows.add(o.batch_rows as f64);
-        }
+        self.observe_all(std::slice::from_ref(o));
     }
 
     /// Observes many requests: the same as one `observe` each, with statuses counted in

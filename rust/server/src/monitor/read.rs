@@ -141,13 +141,9 @@ pub fn drift(
         .map(|d| ((d.version, d.start_us), d))
         .collect();
     let options = options_basis(opts);
-    let mut by_version: BTreeMap<i64, Vec<Bucket>> = BTreeMap::new();
-    for b in light {
-        by_version.entry(b.version).or_default().push(b);
-    }
     let mut rows = Vec::new();
     let mut shares = Vec::new();
-    for (version, buckets) in by_version {
+    for (version, buckets) in by_version(light) {
         let Some(reference) = registry.reference(&model, version).ok().flatten() else {
             continue;
         };
@@ -240,6 +236,15 @@ pub fn drift(
     Ok((rows, shares))
 }
 
+/// Buckets grouped by version, in version order.
+fn by_version(buckets: Vec<Bucket>) -> BTreeMap<i64, Vec<Bucket>> {
+    let mut out: BTreeMap<i64, Vec<Bucket>> = BTreeMap::new();
+    for b in buckets {
+        out.entry(b.version).or_default().push(b);
+    }
+    out
+}
+
 /// What names a set of options in a kept result's basis: the per-column maps in sorted
 /// order (two equal HashMaps iterate differently), everything else as it prints.
 fn options_basis(opts: &Options) -> u64 {
@@ -285,13 +290,9 @@ fn drift_whole(
 ) -> Result<(Vec<DriftRow>, Vec<DriftShare>)> {
     let all = buckets(registry, q, true)?;
     let model = model_of(registry, &q.deployment)?;
-    let mut by_version: BTreeMap<i64, Vec<Bucket>> = BTreeMap::new();
-    for b in all {
-        by_version.entry(b.version).or_default().push(b);
-    }
     let mut rows = Vec::new();
     let mut shares = Vec::new();
-    for (version, buckets) in by_version {
+    for (version, buckets) in by_version(all) {
         let Some(reference) = registry.reference(&model, version).ok().flatten() else {
             continue;
         };

@@ -477,13 +477,7 @@ mod tests {
     #[test]
     fn rows_over_several_chunks_come_back_whole_and_in_order() {
         let dir = std::env::temp_dir().join(format!("ph-paylog-{}", fastrand::u64(..)));
-        let budget = Arc::new(Budget {
-            bytes: AtomicUsize::new(0),
-            limit: usize::MAX,
-            drop: false,
-            warned: AtomicBool::new(false),
-        });
-        let mut w = Writer::new(dir.clone(), Arc::new(Metrics::new()), budget);
+        let mut w = unbounded(&dir);
         let now = crate::now_us();
         // Small rows fill chunks by count, the large ones by bytes (8 MB / 40 kB is ~200 rows).
         let n = CHUNK_ROWS * 2 + 123;
@@ -517,13 +511,7 @@ mod tests {
     #[test]
     fn chunks_of_different_columns_are_parts_of_one_flush_read_in_order() {
         let dir = std::env::temp_dir().join(format!("ph-paylog-{}", fastrand::u64(..)));
-        let budget = Arc::new(Budget {
-            bytes: AtomicUsize::new(0),
-            limit: usize::MAX,
-            drop: false,
-            warned: AtomicBool::new(false),
-        });
-        let mut w = Writer::new(dir.clone(), Arc::new(Metrics::new()), budget);
+        let mut w = unbounded(&dir);
         let now = crate::now_us();
         // the first chunk's outputs are "y", the second's "z": two schemas, two parts
         let n = CHUNK_ROWS + 300;
@@ -554,6 +542,17 @@ mod tests {
         let expected: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
         assert_eq!(ids, expected);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A writer with no limit on what it holds.
+    fn unbounded(dir: &Path) -> Writer {
+        let budget = Arc::new(Budget {
+            bytes: AtomicUsize::new(0),
+            limit: usize::MAX,
+            drop: false,
+            warned: AtomicBool::new(false),
+        });
+        Writer::new(dir.to_path_buf(), Arc::new(Metrics::new()), budget)
     }
 
     fn walk(dir: &Path) -> Vec<PathBuf> {
