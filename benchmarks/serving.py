@@ -29,6 +29,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -375,6 +376,13 @@ def main() -> None:
     )
     parser.add_argument("--skip-bentoml", action="store_true")
     parser.add_argument(
+        "--pairs",
+        type=int,
+        default=6,
+        help="monitoring on vs off: measurements of each, alternating, paired by round",
+    )
+    parser.add_argument("--pair-duration", type=float, default=4.0, help="seconds per pair side")
+    parser.add_argument(
         "--baseline-python",
         help="also serve from this interpreter's pilothouse (an earlier build in its own "
         "virtualenv) on the same registry, to compare two builds in one run",
@@ -506,6 +514,24 @@ def main() -> None:
                         f"steal {result['steal']:.0f}% / {result['wrk_steal']:.0f}%",
                         flush=True,
                     )
+        # Monitoring's cost is a few percent, within what separates two measurements of one
+        # case minutes apart: on and off are measured back to back, in alternating order,
+        # and compared pair by pair.
+        paired: dict[tuple[str, int], list[float]] = {}
+        for round_ in range(args.pairs):
+            print(f"monitoring on/off pair {round_ + 1} of {args.pairs}", flush=True)
+            for model in ("logreg", "forest"):
+                for c in connections:
+                    sides = [f"{model}", f"{model}-nomonitor"]
+                    if round_ % 2:
+                        sides.reverse()
+                    rps = {}
+                    for deployment in sides:
+                        settle()
+                        url = f"{ours.url}/v2/models/{deployment}/infer"
+                        rps[deployment] = wrk(url, oip_body(row), c, args.pair_duration)["rps"]
+                    ratio = rps[model] / rps[f"{model}-nomonitor"]
+                    paired.setdefault((model, c), []).append(ratio)
         peaks = {(label, model): running.peak_kb for label, model, running, _, _ in cases}
     rows = [
         (label, model, c, best[(label, model, c)], peaks[(label, model)])
@@ -559,8 +585,18 @@ def main() -> None:
         for c in connections:
             on, off = get[("pilothouse", model, c)], get[("pilothouse, monitoring off", model, c)]
             print(
-                f"{'monitoring on vs off':34} {model:8} {c:>5} {on['rps'] / off['rps']:>10.3f}x {on['p99'] / off['p99']:>7.2f}x"
+                f"{'monitoring on vs off (best of)':34} {model:8} {c:>5} {on['rps'] / off['rps']:>10.3f}x {on['p99'] / off['p99']:>7.2f}x"
             )
+    print()
+    print(
+        f"monitoring on vs off, paired: {args.pairs} pairs of {args.pair_duration:g} s, "
+        "back to back in alternating order (target: at most 1% slower, never 3%)"
+    )
+    print(f"{'model':8} {'conns':>5} {'median on/off':>14} {'lowest':>8} {'highest':>8}")
+    for (model, c), ratios in paired.items():
+        print(
+            f"{model:8} {c:>5} {statistics.median(ratios):>13.3f}x {min(ratios):>7.3f}x {max(ratios):>7.3f}x"
+        )
     for c in connections:
         on, off = get[("pilothouse", "forest", c)], get[("pilothouse, batching off", "forest", c)]
         print(

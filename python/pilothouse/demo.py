@@ -135,7 +135,12 @@ def main() -> None:
                 f"{stats['execution_count']} model run(s); /config and classification work too"
             )
         log = ph.inference_log("churn")
-        print(f"10. payload log: {len(log)} request(s) with inputs, outputs and latency")
+        rows = log["input.X"].iloc[0] if "input.X" in log.columns else []
+        print(
+            f"10. payload log: {len(log)} request(s) with inputs, outputs and latency; each "
+            f"tensor a typed Parquet column (input.X of the first: {len(rows)} rows of "
+            f"{len(rows[0]) if rows else 0} features), for DuckDB or polars to read"
+        )
         health = ph.monitor("churn").health(since="10m", window=None)
         print(
             f"    monitoring: {int(health.requests.sum())} request(s) in the stored windows, "
