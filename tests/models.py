@@ -147,6 +147,74 @@ def mlp(inputs: int = 20, hidden: int = 64, outputs: int = 2) -> tuple[bytes, np
     return model.SerializeToString(), X
 
 
+def on_demand(size: int = 256, rounds: int | None = None) -> bytes:
+    """y = x, computed after max(work) rounds of h = tanh(h @ w) on a size x size constant
+    (outer-scope initializers, so nothing folds away): one version that is as fast or as slow
+    as its `work` input asks, about half a millisecond of CPU per round. With `rounds`, every
+    request takes that many, whatever `work` says (a slower version of the same model)."""
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((size, size)) / np.sqrt(size)).astype(np.float32)
+    h0 = rng.standard_normal((size, size)).astype(np.float32)
+    step = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("MatMul", ["h_in", "w"], ["product"]),
+            helper.make_node("Tanh", ["product"], ["h_out"]),
+        ],
+        "round",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("h_in", TensorProto.FLOAT, [size, size]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("h_out", TensorProto.FLOAT, [size, size]),
+        ],
+    )
+    count = (
+        [
+            helper.make_node("ReduceMax", ["work"], ["most"], keepdims=0),
+            helper.make_node("Cast", ["most"], ["rounds"], to=TensorProto.INT64),
+        ]
+        if rounds is None
+        else [
+            helper.make_node("ReduceMax", ["work"], ["most"], keepdims=0),
+            helper.make_node("Cast", ["most"], ["asked"], to=TensorProto.INT64),
+            helper.make_node("Mul", ["asked", "no"], ["ignored"]),
+            helper.make_node("Add", ["ignored", "fixed"], ["rounds"]),
+        ]
+    )
+    graph = helper.make_graph(
+        [
+            *count,
+            helper.make_node("Loop", ["rounds", "", "h0"], ["h"], body=step),
+            helper.make_node("ReduceSum", ["h"], ["total"], keepdims=0),
+            helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+            helper.make_node("Add", ["x", "nothing"], ["y"]),
+        ],
+        "on_demand",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4]),
+            helper.make_tensor_value_info("work", TensorProto.FLOAT, [None, 1]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+        [
+            numpy_helper.from_array(w, "w"),
+            numpy_helper.from_array(h0, "h0"),
+            helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor("no", TensorProto.INT64, [], [0]),
+            helper.make_tensor("fixed", TensorProto.INT64, [], [rounds or 0]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
 def multi_io() -> tuple[bytes, dict[str, np.ndarray]]:
     """Six inputs, one of each element type, and six outputs."""
     nodes = [

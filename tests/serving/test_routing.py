@@ -1,4 +1,5 @@
-"""Traffic policies: weighted routes, sticky routing by a header, shadow traffic."""
+"""Traffic policies: weighted routes, sticky routing by a header, shadow traffic (and a stop
+that waits for the shadow runs of answered requests)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections import Counter
 
 import numpy as np
 import requests
-from servers import CliServer, Store, log_scale_versions
+from servers import CliServer, Store, infer_json, log_scale_versions, models
 
 import pilothouse as ph
 
@@ -83,3 +84,25 @@ def test_shadow_gets_a_copy_and_is_logged_beside_the_primary(store: Store, cli: 
     for rid in ids:
         assert shadow.loc[rid, "output.y"] == [3 * v for v in primary.loc[rid, "input.x"]]
         assert primary.loc[rid, "output.y"] == primary.loc[rid, "input.x"]
+
+
+def test_a_stop_waits_for_the_shadow_runs_of_answered_requests(store: Store, cli: object) -> None:
+    # the shadow (a version some 30 ms slower per request) is still working through copies
+    # when the server is asked to stop: each is finished and logged, none is cancelled
+    example = {"x": np.ones((1, 4), np.float32), "work": np.zeros((1, 1), np.float32)}
+    store.registry.log_model(models.on_demand(), "loop", input_example=example)
+    store.registry.log_model(models.on_demand(rounds=60), "loop", input_example=example)
+    store.registry.set_alias("loop", "champion", 1)
+    store.registry.set_alias("loop", "challenger", 2)
+    ph.deploy("loop", alias="champion", shadow="challenger", registry=store.registry)
+    server: CliServer = cli()  # type: ignore[operator]
+    ids = set()
+    for _ in range(8):
+        answer = infer_json(server.url, "loop", example)
+        assert answer.status_code == 200
+        ids.add(answer.headers["x-request-id"])
+    assert server.stop() == 0
+    log = ph.inference_log("loop", since="10m", registry=store.registry)
+    shadow = log[log.role == "shadow"]
+    assert set(shadow.request_id) == ids, f"{len(shadow)} of {len(ids)} shadow runs logged"
+    assert (shadow.status == 200).all() and (shadow.version == 2).all()

@@ -156,11 +156,14 @@ impl Server {
             addr: addr_text.clone(),
             reason: e.to_string(),
         })?;
+        let shadows = Arc::new(crate::serving::dataplane::Running::default());
+        let shadows_at_stop = shadows.clone();
         let app = Arc::new(App {
             plane: Arc::new(DataPlane {
                 state,
                 metrics,
                 log: log.clone(),
+                shadows,
             }),
             max_body: config.max_body_bytes,
             body_timeout: Duration::from_millis(config.body_read_timeout_ms),
@@ -176,10 +179,11 @@ impl Server {
         let grace = Duration::from_secs(config.shutdown_timeout_s);
         let final_log = log.clone();
         tracing::info!(event = "server_started", address = %addr, registry = %pilothouse_registry::redact(&config.registry), payload_log = %log_dir.display(), "listening on http://{addr}");
-        let thread = std::thread::Builder::new()
-            .name("ph-server".into())
-            .spawn(move || {
-                runtime.block_on(async move {
+        let thread =
+            std::thread::Builder::new()
+                .name("ph-server".into())
+                .spawn(move || {
+                    runtime.block_on(async move {
                     let listener = match tokio::net::TcpListener::from_std(listener) {
                         Ok(l) => l,
                         Err(e) => {
@@ -202,22 +206,29 @@ impl Server {
                             "requests still in flight after the shutdown timeout were cut"
                         );
                     }
+                    // shadow runs of answered requests finish (and are logged) within the
+                    // grace; a runtime that stops cancels its tasks instead of finishing them
+                    if tokio::time::timeout(grace, shadows_at_stop.idle()).await.is_err() {
+                        tracing::warn!(
+                            event = "shadow_runs_cut",
+                            "shadow runs still running after the shutdown timeout were cut"
+                        );
+                    }
                 });
-                // Shadow runs still queued get a moment, then the runtime goes.
-                runtime.shutdown_timeout(Duration::from_secs(2));
-                stop_watching.store(true, Ordering::SeqCst);
-                let _ = watch_thread.join();
-                // Every request is answered and logged: the writer flushes what it holds, exits.
-                final_log.shutdown();
-                let _ = log_thread.join();
-                // the tap closed its windows and dropped its sender: the store writes, ends
-                let _ = store_thread.join();
-                tracing::info!(
-                    event = "server_stopped",
-                    "stopped; the payload log is flushed"
-                );
-            })
-            .expect("spawning the server thread");
+                    runtime.shutdown_timeout(Duration::from_secs(2));
+                    stop_watching.store(true, Ordering::SeqCst);
+                    let _ = watch_thread.join();
+                    // Every request is answered and logged: the writer flushes what it holds, exits.
+                    final_log.shutdown();
+                    let _ = log_thread.join();
+                    // the tap closed its windows and dropped its sender: the store writes, ends
+                    let _ = store_thread.join();
+                    tracing::info!(
+                        event = "server_stopped",
+                        "stopped; the payload log is flushed"
+                    );
+                })
+                .expect("spawning the server thread");
         Ok(Server {
             addr,
             log_dir,

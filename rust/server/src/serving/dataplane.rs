@@ -22,6 +22,49 @@ pub struct DataPlane {
     pub state: Arc<State>,
     pub metrics: Arc<Metrics>,
     pub log: LogSender,
+    /// Shadow runs not finished yet: a stop waits for them before the log is flushed.
+    pub shadows: Arc<Running>,
+}
+
+/// A count of tasks running, and a way to wait until none is.
+#[derive(Default)]
+pub struct Running {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One running task of a [`Running`] count; it ends when dropped (finished or cancelled).
+pub struct RunningTask(Arc<Running>);
+
+impl Running {
+    pub fn start(self: &Arc<Self>) -> RunningTask {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        RunningTask(self.clone())
+    }
+
+    /// Returns once no task is running.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for RunningTask {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 /// A request admitted to a deployment: the version it runs on and the route that chose it.
@@ -260,7 +303,9 @@ impl DataPlane {
         inputs: Vec<(String, OwnedTensor)>,
     ) {
         let plane = self.clone();
+        let running = self.shadows.start();
         tokio::spawn(async move {
+            let _running = running;
             let started = Instant::now();
             let mut request = InferRequest {
                 id: None,
