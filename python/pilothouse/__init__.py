@@ -24,6 +24,7 @@ from pilothouse.errors import (
 from pilothouse.lineage import Lineage
 from pilothouse.model import Model, TensorSpec, load_model
 from pilothouse.monitoring import Monitor, get_reference, monitor, set_reference
+from pilothouse.performance import PerformanceEstimate, estimate_performance
 from pilothouse.records import (
     AliasMove,
     Approval,
@@ -78,6 +79,7 @@ __all__ = [
     "InputError",
     "IntegrityError",
     "Lineage",
+    "PerformanceEstimate",
     "Model",
     "ModelLoadError",
     "ModelVersion",
@@ -106,6 +108,7 @@ __all__ = [
     "deploy",
     "deployments",
     "drift",
+    "estimate_performance",
     "get_reference",
     "get_version",
     "inference_log",

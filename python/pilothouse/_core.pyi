@@ -3,6 +3,7 @@
 from typing import Any, final
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "AliasMoveRecord",
@@ -37,6 +38,7 @@ __all__ = [
     "ValidationError",
     "__version__",
     "drift_exact",
+    "estimate_performance",
     "drift_profiles",
     "_drift_chi_square",
     "_drift_cramer_von_mises",
@@ -93,6 +95,20 @@ def drift_profiles(
     reference: ProfileData, current: ProfileData, options: dict[str, Any]
 ) -> dict[str, Any]: ...
 def drift_exact(reference: Any, current: Any, options: dict[str, Any]) -> dict[str, Any]: ...
+def estimate_performance(
+    classes: int,
+    reference: tuple[
+        npt.NDArray[np.uint32], npt.NDArray[np.uint32], npt.NDArray[np.float64]
+    ],
+    reference_chunks: list[tuple[int, int]],
+    analysis: tuple[
+        npt.NDArray[np.uint32], npt.NDArray[np.uint32] | None, npt.NDArray[np.float64]
+    ],
+    analysis_chunks: list[tuple[int, int]],
+    metrics: list[str],
+    band_sigmas: float = 3.0,
+    threshold_sigmas: float = 3.0,
+) -> dict[str, Any]: ...
 
 @final
 class ProfileData:

@@ -13,3 +13,10 @@ pub enum MonitorError {
     #[error("{0}")]
     Invalid(String),
 }
+
+impl MonitorError {
+    /// Input that cannot be used, naming what it was (`y_pred: class index 3 is not ...`).
+    pub fn input(what: impl std::fmt::Display, message: impl std::fmt::Display) -> Self {
+        MonitorError::Invalid(format!("{what}: {message}"))
+    }
+}

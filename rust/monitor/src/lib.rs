@@ -9,11 +9,14 @@
 //!   batch size as mergeable summaries with quantiles; a latency anomaly test.
 //! - [`series`]: stored windows read back: merged into longer windows and compared with the
 //!   reference, a row per column and window.
+//! - [`performance`]: a classifier's realized metrics, and its estimated ones where labels
+//!   are missing (confidence-based performance estimation, CBPE).
 //! - [`quality`]: the checks of served data against a reference profile (missing and extra
 //!   columns, wrong types, nulls, values out of range, unseen categories).
 
 mod error;
 pub mod health;
+pub mod performance;
 pub mod quality;
 pub mod series;
 pub mod window;

@@ -92,6 +92,7 @@ pub(crate) enum Error {
     Registry(RegistryError),
     Drift(DriftError),
     Server(ServerError),
+    Monitor(MonitorError),
 }
 
 /// What the bindings return: `?` works on any crate's result and on Python's.
@@ -111,7 +112,8 @@ from_each!(
     Runtime(RuntimeError),
     Registry(RegistryError),
     Drift(DriftError),
-    Server(ServerError)
+    Server(ServerError),
+    Monitor(MonitorError)
 );
 
 impl From<Error> for PyErr {
@@ -122,6 +124,7 @@ impl From<Error> for PyErr {
             Error::Registry(e) => registry_to_py(e),
             Error::Drift(e) => drift_to_py(e),
             Error::Server(e) => server_to_py(e),
+            Error::Monitor(e) => monitor_to_py(e),
         }
     }
 }

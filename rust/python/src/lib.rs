@@ -28,6 +28,7 @@ mod drift;
 mod errors;
 mod model;
 mod monitor;
+mod performance;
 mod records;
 mod registry;
 mod server;
@@ -39,6 +40,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     model::register(m)?;
     records::register(m)?;
     monitor::register(m)?;
+    performance::register(m)?;
     registry::register(m)?;
     drift::register(m)?;
     server::register(m)?;

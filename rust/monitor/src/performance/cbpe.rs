@@ -1,0 +1,720 @@
+//! Confidence-based performance estimation (CBPE): a classifier's accuracy, precision,
+//! recall, F1, specificity and ROC AUC estimated from its own probabilities where no labels
+//! are known yet. Fitted on reference rows with labels:
+//!
+//! - **calibration**: each class's probabilities (one-vs-rest) are mapped through an
+//!   isotonic regression fitted on the reference when that makes them better calibrated —
+//!   judged on ten stratified 90/10 splits of the reference by the expected calibration
+//!   error of the held-out tenths; multiclass rows are normalised to sum to one after;
+//! - **expected confusion**: a row predicted positive is a true positive with its
+//!   calibrated probability and a false positive otherwise (and so on for the other cells),
+//!   so every count-based metric follows from the sums; ROC AUC from the expected curve;
+//! - **sampling error**: of each metric from the reference's row-level spread, scaled by a
+//!   chunk's size; the band is the estimate ± 3 of them, clipped to [0, 1];
+//! - **thresholds**: the realized metric of the reference chunks, mean ± 3 standard
+//!   deviations; an estimate outside them alerts.
+//!
+//! It assumes the relation between inputs and labels does not change (no concept drift):
+//! a shift in that relation leaves the probabilities where they were, and the estimate
+//! misses it. Multiclass metrics average the classes (macro).
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::isotonic::Isotonic;
+use super::metrics::{
+    auc_ascending, expected_auc_descending, mean_defined, realized, sort_by_score, sortable,
+    Counts, Metric, Rows,
+};
+use super::metrics::UNKNOWN;
+use crate::error::{MonitorError, Result};
+
+/// How estimates are banded and judged.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub metrics: Vec<Metric>,
+    /// Sampling errors on either side of an estimate that make its band.
+    pub band_sigmas: f64,
+    /// Standard deviations of the reference chunks' values on either side of their mean
+    /// that make the alert thresholds.
+    pub threshold_sigmas: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            metrics: Metric::ALL.to_vec(),
+            band_sigmas: 3.0,
+            threshold_sigmas: 3.0,
+        }
+    }
+}
+
+/// One metric of one chunk.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Estimated {
+    pub metric: Metric,
+    pub estimate: f64,
+    pub sampling_error: f64,
+    pub lower: f64,
+    pub upper: f64,
+    pub lower_threshold: Option<f64>,
+    pub upper_threshold: Option<f64>,
+    /// The estimate is outside the thresholds.
+    pub alert: bool,
+    /// The value on the chunk's labelled rows (NaN without labels).
+    pub realized: f64,
+}
+
+/// The estimates of one chunk of rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChunkEstimate {
+    /// The chunk's rows, `start..end`.
+    pub start: usize,
+    pub end: usize,
+    /// Rows whose label is known.
+    pub labelled: usize,
+    pub values: Vec<Estimated>,
+}
+
+/// The spread of a metric's row-level parts on the reference, which sets the sampling
+/// error of a chunk of n rows: sqrt(sum of variance / (n * share)) / divisor, one part per
+/// class averaged (one for a binary problem).
+#[derive(Clone, Debug)]
+struct Spread {
+    parts: Vec<(f64, f64)>,
+    divisor: f64,
+}
+
+impl Spread {
+    fn error(&self, n: usize) -> f64 {
+        let n = n as f64;
+        let sum: f64 = self
+            .parts
+            .iter()
+            .filter(|(_, share)| *share > 0.0)
+            .map(|(var, share)| var / (n * share))
+            .sum();
+        if n == 0.0 {
+            f64::NAN
+        } else {
+            sum.sqrt() / self.divisor
+        }
+    }
+}
+
+/// A fitted estimator.
+#[derive(Clone, Debug)]
+pub struct Cbpe {
+    classes: usize,
+    options: Options,
+    /// Per class (binary: class 1 only), when calibrating helped.
+    calibrators: Vec<Option<Isotonic>>,
+    spreads: Vec<Spread>,
+    thresholds: Vec<(Option<f64>, Option<f64>)>,
+    reference: Vec<ChunkEstimate>,
+}
+
+impl Cbpe {
+    /// Fits on reference rows (labels needed) cut into `chunks`, which also set the
+    /// alert thresholds.
+    pub fn fit(reference: &Rows<'_>, chunks: &[Range<usize>], options: Options) -> Result<Cbpe> {
+        check_chunks(chunks, reference.len(), "reference")?;
+        if options.metrics.is_empty() {
+            return Err(MonitorError::input("metrics", "name at least one metric"));
+        }
+        let Some(y_true) = reference.y_true else {
+            return Err(MonitorError::input(
+                "reference",
+                "CBPE is fitted on reference rows with their labels (y_true)",
+            ));
+        };
+        let labelled: Vec<usize> = (0..reference.len())
+            .filter(|i| y_true[*i] != UNKNOWN)
+            .collect();
+        if labelled.is_empty() {
+            return Err(MonitorError::input(
+                "reference",
+                "no reference row has a label (y_true): CBPE needs labelled reference rows",
+            ));
+        }
+        let k = reference.classes;
+        let sides: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
+        let calibrators: Vec<Option<Isotonic>> = sides
+            .par_iter()
+            .map(|c| {
+                let scores: Vec<f64> = labelled.iter().map(|i| reference.p(*i, *c)).collect();
+                let targets: Vec<bool> = labelled.iter().map(|i| y_true[*i] as usize == *c).collect();
+                calibrator(&scores, &targets)
+            })
+            .collect();
+        let spreads = options
+            .metrics
+            .iter()
+            .map(|m| spread(reference, &labelled, *m))
+            .collect();
+        let mut fitted = Cbpe {
+            classes: k,
+            thresholds: vec![(None, None); options.metrics.len()],
+            options,
+            calibrators,
+            spreads,
+            reference: Vec::new(),
+        };
+        let mut chunks_out = fitted.estimate_chunks(reference, chunks);
+        // thresholds from the reference chunks' realized values
+        for (m, threshold) in fitted.thresholds.iter_mut().enumerate() {
+            let values: Vec<f64> = chunks_out
+                .iter()
+                .map(|c| c.values[m].realized)
+                .filter(|v| !v.is_nan())
+                .collect();
+            if values.len() >= 2 {
+                let mean = values.iter().sum::<f64>() / values.len() as f64;
+                let var =
+                    values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64;
+                let spread = fitted.options.threshold_sigmas * var.sqrt();
+                *threshold = (Some((mean - spread).max(0.0)), Some((mean + spread).min(1.0)));
+            }
+        }
+        for c in &mut chunks_out {
+            fitted.judge(c);
+        }
+        fitted.reference = chunks_out;
+        Ok(fitted)
+    }
+
+    /// The reference chunks' estimates, realized values and alerts.
+    pub fn reference(&self) -> &[ChunkEstimate] {
+        &self.reference
+    }
+
+    /// Whether each class's probabilities are calibrated before estimating (binary: one).
+    pub fn calibrated(&self) -> Vec<bool> {
+        self.calibrators.iter().map(Option::is_some).collect()
+    }
+
+    /// The estimates of `rows` cut into `chunks` (realized values where labels are known).
+    pub fn estimate(&self, rows: &Rows<'_>, chunks: &[Range<usize>]) -> Result<Vec<ChunkEstimate>> {
+        check_chunks(chunks, rows.len(), "analysis")?;
+        if rows.classes != self.classes {
+            return Err(MonitorError::input(
+                "analysis",
+                format!(
+                    "{} classes, the reference had {}",
+                    rows.classes, self.classes
+                ),
+            ));
+        }
+        let mut out = self.estimate_chunks(rows, chunks);
+        for c in &mut out {
+            self.judge(c);
+        }
+        Ok(out)
+    }
+
+    fn estimate_chunks(&self, rows: &Rows<'_>, chunks: &[Range<usize>]) -> Vec<ChunkEstimate> {
+        chunks
+            .par_iter()
+            .map(|range| {
+                let chunk = rows.slice(range.clone());
+                let (sorted, cal) = self.calibrate(&chunk);
+                self.estimate_chunk(&chunk, &cal, range, &sorted)
+            })
+            .collect()
+    }
+
+    /// Sets the thresholds and alert of each metric of a chunk.
+    fn judge(&self, chunk: &mut ChunkEstimate) {
+        for (v, (lo, hi)) in chunk.values.iter_mut().zip(&self.thresholds) {
+            v.lower_threshold = *lo;
+            v.upper_threshold = *hi;
+            v.alert = lo.is_some_and(|t| v.estimate < t) || hi.is_some_and(|t| v.estimate > t);
+        }
+    }
+
+    /// The rows of each scored class (binary: class 1) in increasing order of score, and
+    /// the calibrated probabilities, laid out as the rows' own: each class is calibrated
+    /// along its sorted rows (one walk), multiclass rows normalised after.
+    fn calibrate(&self, rows: &Rows<'_>) -> (Vec<Vec<u32>>, Vec<f64>) {
+        let k = self.classes;
+        let sides: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
+        let orders: Vec<Vec<u32>> = sides
+            .iter()
+            .map(|c| {
+                let mut order: Vec<(u64, u32)> = (0..rows.len())
+                    .map(|i| (sortable(rows.p(i, *c)), i as u32))
+                    .collect();
+                order.sort_unstable_by_key(|o| o.0);
+                order.into_iter().map(|o| o.1).collect()
+            })
+            .collect();
+        let mut out = rows.proba.to_vec();
+        let width = Rows::width_of(k);
+        for (side, (order, cal)) in orders.iter().zip(&self.calibrators).enumerate() {
+            if let Some(cal) = cal {
+                let c = if k == 2 { 1 } else { side };
+                let walked = cal.predict_ascending(order.iter().map(|i| rows.p(*i as usize, c)));
+                for (i, p) in order.iter().zip(walked) {
+                    out[*i as usize * width + side] = p;
+                }
+            }
+        }
+        if k > 2 {
+            out.chunks_exact_mut(k).for_each(|row| {
+                let sum: f64 = row.iter().sum();
+                if sum > 0.0 {
+                    row.iter_mut().for_each(|p| *p /= sum);
+                } else {
+                    row.iter_mut().for_each(|p| *p = 1.0 / k as f64);
+                }
+            });
+        }
+        (orders, out)
+    }
+
+    /// The estimates of a chunk's `rows` (the rows `range` of all), whose calibrated
+    /// probabilities are `cal` and whose rows in increasing order of each scored class's
+    /// probability are `sorted`.
+    fn estimate_chunk(
+        &self,
+        rows: &Rows<'_>,
+        cal: &[f64],
+        range: &Range<usize>,
+        sorted: &[Vec<u32>],
+    ) -> ChunkEstimate {
+        let k = self.classes;
+        let n = range.len();
+        let p_hat = |i: usize, c: usize| {
+            if k == 2 {
+                if c == 1 {
+                    cal[i]
+                } else {
+                    1.0 - cal[i]
+                }
+            } else {
+                cal[i * k + c]
+            }
+        };
+        let sides: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
+        let counts: Vec<Counts> = sides
+            .iter()
+            .map(|c| {
+                let mut counts = Counts::default();
+                for i in 0..n {
+                    let p = p_hat(i, *c);
+                    if rows.y_pred[i] as usize == *c {
+                        counts.tp += p;
+                        counts.fp += 1.0 - p;
+                    } else {
+                        counts.fn_ += p;
+                        counts.tn += 1.0 - p;
+                    }
+                }
+                counts
+            })
+            .collect();
+        let chunk = *rows;
+        let labelled = chunk
+            .y_true
+            .map_or(0, |t| t.iter().filter(|c| **c != UNKNOWN).count());
+        let values = self
+            .options
+            .metrics
+            .iter()
+            .zip(&self.spreads)
+            .map(|(m, spread)| {
+                let estimate = match m {
+                    Metric::Accuracy if k > 2 => {
+                        (0..n)
+                            .map(|i| p_hat(i, rows.y_pred[i] as usize))
+                            .sum::<f64>()
+                            / n as f64
+                    }
+                    Metric::RocAuc => mean_defined(sides.iter().zip(sorted).map(|(c, order)| {
+                        expected_auc_descending(order.iter().rev().map(|i| {
+                            let i = *i as usize;
+                            (rows.p(i, *c), p_hat(i, *c))
+                        }))
+                    })),
+                    m => mean_defined(counts.iter().map(|c| c.value(*m))),
+                };
+                let sampling_error = spread.error(n);
+                let band = self.options.band_sigmas * sampling_error;
+                Estimated {
+                    metric: *m,
+                    estimate,
+                    sampling_error,
+                    lower: (estimate - band).clamp(0.0, 1.0),
+                    upper: (estimate + band).clamp(0.0, 1.0),
+                    lower_threshold: None,
+                    upper_threshold: None,
+                    alert: false,
+                    realized: if labelled > 0 {
+                        realized(&chunk, *m)
+                    } else {
+                        f64::NAN
+                    },
+                }
+            })
+            .collect();
+        ChunkEstimate {
+            start: range.start,
+            end: range.end,
+            labelled,
+            values,
+        }
+    }
+}
+
+/// Chunks are non-empty, in order, apart, and within the rows.
+fn check_chunks(chunks: &[Range<usize>], rows: usize, what: &str) -> Result<()> {
+    if rows > u32::MAX as usize {
+        return Err(MonitorError::input(
+            what,
+            format!("{rows} rows; at most {} at a time", u32::MAX),
+        ));
+    }
+    let mut end = 0;
+    for c in chunks {
+        if c.start >= c.end || c.end > rows || c.start < end {
+            return Err(MonitorError::input(
+                what,
+                format!(
+                    "chunk {}..{} is empty, past the {rows} rows, or overlaps the one before",
+                    c.start, c.end
+                ),
+            ));
+        }
+        end = c.end;
+    }
+    Ok(())
+}
+
+/// Population variance.
+fn variance(values: impl Iterator<Item = f64>) -> (f64, usize) {
+    let (mut n, mut sum, mut sq) = (0usize, 0.0, 0.0);
+    for v in values {
+        n += 1;
+        sum += v;
+        sq += v * v;
+    }
+    if n == 0 {
+        return (0.0, 0);
+    }
+    let mean = sum / n as f64;
+    ((sq / n as f64 - mean * mean).max(0.0), n)
+}
+
+/// The spread of `metric`'s row-level parts on the labelled reference rows.
+fn spread(rows: &Rows<'_>, labelled: &[usize], metric: Metric) -> Spread {
+    let y_true = rows.y_true.expect("fit checked the labels");
+    let total = labelled.len() as f64;
+    let k = rows.classes;
+    if metric == Metric::Accuracy {
+        let (var, _) = variance(
+            labelled
+                .iter()
+                .map(|i| f64::from(u8::from(y_true[*i] == rows.y_pred[*i]))),
+        );
+        return Spread {
+            parts: vec![(var, 1.0)],
+            divisor: 1.0,
+        };
+    }
+    let sides: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
+    let parts = sides
+        .iter()
+        .map(|c| {
+            let t = |i: usize| y_true[i] as usize == *c;
+            let p = |i: usize| rows.y_pred[i] as usize == *c;
+            let indicator = |b: bool| f64::from(u8::from(b));
+            let (var, n) = match metric {
+                Metric::Precision => variance(
+                    labelled
+                        .iter()
+                        .filter(|i| p(**i))
+                        .map(|i| indicator(t(*i))),
+                ),
+                Metric::Recall => variance(
+                    labelled
+                        .iter()
+                        .filter(|i| t(**i))
+                        .map(|i| indicator(p(*i))),
+                ),
+                Metric::Specificity => variance(
+                    labelled
+                        .iter()
+                        .filter(|i| !t(**i))
+                        .map(|i| indicator(!p(*i))),
+                ),
+                Metric::F1 => {
+                    // F1 = TP / (TP + (FP + FN) / 2): over the rows in any of those cells,
+                    // true positives count c, the others 0, which averages to F1
+                    let (mut tp, mut other) = (0.0, 0.0);
+                    for i in labelled {
+                        match (t(*i), p(*i)) {
+                            (true, true) => tp += 1.0,
+                            (true, false) | (false, true) => other += 1.0,
+                            _ => {}
+                        }
+                    }
+                    let scale = if tp > 0.0 {
+                        (tp + other) / (tp + 0.5 * other)
+                    } else {
+                        1.0
+                    };
+                    variance(
+                        labelled
+                            .iter()
+                            .filter(|i| t(**i) || p(**i))
+                            .map(|i| indicator(t(*i) && p(*i)) * scale),
+                    )
+                }
+                Metric::RocAuc => auc_parts(rows, labelled, *c),
+                Metric::Accuracy => unreachable!("handled above"),
+            };
+            (var, n as f64 / total)
+        })
+        .collect();
+    Spread {
+        parts,
+        divisor: sides.len() as f64,
+    }
+}
+
+/// The variance, over the positives of class `c`, of the share of negatives ranked below
+/// each (ties half): the spread of the Mann-Whitney statistic that is the ROC AUC.
+fn auc_parts(rows: &Rows<'_>, labelled: &[usize], c: usize) -> (f64, usize) {
+    let y_true = rows.y_true.expect("fit checked the labels");
+    let mut scores: Vec<(f64, bool)> = labelled
+        .iter()
+        .map(|i| (rows.p(*i, c), y_true[*i] as usize == c))
+        .collect();
+    sort_by_score(&mut scores, |s| s.0);
+    let negatives = scores.iter().filter(|s| !s.1).count() as f64;
+    if negatives == 0.0 {
+        return (0.0, 0);
+    }
+    let mut shares = Vec::new();
+    let mut below = 0.0;
+    let mut i = 0;
+    while i < scores.len() {
+        let mut j = i;
+        let mut tied_neg = 0.0;
+        while j < scores.len() && scores[j].0 == scores[i].0 {
+            tied_neg += f64::from(u8::from(!scores[j].1));
+            j += 1;
+        }
+        for s in &scores[i..j] {
+            if s.1 {
+                shares.push((below + 0.5 * tied_neg) / negatives);
+            }
+        }
+        below += tied_neg;
+        i = j;
+    }
+    variance(shares.into_iter())
+}
+
+/// An isotonic calibrator of `scores` for `targets`, when it makes them better calibrated
+/// on held-out rows; None when they are already as good (or one class only, or perfectly
+/// separated).
+fn calibrator(scores: &[f64], targets: &[bool]) -> Option<Isotonic> {
+    let positives: Vec<usize> = (0..targets.len()).filter(|i| targets[*i]).collect();
+    let negatives: Vec<usize> = (0..targets.len()).filter(|i| !targets[*i]).collect();
+    if positives.is_empty() || negatives.is_empty() {
+        return None;
+    }
+    let mut order: Vec<(f64, u32)> = scores.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
+    sort_by_score(&mut order, |o| o.0);
+    let labels: Vec<(f64, bool)> = order.iter().map(|o| (o.0, targets[o.1 as usize])).collect();
+    if auc_ascending(&labels) > 0.999 {
+        return None;
+    }
+    let fit = |take: &dyn Fn(usize) -> bool| {
+        Isotonic::fit_sorted(
+            order
+                .iter()
+                .filter(|o| take(o.1 as usize))
+                .map(|o| (o.0, f64::from(u8::from(targets[o.1 as usize])))),
+        )
+    };
+    // ten stratified splits, a tenth held out each time (a fixed seed: the same reference
+    // always decides the same way)
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    let mut held = vec![false; scores.len()];
+    let mut rng = fastrand::Rng::with_seed(42);
+    for _ in 0..10 {
+        held.iter_mut().for_each(|h| *h = false);
+        for class in [&positives, &negatives] {
+            let mut shuffled = class.clone();
+            rng.shuffle(&mut shuffled);
+            let n = (class.len() as f64 * 0.1).ceil() as usize;
+            for i in &shuffled[..n.min(class.len())] {
+                held[*i] = true;
+            }
+        }
+        let Some(cal) = fit(&|i| !held[i]) else {
+            continue;
+        };
+        for i in (0..scores.len()).filter(|i| held[*i]) {
+            before.push((scores[i], targets[i]));
+            after.push((cal.predict(scores[i]), targets[i]));
+        }
+    }
+    if expected_calibration_error(after) < expected_calibration_error(before) {
+        fit(&|_| true)
+    } else {
+        None
+    }
+}
+
+/// The expected calibration error: rows sorted by probability in ten bins of equal count,
+/// the row-weighted mean distance between each bin's mean probability and its share of
+/// positives.
+fn expected_calibration_error(mut rows: Vec<(f64, bool)>) -> f64 {
+    if rows.is_empty() {
+        return 0.0;
+    }
+    sort_by_score(&mut rows, |r| r.0);
+    let n = rows.len();
+    let bins = if n <= 20 { (n / 2).max(1) } else { 10 };
+    let width = n / bins;
+    let mut error = 0.0;
+    for b in 0..bins {
+        let end = if b + 1 == bins { n } else { (b + 1) * width };
+        let bin = &rows[b * width..end];
+        if bin.is_empty() {
+            continue;
+        }
+        let m = bin.len() as f64;
+        let p: f64 = bin.iter().map(|r| r.0).sum::<f64>() / m;
+        let y: f64 = bin.iter().filter(|r| r.1).count() as f64 / m;
+        error += m / n as f64 * (p - y).abs();
+    }
+    error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows of a calibrated binary model: each row's label drawn with its probability.
+    fn calibrated_rows(n: usize, seed: u64, shift: f64) -> (Vec<u32>, Vec<u32>, Vec<f64>) {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let (mut pred, mut truth, mut proba) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..n {
+            let z = (rng.f64() - 0.5) * 8.0 + shift;
+            let p = 1.0 / (1.0 + (-z).exp());
+            proba.push(p);
+            pred.push(u32::from(p >= 0.5));
+            truth.push(u32::from(rng.f64() < p));
+        }
+        (pred, truth, proba)
+    }
+
+    fn chunks(n: usize, size: usize) -> Vec<Range<usize>> {
+        (0..n).step_by(size).map(|s| s..(s + size).min(n)).collect()
+    }
+
+    #[test]
+    fn estimates_of_a_calibrated_model_track_the_realized_values() {
+        let (pred, truth, proba) = calibrated_rows(50_000, 1, 0.0);
+        let reference = Rows::new(2, &pred, Some(&truth), &proba).unwrap();
+        let cbpe = Cbpe::fit(&reference, &chunks(50_000, 5_000), Options::default()).unwrap();
+        // a covariate shift: more rows near the boundary, so accuracy drops
+        let (pred, truth, proba) = calibrated_rows(40_000, 2, 1.5);
+        let analysis = Rows::new(2, &pred, Some(&truth), &proba).unwrap();
+        let out = cbpe.estimate(&analysis, &chunks(40_000, 5_000)).unwrap();
+        let mut inside = 0;
+        let mut total = 0;
+        for c in &out {
+            assert_eq!(c.labelled, c.end - c.start);
+            for v in &c.values {
+                assert!(v.lower <= v.estimate && v.estimate <= v.upper, "{v:?}");
+                total += 1;
+                inside += usize::from(v.lower <= v.realized && v.realized <= v.upper);
+            }
+        }
+        assert!(inside as f64 >= 0.9 * total as f64, "{inside} of {total}");
+    }
+
+    #[test]
+    fn an_overconfident_model_is_calibrated_before_estimating() {
+        // the model says 1.8 times the true log-odds
+        let mut rng = fastrand::Rng::with_seed(3);
+        let (mut pred, mut truth, mut proba) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..40_000 {
+            let z = (rng.f64() - 0.5) * 4.0;
+            let p_true = 1.0 / (1.0 + (-z).exp());
+            let p = 1.0 / (1.0 + (-1.8 * z).exp());
+            proba.push(p);
+            pred.push(u32::from(p >= 0.5));
+            truth.push(u32::from(rng.f64() < p_true));
+        }
+        let rows = Rows::new(2, &pred, Some(&truth), &proba).unwrap();
+        let cbpe = Cbpe::fit(&rows, &chunks(40_000, 4_000), Options::default()).unwrap();
+        assert_eq!(cbpe.calibrated(), [true]);
+        let accuracy = |c: &ChunkEstimate| c.values.iter().find(|v| v.metric == Metric::Accuracy).cloned().unwrap();
+        for c in cbpe.reference() {
+            let a = accuracy(c);
+            assert!((a.estimate - a.realized).abs() < 0.03, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn multiclass_estimates_are_macro_averages_within_their_band() {
+        let mut rng = fastrand::Rng::with_seed(4);
+        let k = 3;
+        let (mut pred, mut truth, mut proba) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..30_000 {
+            let logits: Vec<f64> = (0..k).map(|_| rng.f64() * 3.0).collect();
+            let sum: f64 = logits.iter().map(|l| l.exp()).sum();
+            let p: Vec<f64> = logits.iter().map(|l| l.exp() / sum).collect();
+            let best = (0..k).max_by(|a, b| p[*a].total_cmp(&p[*b])).unwrap();
+            let u = rng.f64();
+            let mut acc = 0.0;
+            let mut label = k - 1;
+            for (c, pc) in p.iter().enumerate() {
+                acc += pc;
+                if u < acc {
+                    label = c;
+                    break;
+                }
+            }
+            pred.push(best as u32);
+            truth.push(label as u32);
+            proba.extend(p);
+        }
+        let rows = Rows::new(3, &pred, Some(&truth), &proba).unwrap();
+        let cbpe = Cbpe::fit(&rows, &chunks(30_000, 3_000), Options::default()).unwrap();
+        let mut inside = 0;
+        let mut total = 0;
+        for c in cbpe.reference() {
+            for v in &c.values {
+                total += 1;
+                inside += usize::from(v.lower <= v.realized && v.realized <= v.upper);
+            }
+        }
+        assert!(inside as f64 >= 0.9 * total as f64, "{inside} of {total}");
+    }
+
+    #[test]
+    fn fitting_needs_labels_and_sound_chunks() {
+        let rows = Rows::new(2, &[0, 1], None, &[0.2, 0.8]).unwrap();
+        let e = Cbpe::fit(&rows, &[0..2], Options::default()).unwrap_err();
+        assert!(e.to_string().contains("y_true"), "{e}");
+        let rows = Rows::new(2, &[0, 1], Some(&[0, 1]), &[0.2, 0.8]).unwrap();
+        let e = Cbpe::fit(&rows, &[0..3], Options::default()).unwrap_err();
+        assert!(e.to_string().contains("past the 2 rows"), "{e}");
+    }
+
+    #[test]
+    fn calibration_error_of_a_perfect_map_is_zero() {
+        let rows: Vec<(f64, bool)> = (0..100).map(|i| (if i % 2 == 0 { 0.5 } else { 0.5 }, i % 2 == 0)).collect();
+        assert!(expected_calibration_error(rows) < 1e-12);
+    }
+}

@@ -1,0 +1,451 @@
+//! Realized classification metrics of one set of rows, the way scikit-learn computes them:
+//! accuracy, precision, recall, F1 and specificity from the confusion counts, and ROC AUC
+//! from the ranks of the scores (ties count half, which is the area under the curve through
+//! the distinct thresholds). Binary problems score the positive class; multiclass ones
+//! average the one-vs-rest values of each class (macro). A value that is not defined (no
+//! positives, or one class only) is NaN.
+
+use std::fmt;
+
+use crate::error::{MonitorError, Result};
+
+/// A metric of a classifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Metric {
+    Accuracy,
+    Precision,
+    Recall,
+    F1,
+    Specificity,
+    RocAuc,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 6] = [
+        Metric::RocAuc,
+        Metric::F1,
+        Metric::Precision,
+        Metric::Recall,
+        Metric::Specificity,
+        Metric::Accuracy,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Accuracy => "accuracy",
+            Metric::Precision => "precision",
+            Metric::Recall => "recall",
+            Metric::F1 => "f1",
+            Metric::Specificity => "specificity",
+            Metric::RocAuc => "roc_auc",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Metric> {
+        Metric::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| {
+                MonitorError::input(
+                    "metrics",
+                    format!(
+                        "unknown metric '{name}'; known: {}",
+                        Metric::ALL.map(Metric::name).join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Rows of a classifier's answers: the predicted class of each row, its true class where
+/// known, and the model's probabilities. Classes are indices `0..classes`; a binary
+/// problem has two classes and one probability per row (of class 1), a multiclass one a
+/// probability per class, row-major.
+#[derive(Clone, Copy, Debug)]
+pub struct Rows<'a> {
+    pub classes: usize,
+    pub y_pred: &'a [u32],
+    /// The true class, or [`UNKNOWN`] where no label is known.
+    pub y_true: Option<&'a [u32]>,
+    pub proba: &'a [f64],
+}
+
+/// A row whose true class is not known.
+pub const UNKNOWN: u32 = u32::MAX;
+
+impl<'a> Rows<'a> {
+    /// Checks the lengths and values (classes in range, probabilities finite).
+    pub fn new(
+        classes: usize,
+        y_pred: &'a [u32],
+        y_true: Option<&'a [u32]>,
+        proba: &'a [f64],
+    ) -> Result<Rows<'a>> {
+        if classes < 2 {
+            return Err(MonitorError::input(
+                "classes",
+                format!("a classifier has at least two classes, not {classes}"),
+            ));
+        }
+        let n = y_pred.len();
+        let width = Self::width_of(classes);
+        if proba.len() != n.checked_mul(width).unwrap_or(usize::MAX) {
+            return Err(MonitorError::input(
+                "y_pred_proba",
+                format!(
+                    "{} probabilities for {n} rows of {classes} classes (expected {width} per row)",
+                    proba.len()
+                ),
+            ));
+        }
+        if let Some(t) = y_true {
+            if t.len() != n {
+                return Err(MonitorError::input(
+                    "y_true",
+                    format!("{} labels for {n} predictions", t.len()),
+                ));
+            }
+            if let Some(bad) = t.iter().find(|c| **c != UNKNOWN && **c as usize >= classes) {
+                return Err(MonitorError::input(
+                    "y_true",
+                    format!("class index {bad} is not one of the {classes} classes"),
+                ));
+            }
+        }
+        if let Some(bad) = y_pred.iter().find(|c| **c as usize >= classes) {
+            return Err(MonitorError::input(
+                "y_pred",
+                format!("class index {bad} is not one of the {classes} classes"),
+            ));
+        }
+        if let Some(bad) = proba.iter().find(|p| !p.is_finite()) {
+            return Err(MonitorError::input(
+                "y_pred_proba",
+                format!("probabilities must be finite numbers; found {bad}"),
+            ));
+        }
+        Ok(Rows {
+            classes,
+            y_pred,
+            y_true,
+            proba,
+        })
+    }
+
+    /// Probabilities per row: one for a binary problem, one per class otherwise.
+    pub fn width_of(classes: usize) -> usize {
+        if classes == 2 {
+            1
+        } else {
+            classes
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.y_pred.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.y_pred.is_empty()
+    }
+
+    /// The rows `range` of these.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Rows<'a> {
+        let w = Self::width_of(self.classes);
+        Rows {
+            classes: self.classes,
+            y_pred: &self.y_pred[range.clone()],
+            y_true: self.y_true.map(|t| &t[range.clone()]),
+            proba: &self.proba[range.start * w..range.end * w],
+        }
+    }
+
+    /// The probability of class `k` in row `i` (binary: class 0 is one minus class 1).
+    pub fn p(&self, i: usize, k: usize) -> f64 {
+        if self.classes == 2 {
+            let p1 = self.proba[i];
+            if k == 1 {
+                p1
+            } else {
+                1.0 - p1
+            }
+        } else {
+            self.proba[i * self.classes + k]
+        }
+    }
+}
+
+/// Confusion counts of one class against the rest.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Counts {
+    pub tp: f64,
+    pub fp: f64,
+    pub fn_: f64,
+    pub tn: f64,
+}
+
+impl Counts {
+    pub fn precision(&self) -> f64 {
+        ratio(self.tp, self.tp + self.fp)
+    }
+
+    pub fn recall(&self) -> f64 {
+        ratio(self.tp, self.tp + self.fn_)
+    }
+
+    pub fn specificity(&self) -> f64 {
+        ratio(self.tn, self.tn + self.fp)
+    }
+
+    pub fn f1(&self) -> f64 {
+        ratio(2.0 * self.tp, 2.0 * self.tp + self.fp + self.fn_)
+    }
+
+    pub fn value(&self, metric: Metric) -> f64 {
+        match metric {
+            Metric::Precision => self.precision(),
+            Metric::Recall => self.recall(),
+            Metric::F1 => self.f1(),
+            Metric::Specificity => self.specificity(),
+            Metric::Accuracy => ratio(self.tp + self.tn, self.tp + self.tn + self.fp + self.fn_),
+            Metric::RocAuc => f64::NAN,
+        }
+    }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        f64::NAN
+    }
+}
+
+/// The mean of the defined values (NaN when none is).
+pub(crate) fn mean_defined(values: impl IntoIterator<Item = f64>) -> f64 {
+    let (mut sum, mut n) = (0.0, 0usize);
+    for v in values.into_iter().filter(|v| !v.is_nan()) {
+        sum += v;
+        n += 1;
+    }
+    if n == 0 {
+        f64::NAN
+    } else {
+        sum / n as f64
+    }
+}
+
+/// The realized value of `metric` on the rows whose label is known (NaN without labels).
+/// Multiclass precision, recall, F1 and specificity average the classes that occur among
+/// the labels or predictions (as scikit-learn's `average="macro"` does); ROC AUC needs
+/// every class among the labels.
+pub fn realized(rows: &Rows<'_>, metric: Metric) -> f64 {
+    let Some(y_true) = rows.y_true else {
+        return f64::NAN;
+    };
+    let labelled: Vec<usize> = (0..rows.len())
+        .filter(|i| y_true[*i] != UNKNOWN)
+        .collect();
+    if labelled.is_empty() {
+        return f64::NAN;
+    }
+    let k = rows.classes;
+    if metric == Metric::Accuracy {
+        let right = labelled
+            .iter()
+            .filter(|i| y_true[**i] == rows.y_pred[**i])
+            .count();
+        return right as f64 / labelled.len() as f64;
+    }
+    if metric == Metric::RocAuc {
+        let positive = |c: usize| {
+            let scores: Vec<(f64, bool)> = labelled
+                .iter()
+                .map(|i| (rows.p(*i, c), y_true[*i] as usize == c))
+                .collect();
+            auc_of_labels(scores)
+        };
+        return if k == 2 {
+            positive(1)
+        } else {
+            let per_class: Vec<f64> = (0..k).map(positive).collect();
+            if per_class.iter().any(|v| v.is_nan()) {
+                f64::NAN
+            } else {
+                per_class.iter().sum::<f64>() / k as f64
+            }
+        };
+    }
+    let mut counts = vec![Counts::default(); k];
+    let mut seen = vec![false; k];
+    for i in &labelled {
+        let (t, p) = (y_true[*i] as usize, rows.y_pred[*i] as usize);
+        seen[t] = true;
+        seen[p] = true;
+        for (c, counts) in counts.iter_mut().enumerate() {
+            match (t == c, p == c) {
+                (true, true) => counts.tp += 1.0,
+                (false, true) => counts.fp += 1.0,
+                (true, false) => counts.fn_ += 1.0,
+                (false, false) => counts.tn += 1.0,
+            }
+        }
+    }
+    if k == 2 {
+        let v = counts[1].value(metric);
+        // scikit-learn answers 0 (with a warning) where the ratio is 0/0
+        return if v.is_nan() { 0.0 } else { v };
+    }
+    let per_class: Vec<f64> = (0..k)
+        .filter(|c| seen[*c])
+        .map(|c| {
+            let v = counts[c].value(metric);
+            if v.is_nan() {
+                0.0
+            } else {
+                v
+            }
+        })
+        .collect();
+    per_class.iter().sum::<f64>() / per_class.len().max(1) as f64
+}
+
+/// A float's order as an unsigned integer's: sorting by integer keys is faster.
+pub(crate) fn sortable(x: f64) -> u64 {
+    let bits = x.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
+}
+
+/// Sorts by a float key, in increasing order.
+pub(crate) fn sort_by_score<T>(items: &mut [T], score: impl Fn(&T) -> f64) {
+    items.sort_unstable_by_key(|t| sortable(score(t)));
+}
+
+/// The area under the ROC curve of scores with their labels (true: positive), ties
+/// counting half; NaN without both positives and negatives.
+pub fn auc_of_labels(mut scores: Vec<(f64, bool)>) -> f64 {
+    sort_by_score(&mut scores, |s| s.0);
+    auc_ascending(&scores)
+}
+
+/// [`auc_of_labels`] of scores already in increasing order.
+pub(crate) fn auc_ascending(scores: &[(f64, bool)]) -> f64 {
+    let positives = scores.iter().filter(|s| s.1).count() as f64;
+    let negatives = scores.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return f64::NAN;
+    }
+    // sum over positives of the negatives ranked below them (ties count half)
+    let (mut below, mut wins) = (0.0, 0.0);
+    let mut i = 0;
+    while i < scores.len() {
+        let mut j = i;
+        let (mut pos, mut neg) = (0.0, 0.0);
+        while j < scores.len() && scores[j].0 == scores[i].0 {
+            if scores[j].1 {
+                pos += 1.0;
+            } else {
+                neg += 1.0;
+            }
+            j += 1;
+        }
+        wins += pos * (below + 0.5 * neg);
+        below += neg;
+        i = j;
+    }
+    wins / (positives * negatives)
+}
+
+/// The area under the ROC curve a set of scores would have if each row were positive with
+/// probability `weight` (the expected curve CBPE uses): thresholds at the distinct scores,
+/// expected true and false positives accumulated from the highest score down, trapezoids.
+/// NaN when the expected positives or negatives are zero.
+pub fn expected_auc(mut scores: Vec<(f64, f64)>) -> f64 {
+    sort_by_score(&mut scores, |s| s.0);
+    expected_auc_descending(scores.into_iter().rev())
+}
+
+/// [`expected_auc`] of `(score, weight)` pairs given from the highest score down.
+pub fn expected_auc_descending(scores: impl IntoIterator<Item = (f64, f64)>) -> f64 {
+    let (mut tp, mut fp, mut area) = (0.0, 0.0, 0.0);
+    // the point of the last threshold, and the score being accumulated
+    let (mut tp0, mut fp0) = (0.0, 0.0);
+    let mut current = None;
+    for (score, weight) in scores {
+        if current != Some(score) {
+            // a new threshold: the trapezoid up to the one before
+            area += (fp - fp0) * (tp + tp0) / 2.0;
+            (tp0, fp0) = (tp, fp);
+            current = Some(score);
+        }
+        tp += weight;
+        fp += 1.0 - weight;
+    }
+    area += (fp - fp0) * (tp + tp0) / 2.0;
+    if tp <= 0.0 || fp <= 0.0 {
+        return f64::NAN;
+    }
+    (area / (tp * fp)).clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_counts_ties_half_and_needs_both_classes() {
+        // scikit-learn: roc_auc_score([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
+        let s = vec![(0.1, false), (0.4, false), (0.35, true), (0.8, true)];
+        assert!((auc_of_labels(s) - 0.75).abs() < 1e-12);
+        // roc_auc_score([0, 1, 0, 1], [0.5, 0.5, 0.2, 0.9]) == 0.875
+        let s = vec![(0.5, false), (0.5, true), (0.2, false), (0.9, true)];
+        assert!((auc_of_labels(s) - 0.875).abs() < 1e-12);
+        assert!(auc_of_labels(vec![(0.3, true), (0.4, true)]).is_nan());
+    }
+
+    #[test]
+    fn the_expected_curve_of_hard_labels_is_the_realized_one() {
+        let s = [(0.1, 0.0), (0.4, 0.0), (0.35, 1.0), (0.8, 1.0), (0.4, 1.0)];
+        let labels: Vec<(f64, bool)> = s.iter().map(|(x, y)| (*x, *y == 1.0)).collect();
+        let expected = expected_auc(s.to_vec());
+        assert!((expected - auc_of_labels(labels)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn realized_binary_metrics_match_their_definitions() {
+        let y_true = [1, 0, 1, 1, 0, UNKNOWN];
+        let y_pred = [1, 1, 0, 1, 0, 1];
+        let proba = [0.9, 0.6, 0.4, 0.7, 0.2, 0.5];
+        let rows = Rows::new(2, &y_pred, Some(&y_true), &proba).unwrap();
+        // tp 2, fp 1, fn 1, tn 1 over the five labelled rows
+        assert_eq!(realized(&rows, Metric::Accuracy), 3.0 / 5.0);
+        assert_eq!(realized(&rows, Metric::Precision), 2.0 / 3.0);
+        assert_eq!(realized(&rows, Metric::Recall), 2.0 / 3.0);
+        assert_eq!(realized(&rows, Metric::Specificity), 1.0 / 2.0);
+        assert!((realized(&rows, Metric::F1) - 2.0 / 3.0).abs() < 1e-12);
+        // positives 0.9, 0.4, 0.7 against negatives 0.6, 0.2: 5 of 6 pairs ordered
+        assert!((realized(&rows, Metric::RocAuc) - 5.0 / 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_rows_are_refused_with_the_column_named() {
+        let e = Rows::new(2, &[0, 2], None, &[0.1, 0.2]).unwrap_err();
+        assert!(e.to_string().contains("y_pred"), "{e}");
+        let e = Rows::new(3, &[0, 1], None, &[0.1, 0.2]).unwrap_err();
+        assert!(e.to_string().contains("y_pred_proba"), "{e}");
+        let e = Rows::new(2, &[0], Some(&[0, 1]), &[0.1]).unwrap_err();
+        assert!(e.to_string().contains("y_true"), "{e}");
+        let e = Rows::new(2, &[0], None, &[f64::NAN]).unwrap_err();
+        assert!(e.to_string().contains("finite"), "{e}");
+    }
+}
