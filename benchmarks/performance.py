@@ -88,7 +88,13 @@ def multiclass(n: int, seed: int, drift: bool) -> pd.DataFrame:
 
 
 def realized(frame: pd.DataFrame, kind: str, chunk: int) -> dict[str, list[float]]:
-    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+    from sklearn.metrics import (
+        accuracy_score,
+        f1_score,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
 
     out: dict[str, list[float]] = {m: [] for m in METRICS}
     average = "binary" if kind == "binary" else "macro"
@@ -104,15 +110,24 @@ def realized(frame: pd.DataFrame, kind: str, chunk: int) -> dict[str, list[float
     return out
 
 
-def ours(reference: pd.DataFrame, analysis: pd.DataFrame, kind: str, chunk: int) -> tuple[float, dict[str, list[float]]]:
+def ours(
+    reference: pd.DataFrame, analysis: pd.DataFrame, kind: str, chunk: int
+) -> tuple[float, dict[str, list[float]]]:
     import pilothouse as ph
 
-    proba: str | dict[int, str] = "proba" if kind == "binary" else {c: f"proba_{c}" for c in range(3)}
+    proba: str | dict[int, str] = (
+        "proba" if kind == "binary" else {c: f"proba_{c}" for c in range(3)}
+    )
     unlabelled = analysis.drop(columns="target")
     started = time.perf_counter()
     estimate = ph.estimate_performance(
-        reference, unlabelled, y_pred="pred", y_pred_proba=proba, y_true="target",
-        chunk_size=chunk, metrics=METRICS,
+        reference,
+        unlabelled,
+        y_pred="pred",
+        y_pred_proba=proba,
+        y_true="target",
+        chunk_size=chunk,
+        metrics=METRICS,
     )
     frame = estimate.to_pandas()
     seconds = time.perf_counter() - started
@@ -122,14 +137,18 @@ def ours(reference: pd.DataFrame, analysis: pd.DataFrame, kind: str, chunk: int)
 def theirs(folder: Path, kind: str, chunk: int) -> tuple[float, dict[str, list[float]]]:
     done = subprocess.run(
         [str(NANNYML_PYTHON), "-c", NANNYML, str(folder), kind, str(chunk), ",".join(METRICS)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     return answer["seconds"], answer["estimates"]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--reference", type=int, default=100_000)
     parser.add_argument("--chunk", type=int, default=5_000)
@@ -158,7 +177,9 @@ def main() -> None:
                 ours_error = np.mean(np.abs(np.asarray(ours_runs[0][1][metric]) - real))
                 theirs_error = np.mean(np.abs(np.asarray(theirs_runs[0][1][metric]) - real))
                 rows.append((kind, metric, ours_error, theirs_error))
-            print(f"{kind}: pilothouse {our_seconds:.3f} s, NannyML {their_seconds:.3f} s", flush=True)
+            print(
+                f"{kind}: pilothouse {our_seconds:.3f} s, NannyML {their_seconds:.3f} s", flush=True
+            )
             rows.append((kind, "seconds", our_seconds, their_seconds))
     print()
     print(

@@ -15,3 +15,4 @@ def test_demo_runs() -> None:
     assert "POST /v2/models/churn/infer answered by version 1" in out, out
     assert "payload log: 1 request" in out
     assert "['monthly_charges'] drifted" in out
+    assert "accuracy estimated without labels (CBPE)" in out

@@ -97,13 +97,9 @@ def drift_profiles(
 def drift_exact(reference: Any, current: Any, options: dict[str, Any]) -> dict[str, Any]: ...
 def estimate_performance(
     classes: int,
-    reference: tuple[
-        npt.NDArray[np.uint32], npt.NDArray[np.uint32], npt.NDArray[np.float64]
-    ],
+    reference: tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32], npt.NDArray[np.float64]],
     reference_chunks: list[tuple[int, int]],
-    analysis: tuple[
-        npt.NDArray[np.uint32], npt.NDArray[np.uint32] | None, npt.NDArray[np.float64]
-    ],
+    analysis: tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32] | None, npt.NDArray[np.float64]],
     analysis_chunks: list[tuple[int, int]],
     metrics: list[str],
     band_sigmas: float = 3.0,

@@ -20,7 +20,7 @@ import numpy as np
 import pilothouse as ph
 
 
-def churn_data(n: int, seed: int = 0) -> tuple[Any, np.ndarray]:
+def churn_data(n: int, seed: int = 0, more_calls: float = 0.0) -> tuple[Any, np.ndarray]:
     import pandas as pd
 
     rng = np.random.default_rng(seed)
@@ -28,7 +28,7 @@ def churn_data(n: int, seed: int = 0) -> tuple[Any, np.ndarray]:
         {
             "tenure_months": rng.integers(1, 72, n).astype(np.float64),
             "monthly_charges": rng.normal(70, 20, n),
-            "support_calls": rng.poisson(1.5, n).astype(np.float64),
+            "support_calls": rng.poisson(1.5, n).astype(np.float64) + more_calls,
             "age": rng.integers(18, 80, n).astype(np.float64),
         }
     )
@@ -153,6 +153,29 @@ def main() -> None:
         print(
             f"11. drift of live data against training: {report.drifted_columns} drifted "
             f"(dataset drift: {report.dataset_drift})"
+        )
+
+        # labels come late: estimate accuracy from the model's own probabilities meanwhile
+        X_valid, y_valid = churn_data(4_000, seed=3)
+        X_later, y_later = churn_data(4_000, seed=4, more_calls=2)  # inputs moved, not the relation
+
+        def scored(X: Any) -> dict[str, Any]:
+            return {"pred": clf.predict(X), "proba": clf.predict_proba(X)[:, 1]}
+
+        estimate = ph.estimate_performance(
+            {**scored(X_valid), "target": y_valid},
+            scored(X_later),
+            y_pred="pred",
+            y_pred_proba="proba",
+            y_true="target",
+            chunk_number=1,
+            metrics=["accuracy"],
+        ).to_pandas()
+        realized = float((clf.predict(X_later) == y_later).mean())
+        print(
+            f"12. accuracy estimated without labels (CBPE): {estimate['estimate'][0]:.3f} "
+            f"(band {estimate['lower'][0]:.3f}-{estimate['upper'][0]:.3f}); "
+            f"realized once labels came: {realized:.3f}"
         )
 
 

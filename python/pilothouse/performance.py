@@ -50,7 +50,7 @@ def _column(frame: Any, name: str, what: str) -> np.ndarray:
 
 def _missing(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind == "f":
-        return np.isnan(values)
+        return np.asarray(np.isnan(values))
     if values.dtype.kind == "O":
         return np.array([v is None or (isinstance(v, float) and v != v) for v in values], bool)
     return np.zeros(len(values), bool)
@@ -67,8 +67,10 @@ def _codes(values: np.ndarray, classes: Sequence[Any], what: str, labels: bool) 
         lo, hi = int(values.min()), int(values.max())
         if lo >= 0 and hi < 1024:
             table = np.full(1024, _UNKNOWN, dtype=np.uint32)
-            table[np.asarray(list(classes), dtype=np.int64)] = np.arange(len(classes), dtype=np.uint32)
-            codes = table[values]
+            table[np.asarray(list(classes), dtype=np.int64)] = np.arange(
+                len(classes), dtype=np.uint32
+            )
+            codes: np.ndarray = table[values]
             if (codes == _UNKNOWN).any():
                 unknown = np.unique(values[codes == _UNKNOWN])[:5]
                 raise ValidationError(
@@ -97,8 +99,8 @@ def _codes(values: np.ndarray, classes: Sequence[Any], what: str, labels: bool) 
     index = {c: i for i, c in enumerate(classes)}
     out = [index.get(v, -1) for v in values[known].tolist()]
     if -1 in out:
-        unknown = sorted({str(v) for v in values[known].tolist() if v not in index})[:5]
-        raise ValidationError(f"{what}: values {unknown} are not among the classes {list(classes)}")
+        names = sorted({str(v) for v in values[known].tolist() if v not in index})[:5]
+        raise ValidationError(f"{what}: values {names} are not among the classes {list(classes)}")
     codes[known] = np.asarray(out, dtype=np.uint32)
     return codes
 
@@ -234,7 +236,9 @@ class PerformanceEstimate:
             frame.loc[rows, "start_time"] = pd.to_datetime(times[starts])
             frame.loc[rows, "end_time"] = pd.to_datetime(times[ends])
         if not reference:
-            frame = frame[frame["period"] == "analysis"].drop(columns="period").reset_index(drop=True)
+            frame = (
+                frame[frame["period"] == "analysis"].drop(columns="period").reset_index(drop=True)
+            )
         return frame
 
     def alerts(self) -> Any:
@@ -262,17 +266,21 @@ class PerformanceEstimate:
             rows.append(
                 [
                     r["chunk"][i],
-                    f"{r['start'][i]:,}–{r['end'][i]:,}",
+                    f"{r['start'][i]:,}-{r['end'][i]:,}",
                     r["metric"][i],
                     f(r["estimate"][i]),
-                    f"{f(r['lower'][i])} – {f(r['upper'][i])}",
-                    f"{f(r['lower_threshold'][i])} – {f(r['upper_threshold'][i])}",
+                    f"{f(r['lower'][i])} - {f(r['upper'][i])}",
+                    f"{f(r['lower_threshold'][i])} - {f(r['upper_threshold'][i])}",
                     _html.Html("<b style='color:#b00'>alert</b>") if r["alert"][i] else "",
                     f(r["realized"][i]),
                 ]
             )
         shown = rows[:60]
-        more = f" (first {len(shown)} of {len(rows)} rows; to_pandas() has all)" if len(rows) > len(shown) else ""
+        more = (
+            f" (first {len(shown)} of {len(rows)} rows; to_pandas() has all)"
+            if len(rows) > len(shown)
+            else ""
+        )
         return _html.box(
             "performance estimate (CBPE)",
             f" calibrated: {self.calibrated}{more}",
@@ -333,8 +341,12 @@ def estimate_performance(
                 "y_pred_proba maps classes to columns for three or more classes; give a "
                 "binary problem's positive-class column by name"
             )
-    ref = _Prepared(reference, "reference", class_list, y_pred, y_pred_proba, y_true, timestamp, True)
-    ana = _Prepared(analysis, "analysis", class_list, y_pred, y_pred_proba, y_true, timestamp, False)
+    ref = _Prepared(
+        reference, "reference", class_list, y_pred, y_pred_proba, y_true, timestamp, True
+    )
+    ana = _Prepared(
+        analysis, "analysis", class_list, y_pred, y_pred_proba, y_true, timestamp, False
+    )
     if ref.y_true is None:
         raise ValidationError(f"reference: no label column {y_true!r}")
     result = _core.estimate_performance(

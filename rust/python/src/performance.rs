@@ -10,8 +10,9 @@ use pyo3::types::PyDict;
 use crate::errors::{Result, ValidationError};
 
 fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, what: &str) -> Result<&'a [T]> {
-    a.as_slice()
-        .map_err(|_| ValidationError::new_err(format!("{what}: expected a contiguous array")).into())
+    a.as_slice().map_err(|_| {
+        ValidationError::new_err(format!("{what}: expected a contiguous array")).into()
+    })
 }
 
 fn chunks(bounds: Vec<(usize, usize)>) -> Vec<std::ops::Range<usize>> {
@@ -47,8 +48,15 @@ fn estimate_performance<'py>(
         .iter()
         .map(|m| Metric::parse(m))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    if !(band_sigmas.is_finite() && band_sigmas >= 0.0 && threshold_sigmas.is_finite() && threshold_sigmas >= 0.0) {
-        return Err(ValidationError::new_err("band_sigmas and threshold_sigmas must be numbers of at least 0").into());
+    if !(band_sigmas.is_finite()
+        && band_sigmas >= 0.0
+        && threshold_sigmas.is_finite()
+        && threshold_sigmas >= 0.0)
+    {
+        return Err(ValidationError::new_err(
+            "band_sigmas and threshold_sigmas must be numbers of at least 0",
+        )
+        .into());
     }
     let options = Options {
         metrics,
@@ -61,7 +69,10 @@ fn estimate_performance<'py>(
     let r_true = slice(r_true, "reference y_true")?;
     let r_proba = slice(r_proba, "reference y_pred_proba")?;
     let a_pred = slice(a_pred, "analysis y_pred")?;
-    let a_true = a_true.as_ref().map(|t| slice(t, "analysis y_true")).transpose()?;
+    let a_true = a_true
+        .as_ref()
+        .map(|t| slice(t, "analysis y_true"))
+        .transpose()?;
     let a_proba = slice(a_proba, "analysis y_pred_proba")?;
     let (reference_chunks, analysis_chunks) = (chunks(reference_chunks), chunks(analysis_chunks));
     let (calibrated, reference, analysis) = py.detach(|| {
@@ -71,7 +82,11 @@ fn estimate_performance<'py>(
             Rows::new(classes, a_pred, a_true, a_proba).map_err(|e| prefixed("analysis", e))?;
         let cbpe = Cbpe::fit(&reference_rows, &reference_chunks, options)?;
         let analysis = cbpe.estimate(&analysis_rows, &analysis_chunks)?;
-        Ok::<_, pilothouse_monitor::MonitorError>((cbpe.calibrated(), cbpe.reference().to_vec(), analysis))
+        Ok::<_, pilothouse_monitor::MonitorError>((
+            cbpe.calibrated(),
+            cbpe.reference().to_vec(),
+            analysis,
+        ))
     })?;
     let out = PyDict::new(py);
     let mut columns = Columns::default();

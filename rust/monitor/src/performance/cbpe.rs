@@ -23,11 +23,11 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::isotonic::Isotonic;
+use super::metrics::UNKNOWN;
 use super::metrics::{
     auc_ascending, expected_auc_descending, mean_defined, realized, sort_by_score, sortable,
     Counts, Metric, Rows,
 };
-use super::metrics::UNKNOWN;
 use crate::error::{MonitorError, Result};
 
 /// How estimates are banded and judged.
@@ -145,7 +145,8 @@ impl Cbpe {
             .par_iter()
             .map(|c| {
                 let scores: Vec<f64> = labelled.iter().map(|i| reference.p(*i, *c)).collect();
-                let targets: Vec<bool> = labelled.iter().map(|i| y_true[*i] as usize == *c).collect();
+                let targets: Vec<bool> =
+                    labelled.iter().map(|i| y_true[*i] as usize == *c).collect();
                 calibrator(&scores, &targets)
             })
             .collect();
@@ -175,7 +176,10 @@ impl Cbpe {
                 let var =
                     values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64;
                 let spread = fitted.options.threshold_sigmas * var.sqrt();
-                *threshold = (Some((mean - spread).max(0.0)), Some((mean + spread).min(1.0)));
+                *threshold = (
+                    Some((mean - spread).max(0.0)),
+                    Some((mean + spread).min(1.0)),
+                );
             }
         }
         for c in &mut chunks_out {
@@ -431,18 +435,12 @@ fn spread(rows: &Rows<'_>, labelled: &[usize], metric: Metric) -> Spread {
             let p = |i: usize| rows.y_pred[i] as usize == *c;
             let indicator = |b: bool| f64::from(u8::from(b));
             let (var, n) = match metric {
-                Metric::Precision => variance(
-                    labelled
-                        .iter()
-                        .filter(|i| p(**i))
-                        .map(|i| indicator(t(*i))),
-                ),
-                Metric::Recall => variance(
-                    labelled
-                        .iter()
-                        .filter(|i| t(**i))
-                        .map(|i| indicator(p(*i))),
-                ),
+                Metric::Precision => {
+                    variance(labelled.iter().filter(|i| p(**i)).map(|i| indicator(t(*i))))
+                }
+                Metric::Recall => {
+                    variance(labelled.iter().filter(|i| t(**i)).map(|i| indicator(p(*i))))
+                }
                 Metric::Specificity => variance(
                     labelled
                         .iter()
@@ -527,7 +525,11 @@ fn calibrator(scores: &[f64], targets: &[bool]) -> Option<Isotonic> {
     if positives.is_empty() || negatives.is_empty() {
         return None;
     }
-    let mut order: Vec<(f64, u32)> = scores.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
+    let mut order: Vec<(f64, u32)> = scores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (*s, i as u32))
+        .collect();
     sort_by_score(&mut order, |o| o.0);
     let labels: Vec<(f64, bool)> = order.iter().map(|o| (o.0, targets[o.1 as usize])).collect();
     if auc_ascending(&labels) > 0.999 {
@@ -658,7 +660,13 @@ mod tests {
         let rows = Rows::new(2, &pred, Some(&truth), &proba).unwrap();
         let cbpe = Cbpe::fit(&rows, &chunks(40_000, 4_000), Options::default()).unwrap();
         assert_eq!(cbpe.calibrated(), [true]);
-        let accuracy = |c: &ChunkEstimate| c.values.iter().find(|v| v.metric == Metric::Accuracy).cloned().unwrap();
+        let accuracy = |c: &ChunkEstimate| {
+            c.values
+                .iter()
+                .find(|v| v.metric == Metric::Accuracy)
+                .cloned()
+                .unwrap()
+        };
         for c in cbpe.reference() {
             let a = accuracy(c);
             assert!((a.estimate - a.realized).abs() < 0.03, "{a:?}");
@@ -705,16 +713,16 @@ mod tests {
     #[test]
     fn fitting_needs_labels_and_sound_chunks() {
         let rows = Rows::new(2, &[0, 1], None, &[0.2, 0.8]).unwrap();
-        let e = Cbpe::fit(&rows, &[0..2], Options::default()).unwrap_err();
+        let e = Cbpe::fit(&rows, &chunks(2, 2), Options::default()).unwrap_err();
         assert!(e.to_string().contains("y_true"), "{e}");
         let rows = Rows::new(2, &[0, 1], Some(&[0, 1]), &[0.2, 0.8]).unwrap();
-        let e = Cbpe::fit(&rows, &[0..3], Options::default()).unwrap_err();
+        let e = Cbpe::fit(&rows, &[Range { start: 0, end: 3 }], Options::default()).unwrap_err();
         assert!(e.to_string().contains("past the 2 rows"), "{e}");
     }
 
     #[test]
     fn calibration_error_of_a_perfect_map_is_zero() {
-        let rows: Vec<(f64, bool)> = (0..100).map(|i| (if i % 2 == 0 { 0.5 } else { 0.5 }, i % 2 == 0)).collect();
+        let rows: Vec<(f64, bool)> = (0..100).map(|i| (0.5, i % 2 == 0)).collect();
         assert!(expected_calibration_error(rows) < 1e-12);
     }
 }

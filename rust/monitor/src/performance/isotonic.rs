@@ -131,8 +131,9 @@ mod tests {
     fn violators_are_pooled_and_values_interpolated() {
         // scikit-learn: IsotonicRegression().fit([1, 2, 3, 4, 5], [1, 3, 2, 4, 3.5])
         // fits [1, 2.5, 2.5, 3.75, 3.75]
-        let iso = Isotonic::fit_sorted([(1.0, 1.0), (2.0, 3.0), (3.0, 2.0), (4.0, 4.0), (5.0, 3.5)])
-            .unwrap();
+        let iso =
+            Isotonic::fit_sorted([(1.0, 1.0), (2.0, 3.0), (3.0, 2.0), (4.0, 4.0), (5.0, 3.5)])
+                .unwrap();
         let fitted: Vec<f64> = [1.0, 2.0, 3.0, 4.0, 5.0]
             .iter()
             .map(|x| iso.predict(*x))

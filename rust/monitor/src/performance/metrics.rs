@@ -95,7 +95,7 @@ impl<'a> Rows<'a> {
         }
         let n = y_pred.len();
         let width = Self::width_of(classes);
-        if proba.len() != n.checked_mul(width).unwrap_or(usize::MAX) {
+        if proba.len() != n.saturating_mul(width) {
             return Err(MonitorError::input(
                 "y_pred_proba",
                 format!(
@@ -249,9 +249,7 @@ pub fn realized(rows: &Rows<'_>, metric: Metric) -> f64 {
     let Some(y_true) = rows.y_true else {
         return f64::NAN;
     };
-    let labelled: Vec<usize> = (0..rows.len())
-        .filter(|i| y_true[*i] != UNKNOWN)
-        .collect();
+    let labelled: Vec<usize> = (0..rows.len()).filter(|i| y_true[*i] != UNKNOWN).collect();
     if labelled.is_empty() {
         return f64::NAN;
     }
