@@ -65,6 +65,11 @@ bench: install
 	  ( $(PYTHON) -m venv $(HOME)/.cache/pilothouse/evidently-venv && \
 	    $(HOME)/.cache/pilothouse/evidently-venv/bin/pip install --quiet evidently "pandas<3" pyarrow scipy )
 	$(PYTHON) benchmarks/drift.py
+	# NannyML imports statsmodels without declaring it, and pins its own stack: its own virtualenv
+	test -x $(HOME)/.cache/pilothouse/nannyml-venv/bin/python || \
+	  ( $(PYTHON) -m venv $(HOME)/.cache/pilothouse/nannyml-venv && \
+	    $(HOME)/.cache/pilothouse/nannyml-venv/bin/pip install --quiet nannyml statsmodels pyarrow )
+	$(PYTHON) benchmarks/performance.py
 	# the serving benchmark: wrk from Debian's packages, BentoML in its own virtualenv
 	command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	test -x $(HOME)/.cache/pilothouse/bentoml-venv/bin/python || \

@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use super::isotonic::Isotonic;
 use super::metrics::UNKNOWN;
 use super::metrics::{
-    auc_ascending, expected_auc_descending, mean_defined, realized, sort_by_score, sortable,
+    auc_ascending, expected_auc_descending, mean_defined, order_by_score, realized, sort_by_score,
     Counts, Metric, Rows,
 };
 use crate::error::{MonitorError, Result};
@@ -246,13 +246,7 @@ impl Cbpe {
         let sides: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
         let orders: Vec<Vec<u32>> = sides
             .iter()
-            .map(|c| {
-                let mut order: Vec<(u64, u32)> = (0..rows.len())
-                    .map(|i| (sortable(rows.p(i, *c)), i as u32))
-                    .collect();
-                order.sort_unstable_by_key(|o| o.0);
-                order.into_iter().map(|o| o.1).collect()
-            })
+            .map(|c| order_by_score((0..rows.len()).map(|i| rows.p(i, *c))))
             .collect();
         let mut out = rows.proba.to_vec();
         let width = Rows::width_of(k);

@@ -44,10 +44,12 @@ impl Isotonic {
                     last: x,
                 }),
             }
-            // pool while the last two blocks are out of order
+            // pool while the last two blocks are out of order (means compared without
+            // dividing: the weights are positive)
             while blocks.len() > 1 {
                 let n = blocks.len();
-                if blocks[n - 2].mean() <= blocks[n - 1].mean() {
+                let (a, b) = (&blocks[n - 2], &blocks[n - 1]);
+                if a.sum * b.weight <= b.sum * a.weight {
                     break;
                 }
                 let b = blocks.pop().expect("two blocks");

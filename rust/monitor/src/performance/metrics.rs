@@ -329,6 +329,16 @@ pub(crate) fn sort_by_score<T>(items: &mut [T], score: impl Fn(&T) -> f64) {
     items.sort_unstable_by_key(|t| sortable(score(t)));
 }
 
+/// The positions `0..scores.len()` in increasing order of score.
+pub(crate) fn order_by_score(scores: impl ExactSizeIterator<Item = f64>) -> Vec<u32> {
+    let mut keyed: Vec<(u64, u32)> = scores
+        .enumerate()
+        .map(|(i, s)| (sortable(s), i as u32))
+        .collect();
+    keyed.sort_unstable_by_key(|k| k.0);
+    keyed.into_iter().map(|k| k.1).collect()
+}
+
 /// The area under the ROC curve of scores with their labels (true: positive), ties
 /// counting half; NaN without both positives and negatives.
 pub fn auc_of_labels(mut scores: Vec<(f64, bool)>) -> f64 {
@@ -409,6 +419,14 @@ mod tests {
         let s = vec![(0.5, false), (0.5, true), (0.2, false), (0.9, true)];
         assert!((auc_of_labels(s) - 0.875).abs() < 1e-12);
         assert!(auc_of_labels(vec![(0.3, true), (0.4, true)]).is_nan());
+    }
+
+    #[test]
+    fn scores_are_ordered_with_negatives_and_ties() {
+        let scores = [3.0, -1.0, 2.5, 0.5, -0.0, 0.0, 0.5];
+        let order = order_by_score(scores.iter().copied());
+        let sorted: Vec<f64> = order.iter().map(|i| scores[*i as usize]).collect();
+        assert!(sorted.windows(2).all(|w| w[0] <= w[1]), "{sorted:?}");
     }
 
     #[test]
