@@ -21,6 +21,7 @@ from pilothouse.errors import (
     StoreUnavailableError,
     ValidationError,
 )
+from pilothouse.feedback import log_feedback
 from pilothouse.lineage import Lineage
 from pilothouse.model import Model, TensorSpec, load_model
 from pilothouse.monitoring import Monitor, get_reference, monitor, set_reference
@@ -113,6 +114,7 @@ __all__ = [
     "get_version",
     "inference_log",
     "lineage",
+    "log_feedback",
     "load_model",
     "log_model",
     "monitor",

@@ -39,6 +39,8 @@ __all__ = [
     "__version__",
     "drift_exact",
     "estimate_performance",
+    "feedback",
+    "log_feedback",
     "drift_profiles",
     "_drift_chi_square",
     "_drift_cramer_von_mises",
@@ -95,6 +97,27 @@ def drift_profiles(
     reference: ProfileData, current: ProfileData, options: dict[str, Any]
 ) -> dict[str, Any]: ...
 def drift_exact(reference: Any, current: Any, options: dict[str, Any]) -> dict[str, Any]: ...
+def log_feedback(
+    registry: Registry,
+    actor: str,
+    deployment: str,
+    request_ids: list[str | None],
+    keys: list[str | None],
+    target_text: list[str | None],
+    target_number: list[float | None],
+    good: list[bool | None],
+    comment: list[str | None],
+    user: list[str | None],
+    time_us: list[int | None],
+) -> dict[str, int]: ...
+def feedback(
+    registry: Registry,
+    deployment: str,
+    since_us: int | None = None,
+    until_us: int | None = None,
+    kind: str | None = None,
+    good: bool | None = None,
+) -> dict[str, list[Any]]: ...
 def estimate_performance(
     classes: int,
     reference: tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32], npt.NDArray[np.float64]],

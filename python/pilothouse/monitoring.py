@@ -2,7 +2,8 @@
 
 This module owns :func:`monitor` and :class:`Monitor` (a deployment's stored monitoring
 windows as pandas tables: input and prediction drift against each version's reference,
-data quality, service health; the merged profile of a period; a drift report), and
+data quality, service health; the feedback received; the merged profile of a period; a
+drift report), and
 :func:`set_reference` / :func:`get_reference` (a version's reference profiles). Servers
 write the windows (``rust/server/src/monitor``); every replica's windows of a period merge
 exactly, so a notebook on the same registry sees what all replicas served.
@@ -17,6 +18,7 @@ from pilothouse import _core, _html
 from pilothouse._paths import version_uri
 from pilothouse.drift import DriftReport, Profile, drift
 from pilothouse.errors import NotFoundError, ValidationError
+from pilothouse.feedback import read_feedback
 from pilothouse.model import Model
 from pilothouse.records import ModelVersion
 from pilothouse.registry import Registry
@@ -173,6 +175,25 @@ class Monitor:
             "latency_anomaly",
         ]
         return _frame(data["rows"], columns)
+
+    def feedback(
+        self,
+        since: When = None,
+        until: When = None,
+        *,
+        kind: str | None = None,
+        good: bool | None = None,
+    ) -> Any:
+        """The labels and flags received in the period (``ph.log_feedback``), oldest first:
+        ``kind="flag", good=False`` keeps the answers flagged bad."""
+        return read_feedback(
+            self.deployment,
+            since=since,
+            until=until,
+            kind=kind,
+            good=good,
+            registry=self._registry,
+        )
 
     def profile(
         self,

@@ -52,7 +52,8 @@ def _missing(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind == "f":
         return np.asarray(np.isnan(values))
     if values.dtype.kind == "O":
-        return np.array([v is None or (isinstance(v, float) and v != v) for v in values], bool)
+        # None, NaN and pandas' NA
+        return np.array([v is None or v != v or str(v) == "<NA>" for v in values], bool)
     return np.zeros(len(values), bool)
 
 
@@ -124,18 +125,34 @@ def _chunks(
             raise ValidationError("chunk_period needs a timestamp column (timestamp=...)")
         import pandas as pd
 
-        periods = pd.DatetimeIndex(times).to_period(chunk_period).asi8
-        cuts = np.flatnonzero(periods[1:] != periods[:-1]) + 1
+        index = pd.DatetimeIndex(times)
+        try:
+            # fixed lengths ("5min", "2D") from the epoch; calendar periods ("W", "M") by name
+            try:
+                labels: np.ndarray = np.asarray(index.floor(chunk_period).asi8)
+            except ValueError:
+                labels = np.asarray(index.to_period(chunk_period).asi8)
+        except (ValueError, TypeError) as e:
+            raise ValidationError(
+                f"chunk_period {chunk_period!r}: give a pandas frequency such as '1h', '1D', "
+                f"'W' or 'M' ({e})"
+            ) from e
+        cuts = np.flatnonzero(labels[1:] != labels[:-1]) + 1
         bounds = [0, *cuts.tolist(), n]
         return list(zip(bounds[:-1], bounds[1:]))
+    for name, value in (("chunk_size", chunk_size), ("chunk_number", chunk_number)):
+        if value is not None and (
+            not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1
+        ):
+            raise ValidationError(f"{name} must be a whole number of at least 1, not {value!r}")
     if chunk_size is None:
-        number = 10 if chunk_number is None else chunk_number
-        if number < 1:
-            raise ValidationError(f"chunk_number must be at least 1, not {number}")
-        chunk_size = max(1, -(-n // number))
-    if chunk_size < 1:
-        raise ValidationError(f"chunk_size must be at least 1, not {chunk_size}")
-    return [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
+        number = 10 if chunk_number is None else int(chunk_number)
+        if number > n:
+            raise ValidationError(f"chunk_number={number} chunks of {n} rows: at most {n}")
+        # exactly `number` chunks, their sizes differing by one row at most
+        edges = [round(i * n / number) for i in range(number + 1)]
+        return list(zip(edges[:-1], edges[1:]))
+    return [(s, min(s + int(chunk_size), n)) for s in range(0, n, int(chunk_size))]
 
 
 class _Prepared:
@@ -155,11 +172,19 @@ class _Prepared:
         self.times: Optional[np.ndarray] = None
         order: Optional[np.ndarray] = None
         if timestamp is not None:
-            times = _column(frame, timestamp, what)
-            if times.dtype.kind != "M":
-                import pandas as pd
+            import pandas as pd
 
-                times = pd.to_datetime(times).to_numpy()
+            raw = _column(frame, timestamp, what)
+            try:
+                # every time in UTC, as naive datetime64 (zone-aware or not, pandas or polars)
+                stamps = pd.to_datetime(pd.Series(raw), utc=True)
+            except (ValueError, TypeError) as e:
+                raise ValidationError(f"{what} {timestamp}: not times ({e})") from e
+            if stamps.isna().any():
+                raise ValidationError(
+                    f"{what} {timestamp}: {int(stamps.isna().sum())} rows have no time"
+                )
+            times = stamps.dt.tz_convert(None).to_numpy()
             order = np.argsort(times, kind="stable")
             self.times = times[order]
 
@@ -195,7 +220,8 @@ class PerformanceEstimate:
     ``to_pandas()`` gives one row per chunk and metric: ``chunk``, ``start`` and ``end``
     (row positions, in time order when a timestamp was given), ``start_time`` and
     ``end_time`` (with a timestamp), ``rows``, ``labelled``, ``metric``, ``estimate``,
-    ``sampling_error``, ``lower`` and ``upper`` (the estimate ± 3 sampling errors),
+    ``sampling_error``, ``lower`` and ``upper`` (the estimate ± 3 sampling errors, clipped
+    to [0, 1]),
     ``lower_threshold`` and ``upper_threshold`` (the reference chunks' realized values, mean
     ± 3 standard deviations), ``alert`` (the estimate is outside them) and ``realized``.
     """
@@ -247,7 +273,9 @@ class PerformanceEstimate:
         return frame[frame["alert"]].reset_index(drop=True)
 
     def __repr__(self) -> str:
-        chunks = len(set(zip(self._result["period"], self._result["chunk"])))
+        chunks = len(
+            {c for c, p in zip(self._result["chunk"], self._result["period"]) if p == "analysis"}
+        )
         alerts = sum(
             a for a, p in zip(self._result["alert"], self._result["period"]) if p == "analysis"
         )
@@ -316,12 +344,16 @@ def estimate_performance(
     are ``chunk_size`` rows, ``chunk_number`` equal parts (10 by default) or calendar
     periods (``chunk_period="W"``, pandas period names). ``metrics`` picks among roc_auc,
     f1, precision, recall, specificity and accuracy (all by default); multiclass metrics
-    are macro averages.
+    are macro averages. ``classes`` names a binary problem's two class values, negative
+    first (default ``[0, 1]``; booleans count as 0 and 1): ``y_pred_proba`` is the
+    probability of the second. Times are taken in UTC (zone-aware ones converted).
 
     The reference chunks set the alert thresholds (their realized values, mean ± 3 standard
     deviations). See the module's notes for the assumptions.
     """
-    chosen = list(METRICS if metrics is None else metrics)
+    chosen = list(
+        METRICS if metrics is None else [metrics] if isinstance(metrics, str) else metrics
+    )
     unknown = [m for m in chosen if m not in METRICS]
     if unknown:
         raise ValidationError(f"metrics: unknown {unknown}; known: {', '.join(METRICS)}")

@@ -250,9 +250,105 @@ def test_bad_input_is_named(model: LogisticRegression) -> None:
     nan = analysis.copy()
     nan.loc[5, "proba"] = np.nan
     with pytest.raises(
-        ph.ValidationError, match="analysis: y_pred_proba: probabilities must be finite"
+        ph.ValidationError,
+        match="analysis: y_pred_proba: probabilities are numbers from 0 to 1; found NaN",
     ):
         ph.estimate_performance(reference, nan, **kwargs)
     unlabelled = reference.assign(target=np.nan)
     with pytest.raises(ph.ValidationError, match="no reference row has a label"):
         ph.estimate_performance(unlabelled, analysis, **kwargs)
+
+
+def test_degenerate_references_and_scores_are_refused(model: LogisticRegression) -> None:
+    reference = _frame(model, *_world(5_000, 15))
+    analysis = _frame(model, *_world(2_000, 16))
+    kwargs = dict(y_pred="pred", y_pred_proba="proba", y_true="target")
+    with pytest.raises(ph.ValidationError, match="no reference row is labelled with class 0"):
+        ph.estimate_performance(reference.assign(target=1), analysis, **kwargs)
+    logits = analysis.assign(proba=np.log(analysis["proba"] / (1 - analysis["proba"])))
+    with pytest.raises(ph.ValidationError, match="probabilities are numbers from 0 to 1"):
+        ph.estimate_performance(reference, logits, **kwargs)
+    with pytest.raises(ph.ValidationError, match="chunk_size must be a whole number"):
+        ph.estimate_performance(reference, analysis, chunk_size=2.5, **kwargs)
+    with pytest.raises(ph.ValidationError, match="chunk_number=7 chunks of 5 rows"):
+        ph.estimate_performance(reference, analysis.iloc[:5], chunk_number=7, **kwargs)
+    with pytest.raises(ph.ValidationError, match="chunk_period 'fortnight'"):
+        ph.estimate_performance(
+            reference.assign(ts=pd.Timestamp("2026-01-01")),
+            analysis.assign(ts=pd.Timestamp("2026-01-02")),
+            timestamp="ts",
+            chunk_period="fortnight",
+            **kwargs,
+        )
+    no_time = analysis.assign(ts=pd.date_range("2026-01-01", periods=len(analysis), freq="min"))
+    no_time.loc[7, "ts"] = pd.NaT
+    with pytest.raises(ph.ValidationError, match="analysis ts: 1 rows have no time"):
+        ph.estimate_performance(
+            reference.assign(ts=pd.Timestamp("2025-12-01")),
+            no_time,
+            timestamp="ts",
+            chunk_period="D",
+            **kwargs,
+        )
+    # exactly the chunks asked for
+    frame = ph.estimate_performance(
+        reference, analysis.iloc[:10], chunk_number=7, metrics="accuracy", **kwargs
+    ).to_pandas()
+    assert len(frame) == 7 and frame["rows"].sum() == 10
+
+
+def test_a_class_never_predicted_does_not_alert_every_chunk() -> None:
+    rng = np.random.default_rng(17)
+    n = 40_000
+    proba = rng.dirichlet([3, 3, 1], size=n)
+    # the model never predicts the third class
+    pred = proba[:, :2].argmax(axis=1)
+    target = np.array([rng.choice(3, p=p) for p in proba])
+    frame = pd.DataFrame({f"p{c}": proba[:, c] for c in range(3)}).assign(pred=pred, target=target)
+    est = ph.estimate_performance(
+        frame.iloc[:20_000],
+        frame.iloc[20_000:].reset_index(drop=True),
+        y_pred="pred",
+        y_pred_proba={0: "p0", 1: "p1", 2: "p2"},
+        y_true="target",
+        chunk_size=5_000,
+        metrics=["precision", "recall", "f1", "accuracy"],
+    )
+    got = est.to_pandas()
+    assert not got["alert"].any(), got[got["alert"]]
+    assert (abs(got["estimate"] - got["realized"]) < 0.03).all(), got
+    for chunk in range(4):
+        part = frame.iloc[20_000 + chunk * 5_000 : 20_000 + (chunk + 1) * 5_000]
+        row = got[got["chunk"] == chunk].set_index("metric")
+        assert row.loc["precision", "realized"] == pytest.approx(
+            precision_score(part["target"], part["pred"], average="macro", zero_division=0),
+            abs=1e-12,
+        )
+
+
+def test_bands_hold_the_realized_value_as_often_as_they_say() -> None:
+    """Over many chunks of a calibrated model, (realized - estimate) / sampling error has a
+    spread near one for every metric: the bands are neither too narrow nor far too wide."""
+    rng = np.random.default_rng(18)
+    n = 400_000
+    z = rng.normal(0, 1.6, n)
+    proba = 1 / (1 + np.exp(-z))
+    frame = pd.DataFrame(
+        {
+            "proba": proba,
+            "pred": (proba > 0.5).astype(int),
+            "target": (rng.random(n) < proba).astype(int),
+        }
+    )
+    got = ph.estimate_performance(
+        frame.iloc[:100_000],
+        frame.iloc[100_000:].reset_index(drop=True),
+        y_pred="pred",
+        y_pred_proba="proba",
+        y_true="target",
+        chunk_size=2_000,
+        metrics=METRICS,
+    ).to_pandas()
+    for metric, rows in got.groupby("metric"):
+        spread = ((rows["realized"] - rows["estimate"]) / rows["sampling_error"]).std()
+        assert 0.6 < spread < 1.25, (metric, spread)

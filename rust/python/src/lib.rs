@@ -26,6 +26,7 @@ fn tune_allocator() {
 
 mod drift;
 mod errors;
+mod feedback;
 mod model;
 mod monitor;
 mod performance;
@@ -40,6 +41,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     model::register(m)?;
     records::register(m)?;
     monitor::register(m)?;
+    feedback::register(m)?;
     performance::register(m)?;
     registry::register(m)?;
     drift::register(m)?;

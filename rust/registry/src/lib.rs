@@ -33,6 +33,9 @@ pub use records::{
     Lineage, MetricPoint, ModelSummary, MonitorWindow, NewReference, Parent, Reference, Run,
     RunCode, ToJson, Version, WindowQuery,
 };
-pub use registry::{parse_uri, Dataset, NewRun, NewVersion, Registry, VersionRef};
+pub use registry::{
+    parse_uri, Dataset, Feedback, FeedbackCounts, NewFeedback, NewRun, NewVersion, Registry,
+    Target, VersionRef,
+};
 pub use store::{Row, Store, Tx, Value};
 pub use webhooks::{sign, Event, RetryPolicy};

@@ -352,4 +352,25 @@ CREATE TABLE monitor_drift (
     PRIMARY KEY (deployment, side, length_us, start_us, version)
 );
 "#,
+    // 6: feedback on served answers: labels and flags by request id or correlation key
+    r#"
+CREATE TABLE monitor_feedback (
+    id {serial},
+    deployment TEXT NOT NULL,
+    request_id TEXT,
+    correlation_key TEXT,
+    kind TEXT NOT NULL,
+    target_text TEXT,
+    target_number {float},
+    good BIGINT,
+    comment TEXT,
+    user_name TEXT,
+    time_us BIGINT NOT NULL,
+    received_us BIGINT NOT NULL,
+    received_by TEXT NOT NULL
+);
+CREATE INDEX monitor_feedback_by_request ON monitor_feedback(deployment, request_id);
+CREATE INDEX monitor_feedback_by_key ON monitor_feedback(deployment, correlation_key);
+CREATE INDEX monitor_feedback_by_time ON monitor_feedback(deployment, received_us);
+"#,
 ];

@@ -25,8 +25,8 @@ use rayon::prelude::*;
 use super::isotonic::Isotonic;
 use super::metrics::UNKNOWN;
 use super::metrics::{
-    auc_ascending, expected_auc_descending, mean_defined, order_by_score, realized, sort_by_score,
-    Counts, Metric, Rows,
+    expected_auc_descending, mean_defined, order_by_score, realized, sort_by_score, Counts, Metric,
+    Rows,
 };
 use crate::error::{MonitorError, Result};
 
@@ -98,6 +98,8 @@ impl Spread {
             .sum();
         if n == 0.0 {
             f64::NAN
+        } else if sum <= 0.0 {
+            0.0
         } else {
             sum.sqrt() / self.divisor
         }
@@ -140,6 +142,21 @@ impl Cbpe {
             ));
         }
         let k = reference.classes;
+        let mut per_class = vec![0usize; k];
+        for i in &labelled {
+            per_class[y_true[*i] as usize] += 1;
+        }
+        if let Some(missing) = per_class.iter().position(|n| *n == 0) {
+            return Err(MonitorError::input(
+                "reference",
+                format!(
+                    "no reference row is labelled with class {} (the {} of {k}): CBPE learns \
+                     from labels of every class",
+                    missing,
+                    ordinal(missing + 1)
+                ),
+            ));
+        }
         let sides: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
         let calibrators: Vec<Option<Isotonic>> = sides
             .par_iter()
@@ -336,7 +353,21 @@ impl Cbpe {
                             (rows.p(i, *c), p_hat(i, *c))
                         }))
                     })),
-                    m => mean_defined(counts.iter().map(|c| c.value(*m))),
+                    // as scikit-learn: a ratio with nothing to count is 0, and the classes
+                    // averaged are those predicted or (in expectation) present
+                    m => mean_defined(
+                        counts
+                            .iter()
+                            .filter(|c| k == 2 || c.tp + c.fp + c.fn_ > 0.0)
+                            .map(|c| {
+                                let v = c.value(*m);
+                                if v.is_nan() {
+                                    0.0
+                                } else {
+                                    v
+                                }
+                            }),
+                    ),
                 };
                 let sampling_error = spread.error(n);
                 let band = self.options.band_sigmas * sampling_error;
@@ -364,6 +395,16 @@ impl Cbpe {
             values,
         }
     }
+}
+
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (1, r) if r != 11 => "st",
+        (2, r) if r != 12 => "nd",
+        (3, r) if r != 13 => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 /// Chunks are non-empty, in order, apart, and within the rows.
@@ -424,50 +465,55 @@ fn spread(rows: &Rows<'_>, labelled: &[usize], metric: Metric) -> Spread {
     let sides: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
     let parts = sides
         .iter()
-        .map(|c| {
+        .flat_map(|c| {
             let t = |i: usize| y_true[i] as usize == *c;
             let p = |i: usize| rows.y_pred[i] as usize == *c;
             let indicator = |b: bool| f64::from(u8::from(b));
-            let (var, n) = match metric {
+            let share = |n: usize| n as f64 / total;
+            match metric {
                 Metric::Precision => {
-                    variance(labelled.iter().filter(|i| p(**i)).map(|i| indicator(t(*i))))
+                    let (var, n) =
+                        variance(labelled.iter().filter(|i| p(**i)).map(|i| indicator(t(*i))));
+                    vec![(var, share(n))]
                 }
                 Metric::Recall => {
-                    variance(labelled.iter().filter(|i| t(**i)).map(|i| indicator(p(*i))))
+                    let (var, n) =
+                        variance(labelled.iter().filter(|i| t(**i)).map(|i| indicator(p(*i))));
+                    vec![(var, share(n))]
                 }
-                Metric::Specificity => variance(
-                    labelled
-                        .iter()
-                        .filter(|i| !t(**i))
-                        .map(|i| indicator(!p(*i))),
-                ),
+                Metric::Specificity => {
+                    let (var, n) = variance(
+                        labelled
+                            .iter()
+                            .filter(|i| !t(**i))
+                            .map(|i| indicator(!p(*i))),
+                    );
+                    vec![(var, share(n))]
+                }
                 Metric::F1 => {
-                    // F1 = TP / (TP + (FP + FN) / 2): over the rows in any of those cells,
-                    // true positives count c, the others 0, which averages to F1
-                    let (mut tp, mut other) = (0.0, 0.0);
-                    for i in labelled {
-                        match (t(*i), p(*i)) {
-                            (true, true) => tp += 1.0,
-                            (true, false) | (false, true) => other += 1.0,
-                            _ => {}
-                        }
-                    }
-                    let scale = if tp > 0.0 {
-                        (tp + other) / (tp + 0.5 * other)
-                    } else {
-                        1.0
-                    };
-                    variance(
+                    // F1 = 2a / (1 + a), a the share of true positives among the rows that
+                    // are true positives, false positives or false negatives: the delta
+                    // method scales a's binomial variance by (dF1/da)^2 = (2 / (1 + a)^2)^2
+                    let (var, n) = variance(
                         labelled
                             .iter()
                             .filter(|i| t(**i) || p(**i))
-                            .map(|i| indicator(t(*i) && p(*i)) * scale),
-                    )
+                            .map(|i| indicator(t(*i) && p(*i))),
+                    );
+                    let a = labelled.iter().filter(|i| t(**i) && p(**i)).count() as f64
+                        / (n.max(1) as f64);
+                    let slope = 2.0 / (1.0 + a).powi(2);
+                    vec![(var * slope * slope, share(n))]
                 }
-                Metric::RocAuc => auc_parts(rows, labelled, *c),
+                Metric::RocAuc => {
+                    // the two halves of the AUC's variance (DeLong): over the positives, of
+                    // the share of negatives each outranks; over the negatives, of the share
+                    // of positives that outrank each
+                    let ((var_pos, pos), (var_neg, neg)) = auc_parts(rows, labelled, *c);
+                    vec![(var_pos, share(pos)), (var_neg, share(neg))]
+                }
                 Metric::Accuracy => unreachable!("handled above"),
-            };
-            (var, n as f64 / total)
+            }
         })
         .collect();
     Spread {
@@ -476,43 +522,55 @@ fn spread(rows: &Rows<'_>, labelled: &[usize], metric: Metric) -> Spread {
     }
 }
 
-/// The variance, over the positives of class `c`, of the share of negatives ranked below
-/// each (ties half): the spread of the Mann-Whitney statistic that is the ROC AUC.
-fn auc_parts(rows: &Rows<'_>, labelled: &[usize], c: usize) -> (f64, usize) {
+/// The variances, over the positives of class `c`, of the share of negatives ranked below
+/// each, and over the negatives, of the share of positives ranked above each (ties half),
+/// with the number of positives and negatives.
+fn auc_parts(rows: &Rows<'_>, labelled: &[usize], c: usize) -> ((f64, usize), (f64, usize)) {
     let y_true = rows.y_true.expect("fit checked the labels");
     let mut scores: Vec<(f64, bool)> = labelled
         .iter()
         .map(|i| (rows.p(*i, c), y_true[*i] as usize == c))
         .collect();
     sort_by_score(&mut scores, |s| s.0);
-    let negatives = scores.iter().filter(|s| !s.1).count() as f64;
-    if negatives == 0.0 {
-        return (0.0, 0);
+    let positives = scores.iter().filter(|s| s.1).count();
+    let negatives = scores.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return ((0.0, 0), (0.0, 0));
     }
-    let mut shares = Vec::new();
-    let mut below = 0.0;
+    let (mut pos_shares, mut neg_shares) = (Vec::new(), Vec::new());
+    let (mut neg_below, mut pos_below) = (0.0, 0.0);
     let mut i = 0;
     while i < scores.len() {
         let mut j = i;
-        let mut tied_neg = 0.0;
+        let (mut tied_neg, mut tied_pos) = (0.0, 0.0);
         while j < scores.len() && scores[j].0 == scores[i].0 {
-            tied_neg += f64::from(u8::from(!scores[j].1));
+            if scores[j].1 {
+                tied_pos += 1.0;
+            } else {
+                tied_neg += 1.0;
+            }
             j += 1;
         }
         for s in &scores[i..j] {
             if s.1 {
-                shares.push((below + 0.5 * tied_neg) / negatives);
+                pos_shares.push((neg_below + 0.5 * tied_neg) / negatives as f64);
+            } else {
+                let above = positives as f64 - pos_below - tied_pos;
+                neg_shares.push((above + 0.5 * tied_pos) / positives as f64);
             }
         }
-        below += tied_neg;
+        neg_below += tied_neg;
+        pos_below += tied_pos;
         i = j;
     }
-    variance(shares.into_iter())
+    (
+        variance(pos_shares.into_iter()),
+        variance(neg_shares.into_iter()),
+    )
 }
 
 /// An isotonic calibrator of `scores` for `targets`, when it makes them better calibrated
-/// on held-out rows; None when they are already as good (or one class only, or perfectly
-/// separated).
+/// on held-out rows; None when they are already as good (or one class only).
 fn calibrator(scores: &[f64], targets: &[bool]) -> Option<Isotonic> {
     let positives: Vec<usize> = (0..targets.len()).filter(|i| targets[*i]).collect();
     let negatives: Vec<usize> = (0..targets.len()).filter(|i| !targets[*i]).collect();
@@ -525,10 +583,6 @@ fn calibrator(scores: &[f64], targets: &[bool]) -> Option<Isotonic> {
         .map(|(i, s)| (*s, i as u32))
         .collect();
     sort_by_score(&mut order, |o| o.0);
-    let labels: Vec<(f64, bool)> = order.iter().map(|o| (o.0, targets[o.1 as usize])).collect();
-    if auc_ascending(&labels) > 0.999 {
-        return None;
-    }
     let fit = |take: &dyn Fn(usize) -> bool| {
         Isotonic::fit_sorted(
             order

@@ -124,10 +124,10 @@ impl<'a> Rows<'a> {
                 format!("class index {bad} is not one of the {classes} classes"),
             ));
         }
-        if let Some(bad) = proba.iter().find(|p| !p.is_finite()) {
+        if let Some(bad) = proba.iter().find(|p| !(0.0..=1.0).contains(*p)) {
             return Err(MonitorError::input(
                 "y_pred_proba",
-                format!("probabilities must be finite numbers; found {bad}"),
+                format!("probabilities are numbers from 0 to 1; found {bad}"),
             ));
         }
         Ok(Rows {
@@ -347,7 +347,7 @@ pub fn auc_of_labels(mut scores: Vec<(f64, bool)>) -> f64 {
 }
 
 /// [`auc_of_labels`] of scores already in increasing order.
-pub(crate) fn auc_ascending(scores: &[(f64, bool)]) -> f64 {
+fn auc_ascending(scores: &[(f64, bool)]) -> f64 {
     let positives = scores.iter().filter(|s| s.1).count() as f64;
     let negatives = scores.len() as f64 - positives;
     if positives == 0.0 || negatives == 0.0 {
@@ -462,6 +462,8 @@ mod tests {
         let e = Rows::new(2, &[0], Some(&[0, 1]), &[0.1]).unwrap_err();
         assert!(e.to_string().contains("y_true"), "{e}");
         let e = Rows::new(2, &[0], None, &[f64::NAN]).unwrap_err();
-        assert!(e.to_string().contains("finite"), "{e}");
+        assert!(e.to_string().contains("from 0 to 1"), "{e}");
+        let e = Rows::new(2, &[0], None, &[1.5]).unwrap_err();
+        assert!(e.to_string().contains("found 1.5"), "{e}");
     }
 }

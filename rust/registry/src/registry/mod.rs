@@ -28,6 +28,7 @@ mod aliases;
 mod approvals;
 mod audit_log;
 mod deployments;
+mod feedback;
 mod hooks;
 mod lineage;
 mod monitoring;
@@ -35,6 +36,7 @@ mod runs;
 mod versions;
 
 pub use crate::now_micros;
+pub use feedback::{Feedback, FeedbackCounts, NewFeedback, Target};
 
 /// A reference to one version: `models:/name/3`, `models:/name@alias`, `models:/name/latest`.
 #[derive(Debug, Clone, PartialEq)]
