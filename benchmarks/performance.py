@@ -13,12 +13,16 @@ timed inside its process, without its import). The labels of the analysis rows a
 the benchmark, so each tool's error is the mean absolute difference between its estimate
 and the realized metric, over the analysis chunks.
 
+Then feedback ingestion: a million labels by request id through ``ph.log_feedback`` into a
+registry on SQLite and on PostgreSQL (a real server started here), labels per second.
+
     python benchmarks/performance.py [--rows 1000000] [--reference 100000] [--chunk 5000]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -165,6 +169,34 @@ def theirs(folder: Path, kind: str, chunk: int) -> tuple[float, dict[str, list[f
     return answer["seconds"], answer["estimates"]
 
 
+def ingestion(labels: int) -> list[tuple[str, float, float]]:
+    """Labels per second through ``ph.log_feedback`` (one call, ids and targets) into a
+    registry on SQLite and on PostgreSQL (a real server, on 127.0.0.1, started here)."""
+    import pilothouse as ph
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from postgres import new_database, server
+
+    ids = [f"req-{i:09d}" for i in range(labels)]
+    targets = np.arange(labels) % 2
+    out = []
+    with tempfile.TemporaryDirectory(prefix="pilothouse-bench-feedback-") as tmp, server() as pg:
+        for backend, uri in (
+            ("SQLite", f"sqlite://{tmp}/registry.db"),
+            ("PostgreSQL", new_database(*pg)),
+        ):
+            registry = ph.Registry(uri, actor="bench")
+            started = time.perf_counter()
+            counts = ph.log_feedback("churn", ids=ids, targets=targets, registry=registry)
+            seconds = time.perf_counter() - started
+            assert counts["accepted"] == labels
+            out.append((backend, seconds, labels / seconds))
+            # its background threads go with it, before the server stops
+            del registry
+            gc.collect()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -173,6 +205,7 @@ def main() -> None:
     parser.add_argument("--reference", type=int, default=100_000)
     parser.add_argument("--chunk", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=3, help="timings per tool; the best is kept")
+    parser.add_argument("--labels", type=int, default=1_000_000, help="labels ingested per backend")
     args = parser.parse_args()
     if not NANNYML_PYTHON.exists():
         sys.exit(
@@ -221,6 +254,11 @@ def main() -> None:
     for kind, metric, a, b in rows:
         if not metric.startswith("seconds"):
             print(f"{kind:11} {metric:10} {a:>11.4f} {b:>9.4f} {a / b:>6.2f}x")
+    print()
+    print(f"feedback ingestion: {args.labels:,} labels by request id in one ph.log_feedback call")
+    print(f"{'backend':11} {'seconds':>8} {'labels/s':>10}")
+    for backend, seconds, rate in ingestion(args.labels):
+        print(f"{backend:11} {seconds:>8.2f} {rate:>10,.0f}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
 //! new row that replaces the first when read (the history stays). Bulk ingestion writes many
 //! rows per statement, so a million labels take seconds.
 
+use std::collections::HashSet;
+
 use serde::Serialize;
 use serde_json::json;
 
@@ -173,8 +175,14 @@ impl Registry {
         let mut counts = FeedbackCounts::default();
         self.write(|tx| {
             counts = FeedbackCounts::default();
+            // what is replaced is looked up before anything is inserted: the lookups then
+            // read the table as it was (a table filled within this transaction has no
+            // statistics yet, and PostgreSQL would scan it whole for each batch)
+            let mut seen = HashSet::new();
             for batch in feedback.chunks(BATCH) {
-                counts.replaced += replaced(tx, deployment, batch)?;
+                counts.replaced += replaced(tx, deployment, batch, &mut seen)?;
+            }
+            for batch in feedback.chunks(BATCH) {
                 insert(tx, deployment, actor, at, batch)?;
                 counts.accepted += batch.len() as u64;
             }
@@ -250,8 +258,13 @@ impl Registry {
 }
 
 /// How many of `batch` give a request a second label (or flag): one that is stored already
-/// or comes earlier in the batch.
-fn replaced(tx: &mut dyn Tx, deployment: &str, batch: &[NewFeedback]) -> Result<u64> {
+/// or came earlier in this ingestion (`seen`: address column, kind and address so far).
+fn replaced<'a>(
+    tx: &mut dyn Tx,
+    deployment: &str,
+    batch: &'a [NewFeedback],
+    seen: &mut HashSet<(&'static str, &'static str, &'a str)>,
+) -> Result<u64> {
     let mut count = 0;
     for (column, pick) in [
         (
@@ -269,7 +282,6 @@ fn replaced(tx: &mut dyn Tx, deployment: &str, batch: &[NewFeedback]) -> Result<
             if wanted.is_empty() {
                 continue;
             }
-            let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
             let placeholders = vec!["?"; wanted.len()].join(", ");
             let mut params: Vec<Value> = vec![deployment.into(), k.into()];
             params.extend(wanted.iter().map(|w| Value::from(*w)));
@@ -279,12 +291,12 @@ fn replaced(tx: &mut dyn Tx, deployment: &str, batch: &[NewFeedback]) -> Result<
                 ),
                 &params,
             )?;
-            let stored: std::collections::HashSet<String> = stored
+            let stored: HashSet<String> = stored
                 .iter()
                 .filter_map(|r| r.first().and_then(Value::as_str).map(str::to_string))
                 .collect();
             for w in wanted {
-                if stored.contains(w) || !seen.insert(w) {
+                if !seen.insert((column, k, w)) || stored.contains(w) {
                     count += 1;
                 }
             }
