@@ -53,7 +53,7 @@ def _missing(values: np.ndarray) -> np.ndarray:
         return np.asarray(np.isnan(values))
     if values.dtype.kind == "O":
         # None, NaN and pandas' NA
-        return np.array([v is None or v != v or str(v) == "<NA>" for v in values], bool)
+        return np.array([v is None or str(v) in ("<NA>", "nan", "NaT") for v in values], bool)
     return np.zeros(len(values), bool)
 
 

@@ -297,6 +297,27 @@ def test_degenerate_references_and_scores_are_refused(model: LogisticRegression)
     assert len(frame) == 7 and frame["rows"].sum() == 10
 
 
+def test_nullable_labels_count_as_not_known_yet(model: LogisticRegression) -> None:
+    reference = _frame(model, *_world(5_000, 19))
+    analysis = _frame(model, *_world(3_000, 20))
+    nullable = analysis.assign(target=analysis["target"].astype("boolean"))
+    nullable.loc[nullable.index % 2 == 0, "target"] = pd.NA
+    frame = ph.estimate_performance(
+        reference,
+        nullable,
+        y_pred="pred",
+        y_pred_proba="proba",
+        y_true="target",
+        chunk_number=1,
+        metrics=["accuracy"],
+    ).to_pandas()
+    known = analysis[analysis.index % 2 == 1]
+    assert frame.loc[0, "labelled"] == len(known)
+    assert frame.loc[0, "realized"] == pytest.approx(
+        accuracy_score(known["target"], known["pred"]), abs=1e-12
+    )
+
+
 def test_a_class_never_predicted_does_not_alert_every_chunk() -> None:
     rng = np.random.default_rng(17)
     n = 40_000
