@@ -166,9 +166,18 @@ pub const MIN_BASELINE: usize = 5;
 /// Whether `current`'s p99 latency is anomalous against `recent` windows (oldest first):
 /// at least `MIN_BASELINE` of them with requests, and a p99 both more than 4 robust standard
 /// deviations and more than twice above their median (so that a quiet, steady service does
-/// not flag a jitter of a millisecond).
+/// not flag a jitter of a millisecond). Its p90 must also be more than twice their median
+/// p90: most answers got slower, not a few queued behind one stall of the machine.
 pub fn latency_anomaly(recent: &[&Health], current: &Health) -> Option<Anomaly> {
     let p99 = current.latency_ms.quantile(0.99)?;
+    let p90 = current.latency_ms.quantile(0.9)?;
+    let mut baseline_p90: Vec<f64> = recent
+        .iter()
+        .filter_map(|h| h.latency_ms.quantile(0.9))
+        .collect();
+    if baseline_p90.len() < MIN_BASELINE || p90 <= 2.0 * median(&mut baseline_p90) {
+        return None;
+    }
     let mut baseline: Vec<f64> = recent
         .iter()
         .filter_map(|h| h.latency_ms.quantile(0.99))
@@ -280,5 +289,9 @@ mod tests {
         let slow = latency_anomaly(&recent, &window(&[20.0, 25.0])).expect("flagged");
         assert!(slow.p99_ms > 20.0 && slow.baseline_ms < 2.5, "{slow:?}");
         assert!(latency_anomaly(&recent[..3], &window(&[20.0])).is_none());
+        // one stall: a few answers of a hundred queued behind it, the rest as fast as ever
+        let mut stalled = vec![2.1; 97];
+        stalled.extend([30.0, 31.0, 32.0]);
+        assert!(latency_anomaly(&recent, &window(&stalled)).is_none());
     }
 }
