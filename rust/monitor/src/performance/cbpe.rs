@@ -25,8 +25,8 @@ use rayon::prelude::*;
 use super::isotonic::Isotonic;
 use super::metrics::UNKNOWN;
 use super::metrics::{
-    expected_auc_descending, mean_defined, order_by_score, realized, sort_by_score, Counts, Metric,
-    Rows,
+    expected_auc_descending, mean_defined, order_by_score, rank_shares, realized, sort_by_score,
+    Counts, Metric, Rows,
 };
 use crate::error::{MonitorError, Result};
 
@@ -157,8 +157,8 @@ impl Cbpe {
                 ),
             ));
         }
-        let sides: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
-        let calibrators: Vec<Option<Isotonic>> = sides
+        let calibrators: Vec<Option<Isotonic>> = reference
+            .scored()
             .par_iter()
             .map(|c| {
                 let scores: Vec<f64> = labelled.iter().map(|i| reference.p(*i, *c)).collect();
@@ -260,16 +260,16 @@ impl Cbpe {
     /// along its sorted rows (one walk), multiclass rows normalised after.
     fn calibrate(&self, rows: &Rows<'_>) -> (Vec<Vec<u32>>, Vec<f64>) {
         let k = self.classes;
-        let sides: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
+        let sides = rows.scored();
         let orders: Vec<Vec<u32>> = sides
             .iter()
             .map(|c| order_by_score((0..rows.len()).map(|i| rows.p(i, *c))))
             .collect();
         let mut out = rows.proba.to_vec();
         let width = Rows::width_of(k);
-        for (side, (order, cal)) in orders.iter().zip(&self.calibrators).enumerate() {
+        for (side, ((order, cal), c)) in orders.iter().zip(&self.calibrators).zip(sides).enumerate()
+        {
             if let Some(cal) = cal {
-                let c = if k == 2 { 1 } else { side };
                 let walked = cal.predict_ascending(order.iter().map(|i| rows.p(*i as usize, c)));
                 for (i, p) in order.iter().zip(walked) {
                     out[*i as usize * width + side] = p;
@@ -301,18 +301,9 @@ impl Cbpe {
     ) -> ChunkEstimate {
         let k = self.classes;
         let n = range.len();
-        let p_hat = |i: usize, c: usize| {
-            if k == 2 {
-                if c == 1 {
-                    cal[i]
-                } else {
-                    1.0 - cal[i]
-                }
-            } else {
-                cal[i * k + c]
-            }
-        };
-        let sides: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
+        let calibrated = rows.with_proba(cal);
+        let p_hat = |i: usize, c: usize| calibrated.p(i, c);
+        let sides = rows.scored();
         let counts: Vec<Counts> = sides
             .iter()
             .map(|c| {
@@ -450,7 +441,6 @@ fn variance(values: impl Iterator<Item = f64>) -> (f64, usize) {
 fn spread(rows: &Rows<'_>, labelled: &[usize], metric: Metric) -> Spread {
     let y_true = rows.y_true.expect("fit checked the labels");
     let total = labelled.len() as f64;
-    let k = rows.classes;
     if metric == Metric::Accuracy {
         let (var, _) = variance(
             labelled
@@ -462,7 +452,7 @@ fn spread(rows: &Rows<'_>, labelled: &[usize], metric: Metric) -> Spread {
             divisor: 1.0,
         };
     }
-    let sides: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
+    let sides = rows.scored();
     let parts = sides
         .iter()
         .flat_map(|c| {
@@ -532,40 +522,10 @@ fn auc_parts(rows: &Rows<'_>, labelled: &[usize], c: usize) -> ((f64, usize), (f
         .map(|i| (rows.p(*i, c), y_true[*i] as usize == c))
         .collect();
     sort_by_score(&mut scores, |s| s.0);
-    let positives = scores.iter().filter(|s| s.1).count();
-    let negatives = scores.len() - positives;
-    if positives == 0 || negatives == 0 {
-        return ((0.0, 0), (0.0, 0));
-    }
-    let (mut pos_shares, mut neg_shares) = (Vec::new(), Vec::new());
-    let (mut neg_below, mut pos_below) = (0.0, 0.0);
-    let mut i = 0;
-    while i < scores.len() {
-        let mut j = i;
-        let (mut tied_neg, mut tied_pos) = (0.0, 0.0);
-        while j < scores.len() && scores[j].0 == scores[i].0 {
-            if scores[j].1 {
-                tied_pos += 1.0;
-            } else {
-                tied_neg += 1.0;
-            }
-            j += 1;
-        }
-        for s in &scores[i..j] {
-            if s.1 {
-                pos_shares.push((neg_below + 0.5 * tied_neg) / negatives as f64);
-            } else {
-                let above = positives as f64 - pos_below - tied_pos;
-                neg_shares.push((above + 0.5 * tied_pos) / positives as f64);
-            }
-        }
-        neg_below += tied_neg;
-        pos_below += tied_pos;
-        i = j;
-    }
+    let (outranked, outranking) = rank_shares(&scores);
     (
-        variance(pos_shares.into_iter()),
-        variance(neg_shares.into_iter()),
+        variance(outranked.into_iter()),
+        variance(outranking.into_iter()),
     )
 }
 

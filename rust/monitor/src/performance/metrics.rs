@@ -155,6 +155,21 @@ impl<'a> Rows<'a> {
         self.y_pred.is_empty()
     }
 
+    /// The classes whose probabilities are scored one against the rest: class 1 of a
+    /// binary problem (class 0's is its complement), every class otherwise.
+    pub fn scored(&self) -> Vec<usize> {
+        if self.classes == 2 {
+            vec![1]
+        } else {
+            (0..self.classes).collect()
+        }
+    }
+
+    /// The same rows with other probabilities (laid out alike).
+    pub fn with_proba(&self, proba: &'a [f64]) -> Rows<'a> {
+        Rows { proba, ..*self }
+    }
+
     /// The rows `range` of these.
     pub fn slice(&self, range: std::ops::Range<usize>) -> Rows<'a> {
         let w = Self::width_of(self.classes);
@@ -348,30 +363,50 @@ pub fn auc_of_labels(mut scores: Vec<(f64, bool)>) -> f64 {
 
 /// [`auc_of_labels`] of scores already in increasing order.
 fn auc_ascending(scores: &[(f64, bool)]) -> f64 {
-    let positives = scores.iter().filter(|s| s.1).count() as f64;
-    let negatives = scores.len() as f64 - positives;
-    if positives == 0.0 || negatives == 0.0 {
+    let (outranked, _) = rank_shares(scores);
+    if outranked.is_empty() || outranked.len() == scores.len() {
         return f64::NAN;
     }
-    // sum over positives of the negatives ranked below them (ties count half)
-    let (mut below, mut wins) = (0.0, 0.0);
+    outranked.iter().sum::<f64>() / outranked.len() as f64
+}
+
+/// For scores with their labels in increasing order of score: for each positive, the
+/// share of negatives ranked below it, and for each negative, the share of positives
+/// ranked above it (ties count half). The first averages to the ROC AUC; the spreads of
+/// both are the AUC's variance (DeLong). Empty when either class is missing.
+pub(crate) fn rank_shares(scores: &[(f64, bool)]) -> (Vec<f64>, Vec<f64>) {
+    let positives = scores.iter().filter(|s| s.1).count();
+    let negatives = scores.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return (Vec::new(), Vec::new());
+    }
+    let (mut pos_shares, mut neg_shares) = (Vec::new(), Vec::new());
+    let (mut neg_below, mut pos_below) = (0.0, 0.0);
     let mut i = 0;
     while i < scores.len() {
         let mut j = i;
-        let (mut pos, mut neg) = (0.0, 0.0);
+        let (mut tied_neg, mut tied_pos) = (0.0, 0.0);
         while j < scores.len() && scores[j].0 == scores[i].0 {
             if scores[j].1 {
-                pos += 1.0;
+                tied_pos += 1.0;
             } else {
-                neg += 1.0;
+                tied_neg += 1.0;
             }
             j += 1;
         }
-        wins += pos * (below + 0.5 * neg);
-        below += neg;
+        for s in &scores[i..j] {
+            if s.1 {
+                pos_shares.push((neg_below + 0.5 * tied_neg) / negatives as f64);
+            } else {
+                let above = positives as f64 - pos_below - tied_pos;
+                neg_shares.push((above + 0.5 * tied_pos) / positives as f64);
+            }
+        }
+        neg_below += tied_neg;
+        pos_below += tied_pos;
         i = j;
     }
-    wins / (positives * negatives)
+    (pos_shares, neg_shares)
 }
 
 /// The area under the ROC curve a set of scores would have if each row were positive with
