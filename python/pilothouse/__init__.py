@@ -6,6 +6,7 @@
 """
 
 from pilothouse._core import __version__
+from pilothouse.compare import Comparison, compare
 from pilothouse.drift import DriftReport, Profile, drift, profile
 from pilothouse.errors import (
     ApprovalRequiredError,
@@ -73,6 +74,7 @@ __all__ = [
     "ApprovalRequiredError",
     "AuditAnchor",
     "AuditEvent",
+    "Comparison",
     "ConflictError",
     "Deployment",
     "DriftReport",
@@ -104,6 +106,7 @@ __all__ = [
     "archive_version",
     "audit_head",
     "audit_log",
+    "compare",
     "connect",
     "delete_alias",
     "deploy",

@@ -11,19 +11,17 @@ __all__ = [
     "ApprovalRequiredError",
     "AuditEventRecord",
     "AuditHeadRecord",
+    "ConflictError",
     "DatasetRecord",
     "DeliveryRecord",
     "DeploymentRecord",
-    "LineageRecord",
-    "ModelSummaryRecord",
-    "RunRecord",
-    "VersionRecord",
-    "ConflictError",
     "InferenceError",
     "InputError",
     "IntegrityError",
+    "LineageRecord",
     "Model",
     "ModelLoadError",
+    "ModelSummaryRecord",
     "NotFoundError",
     "PilothouseError",
     "ProfileBuilder",
@@ -31,17 +29,14 @@ __all__ = [
     "ProfileFormatError",
     "ReferenceRecord",
     "Registry",
-    "Server",
+    "RunRecord",
     "RuntimeUnavailableError",
+    "Server",
     "StoreUnavailableError",
     "TensorSpec",
     "ValidationError",
+    "VersionRecord",
     "__version__",
-    "drift_exact",
-    "estimate_performance",
-    "feedback",
-    "log_feedback",
-    "drift_profiles",
     "_drift_chi_square",
     "_drift_cramer_von_mises",
     "_drift_divergences",
@@ -50,9 +45,16 @@ __all__ = [
     "_drift_ks_pvalue_exact",
     "_drift_ks_statistic",
     "_drift_wasserstein",
-    "init_runtime",
-    "loaded_runtime",
+    "drift_exact",
+    "drift_profiles",
+    "estimate_performance",
+    "feedback",
     "get_reference",
+    "init_runtime",
+    "label_reference",
+    "labelled",
+    "loaded_runtime",
+    "log_feedback",
     "monitor_backfill",
     "monitor_compact",
     "monitor_profile",
@@ -60,6 +62,9 @@ __all__ = [
     "normalize_deployment",
     "parse_time",
     "read_inference_log",
+    "realized_classification",
+    "realized_regression",
+    "set_label_reference",
     "set_reference",
     "webhook_signature",
 ]
@@ -128,6 +133,24 @@ def estimate_performance(
     band_sigmas: float = 3.0,
     threshold_sigmas: float = 3.0,
 ) -> dict[str, Any]: ...
+def realized_classification(
+    classes: int,
+    y_pred: npt.NDArray[np.uint32],
+    y_true: npt.NDArray[np.uint32],
+    proba: npt.NDArray[np.float64],
+    bounds: list[tuple[int, int]],
+) -> dict[str, Any]: ...
+def realized_regression(
+    y_pred: npt.NDArray[np.float64],
+    y_true: npt.NDArray[np.float64],
+    bounds: list[tuple[int, int]],
+) -> dict[str, list[float]]: ...
+def labelled(
+    registry: Registry,
+    deployment: str,
+    since_us: int | None = None,
+    until_us: int | None = None,
+) -> dict[str, list[Any]]: ...
 
 @final
 class ProfileData:
@@ -344,6 +367,8 @@ class ApprovalRecord:
     def decided_at(self) -> int | None: ...
     @property
     def decision_reason(self) -> str | None: ...
+    @property
+    def evidence(self) -> str | None: ...
 
 @final
 class AuditEventRecord:
@@ -506,7 +531,13 @@ class Registry:
     def set_policy(self, actor: str, model: str, alias: str, require_approval: bool) -> None: ...
     def policies(self, model: str) -> list[str]: ...
     def request_promotion(
-        self, actor: str, model: str, alias: str, version: int, reason: str
+        self,
+        actor: str,
+        model: str,
+        alias: str,
+        version: int,
+        reason: str,
+        evidence: str | None = None,
     ) -> ApprovalRecord: ...
     def decide(self, actor: str, id: int, approve: bool, reason: str) -> ApprovalRecord: ...
     def get_approval(self, id: int) -> ApprovalRecord: ...
@@ -572,6 +603,18 @@ def set_reference(
     rows: int,
 ) -> None: ...
 def get_reference(registry: Registry, model: str, version: int) -> ReferenceRecord | None: ...
+def set_label_reference(
+    registry: Registry,
+    actor: str,
+    model: str,
+    version: int,
+    classes: str,
+    rows: int,
+    data: bytes,
+) -> None: ...
+def label_reference(
+    registry: Registry, model: str, version: int
+) -> tuple[str, int, bytes] | None: ...
 def monitor_series(
     registry: Registry,
     kind: str,

@@ -69,7 +69,7 @@ def main() -> None:
         model = ph.load_model("models:/churn@champion")
         print(f"4. loaded by alias: {model!r}")
 
-        X_live, _ = churn_data(1_000, seed=1)
+        X_live, y_live = churn_data(1_000, seed=1)
         out = model.predict(X_live)
         probabilities = out["probabilities"][:, 1]
         agree = np.mean(out["label"] == clf.predict(X_live))
@@ -118,6 +118,7 @@ def main() -> None:
                 try:
                     with urllib.request.urlopen(request, timeout=10) as response:
                         answer = json.load(response)
+                        request_id = response.headers["X-Request-ID"]
                     break
                 except urllib.error.HTTPError as e:
                     if e.code != 404 or time.monotonic() > deadline:
@@ -134,6 +135,19 @@ def main() -> None:
                 f"   Triton-style statistics: {stats['inference_count']} rows in "
                 f"{stats['execution_count']} model run(s); /config and classification work too"
             )
+            # the labels of the three answers arrive later, over HTTP, by request id
+            feedback = urllib.request.Request(
+                f"{server.url}/v2/models/churn/feedback",
+                data=json.dumps(
+                    [
+                        {"id": f"{request_id}/{i}", "target": int(y)}
+                        for i, y in enumerate(y_live[:3])
+                    ]
+                ).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(feedback, timeout=10) as r:
+                accepted = json.load(r)["accepted"]
         log = ph.inference_log("churn")
         rows = log["input.X"].iloc[0] if "input.X" in log.columns else []
         print(
@@ -145,6 +159,14 @@ def main() -> None:
         print(
             f"    monitoring: {int(health.requests.sum())} request(s) in the stored windows, "
             "compared with the reference stored at log_model (ph.monitor(...).drift())"
+        )
+
+        performance = ph.monitor("churn").performance(since="10m", window=None)
+        accuracy = performance[performance.metric == "accuracy"].iloc[0]
+        print(
+            f"    feedback: {accepted} labels joined to the answers by request id -> realized "
+            f"accuracy {accuracy.value:.2f} (label coverage {accuracy.label_coverage:.0%}); "
+            "ph.compare and mon.export work on the same rows"
         )
 
         X_drifted = X_live.copy()

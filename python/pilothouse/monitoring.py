@@ -3,7 +3,8 @@
 This module owns :func:`monitor` and :class:`Monitor` (a deployment's stored monitoring
 windows as pandas tables: input and prediction drift against each version's reference,
 data quality, service health; the feedback received; the merged profile of a period; a
-drift report), and
+drift report; the predictions kept, performance and the export for retraining, which
+:mod:`pilothouse.realized` computes), and
 :func:`set_reference` / :func:`get_reference` (a version's reference profiles). Servers
 write the windows (``rust/server/src/monitor``); every replica's windows of a period merge
 exactly, so a notebook on the same registry sees what all replicas served.
@@ -12,9 +13,11 @@ exactly, so a notebook on the same registry sees what all replicas served.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Union
 
-from pilothouse import _core, _html
+from pilothouse import _core, _html, estimated, realized
 from pilothouse._paths import version_uri
 from pilothouse.drift import DriftReport, Profile, drift
 from pilothouse.errors import NotFoundError, ValidationError
@@ -185,14 +188,148 @@ class Monitor:
         good: bool | None = None,
     ) -> Any:
         """The labels and flags received in the period (``ph.log_feedback``), oldest first:
-        ``kind="flag", good=False`` keeps the answers flagged bad."""
-        return read_feedback(
+        ``kind="flag", good=False`` keeps the answers flagged bad. Each row carries the
+        outputs (``output.<name>``), version and route of the answer it names, where the
+        deployment kept it, and its inputs (``input.<name>``) where the payload log kept
+        them."""
+        received = read_feedback(
             self.deployment,
             since=since,
             until=until,
             kind=kind,
             good=good,
             registry=self._registry,
+        )
+        if received.empty:
+            return received
+        answered = realized.predictions(self.deployment, None, None, registry=self._registry)
+        answered = answered[~answered["shadow"]]
+        keep = ["answer_id", "answered_at", "version", "route"] + [
+            c for c in answered.columns if c.startswith("output.")
+        ]
+        answered = answered.assign(answer_id=answered["request_id"]).rename(
+            columns={"time": "answered_at"}
+        )
+        by_id = answered.drop_duplicates("request_id").set_index("request_id")[keep]
+        by_key = answered.dropna(subset=["key"]).drop_duplicates("key").set_index("key")[keep]
+        joined = received.join(by_id, on="request_id")
+        if len(by_key):
+            joined = joined.fillna(received.join(by_key, on="key")[keep])
+        if joined["answered_at"].notna().any():
+            joined = realized.with_inputs(self.deployment, joined, self._registry)
+        return joined
+
+    def predictions(
+        self,
+        since: When = "1d",
+        until: When = None,
+        *,
+        labelled: bool | None = None,
+        version: int | None = None,
+    ) -> Any:
+        """The rows the deployment answered in the period, each with its latest label and
+        flag (see :func:`pilothouse.realized.predictions`)."""
+        return realized.predictions(
+            self.deployment,
+            since,
+            until,
+            registry=self._registry,
+            labelled=labelled,
+            version=version,
+        )
+
+    def performance(
+        self,
+        since: When = "30d",
+        until: When = None,
+        *,
+        window: Length = "1d",
+        by: str | None = None,
+        version: int | None = None,
+        metrics: Sequence[str] | None = None,
+        label: str | None = None,
+        proba: str | None = None,
+        classes: Sequence[Any] | None = None,
+        coverage: float = 0.5,
+    ) -> Any:
+        """Realized (and, before labels arrive, estimated) performance per window, version,
+        route and segment (see :func:`pilothouse.realized.performance`)."""
+        return realized.performance(
+            self.deployment,
+            since,
+            until,
+            registry=self._registry,
+            window=window,
+            by=by,
+            version=version,
+            metrics=metrics,
+            label=label,
+            proba=proba,
+            classes=classes,
+            coverage=coverage,
+        )
+
+    def confusion(
+        self,
+        since: When = "30d",
+        until: When = None,
+        *,
+        window: Length = "1d",
+        version: int | None = None,
+        classes: Sequence[Any] | None = None,
+    ) -> Any:
+        """A classifier's confusion matrix per window, version and route (see
+        :func:`pilothouse.realized.confusion`)."""
+        return realized.confusion(
+            self.deployment,
+            since,
+            until,
+            registry=self._registry,
+            window=window,
+            version=version,
+            classes=classes,
+        )
+
+    def staleness(
+        self,
+        since: When = "90d",
+        until: When = None,
+        *,
+        age: Length = "1d",
+        metrics: Sequence[str] | None = None,
+        coverage: float = 0.5,
+    ) -> Any:
+        """Performance against model age across the versions served (see
+        :func:`pilothouse.realized.staleness`)."""
+        return realized.staleness(
+            self.deployment,
+            since,
+            until,
+            registry=self._registry,
+            age=age,
+            metrics=metrics,
+            coverage=coverage,
+        )
+
+    def export(
+        self,
+        path: str | Path,
+        since: When = "30d",
+        until: When = None,
+        *,
+        labelled: bool = True,
+        version: int | None = None,
+    ) -> Any:
+        """Writes the period's rows with inputs (where logged), outputs, targets and flags
+        to a Parquet (or ``.csv``) file for retraining; returns the table."""
+        return realized.export(
+            self.deployment,
+            path,
+            since,
+            until,
+            registry=self._registry,
+            labelled=labelled,
+            version=version,
         )
 
     def profile(
@@ -281,6 +418,7 @@ def set_reference(
     data: Any = None,
     *,
     outputs: Profile | None = None,
+    targets: Any = None,
     registry: Registry | str | None = None,
 ) -> None:
     """Store (or replace) the reference monitoring compares a version's traffic with.
@@ -288,9 +426,23 @@ def set_reference(
     ``data`` in any form ``predict`` takes is profiled as the model sees it, and the model
     is run on it for the reference of its outputs. A :class:`Profile` replaces the inputs'
     reference only (``outputs=`` sets the outputs' one); it must describe the columns the
-    model sees (the feature names it was trained with)."""
+    model sees (the feature names it was trained with).
+
+    ``targets`` (a classifier's true labels of ``data``'s rows, held out from training)
+    also stores the model's predictions and probabilities on ``data`` with them: the
+    reference CBPE calibrates on to estimate the performance of served windows whose labels
+    have not arrived (``ph.monitor(name).performance()``)."""
     reg = _registry(registry)
     mv = _version(ref, reg)
+    if targets is not None:
+        if data is None or isinstance(data, Profile):
+            raise ValidationError(
+                "targets= needs the reference data itself (the model is run on it), not a Profile"
+            )
+        model_for_labels: Model = mv.load()
+        estimated.set_label_reference(
+            reg, mv.model, mv.version, model_for_labels.predict(data), targets
+        )
     if isinstance(data, Profile):
         _core.set_reference(
             reg._core,

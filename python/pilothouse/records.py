@@ -327,6 +327,7 @@ class Approval:
     decided_by: str | None
     decided_at: dt.datetime | None
     decision_reason: str | None
+    evidence: dict[str, Any] | None = None
 
     @classmethod
     def _from(cls, r: _core.ApprovalRecord) -> Approval:
@@ -342,6 +343,7 @@ class Approval:
             decided_by=r.decided_by,
             decided_at=time_of(r.decided_at),
             decision_reason=r.decision_reason,
+            evidence=None if r.evidence is None else json.loads(r.evidence),
         )
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import getpass
+import json
 import os
 import sys
 import threading
@@ -351,9 +352,16 @@ class Registry:
     def policies(self, name: str) -> list[str]:
         return self._core.policies(name)
 
-    def request_promotion(self, name: str, alias: str, version: int, reason: str = "") -> Approval:
+    def request_promotion(
+        self, name: str, alias: str, version: int, reason: str = "", evidence: Any = None
+    ) -> Approval:
+        """Ask for ``alias`` to move to ``version``; someone else approves. ``evidence`` (a
+        :class:`~pilothouse.Comparison` from ``ph.compare``, or any JSON-ready dict) is kept
+        with the request and in its audit event."""
         return Approval._from(
-            self._core.request_promotion(self.actor, name, alias, int(version), reason)
+            self._core.request_promotion(
+                self.actor, name, alias, int(version), reason, _evidence(evidence)
+            )
         )
 
     def approve(self, request: int | Approval, reason: str = "") -> Approval:
@@ -515,8 +523,24 @@ def set_policy(name: str, alias: str, *, require_approval: bool = True) -> None:
     default_registry().set_policy(name, alias, require_approval=require_approval)
 
 
-def request_promotion(name: str, alias: str, version: int, reason: str = "") -> Approval:
-    return default_registry().request_promotion(name, alias, version, reason)
+def request_promotion(
+    name: str, alias: str, version: int, reason: str = "", evidence: Any = None
+) -> Approval:
+    return default_registry().request_promotion(name, alias, version, reason, evidence)
+
+
+def _evidence(evidence: Any) -> str | None:
+    """Evidence for a promotion request as JSON text."""
+    if evidence is None:
+        return None
+    if hasattr(evidence, "to_evidence"):
+        evidence = evidence.to_evidence()
+    try:
+        return json.dumps(evidence, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValidationError(
+            f"evidence must be a Comparison or JSON-ready data (no NaN): {e}"
+        ) from e
 
 
 def approve(request: int | Approval, reason: str = "") -> Approval:

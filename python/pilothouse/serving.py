@@ -195,7 +195,10 @@ def deploy(
     and the check); ``"feature_metrics": True`` also exports each column's drift of the
     latest window as Prometheus gauges (off by default: a series per column);
     ``monitoring=False`` switches it off. Monitoring keeps aggregates only, so it works with
-    ``log_payloads=False``.
+    ``log_payloads=False``; besides them, each answered row's id, correlation key, time,
+    version, route and outputs (not its inputs) are kept in the registry for the log's
+    retention, so that feedback joins them (``"predictions": False`` keeps none), with the
+    values of the input features named in ``"segments"`` (for performance per segment).
     """
     reg = _registry(registry)
     model = model or name
@@ -241,19 +244,27 @@ def _monitoring_spec(monitoring: Mapping[str, Any] | bool | None) -> dict[str, A
         return {}
     if monitoring is False:
         return {"enabled": False}
-    unknown = set(monitoring) - {"window", "validation", "enabled", "feature_metrics"}
+    keys = {"window", "validation", "enabled", "feature_metrics", "predictions", "segments"}
+    unknown = set(monitoring) - keys
     if unknown:
         raise ValidationError(
             f"monitoring: unknown keys {sorted(unknown)}; use window (e.g. '1m'), validation "
-            "('observe', 'flag' or 'reject'), feature_metrics and enabled"
+            "('observe', 'flag' or 'reject'), feature_metrics, predictions (keep each answered "
+            "row for feedback), segments (input features kept with it) and enabled"
         )
     spec: dict[str, Any] = {}
-    if "enabled" in monitoring:
-        spec["enabled"] = bool(monitoring["enabled"])
-    if "feature_metrics" in monitoring:
-        spec["feature_metrics"] = bool(monitoring["feature_metrics"])
+    for flag in ("enabled", "feature_metrics", "predictions"):
+        if flag in monitoring:
+            spec[flag] = bool(monitoring[flag])
     if "validation" in monitoring:
         spec["validation"] = str(monitoring["validation"])
+    if "segments" in monitoring:
+        segments = monitoring["segments"]
+        if isinstance(segments, str) or not all(isinstance(f, str) for f in segments):
+            raise ValidationError(
+                f"monitoring segments: a list of input feature names, got {segments!r}"
+            )
+        spec["segments"] = list(segments)
     if "window" in monitoring:
         spec["window_s"] = seconds_of(monitoring["window"], "monitoring window")
     return spec

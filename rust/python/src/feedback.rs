@@ -140,7 +140,51 @@ fn feedback<'py>(
     Ok(out)
 }
 
+/// The predictions `deployment` answered in `[since_us, until_us)` with the latest label
+/// and flag of each, as columns (`outputs` and `segments` as JSON text).
+#[pyfunction]
+#[pyo3(signature = (registry, deployment, since_us=None, until_us=None))]
+fn labelled<'py>(
+    py: Python<'py>,
+    registry: &PyRegistry,
+    deployment: &str,
+    since_us: Option<i64>,
+    until_us: Option<i64>,
+) -> Result<Bound<'py, PyDict>> {
+    let rows = py.detach(|| registry.inner.labelled(deployment, since_us, until_us))?;
+    let out = PyDict::new(py);
+    macro_rules! column {
+        ($name:literal, $r:ident => $value:expr) => {
+            out.set_item($name, rows.iter().map(|$r| $value).collect::<Vec<_>>())?
+        };
+    }
+    column!("request_id", r => r.prediction.request_id.clone());
+    column!("key", r => r.prediction.key.clone());
+    column!("time_us", r => r.prediction.time_us);
+    column!("model", r => r.prediction.model.clone());
+    column!("version", r => r.prediction.version);
+    column!("route", r => r.prediction.route.clone());
+    column!("shadow", r => r.prediction.shadow);
+    column!("replica", r => r.prediction.replica.clone());
+    column!("outputs", r => r.prediction.outputs.clone());
+    column!("segments", r => r.prediction.segments.clone());
+    column!("target_text", r => match &r.target {
+        Some(reg::Target::Text(t)) => Some(t.clone()),
+        _ => None,
+    });
+    column!("target_number", r => match &r.target {
+        Some(reg::Target::Number(x)) => Some(*x),
+        _ => None,
+    });
+    column!("labelled_us", r => r.labelled_us);
+    column!("good", r => r.good);
+    column!("comment", r => r.comment.clone());
+    column!("user", r => r.user.clone());
+    Ok(out)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(labelled, m)?)?;
     m.add_function(wrap_pyfunction!(log_feedback, m)?)?;
     m.add_function(wrap_pyfunction!(feedback, m)?)?;
     Ok(())

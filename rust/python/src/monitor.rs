@@ -58,6 +58,39 @@ fn set_reference(
     Ok(())
 }
 
+/// Stores a version's reference with labels (`data`: bytes the Python side encodes).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn set_label_reference(
+    py: Python<'_>,
+    registry: &PyRegistry,
+    actor: &str,
+    model: &str,
+    version: i64,
+    classes: &str,
+    rows: i64,
+    data: Vec<u8>,
+) -> Result<()> {
+    py.detach(|| {
+        registry
+            .inner
+            .set_label_reference(actor, model, version, classes, rows, &data)
+    })?;
+    Ok(())
+}
+
+/// A version's reference with labels as (classes JSON, rows, data bytes), or None.
+#[pyfunction]
+fn label_reference<'py>(
+    py: Python<'py>,
+    registry: &PyRegistry,
+    model: &str,
+    version: i64,
+) -> Result<Option<(String, i64, Bound<'py, pyo3::types::PyBytes>)>> {
+    let found = py.detach(|| registry.inner.label_reference(model, version))?;
+    Ok(found.map(|(classes, rows, data)| (classes, rows, pyo3::types::PyBytes::new(py, &data))))
+}
+
 /// The reference of a version, or None.
 #[pyfunction]
 fn get_reference(
@@ -225,6 +258,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ReferenceRecord>()?;
     m.add_function(wrap_pyfunction!(set_reference, m)?)?;
     m.add_function(wrap_pyfunction!(get_reference, m)?)?;
+    m.add_function(wrap_pyfunction!(set_label_reference, m)?)?;
+    m.add_function(wrap_pyfunction!(label_reference, m)?)?;
     m.add_function(wrap_pyfunction!(monitor_series, m)?)?;
     m.add_function(wrap_pyfunction!(monitor_profile, m)?)?;
     m.add_function(wrap_pyfunction!(monitor_compact, m)?)?;

@@ -3,7 +3,8 @@
 //! one column per result field out.
 
 use numpy::PyReadonlyArray1;
-use pilothouse_monitor::performance::{Cbpe, ChunkEstimate, Metric, Options, Rows};
+use pilothouse_monitor::performance::realized as realized_extra;
+use pilothouse_monitor::performance::{realized, Cbpe, ChunkEstimate, Metric, Options, Rows};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -160,7 +161,99 @@ impl Columns {
     }
 }
 
+/// Checks that `bounds` are ranges within `n` rows.
+fn checked(bounds: Vec<(usize, usize)>, n: usize) -> Result<Vec<std::ops::Range<usize>>> {
+    if let Some((s, e)) = bounds.iter().find(|(s, e)| s > e || *e > n) {
+        return Err(ValidationError::new_err(format!(
+            "group bounds {s}..{e} do not lie within the {n} rows"
+        ))
+        .into());
+    }
+    Ok(chunks(bounds))
+}
+
+/// The realized metrics of a classifier's rows per group (`bounds`: the groups' row
+/// ranges): a dict of one list per metric (`accuracy`, `precision`, `recall`, `f1`,
+/// `specificity`, `roc_auc`, `log_loss`, `calibration_error`) and `confusion` (each
+/// group's matrix, row-major, true class by predicted class).
+#[pyfunction]
+fn realized_classification<'py>(
+    py: Python<'py>,
+    classes: usize,
+    y_pred: PyReadonlyArray1<'py, u32>,
+    y_true: PyReadonlyArray1<'py, u32>,
+    proba: PyReadonlyArray1<'py, f64>,
+    bounds: Vec<(usize, usize)>,
+) -> Result<Bound<'py, PyDict>> {
+    let (y_pred, y_true, proba) = (
+        slice(&y_pred, "y_pred")?,
+        slice(&y_true, "y_true")?,
+        slice(&proba, "y_pred_proba")?,
+    );
+    let groups = checked(bounds, y_pred.len())?;
+    let (values, confusion) = py.detach(|| {
+        let rows = Rows::new(classes, y_pred, Some(y_true), proba)?;
+        let mut values = vec![Vec::with_capacity(groups.len()); Metric::ALL.len() + 2];
+        let mut confusion = Vec::with_capacity(groups.len());
+        for g in &groups {
+            let r = rows.slice(g.clone());
+            for (i, m) in Metric::ALL.iter().enumerate() {
+                values[i].push(realized(&r, *m));
+            }
+            values[Metric::ALL.len()].push(realized_extra::log_loss(&r));
+            values[Metric::ALL.len() + 1].push(realized_extra::calibration_error(&r));
+            confusion.push(realized_extra::confusion(&r));
+        }
+        Ok::<_, pilothouse_monitor::MonitorError>((values, confusion))
+    })?;
+    let out = PyDict::new(py);
+    let names = Metric::ALL
+        .iter()
+        .map(|m| m.name())
+        .chain(["log_loss", "calibration_error"]);
+    for (name, column) in names.zip(values) {
+        out.set_item(name, column)?;
+    }
+    out.set_item("confusion", confusion)?;
+    Ok(out)
+}
+
+/// A regressor's realized errors per group (`bounds`: the groups' row ranges; NaN targets
+/// are not known yet): a dict of lists `mae`, `rmse`, `mape`, `r2`.
+#[pyfunction]
+fn realized_regression<'py>(
+    py: Python<'py>,
+    y_pred: PyReadonlyArray1<'py, f64>,
+    y_true: PyReadonlyArray1<'py, f64>,
+    bounds: Vec<(usize, usize)>,
+) -> Result<Bound<'py, PyDict>> {
+    let (y_pred, y_true) = (slice(&y_pred, "y_pred")?, slice(&y_true, "y_true")?);
+    if y_pred.len() != y_true.len() {
+        return Err(ValidationError::new_err(format!(
+            "{} predictions and {} targets",
+            y_pred.len(),
+            y_true.len()
+        ))
+        .into());
+    }
+    let groups = checked(bounds, y_pred.len())?;
+    let errors: Vec<_> = py.detach(|| {
+        groups
+            .iter()
+            .map(|g| realized_extra::regression(&y_pred[g.clone()], &y_true[g.clone()]))
+            .collect()
+    });
+    let out = PyDict::new(py);
+    out.set_item("mae", errors.iter().map(|e| e.mae).collect::<Vec<_>>())?;
+    out.set_item("rmse", errors.iter().map(|e| e.rmse).collect::<Vec<_>>())?;
+    out.set_item("mape", errors.iter().map(|e| e.mape).collect::<Vec<_>>())?;
+    out.set_item("r2", errors.iter().map(|e| e.r2).collect::<Vec<_>>())?;
+    Ok(out)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(estimate_performance, m)?)?;
+    m.add_function(wrap_pyfunction!(realized_classification, m)?)?;
+    m.add_function(wrap_pyfunction!(realized_regression, m)?)?;
     Ok(())
 }

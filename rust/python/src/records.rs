@@ -175,6 +175,7 @@ record! {
         decided_by: Option<String> = r.decided_by,
         decided_at: Option<i64> = r.decided_at,
         decision_reason: Option<String> = r.decision_reason,
+        evidence: Option<String> = r.evidence.map(|e| e.to_string()),
     }
 }
 

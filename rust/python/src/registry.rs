@@ -286,6 +286,8 @@ impl PyRegistry {
         Ok(py.detach(|| self.inner.policies(model))?)
     }
 
+    #[pyo3(signature = (actor, model, alias, version, reason, evidence=None))]
+    #[allow(clippy::too_many_arguments)]
     fn request_promotion(
         &self,
         py: Python<'_>,
@@ -294,10 +296,15 @@ impl PyRegistry {
         alias: &str,
         version: i64,
         reason: &str,
+        evidence: Option<&str>,
     ) -> Result<ApprovalRecord> {
+        let evidence = evidence
+            .map(serde_json::from_str::<serde_json::Value>)
+            .transpose()
+            .map_err(|e| ValidationError::new_err(format!("evidence is not JSON: {e}")))?;
         let record = py.detach(|| {
             self.inner
-                .request_promotion(actor, model, alias, version, reason)
+                .request_promotion(actor, model, alias, version, reason, evidence.as_ref())
         })?;
         Ok(ApprovalRecord::new(py, record)?)
     }

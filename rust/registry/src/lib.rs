@@ -34,8 +34,8 @@ pub use records::{
     RunCode, ToJson, Version, WindowQuery,
 };
 pub use registry::{
-    parse_uri, Dataset, Feedback, FeedbackCounts, NewFeedback, NewRun, NewVersion, Registry,
-    Target, VersionRef,
+    parse_uri, Dataset, Feedback, FeedbackCounts, Labelled, NewFeedback, NewRun, NewVersion,
+    Prediction, Registry, Target, VersionRef,
 };
 pub use store::{Row, Store, Tx, Value};
 pub use webhooks::{sign, Event, RetryPolicy};

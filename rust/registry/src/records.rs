@@ -502,6 +502,8 @@ pub struct Approval {
     pub decided_by: Option<String>,
     pub decided_at: Option<i64>,
     pub decision_reason: Option<String>,
+    /// What the request offered as evidence (JSON), if anything.
+    pub evidence: Option<Json>,
 }
 
 impl Approval {
@@ -517,6 +519,7 @@ impl Approval {
         "decided_by",
         "decided_at",
         "decision_reason",
+        "evidence",
     ];
 
     /// The requests `FROM approvals <rest>` selects.
@@ -542,6 +545,7 @@ impl Approval {
                 decided_by: r.text("decided_by"),
                 decided_at: r.int("decided_at"),
                 decision_reason: r.text("decision_reason"),
+                evidence: Some(r.json("evidence")).filter(|e| !e.is_null()),
             },
         )
     }

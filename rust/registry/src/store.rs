@@ -373,4 +373,43 @@ CREATE INDEX monitor_feedback_by_request ON monitor_feedback(deployment, request
 CREATE INDEX monitor_feedback_by_key ON monitor_feedback(deployment, correlation_key);
 CREATE INDEX monitor_feedback_by_time ON monitor_feedback(deployment, received_us);
 "#,
+    // 7: what servers answered, kept (without the inputs) so that feedback joins predictions
+    // when the payload log is off: one row per answered row, deleted after the retention
+    r#"
+CREATE TABLE monitor_predictions (
+    deployment TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    correlation_key TEXT,
+    time_us BIGINT NOT NULL,
+    model TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    route TEXT NOT NULL,
+    shadow BIGINT NOT NULL,
+    replica TEXT NOT NULL,
+    outputs TEXT NOT NULL,
+    segments TEXT
+);
+CREATE INDEX monitor_predictions_by_time ON monitor_predictions(deployment, time_us);
+CREATE INDEX monitor_predictions_by_request ON monitor_predictions(deployment, request_id);
+CREATE INDEX monitor_predictions_by_key ON monitor_predictions(deployment, correlation_key);
+"#,
+    // 8: a version's reference with labels, for estimating performance without them (CBPE):
+    // the classes, and the model's predictions and probabilities with the true labels
+    r#"
+CREATE TABLE version_label_references (
+    model TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    classes TEXT NOT NULL,
+    row_count BIGINT NOT NULL,
+    data {blob} NOT NULL,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT NOT NULL,
+    PRIMARY KEY (model, version),
+    FOREIGN KEY (model, version) REFERENCES versions(model, version)
+);
+"#,
+    // 9: the evidence a promotion request carries (a champion-challenger comparison, JSON)
+    r#"
+ALTER TABLE approvals ADD COLUMN evidence TEXT;
+"#,
 ];

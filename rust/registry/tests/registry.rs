@@ -124,7 +124,7 @@ fn guarded_aliases_need_another_persons_approval() {
         Err(RegistryError::ApprovalRequired(_))
     ));
     let request = reg
-        .request_promotion("ann", "m", "champion", 1, "better AUC")
+        .request_promotion("ann", "m", "champion", 1, "better AUC", None)
         .unwrap();
     let id = request.id;
     let err = reg.decide("ann", id, true, "looks good to me").unwrap_err();

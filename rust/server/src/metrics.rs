@@ -81,6 +81,7 @@ pub struct Metrics {
     pub feature_drifted: Family<FeatureLabels, Gauge>,
     pub quality_failures: Family<MonitorLabels, Counter>,
     pub monitor_windows_dropped: Counter,
+    pub predictions_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -212,6 +213,12 @@ impl Metrics {
             "Closed monitoring windows dropped because the registry stayed unreachable",
             monitor_windows_dropped.clone(),
         );
+        let predictions_dropped = Counter::default();
+        registry.register(
+            "pilothouse_predictions_dropped",
+            "Answered rows kept for feedback that were dropped because the registry stayed unreachable",
+            predictions_dropped.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -233,6 +240,7 @@ impl Metrics {
             feature_drift_statistic,
             feature_drifted,
             quality_failures,
+            predictions_dropped,
             monitor_windows_dropped,
         }
     }

@@ -82,10 +82,17 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         // Monitoring: the tap rides on the payload-log thread; closed windows go to the store.
         let (closed_tx, closed_rx) = crossbeam_channel::unbounded();
-        let replica = config
-            .replica
-            .clone()
-            .unwrap_or_else(|| format!("{}:{}:{}", hostname(), config.port, std::process::id()));
+        // servers in one process (on port 0, in a notebook or a test) are distinct replicas
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let nth = STARTED.fetch_add(1, Ordering::Relaxed);
+        let replica = config.replica.clone().unwrap_or_else(|| {
+            let name = format!("{}:{}:{}", hostname(), config.port, std::process::id());
+            if nth == 0 {
+                name
+            } else {
+                format!("{name}/{}", nth + 1)
+            }
+        });
         let store_thread = monitor::store::start(
             registry.clone(),
             closed_rx,

@@ -100,7 +100,7 @@ pub enum Validation {
 }
 
 /// Live monitoring of a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Monitoring {
     /// Profile traffic in windows and store them (on by default).
@@ -111,6 +111,12 @@ pub struct Monitoring {
     /// Also export each feature's drift as Prometheus gauges (a series per column: off by
     /// default, so that the metrics' label count stays bounded).
     pub feature_metrics: bool,
+    /// Keep each answered row's id, correlation key, time, version and outputs (not its
+    /// inputs) for the log's retention, so that feedback joins it (on by default).
+    pub predictions: bool,
+    /// Input features whose value is kept with each prediction, so that performance can be
+    /// read per segment (a feature's categories).
+    pub segments: Vec<String>,
 }
 
 impl Default for Monitoring {
@@ -120,9 +126,14 @@ impl Default for Monitoring {
             window_s: 60,
             validation: Validation::Observe,
             feature_metrics: false,
+            predictions: true,
+            segments: Vec::new(),
         }
     }
 }
+
+/// Segment features kept per prediction, at most.
+const MAX_SEGMENTS: usize = 8;
 
 const MAX_WINDOW_S: u64 = 86_400;
 
@@ -232,6 +243,14 @@ impl DeploymentSpec {
             return bad(format!(
                 "monitoring.window_s must divide a day (1 s to {MAX_WINDOW_S} s: 60, 300, 3600, ...) so that windows line up across replicas and days, got {}",
                 m.window_s
+            ));
+        }
+        if m.segments.len() > MAX_SEGMENTS
+            || m.segments.iter().any(|f| f.is_empty() || f.len() > 200)
+        {
+            return bad(format!(
+                "monitoring.segments names at most {MAX_SEGMENTS} input features (each 1 to 200 bytes), got {:?}",
+                m.segments
             ));
         }
         if let Some(h) = &self.sticky_header {

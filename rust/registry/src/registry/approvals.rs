@@ -45,18 +45,24 @@ impl Registry {
         alias: &str,
         version: i64,
         reason: &str,
+        evidence: Option<&Json>,
     ) -> Result<Approval> {
         names::alias(alias)?;
         let at = now_micros();
+        let evidence_text = evidence.map(Json::to_string);
         let id = self.write(|tx| {
             Self::version_row(tx, model, version)?;
             let row = query_one(
                 tx,
-                "INSERT INTO approvals (model, alias, version, requested_by, requested_at, reason, status) VALUES (?, ?, ?, ?, ?, ?, 'pending') RETURNING id",
-                &[model.into(), alias.into(), Value::Int(version), actor.into(), Value::Int(at), reason.into()],
+                "INSERT INTO approvals (model, alias, version, requested_by, requested_at, reason, status, evidence) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?) RETURNING id",
+                &[model.into(), alias.into(), Value::Int(version), actor.into(), Value::Int(at), reason.into(), evidence_text.clone().map_or(Value::Null, Value::Text)],
             )?;
             let id = row.and_then(|r| r[0].as_i64()).unwrap_or(0);
-            audit::append(tx, at, actor, "approval.request", Some(model), &json!({"id": id, "alias": alias, "version": version, "reason": reason}))?;
+            let mut details = json!({"id": id, "alias": alias, "version": version, "reason": reason});
+            if let Some(e) = evidence {
+                details["evidence"] = e.clone();
+            }
+            audit::append(tx, at, actor, "approval.request", Some(model), &details)?;
             Ok(id)
         })?;
         self.get_approval(id)

@@ -32,11 +32,13 @@ mod feedback;
 mod hooks;
 mod lineage;
 mod monitoring;
+mod predictions;
 mod runs;
 mod versions;
 
 pub use crate::now_micros;
 pub use feedback::{Feedback, FeedbackCounts, NewFeedback, Target};
+pub use predictions::{Labelled, Prediction};
 
 /// A reference to one version: `models:/name/3`, `models:/name@alias`, `models:/name/latest`.
 #[derive(Debug, Clone, PartialEq)]

@@ -47,6 +47,59 @@ impl Registry {
         })
     }
 
+    /// Stores (or replaces) a version's reference with labels: its `classes` (JSON text)
+    /// and `rows` rows of predictions, probabilities and true labels as the client encoded
+    /// them (`data`; the registry does not read it).
+    pub fn set_label_reference(
+        &self,
+        actor: &str,
+        model: &str,
+        version: i64,
+        classes: &str,
+        rows: i64,
+        data: &[u8],
+    ) -> Result<()> {
+        let at = now_micros();
+        self.write(|tx| {
+            Self::version_row(tx, model, version)?;
+            tx.execute(
+                "INSERT INTO version_label_references (model, version, classes, row_count, data, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (model, version) DO UPDATE SET classes = excluded.classes, row_count = excluded.row_count, data = excluded.data, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                &[model.into(), Value::Int(version), classes.into(), Value::Int(rows), Value::Blob(data.to_vec()), Value::Int(at), actor.into()],
+            )?;
+            audit::append(
+                tx,
+                at,
+                actor,
+                "reference.labels_set",
+                Some(model),
+                &json!({"version": version, "rows": rows}),
+            )
+        })
+    }
+
+    /// A version's reference with labels: (classes as JSON text, rows, data), or None.
+    pub fn label_reference(
+        &self,
+        model: &str,
+        version: i64,
+    ) -> Result<Option<(String, i64, Vec<u8>)>> {
+        self.read(|tx| {
+            let row = query_one(
+                tx,
+                "SELECT classes, row_count, data FROM version_label_references WHERE model = ? AND version = ?",
+                &[model.into(), Value::Int(version)],
+            )?;
+            Ok(row.map(|r| {
+                (
+                    r.first().and_then(Value::as_str).unwrap_or("[]").to_string(),
+                    r.get(1).and_then(Value::as_i64).unwrap_or(0),
+                    r.get(2).and_then(Value::as_bytes).map(<[u8]>::to_vec).unwrap_or_default(),
+                )
+            }))
+        })
+    }
+
     /// The reference profiles of a version, or None when it has none.
     pub fn reference(&self, model: &str, version: i64) -> Result<Option<Reference>> {
         self.read(|tx| {

@@ -76,6 +76,7 @@ pub(super) async fn serve(
 ) -> Response {
     let arrival = Arrival {
         id: request_id(request.headers()),
+        keys: Arc::default(),
         at: Instant::now(),
         time_us: crate::now_us(),
     };

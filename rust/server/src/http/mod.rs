@@ -4,6 +4,7 @@
 
 mod body;
 mod endpoints;
+mod feedback;
 mod infer;
 mod monitoring;
 
@@ -33,7 +34,7 @@ pub struct App {
     pub body_timeout: Duration,
     /// Bytes of request bodies held by requests being read, queued or run.
     pub in_flight: ByteBudget,
-    /// For the monitoring series.
+    /// For the monitoring series and feedback.
     pub registry: Arc<pilothouse_registry::Registry>,
 }
 
@@ -142,6 +143,7 @@ fn router(app: Arc<App>) -> Router {
             "/v2/models/{name}/versions/{version}/config",
             get(version_config),
         )
+        .route("/v2/models/{name}/feedback", post(feedback::feedback))
         .route(
             "/v2/models/{name}/monitoring/{kind}",
             get(monitoring::monitoring),

@@ -1,7 +1,8 @@
-//! The store thread: files the windows the tap closes in the registry (retrying while the
-//! registry is unreachable, holding at most `MAX_BACKLOG` windows), sets the drift gauges of
-//! each deployment's latest window, and keeps storage bounded by rolling windows up
-//! ([`compact`]): the windows of every replica in a finished hour merge into one hour window,
+//! The store thread: files the windows the tap closes and the predictions it keeps in the
+//! registry (retrying while the registry is unreachable, holding at most `MAX_BACKLOG`
+//! windows and `MAX_PREDICTIONS` predictions), deletes predictions past their retention,
+//! sets the drift gauges of each deployment's latest window, and keeps storage bounded by
+//! rolling windows up ([`compact`]): the windows of every replica in a finished hour merge into one hour window,
 //! finished days into one day window, and the finer windows go after their retention.
 
 use std::collections::{BTreeMap, HashSet};
@@ -13,16 +14,18 @@ use pilothouse_drift::compare::{compare_profiles, Options};
 use pilothouse_drift::Profile;
 use pilothouse_monitor::series::Side;
 use pilothouse_monitor::{Health, Quality};
-use pilothouse_registry::{MonitorWindow, Registry, WindowQuery};
+use pilothouse_registry::{MonitorWindow, Prediction, Registry, WindowQuery};
 
 use crate::metrics::Metrics;
 use crate::monitor::read;
-use crate::monitor::tap::Finished;
+use crate::monitor::tap::{Finished, Stored};
 
 pub const HOUR_US: i64 = 3_600_000_000;
 pub const DAY_US: i64 = 24 * HOUR_US;
 /// Windows held while the registry is unreachable; older ones are dropped past this.
 const MAX_BACKLOG: usize = 100_000;
+/// Predictions held while the registry is unreachable; older ones are dropped past this.
+const MAX_PREDICTIONS: usize = 1_000_000;
 /// A period is rolled up this long after it ends, when every replica has stored its windows.
 const GRACE_US: i64 = 120_000_000;
 /// The replica name of rolled-up windows.
@@ -69,7 +72,7 @@ pub fn stored(f: &Finished, replica: &str) -> MonitorWindow {
 /// Starts the store thread; it ends when the tap's sender is dropped, after a last write.
 pub fn start(
     registry: Arc<Registry>,
-    rx: Receiver<Vec<Finished>>,
+    rx: Receiver<Stored>,
     metrics: Arc<Metrics>,
     replica: String,
     retention: Retention,
@@ -85,54 +88,80 @@ pub fn start(
 
 fn run(
     registry: &Registry,
-    rx: &Receiver<Vec<Finished>>,
+    rx: &Receiver<Stored>,
     metrics: &Metrics,
     replica: &str,
     retention: Retention,
 ) {
     let mut backlog: Vec<MonitorWindow> = Vec::new();
+    let mut predictions: Vec<Prediction> = Vec::new();
+    // how many days each deployment served here keeps its predictions (None: forever)
+    let mut keep_days: BTreeMap<String, Option<u32>> = BTreeMap::new();
     let mut last_error: Option<String> = None;
     let mut next_compaction = Instant::now() + Duration::from_secs(10);
     loop {
-        let done = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(finished) => {
+        let mut take = |message: Stored| match message {
+            Stored::Windows(finished) => {
                 for f in &finished {
                     gauges(metrics, f);
                     backlog.push(stored(f, replica));
                 }
+            }
+            Stored::Predictions(rows, days) => {
+                predictions.extend(rows.into_iter().map(|mut p| {
+                    p.replica = replica.to_string();
+                    p
+                }));
+                keep_days.extend(days);
+            }
+        };
+        let done = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(message) => {
+                take(message);
                 false
             }
             Err(RecvTimeoutError::Timeout) => false,
             Err(RecvTimeoutError::Disconnected) => true,
         };
         while let Ok(more) = rx.try_recv() {
-            for f in &more {
-                gauges(metrics, f);
-                backlog.push(stored(f, replica));
-            }
+            take(more);
         }
+        let mut failed = None;
         if !backlog.is_empty() {
             match registry.put_windows(&backlog) {
-                Ok(()) => {
-                    backlog.clear();
-                    if last_error.take().is_some() {
-                        tracing::info!(
-                            event = "monitor_store_recovered",
-                            "monitoring windows are stored again"
-                        );
-                    }
+                Ok(()) => backlog.clear(),
+                Err(e) => failed = Some(e.to_string()),
+            }
+        }
+        if failed.is_none() && !predictions.is_empty() {
+            match registry.put_predictions(&predictions) {
+                Ok(()) => predictions.clear(),
+                Err(e) => failed = Some(e.to_string()),
+            }
+        }
+        match failed {
+            None => {
+                if last_error.take().is_some() {
+                    tracing::info!(
+                        event = "monitor_store_recovered",
+                        "monitoring windows are stored again"
+                    );
                 }
-                Err(e) => {
-                    let message = e.to_string();
-                    if last_error.as_deref() != Some(&message) {
-                        tracing::warn!(event = "monitor_store_error", error = %message, held = backlog.len(), "cannot store monitoring windows; holding them to retry");
-                    }
-                    last_error = Some(message);
-                    if backlog.len() > MAX_BACKLOG {
-                        let extra = backlog.len() - MAX_BACKLOG;
-                        backlog.drain(..extra);
-                        metrics.monitor_windows_dropped.inc_by(extra as u64);
-                    }
+            }
+            Some(message) => {
+                if last_error.as_deref() != Some(&message) {
+                    tracing::warn!(event = "monitor_store_error", error = %message, held = backlog.len(), predictions = predictions.len(), "cannot store monitoring windows and predictions; holding them to retry");
+                }
+                last_error = Some(message);
+                if backlog.len() > MAX_BACKLOG {
+                    let extra = backlog.len() - MAX_BACKLOG;
+                    backlog.drain(..extra);
+                    metrics.monitor_windows_dropped.inc_by(extra as u64);
+                }
+                if predictions.len() > MAX_PREDICTIONS {
+                    let extra = predictions.len() - MAX_PREDICTIONS;
+                    predictions.drain(..extra);
+                    metrics.predictions_dropped.inc_by(extra as u64);
                 }
             }
         }
@@ -143,6 +172,14 @@ fn run(
             next_compaction = Instant::now() + Duration::from_secs(60);
             if let Err(e) = compact(registry, crate::now_us(), retention) {
                 tracing::warn!(event = "monitor_compaction_error", error = %e, "rolling monitoring windows up failed; retrying in a minute");
+            }
+            for (deployment, days) in &keep_days {
+                let Some(days) = days else { continue };
+                let before =
+                    crate::now_us().saturating_sub(i64::from(*days).saturating_mul(DAY_US));
+                if let Err(e) = registry.delete_predictions(deployment, before) {
+                    tracing::warn!(event = "prediction_retention_error", deployment, error = %e, "deleting predictions past their retention failed; retrying in a minute");
+                }
             }
         }
     }

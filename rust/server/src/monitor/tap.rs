@@ -12,11 +12,23 @@ use pilothouse_monitor::health::Observation;
 use pilothouse_monitor::{Closed, Key, Windows};
 use pilothouse_runtime::{FeatureBuffer, OwnedTensor};
 
+use crate::monitor::predictions::Kept;
 use crate::monitor::{process, Watch};
 use crate::paylog::Record;
+use crate::spec::LogPolicy;
 
 /// Rows held before they are profiled.
 const CHUNK_ROWS: usize = 2048;
+
+/// What the tap hands the store thread.
+pub enum Stored {
+    Windows(Vec<Finished>),
+    /// Answered rows to keep, and how many days each deployment's log keeps them.
+    Predictions(
+        Vec<pilothouse_registry::Prediction>,
+        Vec<(String, Option<u32>)>,
+    ),
+}
 
 /// A closed window with what the store needs to file and compare it.
 pub struct Finished {
@@ -84,11 +96,14 @@ pub struct Tap {
     /// Profiling runs here, on this (low-priority) thread alone: the drift crate would
     /// otherwise spread it over the global pool, at serving's priority.
     pool: Option<rayon::ThreadPool>,
-    out: Sender<Vec<Finished>>,
+    /// The answered rows kept for feedback, and each deployment's retention in days.
+    kept: Kept,
+    retention: HashMap<String, Option<u32>>,
+    out: Sender<Stored>,
 }
 
 impl Tap {
-    pub fn new(out: Sender<Vec<Finished>>) -> Tap {
+    pub fn new(out: Sender<Stored>) -> Tap {
         Tap {
             windows: HashMap::new(),
             slots: Vec::new(),
@@ -97,6 +112,8 @@ impl Tap {
             pool: None,
             private: HashMap::new(),
             last_tick_us: i64::MIN,
+            kept: Kept::default(),
+            retention: HashMap::new(),
             out,
         }
     }
@@ -105,6 +122,7 @@ impl Tap {
         if !r.monitoring.enabled {
             return;
         }
+        self.kept.add(r);
         let length = i64::try_from(r.monitoring.window_s)
             .unwrap_or(60)
             .saturating_mul(1_000_000);
@@ -213,9 +231,18 @@ impl Tap {
         Some(self.last)
     }
 
+    /// A deployment's log policy: the inputs it redacts or hashes are not profiled from now
+    /// on, and its kept predictions last as long as its log.
+    pub fn set_policy(&mut self, deployment: &str, policy: &LogPolicy) {
+        let private = policy.drop.iter().chain(&policy.hash).cloned().collect();
+        self.set_private(deployment, private);
+        self.retention
+            .insert(deployment.to_string(), policy.retention_days);
+    }
+
     /// The inputs `deployment`'s log policy redacts or hashes: from now on they are not
     /// profiled (what its slots hold is folded first, under the old set).
-    pub fn set_private(&mut self, deployment: &str, names: Vec<String>) {
+    fn set_private(&mut self, deployment: &str, names: Vec<String>) {
         let names: Arc<[String]> = Arc::from(names);
         for i in 0..self.slots.len() {
             let s = &self.slots[i];
@@ -246,6 +273,7 @@ impl Tap {
             finished.extend(windows.close_due(now_us));
         }
         let finished = self.attach(finished);
+        self.hand_over(false);
         // a slot goes when it holds nothing, its key has no open window (whose model and
         // watch it names) and it has been quiet for two windows
         let open = &self.windows;
@@ -270,6 +298,19 @@ impl Tap {
         }
         let finished = self.attach(finished);
         self.send(finished);
+        self.hand_over(true);
+    }
+
+    /// Sends the kept predictions to the store when they are due (`all`: every one now).
+    fn hand_over(&mut self, all: bool) {
+        if let Some(rows) = self.kept.due(all) {
+            let retention = self
+                .retention
+                .iter()
+                .map(|(d, days)| (d.clone(), *days))
+                .collect();
+            let _ = self.out.send(Stored::Predictions(rows, retention));
+        }
     }
 
     /// Counts and profiles what slot `i` holds into its open window (a window of its key
@@ -357,7 +398,7 @@ impl Tap {
     fn send(&self, finished: Vec<Finished>) {
         if !finished.is_empty() {
             // the store thread gone means the server is stopping: nothing left to keep
-            let _ = self.out.send(finished);
+            let _ = self.out.send(Stored::Windows(finished));
         }
     }
 }
@@ -378,6 +419,7 @@ mod tests {
         Record {
             deployment: "churn".into(),
             request_id: String::new(),
+            keys: Arc::default(),
             time_us,
             model: "churn".into(),
             version: 1,
@@ -394,8 +436,18 @@ mod tests {
             outputs: None,
             error: None,
             watch: Arc::default(),
-            monitoring: crate::spec::Monitoring::default(),
+            monitoring: Arc::default(),
         }
+    }
+
+    fn windows(rx: &crossbeam_channel::Receiver<Stored>) -> Vec<Finished> {
+        rx.try_iter()
+            .filter_map(|s| match s {
+                Stored::Windows(w) => Some(w),
+                Stored::Predictions(..) => None,
+            })
+            .flatten()
+            .collect()
     }
 
     #[test]
@@ -407,7 +459,7 @@ mod tests {
         tap.record(&record(t0 + 5));
         tap.record(&record(t0 + minute - 10));
         tap.tick(t0 + minute + 1);
-        let closed: Vec<Finished> = rx.try_iter().flatten().collect();
+        let closed: Vec<Finished> = windows(&rx);
         assert_eq!(closed.len(), 1);
         assert_eq!(
             (closed[0].closed.start_us, closed[0].closed.health.requests),
@@ -418,7 +470,7 @@ mod tests {
         tap.record(&record(t0 + minute - 3));
         tap.record(&record(t0 + minute + 7));
         tap.close_all();
-        let rest: Vec<Finished> = rx.try_iter().flatten().collect();
+        let rest: Vec<Finished> = windows(&rx);
         assert_eq!(rest.len(), 1);
         assert_eq!(
             (rest[0].closed.start_us, rest[0].closed.health.requests),
@@ -440,9 +492,8 @@ mod tests {
         // a request that arrived in the first window answers now (a long timeout)
         tap.record(&record(t0 + 9));
         tap.close_all();
-        let all: Vec<(i64, u64)> = rx
-            .try_iter()
-            .flatten()
+        let all: Vec<(i64, u64)> = windows(&rx)
+            .into_iter()
             .map(|f| (f.closed.start_us, f.closed.health.requests))
             .collect();
         assert_eq!(all, [(t0, 1), (t0 + 4 * minute, 1)]);

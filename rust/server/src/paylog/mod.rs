@@ -30,6 +30,8 @@ const FLUSH_ROWS: usize = 50_000;
 pub struct Record {
     pub deployment: Arc<str>,
     pub request_id: String,
+    /// The correlation keys of the request's rows (empty when it gave none).
+    pub keys: Arc<Vec<String>>,
     pub time_us: i64,
     pub model: Arc<str>,
     pub version: i64,
@@ -47,7 +49,7 @@ pub struct Record {
     pub error: Option<String>,
     /// How the version's traffic is monitored (its reference, how tensors become columns).
     pub watch: Arc<crate::monitor::Watch>,
-    pub monitoring: crate::spec::Monitoring,
+    pub monitoring: Arc<crate::spec::Monitoring>,
 }
 
 enum Message {
@@ -226,8 +228,7 @@ fn run(
                 Ok(Message::Policy(d, p)) => {
                     if let Some(t) = tap.as_deref_mut() {
                         // what the log keeps private, monitoring does not profile either
-                        let private = p.drop.iter().chain(&p.hash).cloned().collect();
-                        t.set_private(&d, private);
+                        t.set_policy(&d, &p);
                     }
                     writer.policies.insert(d, p);
                 }

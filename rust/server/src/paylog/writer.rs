@@ -411,6 +411,7 @@ mod tests {
         Record {
             deployment: Arc::from("d"),
             request_id: format!("r{i}"),
+            keys: Arc::default(),
             time_us,
             model: Arc::from("m"),
             version: 1 + (i % 2) as i64,
@@ -433,7 +434,7 @@ mod tests {
             }])),
             error: None,
             watch: Arc::default(),
-            monitoring: crate::spec::Monitoring::default(),
+            monitoring: Arc::default(),
         }
     }
 

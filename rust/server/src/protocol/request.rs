@@ -188,6 +188,9 @@ pub struct InferRequest {
     pub binary_outputs: bool,
     /// `parameters.timeout` in microseconds, when the client set one.
     pub timeout_us: Option<u64>,
+    /// `parameters.correlation_id`: the key the business knows each row by (one text for
+    /// the request, or a list with one per row), so that feedback can name it.
+    pub keys: Vec<String>,
 }
 
 fn flag(params: &Option<Map<String, Json>>, key: &str) -> bool {
@@ -293,6 +296,57 @@ fn refuse_sequences(params: &Option<Map<String, Json>>) -> Parsed<()> {
     Ok(())
 }
 
+/// The longest correlation key kept.
+const MAX_KEY: usize = 200;
+
+/// `parameters.correlation_id`: none, one text (the request's only row, or `<key>/<i>` for
+/// row `i` of several) or a list of one text per row.
+fn correlation_keys(params: &Option<Map<String, Json>>, rows: usize) -> Parsed<Vec<String>> {
+    let Some(value) = params.as_ref().and_then(|p| p.get("correlation_id")) else {
+        return Ok(Vec::new());
+    };
+    let check = |k: &str| {
+        if k.is_empty() || k.len() > MAX_KEY {
+            bad(format!(
+                "parameter 'correlation_id': a key is 1 to {MAX_KEY} bytes of text, got {} bytes",
+                k.len()
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    match value {
+        Json::Null => Ok(Vec::new()),
+        Json::String(k) => {
+            check(k)?;
+            Ok(if rows == 1 {
+                vec![k.clone()]
+            } else {
+                (0..rows).map(|i| format!("{k}/{i}")).collect()
+            })
+        }
+        Json::Array(keys) => {
+            if keys.len() != rows {
+                return bad(format!(
+                    "parameter 'correlation_id' lists {} keys for {rows} rows; give one per row, or one text for the request",
+                    keys.len()
+                ));
+            }
+            keys.iter()
+                .map(|k| match k {
+                    Json::String(k) => check(k).map(|()| k.clone()),
+                    other => bad(format!(
+                        "parameter 'correlation_id': keys are texts, got {other}"
+                    )),
+                })
+                .collect()
+        }
+        other => bad(format!(
+            "parameter 'correlation_id' is a text or a list of texts (one per row), got {other}"
+        )),
+    }
+}
+
 fn decode_raw(raw: RawRequest<'_>, mut binary: &[u8]) -> Parsed<InferRequest> {
     refuse_sequences(&raw.parameters)?;
     if raw.inputs.is_empty() {
@@ -374,7 +428,13 @@ fn decode_raw(raw: RawRequest<'_>, mut binary: &[u8]) -> Parsed<InferRequest> {
         .as_ref()
         .and_then(|p| p.get("timeout"))
         .and_then(Json::as_u64);
+    let rows = inputs
+        .first()
+        .and_then(|(_, t)| t.shape.first().copied())
+        .unwrap_or(1);
+    let keys = correlation_keys(&raw.parameters, rows)?;
     Ok(InferRequest {
+        keys,
         id,
         inputs,
         binary_outputs: flag(&raw.parameters, "binary_data_output"),

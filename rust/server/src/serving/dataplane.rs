@@ -138,6 +138,7 @@ impl Outcome {
         Record {
             deployment: deployment.name.clone(),
             request_id: arrival.id.clone(),
+            keys: arrival.keys.clone(),
             time_us: arrival.time_us,
             model: loaded.model_name.clone(),
             version: loaded.version,
@@ -154,7 +155,7 @@ impl Outcome {
             outputs,
             error,
             watch: loaded.watch.clone(),
-            monitoring: deployment.spec.monitoring,
+            monitoring: deployment.monitoring.clone(),
         }
     }
 }
@@ -162,6 +163,8 @@ impl Outcome {
 /// When and as what a request arrived, for the log.
 pub struct Arrival {
     pub id: String,
+    /// The correlation keys of the request's rows (`parameters.correlation_id`).
+    pub keys: Arc<Vec<String>>,
     pub at: Instant,
     pub time_us: i64,
 }
@@ -247,8 +250,11 @@ impl DataPlane {
         self: &Arc<Self>,
         admitted: &Admitted,
         request: &mut InferRequest,
-        arrival: Arrival,
+        mut arrival: Arrival,
     ) -> Result<Answer, RequestError> {
+        if !request.keys.is_empty() {
+            arrival.keys = Arc::new(std::mem::take(&mut request.keys));
+        }
         let Admitted {
             deployment,
             loaded,
@@ -313,6 +319,7 @@ impl DataPlane {
                 outputs: None,
                 binary_outputs: false,
                 timeout_us: None,
+                keys: Vec::new(),
             };
             let (outcome, inputs) = run(&shadow, &deployment, &mut request).await;
             let status = outcome.status();

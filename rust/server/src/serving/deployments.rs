@@ -17,7 +17,7 @@ use serde_json::Value as Json;
 use crate::metrics::{DeploymentLabels, Metrics, VersionLabels, VersionMetrics};
 use crate::paylog::LogSender;
 use crate::serving::batcher::{Batcher, Settings};
-use crate::spec::{Batching, DeploymentSpec, Target};
+use crate::spec::{Batching, DeploymentSpec, Monitoring, Target};
 
 /// One version of a model, loaded for one deployment.
 pub struct Loaded {
@@ -46,6 +46,8 @@ pub struct RouteState {
 pub struct Deployment {
     pub name: Arc<str>,
     pub spec: DeploymentSpec,
+    /// `spec.monitoring`, shared with every record of the deployment's traffic.
+    pub monitoring: Arc<Monitoring>,
     pub generation: i64,
     pub routes: Vec<RouteState>,
     pub shadow: Option<(Arc<Loaded>, Arc<str>)>,
@@ -362,6 +364,7 @@ impl Watcher {
             routes,
             shadow,
             resolved,
+            monitoring: Arc::new(spec.monitoring.clone()),
             spec,
         };
         self.ctx.log.set_policy(name, deployment.spec.log.clone());
