@@ -76,6 +76,7 @@ bench: install
 	  ( $(PYTHON) -m venv $(HOME)/.cache/pilothouse/bentoml-venv && \
 	    $(HOME)/.cache/pilothouse/bentoml-venv/bin/pip install --quiet bentoml onnxruntime numpy )
 	$(PYTHON) benchmarks/serving.py
+	$(PYTHON) benchmarks/keep_cost.py
 
 # The property-based fuzz tests that `cargo test` runs briefly, run long (release build, so
 # many more cases per minute). Every property counts as one line in the summary.

@@ -30,6 +30,8 @@ __all__ = ["Comparison", "compare"]
 When = Union[dt.datetime, dt.timedelta, str, None]
 Side = Union[str, int]
 
+# labelled answers each side needs, at least
+MIN_LABELLED = 30
 # metrics whose lower values are better
 _LOWER_IS_BETTER = {"log_loss", "calibration_error", "mae", "rmse", "mape"}
 
@@ -144,10 +146,11 @@ def compare(
 ) -> Comparison:
     """Compares two sides of ``deployment``'s traffic in the period on ``metric``.
 
-    Requests both sides answered (a shadow's copy of each request) are compared in pairs;
-    otherwise each side on its own requests. Accuracy's interval is the paired (or two
-    sample) normal interval of the per-request differences; other metrics use a bootstrap
-    of ``resamples`` resamples of the requests (paired resamples where the comparison is
+    When one side is the shadow, the requests both answered are compared in pairs;
+    otherwise each side on its own requests (at least 30 labelled each). Accuracy's
+    interval is the paired (or two-sample) normal interval of the per-request differences,
+    and a paired verdict also needs McNemar's exact test; other metrics use a bootstrap of
+    ``resamples`` resamples of the requests (paired resamples where the comparison is
     paired). The verdict names the better side when the interval at ``confidence``
     excludes 0."""
     from pilothouse import realized
@@ -160,16 +163,19 @@ def compare(
     frame = realized.predictions(deployment, since, until, registry=reg)
     if frame.empty:
         raise ValidationError(f"'{deployment}' answered nothing in that period")
+    outputs = realized._Outputs(frame, None, None, None)
+    if metric not in realized._metrics(None, outputs):
+        realized._metrics([metric], outputs)  # raises, naming the metrics
+    frame = realized._clean(frame, outputs)
     a, a_name = _rows_of(frame, champion, deployment, reg)
     b, b_name = _rows_of(frame, challenger, deployment, reg)
     if a.empty or b.empty:
         raise ValidationError(
             f"no answers of {a_name if a.empty else b_name} in that period to compare"
         )
-    outputs = realized._Outputs(frame, None, None, None)
-    if metric not in realized._metrics(None, outputs):
-        realized._metrics([metric], outputs)  # raises, naming the metrics
-    shared = sorted(set(a["request_id"]) & set(b["request_id"]))
+    # paired: one side is the shadow, which ran a copy of each request the other answered
+    shadowed = bool(a["shadow"].all() != b["shadow"].all())
+    shared = sorted(set(a["request_id"]) & set(b["request_id"])) if shadowed else []
     paired = len(shared) > 0
     if paired:
         a = a.drop_duplicates("request_id").set_index("request_id").loc[shared].reset_index()
@@ -192,13 +198,14 @@ def compare(
     if paired:
         keep = a["target"].notna().to_numpy()
         a_l, b_l = a[keep], b[keep]
-    if len(a_l) < 2 or len(b_l) < 2:
+    if len(a_l) < MIN_LABELLED or len(b_l) < MIN_LABELLED:
         raise ValidationError(
             f"too few labelled answers to compare ({len(a_l)} of {a_name}, {len(b_l)} of "
-            f"{b_name}); log feedback first"
+            f"{b_name}; at least {MIN_LABELLED} each): log feedback first"
         )
     rng = np.random.default_rng(seed)
     alpha = 1.0 - confidence
+    exact_p: float | None = None
     va, vb = _value(a_l, outputs, metric), _value(b_l, outputs, metric)
     if metric == "accuracy" and not outputs.regression:
         ca = _correct(a_l, outputs)
@@ -207,17 +214,28 @@ def compare(
         if paired:
             d = cb - ca
             se = float(np.std(d, ddof=1) / math.sqrt(len(d)))
-            method = "paired normal interval"
+            method = "paired normal interval, McNemar's exact test"
+            # the interval is Wald's, loose when few answers differ: the verdict also needs
+            # McNemar's exact test on the requests only one side got right
+            exact_p = _mcnemar(int((d > 0).sum()), int((d < 0).sum()))
         else:
             se = math.sqrt(np.var(ca, ddof=1) / len(ca) + np.var(cb, ddof=1) / len(cb))
             method = "two-sample normal interval"
         lo, hi = (vb - va) - z * se, (vb - va) + z * se
     else:
         diffs = _bootstrap(a_l, b_l, outputs, metric, paired, resamples, rng)
+        undefined = float(np.isnan(diffs).mean())
+        if undefined > 0.01:
+            raise ValidationError(
+                f"{metric} is not defined on {undefined:.0%} of the resamples (too few labelled "
+                "answers of some class): compare on a longer period, or on accuracy"
+            )
         lo, hi = (float(x) for x in np.nanquantile(diffs, [alpha / 2, 1 - alpha / 2]))
         method = f"{'paired ' if paired else ''}bootstrap of {resamples} resamples"
     better_high = metric not in _LOWER_IS_BETTER
-    if lo > 0:
+    if exact_p is not None and exact_p >= alpha:
+        verdict = "no difference detected"
+    elif lo > 0:
         verdict = f"{'challenger' if better_high else 'champion'} better"
     elif hi < 0:
         verdict = f"{'champion' if better_high else 'challenger'} better"
@@ -241,6 +259,21 @@ def compare(
         verdict=verdict,
         method=method,
     )
+
+
+def _mcnemar(better: int, worse: int) -> float:
+    """McNemar's exact two-sided p-value: of the requests only one side got right, the
+    chance of a split at least this uneven if each were a fair coin."""
+    n = better + worse
+    if n == 0:
+        return 1.0
+    low = min(better, worse)
+    log_half = n * math.log(0.5)
+    tail = sum(
+        math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + log_half)
+        for i in range(low + 1)
+    )
+    return min(1.0, 2.0 * tail)
 
 
 def _correct(frame: Any, outputs: Any) -> np.ndarray:
@@ -276,7 +309,8 @@ def _bootstrap(
     xa, xb = arrays(a), arrays(b)
     na, nb = len(a), len(b)
     out: list[np.ndarray] = []
-    batch = max(1, 2_000_000 // max(na, nb))
+    width = 1 if outputs.regression or len(outputs.classes) == 2 else len(outputs.classes)
+    batch = max(1, 2_000_000 // (max(na, nb) * width))
     done = 0
     while done < resamples:
         m = min(batch, resamples - done)

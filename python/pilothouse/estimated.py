@@ -50,6 +50,18 @@ def set_label_reference(
             "targets= stores a reference for estimating a classifier's performance (CBPE); "
             "this model gives no class probabilities"
         )
+    import warnings
+
+    from pilothouse.realized import _clean
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        usable = len(_clean(frame, spec))
+    if usable != n:
+        raise ValidationError(
+            f"targets: the model's outputs on {n - usable} of the {n} reference rows cannot be "
+            "scored (missing or invalid probabilities)"
+        )
     y_pred, y_true, proba = _classified(frame, spec)
     if (y_true == np.uint32(2**32 - 1)).any():
         raise ValidationError("targets: every reference row needs its label (some are missing)")

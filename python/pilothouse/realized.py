@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import os
+import tempfile
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -184,39 +188,94 @@ class _Outputs:
                 raise ValidationError(f"classes={list(given)!r}: at least two distinct classes")
             return classes
         labels = [_text(v) for v in frame["output." + str(self.label)]]
-        targets = [_text(t) for t in frame["target"]]
-        seen = sorted({x for x in labels + targets if x is not None}, key=_sort_key)
+        predicted = sorted({x for x in labels if x is not None}, key=_sort_key)
+        unclear = ValidationError(
+            "cannot tell which class each probability column is from the answers kept (the "
+            f"model predicted {predicted[:10]}); pass classes= in the probabilities' order, or "
+            "store a reference with labels (ph.set_reference(..., targets=))"
+        )
         if self.proba is None:
-            return seen if len(seen) >= 2 else [*seen, "(other)"]
-        # the probabilities' order: each predicted label is the column of the highest
-        # probability, so the labels seen at each column name it
+            # the classes the model answers: labels outside them are not known to it
+            return predicted if len(predicted) >= 2 else [*predicted, "(other)"]
         width = 0
         by_column: dict[int, Counter[str]] = {}
         for label, p in zip(labels, frame["output." + self.proba]):
-            if not isinstance(p, list) or label is None:
+            if label is None or not _probabilities(p):
                 continue
-            width = max(width, len(p))
-            by_column.setdefault(int(np.argmax(p)), Counter())[label] += 1
+            row = p if isinstance(p, list) else [p]
+            width = max(width, len(row))
+            if len(row) > 1:
+                by_column.setdefault(int(np.argmax(row)), Counter())[label] += 1
         if width <= 1:
-            return seen if len(seen) >= 2 else [*seen, "(other)"]
-        named = {column: c.most_common(1)[0][0] for column, c in by_column.items()}
-        if len(set(named.values())) == len(named):
-            rest = [c for c in seen if c not in named.values()]
-            order = [named.get(i) for i in range(width)]
-            if all(o is not None for o in order):
-                return [str(o) for o in order]
-            if len(rest) == order.count(None):
-                it = iter(rest)
-                return [o if o is not None else next(it) for o in order]
-        if len(seen) == width:
-            return seen
+            # one probability, of the positive (the greater) class
+            if len(predicted) == 2:
+                return predicted
+            if set(predicted) <= {"0", "1"}:
+                return ["0", "1"]
+            raise unclear
+        # each predicted label is the column of the highest probability, so the labels seen
+        # at each column name it; an order is taken only when the answers settle it
+        named = {}
+        for column, votes in by_column.items():
+            label, n = votes.most_common(1)[0]
+            if n < 0.99 * sum(votes.values()):
+                raise unclear  # labels are not the argmax (a tuned threshold?)
+            named[column] = label
+        if len(set(named.values())) != len(named):
+            raise unclear
+        if len(named) == width:
+            return [named[i] for i in range(width)]
         integers = [str(i) for i in range(width)]
-        if set(seen) <= set(integers):
-            # integer classes 0..k-1 (scikit-learn's encoded labels), some never seen yet
+        if all(named[c] == integers[c] for c in named) and set(predicted) <= set(integers):
+            # integer classes 0..k-1 (scikit-learn's encoded labels), some never predicted yet
             return integers
-        raise ValidationError(
-            f"cannot tell which class each of the {width} probability columns is; pass classes="
+        raise unclear
+
+
+def _probabilities(p: Any) -> bool:
+    """A row's probabilities: a number or a list of numbers, each from 0 to 1."""
+    row = p if isinstance(p, list) else [p]
+    return bool(row) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and 0.0 <= x <= 1.0 for x in row
+    )
+
+
+def _clean(frame: Any, outputs: _Outputs) -> Any:
+    """The rows whose outputs can be scored: a predicted class among the classes and
+    probabilities of the right width (a classifier's), or a number (a regressor's). The
+    others are left out, with a warning naming how many."""
+    if outputs.regression:
+        keep = [
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in (_unlist(v) for v in frame["output." + outputs.value])
+        ]
+    else:
+        classes = set(outputs.classes)
+        width = 1 if len(outputs.classes) == 2 else len(outputs.classes)
+        labels = [_text(v) in classes for v in frame["output." + str(outputs.label)]]
+        if outputs.proba is None:
+            keep = labels
+        else:
+            keep = [
+                ok
+                and _probabilities(p)
+                and (len(p) if isinstance(p, list) else 1) in {width, len(outputs.classes)}
+                for ok, p in zip(labels, frame["output." + outputs.proba])
+            ]
+    dropped = len(keep) - sum(keep)
+    if dropped:
+        warnings.warn(
+            f"{dropped} of {len(keep)} answers have outputs that cannot be scored (a class "
+            f"outside {outputs.classes[:10] or 'numbers'}, or missing or invalid "
+            "probabilities): left out",
+            stacklevel=3,
         )
+        return frame[keep].reset_index(drop=True)
+    return frame
+
+
+def _unlist(v: Any) -> Any:
+    return v[0] if isinstance(v, list) and len(v) == 1 else v
 
 
 def _sort_key(x: str) -> tuple[int, float, str]:
@@ -283,6 +342,7 @@ def performance(
     if classes is None:
         classes = estimated.label_reference_classes(registry, frame)
     outputs = _Outputs(frame, label, proba, classes)
+    frame = _clean(frame, outputs)
     wanted = _metrics(metrics, outputs)
     if by is not None and "segment." + by not in frame.columns:
         raise ValidationError(
@@ -329,6 +389,7 @@ def confusion(
     if frame.empty:
         return pd.DataFrame(columns=columns)
     outputs = _Outputs(frame, label, None, classes)
+    frame = _clean(frame, outputs)
     if outputs.regression:
         raise ValidationError("a confusion matrix is a classifier's; this model predicts numbers")
     time_us = (frame["time"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "us")
@@ -383,11 +444,15 @@ def _table(
         else estimated.estimate_windows(frame, outputs.classes, codes, bounds, wanted, registry)
     )
     drift = _label_drift(frame, outputs, bounds)
+    if codes is None:
+        known = np.array([math.isfinite(_number(t)) for t in frame["target"]], dtype=bool)
+    else:
+        known = codes[1] != _UNKNOWN
     nan = float("nan")
     rows = []
     for g, (key, (lo, hi)) in enumerate(zip(groups.keys(), bounds)):
         part = frame.iloc[lo:hi]
-        labelled = int(part["target"].notna().sum())
+        labelled = int(known[lo:hi].sum())
         n = hi - lo
         share = labelled / n if n else 0.0
         flagged = int(part["good"].notna().sum())
@@ -478,6 +543,7 @@ def staleness(
     if frame.empty:
         return pd.DataFrame(columns=columns)
     outputs = _Outputs(frame, None, None, estimated.label_reference_classes(registry, frame))
+    frame = _clean(frame, outputs)
     wanted = _metrics(metrics, outputs)
     bucket_us = seconds_of(age or "1d", "age") * 1_000_000
     born: dict[int, int] = {}
@@ -522,28 +588,38 @@ def _classified(frame: Any, outputs: _Outputs) -> tuple[np.ndarray, np.ndarray, 
     index = {c: np.uint32(i) for i, c in enumerate(outputs.classes)}
     k = len(outputs.classes)
 
-    def code(v: Any, what: str, missing_ok: bool) -> np.uint32:
+    unmatched: list[Any] = []
+
+    def code(v: Any, what: str, label: bool) -> np.uint32:
         t = _text(v)
-        if t is None and missing_ok:
+        if t in index:
+            return index[t]
+        if label:
+            if t is not None:
+                unmatched.append(v)
             return _UNKNOWN
-        if t not in index:
-            raise ValidationError(
-                f"{what} {v!r} is not one of the classes {outputs.classes}; pass classes="
-            )
-        return index[t]
+        raise ValidationError(
+            f"{what} {v!r} is not one of the classes {outputs.classes}; pass classes="
+        )
 
     y_pred = np.array(
         [code(v, "predicted label", False) for v in frame["output." + str(outputs.label)]],
         dtype=np.uint32,
     )
     y_true = np.array([code(v, "label", True) for v in frame["target"]], dtype=np.uint32)
+    if unmatched:
+        warnings.warn(
+            f"{len(unmatched)} labels are not among the classes {outputs.classes[:10]} (e.g. "
+            f"{unmatched[:3]!r}): counted as not labelled",
+            stacklevel=3,
+        )
     width = 1 if k == 2 else k
     proba = np.zeros(len(frame) * width)
     if outputs.proba is not None:
         for i, p in enumerate(frame["output." + outputs.proba]):
             row = p if isinstance(p, list) else [p]
             if k == 2:
-                proba[i] = float(row[1] if len(row) == 2 else row[0])
+                proba[i] = float(row[1] if len(row) == 2 else row[0])  # width checked by _clean
             else:
                 if len(row) != k:
                     raise ValidationError(
@@ -585,28 +661,31 @@ def _realized(
 def _number(v: Any) -> float:
     if isinstance(v, list) and len(v) == 1:
         v = v[0]
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        return float("nan")
     try:
-        return float(v) if v is not None else float("nan")
-    except (TypeError, ValueError):
-        raise ValidationError(f"{v!r} is not a number: a regressor's labels are numbers") from None
+        return float(v)  # a label that is not a number is not known (NaN)
+    except ValueError:
+        return float("nan")
 
 
 def _label_drift(
     frame: Any, outputs: _Outputs, bounds: list[tuple[int, int]]
 ) -> list[tuple[float, bool]]:
     """Per group, the p-value of its labels' distribution against the first labelled
-    window's (the whole period's first window of the same version and route), and whether
-    it drifted."""
+    window's (the period's first window of the same version, route and segment), and
+    whether it drifted."""
     import pandas as pd
 
     from pilothouse.drift import drift
 
     labels = frame["target"]
     out: list[tuple[float, bool]] = []
-    baselines: dict[tuple[Any, Any], Any] = {}
+    baselines: dict[tuple[Any, Any, Any], Any] = {}
     for lo, hi in bounds:
         part = labels.iloc[lo:hi].dropna()
-        key = (frame["version"].iloc[lo], frame["route"].iloc[lo])
+        segment = frame["segment_key"].iloc[lo] if "segment_key" in frame.columns else None
+        key = (frame["version"].iloc[lo], frame["route"].iloc[lo], segment)
         values = (
             part.map(_number) if outputs.regression else part.map(lambda v: _text(v) or "")
         ).reset_index(drop=True)
@@ -635,20 +714,33 @@ def export(
     labelled: bool = True,
     version: int | None = None,
 ) -> Any:
-    """Writes the period's predictions with their inputs (where the payload log kept them),
-    outputs, targets and flags to ``path`` (Parquet, or CSV for a ``.csv`` name), ready to
-    retrain on; ``labelled`` keeps the rows with a label. Returns the table written."""
+    """Writes the period's answers (not a shadow's runs) with their inputs (where the
+    payload log kept them), outputs, targets and flags to ``path`` (Parquet, or CSV for a
+    ``.csv`` name; owner-only), ready to retrain on; ``labelled`` keeps the rows with a
+    label. Returns the table written."""
     frame = predictions(
         deployment, since, until, registry=registry, labelled=labelled or None, version=version
     )
+    # the answers clients got (a shadow's run of the same request is not one)
+    frame = frame[~frame["shadow"]].reset_index(drop=True)
     frame = with_inputs(deployment, frame, registry)
+    if len({type(t) for t in frame["target"].dropna()}) > 1:
+        # numbers and texts mixed: one column of text, as the labels were compared
+        frame["target"] = frame["target"].map(_text)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
-    path.chmod(0o600)
+    # written to an owner-only temporary file beside it, then moved into place
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if path.suffix.lower() == ".csv":
+                frame.to_csv(out, index=False)
+            else:
+                frame.to_parquet(out, index=False)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return frame
 
 

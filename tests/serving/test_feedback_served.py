@@ -187,7 +187,10 @@ def test_late_labels_by_id_and_key_give_sklearns_metrics_per_window(
         timeout=10,
     )
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {
+    counts = answer.json()
+    checked_since = pd.Timestamp(counts.pop("checked_since"))
+    assert pd.Timestamp.now(tz="UTC") - checked_since > pd.Timedelta(hours=23)
+    assert counts == {
         "accepted": len(by_key) + 2,
         "duplicates": 1,
         "unknown_ids": 1,
@@ -255,8 +258,10 @@ def test_late_labels_by_id_and_key_give_sklearns_metrics_per_window(
         assert per_city.loc[city, "value"] == accuracy_score(part.truth, part.label)
 
     server.wait_for(
-        lambda: len(ph.inference_log("churn", since=None, registry=store.registry))
-        == sent.index.str.split("/").str[0].nunique(),
+        lambda: (
+            len(ph.inference_log("churn", since=None, registry=store.registry))
+            == sent.index.str.split("/").str[0].nunique()
+        ),
         what="every request in the payload log",
     )
     flags = mon.feedback(kind="flag", good=False)
@@ -290,6 +295,9 @@ def test_bad_feedback_is_refused_whole_and_names_the_item(store: Store, cli: Any
         ([{"id": "a", "target": [1]}], "item 0: target is a class label"),
         ([{"id": "a", "target": 1, "time": "yesterday"}], "item 0: time"),
         ([{"id": "a", "target": 1, "extra": 2}], "unknown field"),
+        ([{"key": "a\u0000b", "target": 1}], "control character"),
+        ([{"id": "a", "target": 1, "time": 1e10}], "a time from 1970 to 2262"),
+        ([{"id": "a", "target": "x\u0000"}], "no NUL"),
         ({"id": "a"}, "JSON list"),
     ]:
         r = requests.post(url, json=body, timeout=10)

@@ -374,24 +374,21 @@ CREATE INDEX monitor_feedback_by_key ON monitor_feedback(deployment, correlation
 CREATE INDEX monitor_feedback_by_time ON monitor_feedback(deployment, received_us);
 "#,
     // 7: what servers answered, kept (without the inputs) so that feedback joins predictions
-    // when the payload log is off: one row per answered row, deleted after the retention
+    // when the payload log is off: one row per batch a server writes (its rows compressed,
+    // and the sorted hashes of their ids and keys, to tell whether feedback names one),
+    // deleted after the retention
     r#"
-CREATE TABLE monitor_predictions (
+CREATE TABLE monitor_prediction_batches (
+    id {serial},
     deployment TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    correlation_key TEXT,
-    time_us BIGINT NOT NULL,
-    model TEXT NOT NULL,
-    version BIGINT NOT NULL,
-    route TEXT NOT NULL,
-    shadow BIGINT NOT NULL,
     replica TEXT NOT NULL,
-    outputs TEXT NOT NULL,
-    segments TEXT
+    first_us BIGINT NOT NULL,
+    last_us BIGINT NOT NULL,
+    row_count BIGINT NOT NULL,
+    hashes {blob} NOT NULL,
+    data {blob} NOT NULL
 );
-CREATE INDEX monitor_predictions_by_time ON monitor_predictions(deployment, time_us);
-CREATE INDEX monitor_predictions_by_request ON monitor_predictions(deployment, request_id);
-CREATE INDEX monitor_predictions_by_key ON monitor_predictions(deployment, correlation_key);
+CREATE INDEX monitor_prediction_batches_by_time ON monitor_prediction_batches(deployment, last_us);
 "#,
     // 8: a version's reference with labels, for estimating performance without them (CBPE):
     // the classes, and the model's predictions and probabilities with the true labels

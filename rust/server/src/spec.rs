@@ -253,6 +253,15 @@ impl DeploymentSpec {
                 m.segments
             ));
         }
+        if let Some(f) = m
+            .segments
+            .iter()
+            .find(|f| self.log.drop.contains(f) || self.log.hash.contains(f))
+        {
+            return bad(format!(
+                "monitoring.segments names '{f}', which the log policy drops or hashes: its values are not kept anywhere"
+            ));
+        }
         if let Some(h) = &self.sticky_header {
             if h.is_empty()
                 || !h

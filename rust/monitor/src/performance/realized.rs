@@ -17,8 +17,8 @@ fn labelled(rows: &Rows<'_>) -> Vec<usize> {
 }
 
 /// The mean negative log-likelihood of the true classes (probabilities clipped to
-/// [eps, 1 - eps] and each row scaled to sum to one, as scikit-learn's `log_loss`); NaN
-/// without labels.
+/// [eps, 1 - eps], as scikit-learn's `log_loss`, which since 1.5 no longer rescales rows to
+/// sum to one); NaN without labels.
 pub fn log_loss(rows: &Rows<'_>) -> f64 {
     let idx = labelled(rows);
     let Some(t) = rows.y_true else {
@@ -30,9 +30,7 @@ pub fn log_loss(rows: &Rows<'_>) -> f64 {
     let eps = f64::EPSILON;
     let mut sum = 0.0;
     for &i in &idx {
-        let clipped = |k: usize| rows.p(i, k).clamp(eps, 1.0 - eps);
-        let total: f64 = (0..rows.classes).map(clipped).sum();
-        sum -= (clipped(t[i] as usize) / total).ln();
+        sum -= rows.p(i, t[i] as usize).clamp(eps, 1.0 - eps).ln();
     }
     sum / idx.len() as f64
 }
@@ -40,7 +38,8 @@ pub fn log_loss(rows: &Rows<'_>) -> f64 {
 /// The expected calibration error over [`CALIBRATION_BINS`] equal-width bins: for a binary
 /// problem of the positive class's probability against the share of positives, for a
 /// multiclass one of the top class's probability against the share of rows it is right;
-/// each bin's gap weighted by its share of rows. NaN without labels.
+/// each bin's gap weighted by its share of rows. A probability on an edge falls in the bin
+/// below it, as in `calibration_curve` (whose edges are `i * 0.1`). NaN without labels.
 pub fn calibration_error(rows: &Rows<'_>) -> f64 {
     let idx = labelled(rows);
     let Some(t) = rows.y_true else {
@@ -59,7 +58,9 @@ pub fn calibration_error(rows: &Rows<'_>) -> f64 {
                 .unwrap_or(0);
             (rows.p(i, top), t[i] as usize == top)
         };
-        let b = ((confidence * CALIBRATION_BINS as f64) as usize).min(CALIBRATION_BINS - 1);
+        let b = (1..CALIBRATION_BINS)
+            .filter(|e| (*e as f64) * (1.0 / CALIBRATION_BINS as f64) < confidence)
+            .count();
         bins[b].0 += 1;
         bins[b].1 += confidence;
         bins[b].2 += f64::from(u8::from(hit));
@@ -96,13 +97,13 @@ pub struct Regression {
 }
 
 /// MAE, RMSE, MAPE (relative to `max(|y|, eps)`) and R² (1 when the targets are constant
-/// and matched exactly, 0 when constant and missed) over the pairs whose target is not NaN;
-/// NaN everywhere without any.
+/// and matched exactly, 0 when constant and missed, NaN for one pair) over the pairs whose
+/// target and prediction are numbers; NaN everywhere without any.
 pub fn regression(y_pred: &[f64], y_true: &[f64]) -> Regression {
     let pairs: Vec<(f64, f64)> = y_pred
         .iter()
         .zip(y_true)
-        .filter(|(_, t)| !t.is_nan())
+        .filter(|(p, t)| t.is_finite() && p.is_finite())
         .map(|(p, t)| (*p, *t))
         .collect();
     if pairs.is_empty() {
@@ -123,7 +124,9 @@ pub fn regression(y_pred: &[f64], y_true: &[f64]) -> Regression {
         rel += e.abs() / t.abs().max(f64::EPSILON);
         total += (t - mean) * (t - mean);
     }
-    let r2 = if total > 0.0 {
+    let r2 = if pairs.len() < 2 {
+        f64::NAN
+    } else if total > 0.0 {
         1.0 - sq / total
     } else if sq == 0.0 {
         1.0
@@ -154,6 +157,10 @@ mod tests {
         let ece = (0.2 + 0.6 + 0.1) / 3.0;
         assert!((calibration_error(&rows) - ece).abs() < 1e-12);
         assert_eq!(confusion(&rows), vec![1, 1, 0, 1]);
+        // on an edge, the bin below (as calibration_curve): 0.5 and 0.45 share bin 4
+        let (y_pred, y_true, proba) = ([1, 0], [0, 1], [0.5, 0.45]);
+        let rows = Rows::new(2, &y_pred, Some(&y_true), &proba).unwrap();
+        assert!((calibration_error(&rows) - 0.025).abs() < 1e-12);
     }
 
     #[test]
@@ -165,5 +172,7 @@ mod tests {
         assert_eq!(regression(&[2.0, 2.0], &[2.0, 2.0]).r2, 1.0);
         assert_eq!(regression(&[1.0, 3.0], &[2.0, 2.0]).r2, 0.0);
         assert!(regression(&[1.0], &[f64::NAN]).mae.is_nan());
+        assert!(regression(&[1.0], &[2.0]).r2.is_nan());
+        assert_eq!(regression(&[f64::NAN, 1.0, 2.0], &[5.0, 1.0, 3.0]).mae, 0.5);
     }
 }

@@ -28,7 +28,7 @@ pub enum Target {
 /// One piece of feedback as sent.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NewFeedback {
-    /// The request's id (its `X-Request-ID` / v2 `id`), or
+    /// The request's id (the `X-Request-ID` its response carried), or
     pub request_id: Option<String>,
     /// a correlation key the request carried.
     pub key: Option<String>,
@@ -87,6 +87,8 @@ const COLUMNS: &[&str] = &[
 const BATCH: usize = 1000;
 /// The longest id, key, comment or user name kept.
 const MAX_TEXT: usize = 4096;
+/// 2262-01-01T00:00:00Z, in microseconds since the epoch.
+const MAX_TIME_US: i64 = 9_214_646_400_000_000;
 
 fn check(f: &NewFeedback) -> Result<()> {
     if f.request_id.is_none() == f.key.is_none() {
@@ -136,6 +138,16 @@ fn check(f: &NewFeedback) -> Result<()> {
                     format!("{} bytes; at most {MAX_TEXT}", t.len()),
                 ));
             }
+            // PostgreSQL's text holds no NUL; no other control character belongs in these
+            if t.chars()
+                .any(|c| c.is_control() && !(what == "comment" && c.is_whitespace()))
+            {
+                return Err(RegistryError::invalid(
+                    "feedback",
+                    what,
+                    "has a control character",
+                ));
+            }
         }
     }
     if let Some(Target::Text(t)) = &f.target {
@@ -144,6 +156,23 @@ fn check(f: &NewFeedback) -> Result<()> {
                 "feedback target",
                 format!("{} bytes", t.len()),
                 format!("a label has at most {MAX_TEXT} bytes"),
+            ));
+        }
+        if t.contains('\0') {
+            return Err(RegistryError::invalid(
+                "feedback target",
+                t.replace('\0', "\\0"),
+                "a label has no NUL character",
+            ));
+        }
+    }
+    if let Some(t) = f.time_us {
+        // from 1970 to 2262: what every reader's timestamps (pandas' included) can hold
+        if !(0..=MAX_TIME_US).contains(&t) {
+            return Err(RegistryError::invalid(
+                "feedback time",
+                t.to_string(),
+                "a time from 1970 to 2262 (microseconds since the epoch)",
             ));
         }
     }

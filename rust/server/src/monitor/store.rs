@@ -24,8 +24,18 @@ pub const HOUR_US: i64 = 3_600_000_000;
 pub const DAY_US: i64 = 24 * HOUR_US;
 /// Windows held while the registry is unreachable; older ones are dropped past this.
 const MAX_BACKLOG: usize = 100_000;
-/// Predictions held while the registry is unreachable; older ones are dropped past this.
+/// Predictions held while the registry is unreachable (in rows and bytes); older ones are
+/// dropped past this.
 const MAX_PREDICTIONS: usize = 1_000_000;
+const MAX_PREDICTION_BYTES: usize = 256 << 20;
+
+/// About the bytes a held prediction takes.
+fn size_of(p: &Prediction) -> usize {
+    200 + p.request_id.len()
+        + p.key.as_ref().map_or(0, String::len)
+        + p.outputs.len()
+        + p.segments.as_ref().map_or(0, String::len)
+}
 /// A period is rolled up this long after it ends, when every replica has stored its windows.
 const GRACE_US: i64 = 120_000_000;
 /// The replica name of rolled-up windows.
@@ -95,6 +105,7 @@ fn run(
 ) {
     let mut backlog: Vec<MonitorWindow> = Vec::new();
     let mut predictions: Vec<Prediction> = Vec::new();
+    let mut held_bytes = 0usize;
     // how many days each deployment served here keeps its predictions (None: forever)
     let mut keep_days: BTreeMap<String, Option<u32>> = BTreeMap::new();
     let mut last_error: Option<String> = None;
@@ -108,10 +119,8 @@ fn run(
                 }
             }
             Stored::Predictions(rows, days) => {
-                predictions.extend(rows.into_iter().map(|mut p| {
-                    p.replica = replica.to_string();
-                    p
-                }));
+                held_bytes += rows.iter().map(size_of).sum::<usize>();
+                predictions.extend(rows);
                 keep_days.extend(days);
             }
         };
@@ -126,6 +135,8 @@ fn run(
         while let Ok(more) = rx.try_recv() {
             take(more);
         }
+        // windows and predictions are written apart: one that cannot be stored does not
+        // hold the other back
         let mut failed = None;
         if !backlog.is_empty() {
             match registry.put_windows(&backlog) {
@@ -133,10 +144,13 @@ fn run(
                 Err(e) => failed = Some(e.to_string()),
             }
         }
-        if failed.is_none() && !predictions.is_empty() {
-            match registry.put_predictions(&predictions) {
-                Ok(()) => predictions.clear(),
-                Err(e) => failed = Some(e.to_string()),
+        if !predictions.is_empty() {
+            match registry.put_predictions(replica, &predictions) {
+                Ok(()) => {
+                    predictions.clear();
+                    held_bytes = 0;
+                }
+                Err(e) => failed = failed.or(Some(e.to_string())),
             }
         }
         match failed {
@@ -158,10 +172,22 @@ fn run(
                     backlog.drain(..extra);
                     metrics.monitor_windows_dropped.inc_by(extra as u64);
                 }
-                if predictions.len() > MAX_PREDICTIONS {
-                    let extra = predictions.len() - MAX_PREDICTIONS;
+                // oldest first, until the rows held fit the count and the bytes
+                let mut extra = 0;
+                while predictions.len() - extra > MAX_PREDICTIONS
+                    || (held_bytes > MAX_PREDICTION_BYTES && extra < predictions.len())
+                {
+                    held_bytes = held_bytes.saturating_sub(size_of(&predictions[extra]));
+                    extra += 1;
+                }
+                if extra > 0 {
                     predictions.drain(..extra);
                     metrics.predictions_dropped.inc_by(extra as u64);
+                }
+                if done {
+                    // the server is stopping: what could not be stored is lost, and counted
+                    metrics.predictions_dropped.inc_by(predictions.len() as u64);
+                    metrics.monitor_windows_dropped.inc_by(backlog.len() as u64);
                 }
             }
         }

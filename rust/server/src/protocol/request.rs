@@ -298,6 +298,8 @@ fn refuse_sequences(params: &Option<Map<String, Json>>) -> Parsed<()> {
 
 /// The longest correlation key kept.
 const MAX_KEY: usize = 200;
+/// The most rows of a request that carries correlation keys (one key is kept per row).
+const MAX_KEYED_ROWS: usize = 1 << 16;
 
 /// `parameters.correlation_id`: none, one text (the request's only row, or `<key>/<i>` for
 /// row `i` of several) or a list of one text per row.
@@ -305,12 +307,19 @@ fn correlation_keys(params: &Option<Map<String, Json>>, rows: usize) -> Parsed<V
     let Some(value) = params.as_ref().and_then(|p| p.get("correlation_id")) else {
         return Ok(Vec::new());
     };
+    if rows > MAX_KEYED_ROWS {
+        return bad(format!(
+            "parameter 'correlation_id' on a request of {rows} rows; keyed requests have at most {MAX_KEYED_ROWS}"
+        ));
+    }
     let check = |k: &str| {
         if k.is_empty() || k.len() > MAX_KEY {
             bad(format!(
                 "parameter 'correlation_id': a key is 1 to {MAX_KEY} bytes of text, got {} bytes",
                 k.len()
             ))
+        } else if k.chars().any(char::is_control) {
+            bad("parameter 'correlation_id': a key has no control characters")
         } else {
             Ok(())
         }

@@ -375,3 +375,37 @@ fn bad_requests_say_what_is_wrong() {
         assert!(e.message().contains(want), "{} lacks {want}", e.message());
     }
 }
+
+#[test]
+fn correlation_keys_are_one_per_row_and_bounded() {
+    let parse = |shape: &str, data: &str, keys: &str| {
+        let body = format!(
+            r#"{{"inputs":[{{"name":"x","shape":{shape},"datatype":"FP32","data":{data}}}],"parameters":{{"correlation_id":{keys}}}}}"#
+        );
+        parse_request(body.as_bytes(), None)
+    };
+    assert_eq!(parse("[1]", "[1]", r#""loan-1""#).unwrap().keys, ["loan-1"]);
+    assert_eq!(
+        parse("[2]", "[1,2]", r#""b""#).unwrap().keys,
+        ["b/0", "b/1"]
+    );
+    assert_eq!(
+        parse("[2]", "[1,2]", r#"["x","y"]"#).unwrap().keys,
+        ["x", "y"]
+    );
+    let refused = |shape: &str, data: &str, keys: &str, words: &str| {
+        let e = parse(shape, data, keys).unwrap_err();
+        assert!(e.message().contains(words), "{}", e.message());
+    };
+    refused("[2]", "[1,2]", r#"["x"]"#, "1 keys for 2 rows");
+    refused("[1]", "[1]", r#""""#, "1 to 200 bytes");
+    refused("[1]", "[1]", r#""a\u0000b""#, "control characters");
+    refused("[1]", "[1]", "7", "a text or a list of texts");
+    // a billion rows of nothing: refused before a key is made for each
+    refused(
+        "[1000000000,0]",
+        "[]",
+        r#""k""#,
+        "keyed requests have at most",
+    );
+}
