@@ -1,7 +1,8 @@
 """Feedback on served answers: ground truth and good/bad flags.
 
 This module owns :func:`log_feedback` (labels that arrive late, in bulk, and flags on single
-answers, addressed by request id — the ``X-Request-ID`` header a response carries — or
+answers, addressed by request id — the ``X-Request-ID`` a response carries (the client's,
+the request body's v2 ``id``, or one the server made) — or
 by a correlation key the request carried) and :func:`read_feedback` (what was received, as a
 pandas table; ``ph.monitor(name).feedback(...)`` reads the same). Feedback is stored in the
 registry (``rust/registry/src/registry/feedback.rs``), never overwritten: a second label for

@@ -306,6 +306,14 @@ def test_bad_feedback_is_refused_whole_and_names_the_item(store: Store, cli: Any
     assert ph.monitor("churn", registry=store.registry).feedback().empty
     r = requests.post(f"{server.url}/v2/models/nope/feedback", json=[], timeout=10)
     assert r.status_code == 404
+    # without an X-Request-ID, the body's v2 id is the request's id, and feedback joins it
+    by_body = requests.post(
+        f"{server.url}/v2/models/churn/infer", json={**_body(_frame(1)), "id": "body-7"}, timeout=10
+    )
+    assert by_body.status_code == 200 and by_body.headers["X-Request-ID"] == "body-7"
+    assert by_body.json()["id"] == "body-7"
+    mon = ph.monitor("churn", registry=store.registry)
+    assert list(_wait_kept(mon, 1).request_id) == ["body-7"]
     bad_key = requests.post(
         f"{server.url}/v2/models/churn/infer",
         json=_body(_frame(2), ["only-one"]),
@@ -350,3 +358,50 @@ def test_two_replicas_without_payloads_merge_their_rows(
         roc_auc_score(sent.truth, sent.p1), rel=1e-12
     )
     assert whole.loc["accuracy", "label_coverage"] == 1.0
+
+
+def test_a_regressors_errors_per_window_equal_sklearns(store: Store, cli: Any) -> None:
+    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
+    from models import gradient_boosting_regressor
+
+    onnx, x = gradient_boosting_regressor()
+    path = store.home / "gbr.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(onnx)
+    store.registry.log_model(str(path), "price", input_example=x[:2], training_data=x)
+    ph.deploy("price", "price", version=1, log_payloads=False, registry=store.registry)
+    server: CliServer = cli()
+    rng = np.random.default_rng(5)
+    rows = rng.normal(size=(120, x.shape[1])).astype(np.float32)
+    truth = rows[:, 0] * 2.0 - rows[:, 1] ** 2 + rng.normal(scale=0.3, size=len(rows))
+    session = requests.Session()
+    ids, predicted = [], []
+    for i, row in enumerate(rows):
+        body = {
+            "inputs": [
+                {"name": "X", "shape": [1, len(row)], "datatype": "FP32", "data": row.tolist()}
+            ]
+        }
+        r = session.post(
+            f"{server.url}/v2/models/price/infer",
+            json=body,
+            headers={"X-Request-ID": f"p{i}"},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+        ids.append(f"p{i}")
+        predicted.append(float(r.json()["outputs"][0]["data"][0]))
+    mon = ph.monitor("price", registry=store.registry)
+    _wait_kept(mon, len(rows))
+    labelled = slice(0, 100)  # twenty answers stay unlabelled
+    ph.log_feedback(
+        "price", ids=ids[labelled], targets=truth[labelled].tolist(), registry=store.registry
+    )
+    whole = mon.performance(since=None, window=None).set_index("metric")
+    t, p = truth[labelled], np.asarray(predicted)[labelled]
+    assert whole.loc["mae", "value"] == pytest.approx(mean_absolute_error(t, p), rel=1e-6)
+    assert whole.loc["rmse", "value"] == pytest.approx(root_mean_squared_error(t, p), rel=1e-6)
+    assert whole.loc["r2", "value"] == pytest.approx(r2_score(t, p), rel=1e-6)
+    assert whole.loc["mae", "label_coverage"] == 100 / 120
+    assert "accuracy" not in whole.index

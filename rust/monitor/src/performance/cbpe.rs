@@ -552,28 +552,47 @@ fn calibrator(scores: &[f64], targets: &[bool]) -> Option<Isotonic> {
         )
     };
     // ten stratified splits, a tenth held out each time (a fixed seed: the same reference
-    // always decides the same way)
-    let mut before = Vec::new();
-    let mut after = Vec::new();
-    let mut held = vec![false; scores.len()];
+    // always decides the same way), drawn first and then fitted in parallel
     let mut rng = fastrand::Rng::with_seed(42);
-    for _ in 0..10 {
-        held.iter_mut().for_each(|h| *h = false);
-        for class in [&positives, &negatives] {
-            let mut shuffled = class.clone();
-            rng.shuffle(&mut shuffled);
-            let n = (class.len() as f64 * 0.1).ceil() as usize;
-            for i in &shuffled[..n.min(class.len())] {
-                held[*i] = true;
+    let splits: Vec<Vec<bool>> = (0..10)
+        .map(|_| {
+            let mut held = vec![false; scores.len()];
+            for class in [&positives, &negatives] {
+                let mut shuffled = class.clone();
+                rng.shuffle(&mut shuffled);
+                let n = (class.len() as f64 * 0.1).ceil() as usize;
+                for i in &shuffled[..n.min(class.len())] {
+                    held[*i] = true;
+                }
             }
-        }
-        let Some(cal) = fit(&|i| !held[i]) else {
-            continue;
-        };
-        for i in (0..scores.len()).filter(|i| held[*i]) {
-            before.push((scores[i], targets[i]));
-            after.push((cal.predict(scores[i]), targets[i]));
-        }
+            held
+        })
+        .collect();
+    // each split's held-out rows in increasing order of score (a walk along the sorted
+    // reference), before and after the calibration fitted without them
+    type Held = Vec<(f64, bool)>;
+    let parts: Vec<(Held, Held)> = splits
+        .par_iter()
+        .map(|held| {
+            let Some(cal) = fit(&|i| !held[i]) else {
+                return (Vec::new(), Vec::new());
+            };
+            let before: Vec<(f64, bool)> = order
+                .iter()
+                .filter(|o| held[o.1 as usize])
+                .map(|o| (o.0, targets[o.1 as usize]))
+                .collect();
+            let after = cal
+                .predict_ascending(before.iter().map(|r| r.0))
+                .zip(before.iter().map(|r| r.1))
+                .collect();
+            (before, after)
+        })
+        .collect();
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for (b, a) in parts {
+        before.extend(b);
+        after.extend(a);
     }
     if expected_calibration_error(after) < expected_calibration_error(before) {
         fit(&|_| true)
@@ -589,7 +608,8 @@ fn expected_calibration_error(mut rows: Vec<(f64, bool)>) -> f64 {
     if rows.is_empty() {
         return 0.0;
     }
-    sort_by_score(&mut rows, |r| r.0);
+    // a stable merge of the splits' sorted runs (calibrated values are in order already)
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
     let n = rows.len();
     let bins = if n <= 20 { (n / 2).max(1) } else { 10 };
     let width = n / bins;

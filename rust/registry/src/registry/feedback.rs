@@ -28,7 +28,8 @@ pub enum Target {
 /// One piece of feedback as sent.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NewFeedback {
-    /// The request's id (the `X-Request-ID` its response carried), or
+    /// The request's id (the `X-Request-ID` its response carried: the client's, the body's
+    /// v2 `id`, or one the server made), or
     pub request_id: Option<String>,
     /// a correlation key the request carried.
     pub key: Option<String>,

@@ -43,8 +43,14 @@ fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .filter(|v| usable_id(v))
         .map_or_else(new_request_id, str::to_string)
+}
+
+/// An id a client gave that the server uses as the request's: 1 to 200 bytes that a
+/// header can carry (visible ASCII and spaces).
+fn usable_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 200 && id.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
 fn with_ids(
@@ -74,6 +80,7 @@ pub(super) async fn serve(
     version: Option<String>,
     request: Request,
 ) -> Response {
+    let sent_id = request.headers().contains_key(X_REQUEST_ID);
     let arrival = Arrival {
         id: request_id(request.headers()),
         keys: Arc::default(),
@@ -137,6 +144,16 @@ pub(super) async fn serve(
     let mut request = match parsed {
         Ok(r) => r,
         Err(e) => return fail(e),
+    };
+    // without an X-Request-ID, the body's v2 "id" (echoed in the answer) is the request's
+    // id: the log, the kept prediction and feedback know it by the same name
+    let mut arrival = arrival;
+    let id = match request.id.as_deref() {
+        Some(body_id) if !sent_id && usable_id(body_id) => {
+            arrival.id = body_id.to_string();
+            arrival.id.clone()
+        }
+        _ => id,
     };
     let loaded = admitted.loaded.clone();
     let answer = match plane.infer(&admitted, &mut request, arrival).await {
