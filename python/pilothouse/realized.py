@@ -51,6 +51,20 @@ CLASSIFICATION_METRICS = (
 # single-label multiclass: micro-averaged precision, recall and F1 all equal accuracy
 MICRO_METRICS = ("precision_micro", "recall_micro", "f1_micro")
 REGRESSION_METRICS = ("mae", "rmse", "mape", "r2")
+# the columns of a performance table after those naming its group
+_VALUES = (
+    "metric",
+    "value",
+    "kind",
+    "lower",
+    "upper",
+    "realized",
+    "estimated",
+    "label_coverage",
+    "predictions",
+    "labelled",
+    "alert",
+)
 
 
 def predictions(
@@ -320,23 +334,7 @@ def performance(
     if not 0.0 <= coverage <= 1.0:
         raise ValidationError(f"coverage={coverage}: a share of the rows, from 0 to 1")
     frame = predictions(deployment, since, until, registry=registry, version=version)
-    columns = [
-        "window_start",
-        "version",
-        "route",
-        *(["segment"] if by else []),
-        "metric",
-        "value",
-        "kind",
-        "lower",
-        "upper",
-        "realized",
-        "estimated",
-        "label_coverage",
-        "predictions",
-        "labelled",
-        "alert",
-    ]
+    columns = ["window_start", "version", "route", *(["segment"] if by else []), *_VALUES]
     if frame.empty:
         return pd.DataFrame(columns=columns)
     if classes is None:
@@ -349,11 +347,7 @@ def performance(
             f"by={by!r}: predictions keep no segment of that name; list the feature in the "
             "deployment's monitoring.segments (kept from then on)"
         )
-    length_us = None if window is None else seconds_of(window, "window") * 1_000_000
-    time_us = (frame["time"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "us")
-    frame["window_start_us"] = (
-        int(time_us.min()) if length_us is None else (time_us - time_us % length_us)
-    )
+    frame["window_start_us"] = _window_starts(frame, window)
     frame["segment_key"] = frame["segment." + by].map(_text) if by else None
     keys = ["window_start_us", "version", "route"] + (["segment_key"] if by else [])
 
@@ -392,11 +386,7 @@ def confusion(
     frame = _clean(frame, outputs)
     if outputs.regression:
         raise ValidationError("a confusion matrix is a classifier's; this model predicts numbers")
-    time_us = (frame["time"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "us")
-    length_us = None if window is None else seconds_of(window, "window") * 1_000_000
-    frame["window_start_us"] = (
-        int(time_us.min()) if length_us is None else (time_us - time_us % length_us)
-    )
+    frame["window_start_us"] = _window_starts(frame, window)
     keys = ["window_start_us", "version", "route"]
     frame = frame.sort_values(keys, kind="stable").reset_index(drop=True)
     groups = frame.groupby(keys, sort=False).indices
@@ -419,6 +409,17 @@ def confusion(
                     }
                 )
     return pd.DataFrame(rows, columns=columns)
+
+
+def _window_starts(frame: Any, window: Length) -> Any:
+    """Each row's window start in microseconds (one window, from the first row, for None)."""
+    import pandas as pd
+
+    time_us = (frame["time"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "us")
+    if window is None:
+        return int(time_us.min())
+    length_us = seconds_of(window, "window") * 1_000_000
+    return time_us - time_us % length_us
 
 
 def _table(
@@ -525,21 +526,7 @@ def staleness(
 
     frame = predictions(deployment, since, until, registry=registry)
     frame = frame[~frame["shadow"]].reset_index(drop=True)
-    columns = [
-        "version",
-        "age_days",
-        "metric",
-        "value",
-        "kind",
-        "lower",
-        "upper",
-        "realized",
-        "estimated",
-        "label_coverage",
-        "predictions",
-        "labelled",
-        "alert",
-    ]
+    columns = ["version", "age_days", *_VALUES]
     if frame.empty:
         return pd.DataFrame(columns=columns)
     outputs = _Outputs(frame, None, None, estimated.label_reference_classes(registry, frame))
