@@ -88,15 +88,22 @@ def test_alias_moves_under_load_without_failures(store: Store, cli: object) -> N
         stop.set()
         for t in threads:
             t.join()
+    # Freed memory goes back to the system in the background (mimalloc after 5 s, ONNX Runtime's
+    # own allocations whenever glibc trims), so resident memory right after a burst of swaps can
+    # sit ~10% above its level; 94 leaked sessions (a loaded 60-tree forest each) would never
+    # come back down. Wait up to 10 s for it to settle.
+    bound = baseline * 1.10
     after = server.rss_kb()
+    deadline = time.monotonic() + 10
+    while after > bound and time.monotonic() < deadline:
+        time.sleep(0.5)
+        after = server.rss_kb()
     print(
         f"swaps: max lag {max(lags):.3f} s, RSS {baseline} kB after 6 -> {after} kB after 100, {count[0]} requests"
     )
     # the server follows a move within a second (poll interval 50 ms here, 250 ms default)
     assert max(lags) < 1.0, max(lags)
-    assert after <= baseline * 1.10, (
-        f"resident memory grew from {baseline} kB to {after} kB over 94 swaps"
-    )
+    assert after <= bound, f"resident memory grew from {baseline} kB to {after} kB over 94 swaps"
     text = requests.get(f"{server.url}/metrics", timeout=5).text
     assert metric(text, "pilothouse_model_load_duration_seconds_count", deployment="churn") >= 100
     assert metric(text, "pilothouse_model_load_failures_total") == 0
