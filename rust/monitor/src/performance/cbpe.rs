@@ -25,8 +25,8 @@ use rayon::prelude::*;
 use super::isotonic::Isotonic;
 use super::metrics::UNKNOWN;
 use super::metrics::{
-    expected_auc_descending, mean_defined, order_by_score, rank_shares, realized, sort_by_score,
-    Counts, Metric, Rows,
+    expected_auc_descending, mean_defined, order_by_score, rank_shares, realized_in_order, Counts,
+    Metric, Rows,
 };
 use crate::error::{MonitorError, Result};
 
@@ -157,20 +157,28 @@ impl Cbpe {
                 ),
             ));
         }
-        let calibrators: Vec<Option<Isotonic>> = reference
+        // each scored class's labelled rows in increasing order of its probability, with
+        // whether the row is of that class: what the calibration and ROC AUC's spread read
+        let sorted: Vec<Vec<(f64, bool)>> = reference
             .scored()
             .par_iter()
             .map(|c| {
-                let scores: Vec<f64> = labelled.iter().map(|i| reference.p(*i, *c)).collect();
-                let targets: Vec<bool> =
-                    labelled.iter().map(|i| y_true[*i] as usize == *c).collect();
-                calibrator(&scores, &targets)
+                let order = order_by_score(labelled.iter().map(|i| reference.p(*i, *c)));
+                order
+                    .into_iter()
+                    .map(|o| {
+                        let i = labelled[o as usize];
+                        (reference.p(i, *c), y_true[i] as usize == *c)
+                    })
+                    .collect()
             })
             .collect();
+        let calibrators: Vec<Option<Isotonic>> =
+            sorted.par_iter().map(|rows| calibrator(rows)).collect();
         let spreads = options
             .metrics
             .iter()
-            .map(|m| spread(reference, &labelled, *m))
+            .map(|m| spread(reference, &labelled, &sorted, *m))
             .collect();
         let mut fitted = Cbpe {
             classes: k,
@@ -372,7 +380,7 @@ impl Cbpe {
                     upper_threshold: None,
                     alert: false,
                     realized: if labelled > 0 {
-                        realized(&chunk, *m)
+                        realized_in_order(&chunk, *m, sorted)
                     } else {
                         f64::NAN
                     },
@@ -437,8 +445,14 @@ fn variance(values: impl Iterator<Item = f64>) -> (f64, usize) {
     ((sq / n as f64 - mean * mean).max(0.0), n)
 }
 
-/// The spread of `metric`'s row-level parts on the labelled reference rows.
-fn spread(rows: &Rows<'_>, labelled: &[usize], metric: Metric) -> Spread {
+/// The spread of `metric`'s row-level parts on the labelled reference rows (`sorted`: per
+/// scored class, their probabilities in increasing order with whether they are of it).
+fn spread(
+    rows: &Rows<'_>,
+    labelled: &[usize],
+    sorted: &[Vec<(f64, bool)>],
+    metric: Metric,
+) -> Spread {
     let y_true = rows.y_true.expect("fit checked the labels");
     let total = labelled.len() as f64;
     if metric == Metric::Accuracy {
@@ -455,7 +469,8 @@ fn spread(rows: &Rows<'_>, labelled: &[usize], metric: Metric) -> Spread {
     let sides = rows.scored();
     let parts = sides
         .iter()
-        .flat_map(|c| {
+        .zip(sorted)
+        .flat_map(|(c, sorted)| {
             let t = |i: usize| y_true[i] as usize == *c;
             let p = |i: usize| rows.y_pred[i] as usize == *c;
             let indicator = |b: bool| f64::from(u8::from(b));
@@ -499,7 +514,9 @@ fn spread(rows: &Rows<'_>, labelled: &[usize], metric: Metric) -> Spread {
                     // the two halves of the AUC's variance (DeLong): over the positives, of
                     // the share of negatives each outranks; over the negatives, of the share
                     // of positives that outrank each
-                    let ((var_pos, pos), (var_neg, neg)) = auc_parts(rows, labelled, *c);
+                    let (outranked, outranking) = rank_shares(sorted);
+                    let (var_pos, pos) = variance(outranked.into_iter());
+                    let (var_neg, neg) = variance(outranking.into_iter());
                     vec![(var_pos, share(pos)), (var_neg, share(neg))]
                 }
                 Metric::Accuracy => unreachable!("handled above"),
@@ -512,57 +529,45 @@ fn spread(rows: &Rows<'_>, labelled: &[usize], metric: Metric) -> Spread {
     }
 }
 
-/// The variances, over the positives of class `c`, of the share of negatives ranked below
-/// each, and over the negatives, of the share of positives ranked above each (ties half),
-/// with the number of positives and negatives.
-fn auc_parts(rows: &Rows<'_>, labelled: &[usize], c: usize) -> ((f64, usize), (f64, usize)) {
-    let y_true = rows.y_true.expect("fit checked the labels");
-    let mut scores: Vec<(f64, bool)> = labelled
-        .iter()
-        .map(|i| (rows.p(*i, c), y_true[*i] as usize == c))
-        .collect();
-    sort_by_score(&mut scores, |s| s.0);
-    let (outranked, outranking) = rank_shares(&scores);
-    (
-        variance(outranked.into_iter()),
-        variance(outranking.into_iter()),
-    )
-}
-
-/// An isotonic calibrator of `scores` for `targets`, when it makes them better calibrated
-/// on held-out rows; None when they are already as good (or one class only).
-fn calibrator(scores: &[f64], targets: &[bool]) -> Option<Isotonic> {
-    let positives: Vec<usize> = (0..targets.len()).filter(|i| targets[*i]).collect();
-    let negatives: Vec<usize> = (0..targets.len()).filter(|i| !targets[*i]).collect();
+/// An isotonic calibrator of scores for their targets (`sorted`: in increasing order of
+/// score), when it makes them better calibrated on held-out rows; None when they are
+/// already as good (or one class only).
+fn calibrator(sorted: &[(f64, bool)]) -> Option<Isotonic> {
+    let mut positives: Vec<u32> = Vec::new();
+    let mut negatives: Vec<u32> = Vec::new();
+    for (i, row) in sorted.iter().enumerate() {
+        if row.1 {
+            &mut positives
+        } else {
+            &mut negatives
+        }
+        .push(i as u32);
+    }
     if positives.is_empty() || negatives.is_empty() {
         return None;
     }
-    let mut order: Vec<(f64, u32)> = scores
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (*s, i as u32))
-        .collect();
-    sort_by_score(&mut order, |o| o.0);
-    let fit = |take: &dyn Fn(usize) -> bool| {
+    let fit = |held: Option<&[bool]>| {
         Isotonic::fit_sorted(
-            order
+            sorted
                 .iter()
-                .filter(|o| take(o.1 as usize))
-                .map(|o| (o.0, f64::from(u8::from(targets[o.1 as usize])))),
+                .zip(0..)
+                .filter(|(_, i)| held.is_none_or(|h| !h[*i]))
+                .map(|(r, _)| *r),
         )
     };
-    // ten stratified splits, a tenth held out each time (a fixed seed: the same reference
-    // always decides the same way), drawn first and then fitted in parallel
+    // ten stratified splits, a tenth of each class held out each time (a fixed seed: the
+    // same reference always decides the same way; a partial shuffle draws each tenth),
+    // drawn first and then fitted in parallel
     let mut rng = fastrand::Rng::with_seed(42);
     let splits: Vec<Vec<bool>> = (0..10)
         .map(|_| {
-            let mut held = vec![false; scores.len()];
-            for class in [&positives, &negatives] {
-                let mut shuffled = class.clone();
-                rng.shuffle(&mut shuffled);
-                let n = (class.len() as f64 * 0.1).ceil() as usize;
-                for i in &shuffled[..n.min(class.len())] {
-                    held[*i] = true;
+            let mut held = vec![false; sorted.len()];
+            for class in [&mut positives, &mut negatives] {
+                let n = ((class.len() as f64 * 0.1).ceil() as usize).min(class.len());
+                for k in 0..n {
+                    let j = rng.usize(k..class.len());
+                    class.swap(k, j);
+                    held[class[k] as usize] = true;
                 }
             }
             held
@@ -574,13 +579,14 @@ fn calibrator(scores: &[f64], targets: &[bool]) -> Option<Isotonic> {
     let parts: Vec<(Held, Held)> = splits
         .par_iter()
         .map(|held| {
-            let Some(cal) = fit(&|i| !held[i]) else {
+            let Some(cal) = fit(Some(held)) else {
                 return (Vec::new(), Vec::new());
             };
-            let before: Vec<(f64, bool)> = order
+            let before: Vec<(f64, bool)> = sorted
                 .iter()
-                .filter(|o| held[o.1 as usize])
-                .map(|o| (o.0, targets[o.1 as usize]))
+                .zip(held)
+                .filter(|(_, h)| **h)
+                .map(|(r, _)| *r)
                 .collect();
             let after = cal
                 .predict_ascending(before.iter().map(|r| r.0))
@@ -595,7 +601,7 @@ fn calibrator(scores: &[f64], targets: &[bool]) -> Option<Isotonic> {
         after.extend(a);
     }
     if expected_calibration_error(after) < expected_calibration_error(before) {
-        fit(&|_| true)
+        fit(None)
     } else {
         None
     }

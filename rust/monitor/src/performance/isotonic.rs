@@ -1,7 +1,7 @@
 //! Isotonic regression: the non-decreasing step function closest (in squared error) to
-//! targets ordered by a score, fitted by pooling adjacent violators. Used to calibrate a
-//! classifier's probabilities: the fitted value at a score is the share of positives among
-//! the rows around it. Between the fitted points it interpolates linearly, and outside the
+//! 0/1 targets ordered by a score, fitted by pooling adjacent violators. Used to calibrate
+//! a classifier's probabilities: the fitted value at a score is the share of positives
+//! among the rows around it. Between the fitted points it interpolates linearly, and outside the
 //! scores it was fitted on it keeps the end values (scikit-learn's `out_of_bounds="clip"`).
 
 /// A fitted calibration map.
@@ -12,52 +12,101 @@ pub struct Isotonic {
     y: Vec<f64>,
 }
 
-/// A run of pooled points: their weighted mean and the scores they span.
+/// A run of pooled points: how many, how many of them positive, and the scores they span.
+#[derive(Clone, Copy)]
 struct Block {
-    sum: f64,
-    weight: f64,
+    positives: u64,
+    weight: u64,
     first: f64,
     last: f64,
 }
 
 impl Block {
+    fn of(x: f64, positive: bool) -> Block {
+        Block {
+            positives: u64::from(positive),
+            weight: 1,
+            first: x,
+            last: x,
+        }
+    }
+
     fn mean(&self) -> f64 {
-        self.sum / self.weight
+        self.positives as f64 / self.weight as f64
+    }
+
+    /// The same share of positives: all of them, or none.
+    fn pure(&self) -> Option<bool> {
+        if self.positives == 0 {
+            Some(false)
+        } else if self.positives == self.weight {
+            Some(true)
+        } else {
+            None
+        }
+    }
+
+    fn absorb(&mut self, later: &Block) {
+        self.positives += later.positives;
+        self.weight += later.weight;
+        self.last = later.last;
     }
 }
 
+/// Appends a block, pooling it with the blocks before it while they are out of order
+/// (shares compared exactly, by cross-multiplying the counts).
+fn push_pooled(blocks: &mut Vec<Block>, mut b: Block) {
+    while let Some(a) = blocks.last() {
+        if a.positives * b.weight <= b.positives * a.weight {
+            break;
+        }
+        let mut a = blocks.pop().expect("a block");
+        a.absorb(&b);
+        b = a;
+    }
+    blocks.push(b);
+}
+
 impl Isotonic {
-    /// Fits on `(score, target)` points given in increasing order of score (equal scores
+    /// Fits on `(score, positive)` points given in increasing order of score (equal scores
     /// are pooled first: they must get one value). None without points.
-    pub fn fit_sorted(points: impl IntoIterator<Item = (f64, f64)>) -> Option<Isotonic> {
+    ///
+    /// Neighbouring scores whose points are all positive (or all negative) are gathered
+    /// into one block before pooling: in the fitted function they always share a value
+    /// (the last point of a block is at most its mean and the first of the next at least
+    /// its own, so a step between equal targets cannot happen), and a classifier's targets
+    /// come in runs, so far fewer blocks are pushed and compared.
+    pub fn fit_sorted(points: impl IntoIterator<Item = (f64, bool)>) -> Option<Isotonic> {
         let mut blocks: Vec<Block> = Vec::new();
+        // the points of the current score, and the run of pure scores before it that share
+        // its target
+        let mut tie: Option<Block> = None;
+        let mut run: Option<Block> = None;
+        let mut close_tie = |tie: Block, blocks: &mut Vec<Block>| match &mut run {
+            Some(r) if r.pure().is_some() && r.pure() == tie.pure() => r.absorb(&tie),
+            _ => {
+                if let Some(r) = run.replace(tie) {
+                    push_pooled(blocks, r);
+                }
+            }
+        };
         for (x, y) in points {
-            match blocks.last_mut() {
-                Some(b) if b.last == x => {
-                    b.sum += y;
-                    b.weight += 1.0;
+            if let Some(t) = &mut tie {
+                if t.last == x {
+                    t.positives += u64::from(y);
+                    t.weight += 1;
+                    continue;
                 }
-                _ => blocks.push(Block {
-                    sum: y,
-                    weight: 1.0,
-                    first: x,
-                    last: x,
-                }),
             }
-            // pool while the last two blocks are out of order (means compared without
-            // dividing: the weights are positive)
-            while blocks.len() > 1 {
-                let n = blocks.len();
-                let (a, b) = (&blocks[n - 2], &blocks[n - 1]);
-                if a.sum * b.weight <= b.sum * a.weight {
-                    break;
-                }
-                let b = blocks.pop().expect("two blocks");
-                let a = blocks.last_mut().expect("two blocks");
-                a.sum += b.sum;
-                a.weight += b.weight;
-                a.last = b.last;
+            if let Some(t) = tie.replace(Block::of(x, y)) {
+                close_tie(t, &mut blocks);
             }
+        }
+        if let Some(t) = tie {
+            close_tie(t, &mut blocks);
+        }
+        if let Some(r) = run {
+            push_pooled(&mut blocks, r);
         }
         if blocks.is_empty() {
             return None;
@@ -131,30 +180,99 @@ mod tests {
 
     #[test]
     fn violators_are_pooled_and_values_interpolated() {
-        // scikit-learn: IsotonicRegression().fit([1, 2, 3, 4, 5], [1, 3, 2, 4, 3.5])
-        // fits [1, 2.5, 2.5, 3.75, 3.75]
-        let iso =
-            Isotonic::fit_sorted([(1.0, 1.0), (2.0, 3.0), (3.0, 2.0), (4.0, 4.0), (5.0, 3.5)])
-                .unwrap();
-        let fitted: Vec<f64> = [1.0, 2.0, 3.0, 4.0, 5.0]
+        // scikit-learn: IsotonicRegression().fit([1, 2, 3, 4, 5, 6], [0, 1, 0, 1, 1, 0])
+        // fits [0, 0.5, 0.5, 2/3, 2/3, 2/3]
+        let iso = Isotonic::fit_sorted([
+            (1.0, false),
+            (2.0, true),
+            (3.0, false),
+            (4.0, true),
+            (5.0, true),
+            (6.0, false),
+        ])
+        .unwrap();
+        let fitted: Vec<f64> = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
             .iter()
             .map(|x| iso.predict(*x))
             .collect();
-        assert_eq!(fitted, [1.0, 2.5, 2.5, 3.75, 3.75]);
+        assert_eq!(fitted, [0.0, 0.5, 0.5, 2.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0]);
         // between knots: linear; outside: the end values
-        assert!((iso.predict(1.5) - 1.75).abs() < 1e-12);
-        assert!((iso.predict(3.5) - 3.125).abs() < 1e-12);
-        assert_eq!(iso.predict(-10.0), 1.0);
-        assert_eq!(iso.predict(10.0), 3.75);
+        assert!((iso.predict(1.5) - 0.25).abs() < 1e-12);
+        assert!((iso.predict(3.5) - (0.5 + 0.5 / 6.0)).abs() < 1e-12);
+        assert_eq!(iso.predict(-10.0), 0.0);
+        assert_eq!(iso.predict(10.0), 2.0 / 3.0);
         let scores = [-1.0, 1.0, 1.5, 2.0, 3.5, 3.5, 5.0, 9.0];
         let walked: Vec<f64> = iso.predict_ascending(scores).collect();
         let searched: Vec<f64> = scores.iter().map(|s| iso.predict(*s)).collect();
         assert_eq!(walked, searched);
     }
 
+    /// Pool-adjacent-violators one point at a time, ties pooled first: what `fit_sorted`
+    /// must agree with.
+    fn plain_fit(points: &[(f64, bool)]) -> Vec<f64> {
+        let mut groups: Vec<(f64, f64, usize)> = Vec::new(); // sum, weight, points
+        let mut i = 0;
+        while i < points.len() {
+            let mut j = i;
+            let mut sum = 0.0;
+            while j < points.len() && points[j].0 == points[i].0 {
+                sum += f64::from(u8::from(points[j].1));
+                j += 1;
+            }
+            groups.push((sum, (j - i) as f64, j - i));
+            while groups.len() > 1 {
+                let n = groups.len();
+                let (a, b) = (groups[n - 2], groups[n - 1]);
+                if a.0 / a.1 <= b.0 / b.1 {
+                    break;
+                }
+                groups.pop();
+                groups[n - 2] = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
+            }
+            i = j;
+        }
+        groups
+            .iter()
+            .flat_map(|(s, w, n)| std::iter::repeat_n(s / w, *n))
+            .collect()
+    }
+
+    #[test]
+    fn runs_and_ties_fit_as_plain_pooling_does() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for case in 0..300 {
+            let n = rng.usize(1..400);
+            // few distinct scores in some cases (many ties); targets that follow the score
+            // or not at all
+            let distinct = if case % 3 == 0 {
+                rng.usize(1..20)
+            } else {
+                1000
+            };
+            let mut points: Vec<(f64, bool)> = (0..n)
+                .map(|_| {
+                    let x = rng.usize(0..distinct) as f64 / distinct as f64;
+                    let y = if case % 2 == 0 {
+                        rng.f64() < x
+                    } else {
+                        rng.bool()
+                    };
+                    (x, y)
+                })
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let iso = Isotonic::fit_sorted(points.iter().copied()).unwrap();
+            let expected = plain_fit(&points);
+            for (p, e) in points.iter().zip(&expected) {
+                assert!((iso.predict(p.0) - e).abs() < 1e-12, "case {case}: {p:?}");
+            }
+        }
+    }
+
     #[test]
     fn equal_scores_get_their_mean() {
-        let iso = Isotonic::fit_sorted([(0.2, 0.0), (0.5, 1.0), (0.5, 0.0), (0.9, 1.0)]).unwrap();
+        let iso =
+            Isotonic::fit_sorted([(0.2, false), (0.5, true), (0.5, false), (0.9, true)]).unwrap();
         assert_eq!(iso.predict(0.5), 0.5);
         assert_eq!(iso.predict(0.2), 0.0);
         assert!(Isotonic::fit_sorted(std::iter::empty()).is_none());
