@@ -22,7 +22,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::isotonic::Isotonic;
+use super::isotonic::{Isotonic, Runs};
 use super::metrics::UNKNOWN;
 use super::metrics::{
     expected_auc_descending, mean_defined, order_by_score, rank_shares, realized_in_order, Counts,
@@ -546,15 +546,7 @@ fn calibrator(sorted: &[(f64, bool)]) -> Option<Isotonic> {
     if positives.is_empty() || negatives.is_empty() {
         return None;
     }
-    let fit = |held: Option<&[bool]>| {
-        Isotonic::fit_sorted(
-            sorted
-                .iter()
-                .zip(0..)
-                .filter(|(_, i)| held.is_none_or(|h| !h[*i]))
-                .map(|(r, _)| *r),
-        )
-    };
+    let runs = Runs::new(sorted);
     // ten stratified splits, a tenth of each class held out each time (a fixed seed: the
     // same reference always decides the same way; a partial shuffle draws each tenth),
     // drawn first and then fitted in parallel
@@ -579,7 +571,7 @@ fn calibrator(sorted: &[(f64, bool)]) -> Option<Isotonic> {
     let parts: Vec<(Held, Held)> = splits
         .par_iter()
         .map(|held| {
-            let Some(cal) = fit(Some(held)) else {
+            let Some(cal) = runs.fit_without(held) else {
                 return (Vec::new(), Vec::new());
             };
             let before: Vec<(f64, bool)> = sorted
@@ -601,7 +593,7 @@ fn calibrator(sorted: &[(f64, bool)]) -> Option<Isotonic> {
         after.extend(a);
     }
     if expected_calibration_error(after) < expected_calibration_error(before) {
-        fit(None)
+        Isotonic::fit_sorted(sorted.iter().copied())
     } else {
         None
     }
