@@ -326,30 +326,35 @@ mod tests {
             .collect()
     }
 
+    /// Random sorted points for case `case`: few distinct scores in every third case (many
+    /// ties); targets that follow the score, or (odd cases, when `noisy`) not at all.
+    fn random_points(rng: &mut fastrand::Rng, case: usize, noisy: bool) -> Vec<(f64, bool)> {
+        let n = rng.usize(1..400);
+        let distinct = if case % 3 == 0 {
+            rng.usize(1..20)
+        } else {
+            1000
+        };
+        let mut points: Vec<(f64, bool)> = (0..n)
+            .map(|_| {
+                let x = rng.usize(0..distinct) as f64 / distinct as f64;
+                let y = if noisy && case % 2 == 1 {
+                    rng.bool()
+                } else {
+                    rng.f64() < x
+                };
+                (x, y)
+            })
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        points
+    }
+
     #[test]
     fn runs_and_ties_fit_as_plain_pooling_does() {
         let mut rng = fastrand::Rng::with_seed(7);
         for case in 0..300 {
-            let n = rng.usize(1..400);
-            // few distinct scores in some cases (many ties); targets that follow the score
-            // or not at all
-            let distinct = if case % 3 == 0 {
-                rng.usize(1..20)
-            } else {
-                1000
-            };
-            let mut points: Vec<(f64, bool)> = (0..n)
-                .map(|_| {
-                    let x = rng.usize(0..distinct) as f64 / distinct as f64;
-                    let y = if case % 2 == 0 {
-                        rng.f64() < x
-                    } else {
-                        rng.bool()
-                    };
-                    (x, y)
-                })
-                .collect();
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let points = random_points(&mut rng, case, true);
             let iso = Isotonic::fit_sorted(points.iter().copied()).unwrap();
             let expected = plain_fit(&points);
             for (p, e) in points.iter().zip(&expected) {
@@ -362,19 +367,8 @@ mod tests {
     fn fits_without_held_points_equal_fits_on_the_rest() {
         let mut rng = fastrand::Rng::with_seed(11);
         for case in 0..300 {
-            let n = rng.usize(1..400);
-            let distinct = if case % 3 == 0 {
-                rng.usize(1..20)
-            } else {
-                1000
-            };
-            let mut points: Vec<(f64, bool)> = (0..n)
-                .map(|_| {
-                    let x = rng.usize(0..distinct) as f64 / distinct as f64;
-                    (x, rng.f64() < x)
-                })
-                .collect();
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let points = random_points(&mut rng, case, false);
+            let n = points.len();
             let runs = Runs::new(&points);
             let held: Vec<bool> = (0..n).map(|_| rng.f64() < 0.2).collect();
             let rest: Vec<(f64, bool)> = points
