@@ -157,28 +157,35 @@ impl Cbpe {
                 ),
             ));
         }
-        // each scored class's labelled rows in increasing order of its probability, with
-        // whether the row is of that class: what the calibration and ROC AUC's spread read
-        let sorted: Vec<Vec<(f64, bool)>> = reference
+        // per scored class, its labelled rows in increasing order of its probability, with
+        // whether each is of that class, sorted once for its calibration and ROC AUC's
+        // spread (and dropped before the next class: one list per thread at a time)
+        let per_class: Vec<(Option<Isotonic>, AucParts)> = reference
             .scored()
             .par_iter()
             .map(|c| {
-                let order = order_by_score(labelled.iter().map(|i| reference.p(*i, *c)));
-                order
-                    .into_iter()
-                    .map(|o| {
-                        let i = labelled[o as usize];
-                        (reference.p(i, *c), y_true[i] as usize == *c)
-                    })
-                    .collect()
+                let sorted: Vec<(f64, bool)> =
+                    order_by_score(labelled.iter().map(|i| reference.p(*i, *c)))
+                        .into_iter()
+                        .map(|o| {
+                            let i = labelled[o as usize];
+                            (reference.p(i, *c), y_true[i] as usize == *c)
+                        })
+                        .collect();
+                let (outranked, outranking) = rank_shares(&sorted);
+                let auc = (
+                    variance(outranked.into_iter()),
+                    variance(outranking.into_iter()),
+                );
+                (calibrator(&sorted), auc)
             })
             .collect();
-        let calibrators: Vec<Option<Isotonic>> =
-            sorted.par_iter().map(|rows| calibrator(rows)).collect();
+        let (calibrators, auc_parts): (Vec<Option<Isotonic>>, Vec<AucParts>) =
+            per_class.into_iter().unzip();
         let spreads = options
             .metrics
             .iter()
-            .map(|m| spread(reference, &labelled, &sorted, *m))
+            .map(|m| spread(reference, &labelled, &auc_parts, *m))
             .collect();
         let mut fitted = Cbpe {
             classes: k,
@@ -445,14 +452,14 @@ fn variance(values: impl Iterator<Item = f64>) -> (f64, usize) {
     ((sq / n as f64 - mean * mean).max(0.0), n)
 }
 
-/// The spread of `metric`'s row-level parts on the labelled reference rows (`sorted`: per
-/// scored class, their probabilities in increasing order with whether they are of it).
-fn spread(
-    rows: &Rows<'_>,
-    labelled: &[usize],
-    sorted: &[Vec<(f64, bool)>],
-    metric: Metric,
-) -> Spread {
+/// The two halves of a class's ROC AUC variance (DeLong): over its positives, the variance
+/// of the share of negatives each outranks, and over its negatives, of the share of
+/// positives that outrank each; with the number of positives and of negatives.
+type AucParts = ((f64, usize), (f64, usize));
+
+/// The spread of `metric`'s row-level parts on the labelled reference rows (`auc`: each
+/// scored class's [`AucParts`]).
+fn spread(rows: &Rows<'_>, labelled: &[usize], auc: &[AucParts], metric: Metric) -> Spread {
     let y_true = rows.y_true.expect("fit checked the labels");
     let total = labelled.len() as f64;
     if metric == Metric::Accuracy {
@@ -469,8 +476,8 @@ fn spread(
     let sides = rows.scored();
     let parts = sides
         .iter()
-        .zip(sorted)
-        .flat_map(|(c, sorted)| {
+        .zip(auc)
+        .flat_map(|(c, auc)| {
             let t = |i: usize| y_true[i] as usize == *c;
             let p = |i: usize| rows.y_pred[i] as usize == *c;
             let indicator = |b: bool| f64::from(u8::from(b));
@@ -511,12 +518,7 @@ fn spread(
                     vec![(var * slope * slope, share(n))]
                 }
                 Metric::RocAuc => {
-                    // the two halves of the AUC's variance (DeLong): over the positives, of
-                    // the share of negatives each outranks; over the negatives, of the share
-                    // of positives that outrank each
-                    let (outranked, outranking) = rank_shares(sorted);
-                    let (var_pos, pos) = variance(outranked.into_iter());
-                    let (var_neg, neg) = variance(outranking.into_iter());
+                    let ((var_pos, pos), (var_neg, neg)) = *auc;
                     vec![(var_pos, share(pos)), (var_neg, share(neg))]
                 }
                 Metric::Accuracy => unreachable!("handled above"),

@@ -1,8 +1,9 @@
 //! Isotonic regression: the non-decreasing step function closest (in squared error) to
 //! 0/1 targets ordered by a score, fitted by pooling adjacent violators. Used to calibrate
 //! a classifier's probabilities: the fitted value at a score is the share of positives
-//! among the rows around it. Between the fitted points it interpolates linearly, and outside the
-//! scores it was fitted on it keeps the end values (scikit-learn's `out_of_bounds="clip"`).
+//! among the rows around it. Between the fitted points it interpolates linearly, and
+//! outside the scores it was fitted on it keeps the end values (scikit-learn's
+//! `out_of_bounds="clip"`).
 
 /// A fitted calibration map.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,6 +68,7 @@ pub struct Runs<'a> {
 impl<'a> Runs<'a> {
     /// Cuts `points`, given in increasing order of score (at most `u32::MAX` of them).
     pub fn new(points: &'a [(f64, bool)]) -> Runs<'a> {
+        assert!(points.len() <= u32::MAX as usize, "at most u32::MAX points");
         let mut runs: Vec<(u32, u32, u32)> = Vec::new();
         let mut cut = |start: usize, end: usize| {
             let positives = points[start..end].iter().filter(|p| p.1).count();
@@ -104,6 +106,7 @@ impl<'a> Runs<'a> {
 
     /// The fit on the points not `held` (one flag per point).
     pub fn fit_without(&self, held: &[bool]) -> Option<Isotonic> {
+        assert_eq!(held.len(), self.points.len(), "one flag per point");
         let mut blocks: Vec<Block> = Vec::new();
         for (start, end, positives) in &self.runs {
             let (start, end) = (*start as usize, *end as usize);
@@ -159,11 +162,12 @@ impl Isotonic {
     /// into one block before pooling: in the fitted function they always share a value
     /// (the last point of a block is at most its mean and the first of the next at least
     /// its own, so a step between equal targets cannot happen), and a classifier's targets
-    /// come in runs, so far fewer blocks are pushed and compared.
+    /// come in runs, so far fewer blocks are pushed and compared. At most `u32::MAX` points
+    /// (the counts' products must fit 64 bits).
     pub fn fit_sorted(points: impl IntoIterator<Item = (f64, bool)>) -> Option<Isotonic> {
         let mut blocks: Vec<Block> = Vec::new();
-        // the points of the current score, and the run of pure scores before it that share
-        // its target
+        // the points of the current score, and the block pending before it: one score of
+        // mixed targets, or a run of neighbouring scores whose points share one target
         let mut tie: Option<Block> = None;
         let mut run: Option<Block> = None;
         let mut close_tie = |tie: Block, blocks: &mut Vec<Block>| match &mut run {
@@ -359,6 +363,19 @@ mod tests {
             let expected = plain_fit(&points);
             for (p, e) in points.iter().zip(&expected) {
                 assert!((iso.predict(p.0) - e).abs() < 1e-12, "case {case}: {p:?}");
+            }
+            // between the points: linear between the plain fit's values at the two around
+            for w in points.windows(2).filter(|w| w[0].0 < w[1].0) {
+                let (i, j) = (
+                    points.partition_point(|p| p.0 < w[0].0),
+                    points.partition_point(|p| p.0 < w[1].0),
+                );
+                let mid = (w[0].0 + w[1].0) / 2.0;
+                let line = (expected[i] + expected[j]) / 2.0;
+                assert!(
+                    (iso.predict(mid) - line).abs() < 1e-12,
+                    "case {case}: {mid}"
+                );
             }
         }
     }

@@ -94,6 +94,12 @@ impl<'a> Rows<'a> {
             ));
         }
         let n = y_pred.len();
+        if n > u32::MAX as usize {
+            return Err(MonitorError::input(
+                "y_pred",
+                format!("{n} rows; at most {} at a time", u32::MAX),
+            ));
+        }
         let width = Self::width_of(classes);
         if proba.len() != n.saturating_mul(width) {
             return Err(MonitorError::input(
@@ -275,6 +281,11 @@ pub fn realized(rows: &Rows<'_>, metric: Metric) -> f64 {
 /// [`realized`], given the rows in increasing order of each scored class's probability
 /// (see [`Rows::scored`]; only ROC AUC reads them).
 pub(crate) fn realized_in_order(rows: &Rows<'_>, metric: Metric, orders: &[Vec<u32>]) -> f64 {
+    debug_assert!(
+        metric != Metric::RocAuc
+            || (orders.len() == rows.scored().len()
+                && orders.iter().all(|o| o.len() == rows.len()))
+    );
     let Some(y_true) = rows.y_true else {
         return f64::NAN;
     };
@@ -349,7 +360,7 @@ fn sortable(x: f64) -> u64 {
 }
 
 /// Sorts by a float key, in increasing order.
-pub(crate) fn sort_by_score<T>(items: &mut [T], score: impl Fn(&T) -> f64) {
+fn sort_by_score<T>(items: &mut [T], score: impl Fn(&T) -> f64) {
     items.sort_unstable_by_key(|t| sortable(score(t)));
 }
 
@@ -357,9 +368,11 @@ pub(crate) fn sort_by_score<T>(items: &mut [T], score: impl Fn(&T) -> f64) {
 ///
 /// CBPE orders every chunk by every class's probability, so this is its hottest loop: a
 /// radix sort of 8-byte items on the upper half of each score's bits (sign, exponent and
-/// 20 bits of mantissa: three passes for probabilities, as radsort skips the byte they
-/// share), then the rare runs that half cannot tell apart sorted by the whole score.
-pub(crate) fn order_by_score(scores: impl ExactSizeIterator<Item = f64>) -> Vec<u32> {
+/// 20 bits of mantissa; radsort skips the bytes all keys share, so probabilities from
+/// 1/128 up take three passes), then each run of scores that half cannot tell apart
+/// (ties, and scores closer than about one part in a million) sorted by the whole score.
+/// At most `u32::MAX` scores (as [`Rows::new`] allows).
+pub(crate) fn order_by_score(scores: impl Iterator<Item = f64>) -> Vec<u32> {
     let scores: Vec<f64> = scores.collect();
     let mut keyed: Vec<(u32, u32)> = scores
         .iter()
@@ -485,10 +498,12 @@ mod tests {
 
     #[test]
     fn scores_are_ordered_with_negatives_and_ties() {
-        let scores = [3.0, -1.0, 2.5, 0.5, -0.0, 0.0, 0.5];
+        let scores = [3.0, -1.0, 0.0, 2.5, 0.5, -0.0, 0.0, 0.5];
         let order = order_by_score(scores.iter().copied());
         let sorted: Vec<f64> = order.iter().map(|i| scores[*i as usize]).collect();
         assert!(sorted.windows(2).all(|w| w[0] <= w[1]), "{sorted:?}");
+        // -0.0 before the zeros (the order of the bits), never between them
+        assert_eq!(order[1], 5, "{order:?}");
         // scores equal in their upper 32 bits are ordered by the rest
         let mut rng = fastrand::Rng::with_seed(9);
         let base = 0.5f64.to_bits();
@@ -525,6 +540,37 @@ mod tests {
         assert!((realized(&rows, Metric::F1) - 2.0 / 3.0).abs() < 1e-12);
         // positives 0.9, 0.4, 0.7 against negatives 0.6, 0.2: 5 of 6 pairs ordered
         assert!((realized(&rows, Metric::RocAuc) - 5.0 / 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn multiclass_roc_auc_averages_the_classes_over_labelled_rows() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let n = 300;
+        let mut proba = Vec::new();
+        let (mut y_pred, mut y_true) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let p: Vec<f64> = (0..3).map(|_| rng.f64() + 0.01).collect();
+            let sum: f64 = p.iter().sum();
+            proba.extend(p.iter().map(|v| v / sum));
+            y_pred.push(rng.u32(0..3));
+            // a third of the rows without a label; some scores tied
+            y_true.push(if i % 3 == 0 { UNKNOWN } else { rng.u32(0..3) });
+        }
+        proba[3..6].copy_from_slice(&[0.2, 0.3, 0.5]);
+        proba[6..9].copy_from_slice(&[0.2, 0.3, 0.5]);
+        let rows = Rows::new(3, &y_pred, Some(&y_true), &proba).unwrap();
+        let expected = (0..3)
+            .map(|c| {
+                auc_of_labels(
+                    (0..n)
+                        .filter(|i| y_true[*i] != UNKNOWN)
+                        .map(|i| (proba[i * 3 + c], y_true[i] as usize == c))
+                        .collect(),
+                )
+            })
+            .sum::<f64>()
+            / 3.0;
+        assert!((realized(&rows, Metric::RocAuc) - expected).abs() < 1e-12);
     }
 
     #[test]
