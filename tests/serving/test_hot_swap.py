@@ -82,16 +82,19 @@ def test_alias_moves_under_load_without_failures(store: Store, cli: object) -> N
                     t.join()
                 assert not failures, failures[:5]
                 assert seen[1] > 0 and seen[2] > 0 and count[0] > 200, (seen, count)
-            if swap == 5:
+            if swap == 29:
+                # ten swaps after the load stopped: the working set has been reached
                 baseline = server.rss_kb()
     finally:
         stop.set()
         for t in threads:
             t.join()
-    # Freed memory goes back to the system in the background (mimalloc after 5 s, ONNX Runtime's
-    # own allocations whenever glibc trims), so resident memory right after a burst of swaps can
-    # sit ~10% above its level; 94 leaked sessions (a loaded 60-tree forest each) would never
-    # come back down. Wait up to 10 s for it to settle.
+    # Resident memory rises under the load (request buffers, kept answers) and then holds at a
+    # plateau within a few percent, with peaks freed in the background (mimalloc after 5 s,
+    # ONNX Runtime's allocations when glibc trims): 400 swaps here read 145, 142, 142, 136, 136,
+    # 136 MB every 50. So it is compared from ten swaps after the load, over the 70 swaps that
+    # follow, after up to 10 s to settle; a loaded session of this forest holds about 0.7 MB, so
+    # 70 leaked ones (about 50 MB) would exceed the bound and never come back down.
     bound = baseline * 1.10
     after = server.rss_kb()
     deadline = time.monotonic() + 10
@@ -99,11 +102,11 @@ def test_alias_moves_under_load_without_failures(store: Store, cli: object) -> N
         time.sleep(0.5)
         after = server.rss_kb()
     print(
-        f"swaps: max lag {max(lags):.3f} s, RSS {baseline} kB after 6 -> {after} kB after 100, {count[0]} requests"
+        f"swaps: max lag {max(lags):.3f} s, RSS {baseline} kB after 30 -> {after} kB after 100, {count[0]} requests"
     )
     # the server follows a move within a second (poll interval 50 ms here, 250 ms default)
     assert max(lags) < 1.0, max(lags)
-    assert after <= bound, f"resident memory grew from {baseline} kB to {after} kB over 94 swaps"
+    assert after <= bound, f"resident memory grew from {baseline} kB to {after} kB over 70 swaps"
     text = requests.get(f"{server.url}/metrics", timeout=5).text
     assert metric(text, "pilothouse_model_load_duration_seconds_count", deployment="churn") >= 100
     assert metric(text, "pilothouse_model_load_failures_total") == 0
