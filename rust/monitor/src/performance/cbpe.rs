@@ -172,11 +172,15 @@ impl Cbpe {
                             (reference.p(i, *c), y_true[i] as usize == *c)
                         })
                         .collect();
-                let (outranked, outranking) = rank_shares(&sorted);
-                let auc = (
-                    variance(outranked.into_iter()),
-                    variance(outranking.into_iter()),
-                );
+                let auc = if options.metrics.contains(&Metric::RocAuc) {
+                    let (outranked, outranking) = rank_shares(&sorted);
+                    (
+                        variance(outranked.into_iter()),
+                        variance(outranking.into_iter()),
+                    )
+                } else {
+                    ((0.0, 0), (0.0, 0))
+                };
                 (calibrator(&sorted), auc)
             })
             .collect();
@@ -595,7 +599,7 @@ fn calibrator(sorted: &[(f64, bool)]) -> Option<Isotonic> {
         after.extend(a);
     }
     if expected_calibration_error(after) < expected_calibration_error(before) {
-        Isotonic::fit_sorted(sorted.iter().copied())
+        runs.fit()
     } else {
         None
     }

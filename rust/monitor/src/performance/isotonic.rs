@@ -36,17 +36,6 @@ impl Block {
         self.positives as f64 / self.weight as f64
     }
 
-    /// The same share of positives: all of them, or none.
-    fn pure(&self) -> Option<bool> {
-        if self.positives == 0 {
-            Some(false)
-        } else if self.positives == self.weight {
-            Some(true)
-        } else {
-            None
-        }
-    }
-
     fn absorb(&mut self, later: &Block) {
         self.positives += later.positives;
         self.weight += later.weight;
@@ -104,20 +93,35 @@ impl<'a> Runs<'a> {
         Runs { points, runs }
     }
 
+    /// The fit on all the points.
+    pub fn fit(&self) -> Option<Isotonic> {
+        let mut blocks: Vec<Block> = Vec::new();
+        for run in &self.runs {
+            push_pooled(&mut blocks, self.whole(run));
+        }
+        Isotonic::of_blocks(&blocks)
+    }
+
+    /// A run with all its points, as one block.
+    fn whole(&self, (start, end, positives): &(u32, u32, u32)) -> Block {
+        let run = &self.points[*start as usize..*end as usize];
+        Block {
+            positives: u64::from(*positives),
+            weight: run.len() as u64,
+            first: run[0].0,
+            last: run[run.len() - 1].0,
+        }
+    }
+
     /// The fit on the points not `held` (one flag per point).
     pub fn fit_without(&self, held: &[bool]) -> Option<Isotonic> {
         assert_eq!(held.len(), self.points.len(), "one flag per point");
         let mut blocks: Vec<Block> = Vec::new();
-        for (start, end, positives) in &self.runs {
-            let (start, end) = (*start as usize, *end as usize);
+        for cut in &self.runs {
+            let (start, end) = (cut.0 as usize, cut.1 as usize);
             let run = &self.points[start..end];
             let block = if !held[start..end].contains(&true) {
-                Some(Block {
-                    positives: u64::from(*positives),
-                    weight: run.len() as u64,
-                    first: run[0].0,
-                    last: run[run.len() - 1].0,
-                })
+                Some(self.whole(cut))
             } else {
                 let mut kept = run
                     .iter()
@@ -159,44 +163,13 @@ impl Isotonic {
     /// are pooled first: they must get one value). None without points.
     ///
     /// Neighbouring scores whose points are all positive (or all negative) are gathered
-    /// into one block before pooling: in the fitted function they always share a value
-    /// (the last point of a block is at most its mean and the first of the next at least
-    /// its own, so a step between equal targets cannot happen), and a classifier's targets
-    /// come in runs, so far fewer blocks are pushed and compared. At most `u32::MAX` points
-    /// (the counts' products must fit 64 bits).
-    pub fn fit_sorted(points: impl IntoIterator<Item = (f64, bool)>) -> Option<Isotonic> {
-        let mut blocks: Vec<Block> = Vec::new();
-        // the points of the current score, and the block pending before it: one score of
-        // mixed targets, or a run of neighbouring scores whose points share one target
-        let mut tie: Option<Block> = None;
-        let mut run: Option<Block> = None;
-        let mut close_tie = |tie: Block, blocks: &mut Vec<Block>| match &mut run {
-            Some(r) if r.pure().is_some() && r.pure() == tie.pure() => r.absorb(&tie),
-            _ => {
-                if let Some(r) = run.replace(tie) {
-                    push_pooled(blocks, r);
-                }
-            }
-        };
-        for (x, y) in points {
-            if let Some(t) = &mut tie {
-                if t.last == x {
-                    t.positives += u64::from(y);
-                    t.weight += 1;
-                    continue;
-                }
-            }
-            if let Some(t) = tie.replace(Block::of(x, y)) {
-                close_tie(t, &mut blocks);
-            }
-        }
-        if let Some(t) = tie {
-            close_tie(t, &mut blocks);
-        }
-        if let Some(r) = run {
-            push_pooled(&mut blocks, r);
-        }
-        Isotonic::of_blocks(&blocks)
+    /// into one block before pooling ([`Runs`]): in the fitted function they always share a
+    /// value (the last point of a block is at most its mean and the first of the next at
+    /// least its own, so a step between equal targets cannot happen), and a classifier's
+    /// targets come in runs, so far fewer blocks are pushed and compared. At most
+    /// `u32::MAX` points (the counts' products must fit 64 bits).
+    pub fn fit_sorted(points: &[(f64, bool)]) -> Option<Isotonic> {
+        Runs::new(points).fit()
     }
 
     /// The knots of pooled blocks (None without blocks).
@@ -275,7 +248,7 @@ mod tests {
     fn violators_are_pooled_and_values_interpolated() {
         // scikit-learn: IsotonicRegression().fit([1, 2, 3, 4, 5, 6], [0, 1, 0, 1, 1, 0])
         // fits [0, 0.5, 0.5, 2/3, 2/3, 2/3]
-        let iso = Isotonic::fit_sorted([
+        let iso = Isotonic::fit_sorted(&[
             (1.0, false),
             (2.0, true),
             (3.0, false),
@@ -359,7 +332,7 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         for case in 0..300 {
             let points = random_points(&mut rng, case, true);
-            let iso = Isotonic::fit_sorted(points.iter().copied()).unwrap();
+            let iso = Isotonic::fit_sorted(&points).unwrap();
             let expected = plain_fit(&points);
             for (p, e) in points.iter().zip(&expected) {
                 assert!((iso.predict(p.0) - e).abs() < 1e-12, "case {case}: {p:?}");
@@ -394,10 +367,7 @@ mod tests {
                 .filter(|(_, h)| !**h)
                 .map(|(p, _)| *p)
                 .collect();
-            let (a, b) = (
-                runs.fit_without(&held),
-                Isotonic::fit_sorted(rest.iter().copied()),
-            );
+            let (a, b) = (runs.fit_without(&held), Isotonic::fit_sorted(&rest));
             assert_eq!(a.is_none(), b.is_none(), "case {case}");
             let (Some(a), Some(b)) = (a, b) else { continue };
             for x in points
@@ -416,9 +386,9 @@ mod tests {
     #[test]
     fn equal_scores_get_their_mean() {
         let iso =
-            Isotonic::fit_sorted([(0.2, false), (0.5, true), (0.5, false), (0.9, true)]).unwrap();
+            Isotonic::fit_sorted(&[(0.2, false), (0.5, true), (0.5, false), (0.9, true)]).unwrap();
         assert_eq!(iso.predict(0.5), 0.5);
         assert_eq!(iso.predict(0.2), 0.0);
-        assert!(Isotonic::fit_sorted(std::iter::empty()).is_none());
+        assert!(Isotonic::fit_sorted(&[]).is_none());
     }
 }
