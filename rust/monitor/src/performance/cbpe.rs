@@ -535,6 +535,9 @@ fn spread(rows: &Rows<'_>, labelled: &[usize], auc: &[AucParts], metric: Metric)
     }
 }
 
+/// How many stratified splits of the reference judge whether calibrating helps.
+const SPLITS: u32 = 10;
+
 /// An isotonic calibrator of scores for their targets (`sorted`: in increasing order of
 /// score), when it makes them better calibrated on held-out rows; None when they are
 /// already as good (or one class only).
@@ -553,83 +556,166 @@ fn calibrator(sorted: &[(f64, bool)]) -> Option<Isotonic> {
         return None;
     }
     let runs = Runs::new(sorted);
-    // ten stratified splits, a tenth of each class held out each time (a fixed seed: the
-    // same reference always decides the same way; a partial shuffle draws each tenth),
-    // drawn first and then fitted in parallel
+    // stratified splits, a tenth of each class held out each time (a fixed seed: the same
+    // reference always decides the same way; a partial shuffle draws each tenth), marked
+    // as one bit per split on each row
     let mut rng = fastrand::Rng::with_seed(42);
-    let splits: Vec<Vec<bool>> = (0..10)
-        .map(|_| {
-            let mut held = vec![false; sorted.len()];
-            for class in [&mut positives, &mut negatives] {
-                let n = ((class.len() as f64 * 0.1).ceil() as usize).min(class.len());
-                for k in 0..n {
-                    let j = rng.usize(k..class.len());
-                    class.swap(k, j);
-                    held[class[k] as usize] = true;
-                }
+    let mut marks = vec![0u16; sorted.len()];
+    for split in 0..SPLITS {
+        for class in [&mut positives, &mut negatives] {
+            let n = ((class.len() as f64 * 0.1).ceil() as usize).min(class.len());
+            for k in 0..n {
+                let j = rng.usize(k..class.len());
+                class.swap(k, j);
+                marks[class[k] as usize] |= 1 << split;
             }
-            held
-        })
-        .collect();
-    // each split's held-out rows in increasing order of score (a walk along the sorted
-    // reference), before and after the calibration fitted without them
-    type Held = Vec<(f64, bool)>;
-    let parts: Vec<(Held, Held)> = splits
-        .par_iter()
-        .map(|held| {
-            let Some(cal) = runs.fit_without(held) else {
-                return (Vec::new(), Vec::new());
-            };
-            let before: Vec<(f64, bool)> = sorted
-                .iter()
-                .zip(held)
-                .filter(|(_, h)| **h)
-                .map(|(r, _)| *r)
-                .collect();
-            let after = cal
-                .predict_ascending(before.iter().map(|r| r.0))
-                .zip(before.iter().map(|r| r.1))
-                .collect();
-            (before, after)
-        })
-        .collect();
-    let (mut before, mut after) = (Vec::new(), Vec::new());
-    for (b, a) in parts {
-        before.extend(b);
-        after.extend(a);
+        }
     }
-    if expected_calibration_error(after) < expected_calibration_error(before) {
+    let subsets = runs.subsets(marks);
+    // each split's held-out rows through the calibration fitted without them, in
+    // increasing order (calibration keeps the order of the scores); fitted in parallel
+    let after: Vec<Option<Vec<(f64, bool)>>> = (0..SPLITS)
+        .into_par_iter()
+        .map(|split| {
+            let cal = runs.fit_without(&subsets, split)?;
+            let held: Vec<(f64, bool)> = subsets.members(split).map(|i| sorted[i]).collect();
+            Some(
+                cal.predict_ascending(held.iter().map(|r| r.0))
+                    .zip(held.iter().map(|r| r.1))
+                    .collect(),
+            )
+        })
+        .collect();
+    // the splits with a fit (all but those that held every row out)
+    let fitted: u16 = (0..SPLITS)
+        .filter(|s| after[*s as usize].is_some())
+        .map(|s| 1 << s)
+        .sum();
+    let after: Vec<Vec<(f64, bool)>> = after.into_iter().flatten().collect();
+    // before: every held-out row as it is, once per split that held it, along the order
+    let held: usize = after.iter().map(Vec::len).sum();
+    let mut before = Ece::new(held);
+    for (i, row) in sorted.iter().enumerate() {
+        for _ in 0..subsets.count(i, fitted) {
+            before.push(row.0, row.1);
+        }
+    }
+    if ece_of_merged(&after) < before.finish() {
         runs.fit()
     } else {
         None
     }
 }
 
-/// The expected calibration error: rows sorted by probability in ten bins of equal count,
-/// the row-weighted mean distance between each bin's mean probability and its share of
-/// positives.
-fn expected_calibration_error(mut rows: Vec<(f64, bool)>) -> f64 {
-    if rows.is_empty() {
+/// The expected calibration error of rows given in increasing order of probability, in
+/// ten bins of equal count (fewer below 21 rows; the last takes the rest): the
+/// row-weighted mean distance between each bin's mean probability and its share of
+/// positives. Summed as the rows come, without keeping them.
+struct Ece {
+    rows: usize,
+    bins: usize,
+    width: usize,
+    seen: usize,
+    /// The current bin, where it ends, and its sums.
+    bin: usize,
+    end: usize,
+    sum_p: f64,
+    positives: usize,
+    error: f64,
+}
+
+impl Ece {
+    fn new(rows: usize) -> Ece {
+        let bins = if rows <= 20 { (rows / 2).max(1) } else { 10 };
+        let width = rows / bins;
+        Ece {
+            rows,
+            bins,
+            width,
+            seen: 0,
+            bin: 0,
+            end: if bins == 1 { rows } else { width },
+            sum_p: 0.0,
+            positives: 0,
+            error: 0.0,
+        }
+    }
+
+    fn push(&mut self, p: f64, positive: bool) {
+        debug_assert!(self.seen < self.rows, "more rows than announced");
+        self.seen += 1;
+        self.sum_p += p;
+        self.positives += usize::from(positive);
+        if self.seen == self.end {
+            let start = self.bin * self.width;
+            let m = (self.end - start) as f64;
+            let share = self.positives as f64 / m;
+            self.error += m / self.rows as f64 * (self.sum_p / m - share).abs();
+            self.bin += 1;
+            self.end = if self.bin + 1 == self.bins {
+                self.rows
+            } else {
+                (self.bin + 1) * self.width
+            };
+            self.sum_p = 0.0;
+            self.positives = 0;
+        }
+    }
+
+    fn finish(self) -> f64 {
+        debug_assert_eq!(self.seen, self.rows, "fewer rows than announced");
+        self.error
+    }
+}
+
+/// The expected calibration error of the rows of `parts`, each in increasing order of
+/// probability, merged (equal probabilities in the order of the parts: a stable sort of
+/// their concatenation). A part's rows up to the next part's head go at once, which is
+/// most of them: calibrated values come in plateaus.
+fn ece_of_merged(parts: &[Vec<(f64, bool)>]) -> f64 {
+    let rows = parts.iter().map(Vec::len).sum();
+    if rows == 0 {
         return 0.0;
     }
-    // a stable merge of the splits' sorted runs (calibrated values are in order already)
-    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let n = rows.len();
-    let bins = if n <= 20 { (n / 2).max(1) } else { 10 };
-    let width = n / bins;
-    let mut error = 0.0;
-    for b in 0..bins {
-        let end = if b + 1 == bins { n } else { (b + 1) * width };
-        let bin = &rows[b * width..end];
-        if bin.is_empty() {
-            continue;
+    let mut ece = Ece::new(rows);
+    let mut heads = vec![0usize; parts.len()];
+    loop {
+        // the part whose head comes first, and the head that comes after it
+        let mut first: Option<usize> = None;
+        let mut next: Option<(usize, f64)> = None;
+        for (s, part) in parts.iter().enumerate() {
+            let Some(row) = part.get(heads[s]) else {
+                continue;
+            };
+            match first {
+                Some(f) if parts[f][heads[f]].0.total_cmp(&row.0).is_le() => {
+                    if next.is_none_or(|(_, v)| row.0.total_cmp(&v).is_lt()) {
+                        next = Some((s, row.0));
+                    }
+                }
+                _ => {
+                    if let Some(f) = first {
+                        next = Some((f, parts[f][heads[f]].0));
+                    }
+                    first = Some(s);
+                }
+            }
         }
-        let m = bin.len() as f64;
-        let p: f64 = bin.iter().map(|r| r.0).sum::<f64>() / m;
-        let y: f64 = bin.iter().filter(|r| r.1).count() as f64 / m;
-        error += m / n as f64 * (p - y).abs();
+        let Some(f) = first else { break };
+        // its rows before the next head (up to and at it too when it comes later in order)
+        let part = &parts[f];
+        while let Some(row) = part.get(heads[f]) {
+            if let Some((s, v)) = next {
+                let order = row.0.total_cmp(&v);
+                if order.is_gt() || (order.is_eq() && s < f) {
+                    break;
+                }
+            }
+            ece.push(row.0, row.1);
+            heads[f] += 1;
+        }
     }
-    error
+    ece.finish()
 }
 
 #[cfg(test)]
@@ -752,9 +838,52 @@ mod tests {
         assert!(e.to_string().contains("past the 2 rows"), "{e}");
     }
 
+    /// The calibration error the plain way: sorted, binned.
+    fn plain_ece(mut rows: Vec<(f64, bool)>) -> f64 {
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let n = rows.len();
+        let bins = if n <= 20 { (n / 2).max(1) } else { 10 };
+        let width = n / bins;
+        (0..bins)
+            .map(|b| {
+                let end = if b + 1 == bins { n } else { (b + 1) * width };
+                let bin = &rows[b * width..end];
+                let m = bin.len() as f64;
+                let p = bin.iter().map(|r| r.0).sum::<f64>() / m;
+                let y = bin.iter().filter(|r| r.1).count() as f64 / m;
+                m / n as f64 * (p - y).abs()
+            })
+            .sum()
+    }
+
     #[test]
     fn calibration_error_of_a_perfect_map_is_zero() {
         let rows: Vec<(f64, bool)> = (0..100).map(|i| (0.5, i % 2 == 0)).collect();
-        assert!(expected_calibration_error(rows) < 1e-12);
+        assert!(ece_of_merged(&[rows]) < 1e-12);
+    }
+
+    #[test]
+    fn merged_parts_are_binned_as_their_stable_sort() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        for case in 0..300 {
+            // parts in order, on a coarse grid in every other case (ties across parts)
+            let parts: Vec<Vec<(f64, bool)>> = (0..rng.usize(1..6))
+                .map(|_| {
+                    let grid = if case % 2 == 0 { 8.0 } else { 1e6 };
+                    let mut part: Vec<(f64, bool)> = (0..rng.usize(0..60))
+                        .map(|_| ((rng.f64() * grid).floor() / grid, rng.bool()))
+                        .collect();
+                    part.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    part
+                })
+                .collect();
+            let all: Vec<(f64, bool)> = parts.iter().flatten().copied().collect();
+            let expected = if all.is_empty() { 0.0 } else { plain_ece(all) };
+            let merged = ece_of_merged(&parts);
+            assert!(
+                (merged - expected).abs() < 1e-12,
+                "case {case}: {merged} {expected}"
+            );
+        }
     }
 }

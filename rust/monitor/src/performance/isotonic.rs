@@ -13,27 +13,20 @@ pub struct Isotonic {
     y: Vec<f64>,
 }
 
-/// A run of pooled points: how many, how many of them positive, and the scores they span.
+/// A run of pooled points: how many, how many of them positive, and the positions (in the
+/// sorted points) of its first and last, whose scores are the knots. 16 bytes: the pooling
+/// walks them back and forth.
 #[derive(Clone, Copy)]
 struct Block {
-    positives: u64,
-    weight: u64,
-    first: f64,
-    last: f64,
+    positives: u32,
+    weight: u32,
+    first: u32,
+    last: u32,
 }
 
 impl Block {
-    fn of(x: f64, positive: bool) -> Block {
-        Block {
-            positives: u64::from(positive),
-            weight: 1,
-            first: x,
-            last: x,
-        }
-    }
-
     fn mean(&self) -> f64 {
-        self.positives as f64 / self.weight as f64
+        f64::from(self.positives) / f64::from(self.weight)
     }
 
     fn absorb(&mut self, later: &Block) {
@@ -52,6 +45,31 @@ pub struct Runs<'a> {
     points: &'a [(f64, bool)],
     /// `start..end` of each run in `points`, and how many of them are positive.
     runs: Vec<(u32, u32, u32)>,
+}
+
+/// Up to 16 subsets of a [`Runs`]' points (bit `s` of a point's mark: it is in subset `s`),
+/// with the union of the marks of each run, so that a fit without one subset pushes every
+/// run that has none of its points whole.
+pub struct Subsets {
+    marks: Vec<u16>,
+    per_run: Vec<u16>,
+}
+
+impl Subsets {
+    /// The number of the subsets `among` (a mask) that a point is in.
+    pub fn count(&self, point: usize, among: u16) -> u32 {
+        (self.marks[point] & among).count_ones()
+    }
+
+    /// The points of subset `s`, in order.
+    pub fn members(&self, s: u32) -> impl Iterator<Item = usize> + '_ {
+        let bit = 1u16 << s;
+        self.marks
+            .iter()
+            .enumerate()
+            .filter(move |(_, m)| **m & bit != 0)
+            .map(|(i, _)| i)
+    }
 }
 
 impl<'a> Runs<'a> {
@@ -95,52 +113,104 @@ impl<'a> Runs<'a> {
 
     /// The fit on all the points.
     pub fn fit(&self) -> Option<Isotonic> {
-        let mut blocks: Vec<Block> = Vec::new();
+        let mut blocks: Vec<Block> = Vec::with_capacity(self.runs.len());
         for run in &self.runs {
-            push_pooled(&mut blocks, self.whole(run));
+            push_pooled(&mut blocks, Self::whole(run));
         }
-        Isotonic::of_blocks(&blocks)
+        self.knots(&blocks)
     }
 
     /// A run with all its points, as one block.
-    fn whole(&self, (start, end, positives): &(u32, u32, u32)) -> Block {
-        let run = &self.points[*start as usize..*end as usize];
+    fn whole(&(start, end, positives): &(u32, u32, u32)) -> Block {
         Block {
-            positives: u64::from(*positives),
-            weight: run.len() as u64,
-            first: run[0].0,
-            last: run[run.len() - 1].0,
+            positives,
+            weight: end - start,
+            first: start,
+            last: end - 1,
         }
     }
 
-    /// The fit on the points not `held` (one flag per point).
-    pub fn fit_without(&self, held: &[bool]) -> Option<Isotonic> {
-        assert_eq!(held.len(), self.points.len(), "one flag per point");
-        let mut blocks: Vec<Block> = Vec::new();
-        for cut in &self.runs {
-            let (start, end) = (cut.0 as usize, cut.1 as usize);
-            let run = &self.points[start..end];
-            let block = if !held[start..end].contains(&true) {
-                Some(self.whole(cut))
-            } else {
-                let mut kept = run
+    /// Marks subsets of the points: `marks` has one per point (bit `s`: in subset `s`).
+    pub fn subsets(&self, marks: Vec<u16>) -> Subsets {
+        assert_eq!(marks.len(), self.points.len(), "one mark per point");
+        let per_run = self
+            .runs
+            .iter()
+            .map(|(start, end, _)| {
+                marks[*start as usize..*end as usize]
                     .iter()
-                    .zip(&held[start..end])
-                    .filter(|(_, h)| !**h)
-                    .map(|(p, _)| *p);
-                kept.next().map(|(x, y)| {
-                    let mut b = Block::of(x, y);
-                    for (x, y) in kept {
-                        b.absorb(&Block::of(x, y));
+                    .fold(0, |all, m| all | m)
+            })
+            .collect();
+        Subsets { marks, per_run }
+    }
+
+    /// The fit on the points not in subset `s` (below 16) of `subsets`.
+    pub fn fit_without(&self, subsets: &Subsets, s: u32) -> Option<Isotonic> {
+        assert_eq!(
+            subsets.per_run.len(),
+            self.runs.len(),
+            "subsets of these runs"
+        );
+        let bit = 1u16 << s;
+        let mut blocks: Vec<Block> = Vec::with_capacity(self.runs.len());
+        for (cut, union) in self.runs.iter().zip(&subsets.per_run) {
+            if union & bit == 0 {
+                push_pooled(&mut blocks, Self::whole(cut));
+                continue;
+            }
+            let mut block: Option<Block> = None;
+            for i in cut.0..cut.1 {
+                if subsets.marks[i as usize] & bit != 0 {
+                    continue;
+                }
+                let positives = u32::from(self.points[i as usize].1);
+                match &mut block {
+                    Some(b) => {
+                        b.positives += positives;
+                        b.weight += 1;
+                        b.last = i;
                     }
-                    b
-                })
-            };
+                    None => {
+                        block = Some(Block {
+                            positives,
+                            weight: 1,
+                            first: i,
+                            last: i,
+                        })
+                    }
+                }
+            }
             if let Some(b) = block {
                 push_pooled(&mut blocks, b);
             }
         }
-        Isotonic::of_blocks(&blocks)
+        self.knots(&blocks)
+    }
+
+    /// The knots of pooled blocks (None without blocks).
+    fn knots(&self, blocks: &[Block]) -> Option<Isotonic> {
+        if blocks.is_empty() {
+            return None;
+        }
+        let (mut x, mut y) = (
+            Vec::with_capacity(2 * blocks.len()),
+            Vec::with_capacity(2 * blocks.len()),
+        );
+        for b in blocks {
+            let m = b.mean();
+            let (first, last) = (
+                self.points[b.first as usize].0,
+                self.points[b.last as usize].0,
+            );
+            x.push(first);
+            y.push(m);
+            if last != first {
+                x.push(last);
+                y.push(m);
+            }
+        }
+        Some(Isotonic { x, y })
     }
 }
 
@@ -148,7 +218,9 @@ impl<'a> Runs<'a> {
 /// (shares compared exactly, by cross-multiplying the counts).
 fn push_pooled(blocks: &mut Vec<Block>, mut b: Block) {
     while let Some(a) = blocks.last() {
-        if a.positives * b.weight <= b.positives * a.weight {
+        if u64::from(a.positives) * u64::from(b.weight)
+            <= u64::from(b.positives) * u64::from(a.weight)
+        {
             break;
         }
         let mut a = blocks.pop().expect("a block");
@@ -167,27 +239,9 @@ impl Isotonic {
     /// value (the last point of a block is at most its mean and the first of the next at
     /// least its own, so a step between equal targets cannot happen), and a classifier's
     /// targets come in runs, so far fewer blocks are pushed and compared. At most
-    /// `u32::MAX` points (the counts' products must fit 64 bits).
+    /// `u32::MAX` points (the counts are 32 bits; their products fit 64).
     pub fn fit_sorted(points: &[(f64, bool)]) -> Option<Isotonic> {
         Runs::new(points).fit()
-    }
-
-    /// The knots of pooled blocks (None without blocks).
-    fn of_blocks(blocks: &[Block]) -> Option<Isotonic> {
-        if blocks.is_empty() {
-            return None;
-        }
-        let (mut x, mut y) = (Vec::new(), Vec::new());
-        for b in blocks {
-            let m = b.mean();
-            x.push(b.first);
-            y.push(m);
-            if b.last != b.first {
-                x.push(b.last);
-                y.push(m);
-            }
-        }
-        Some(Isotonic { x, y })
     }
 
     /// The calibrated value of `score`.
@@ -360,25 +414,34 @@ mod tests {
             let points = random_points(&mut rng, case, false);
             let n = points.len();
             let runs = Runs::new(&points);
-            let held: Vec<bool> = (0..n).map(|_| rng.f64() < 0.2).collect();
-            let rest: Vec<(f64, bool)> = points
-                .iter()
-                .zip(&held)
-                .filter(|(_, h)| !**h)
-                .map(|(p, _)| *p)
+            // three overlapping subsets, each point in any of them with odds 1 in 5
+            let marks: Vec<u16> = (0..n)
+                .map(|_| (0..3).map(|s| u16::from(rng.f64() < 0.2) << s).sum())
                 .collect();
-            let (a, b) = (runs.fit_without(&held), Isotonic::fit_sorted(&rest));
-            assert_eq!(a.is_none(), b.is_none(), "case {case}");
-            let (Some(a), Some(b)) = (a, b) else { continue };
-            for x in points
-                .iter()
-                .map(|p| p.0)
-                .chain((0..50).map(|k| k as f64 / 49.0))
-            {
-                assert!(
-                    (a.predict(x) - b.predict(x)).abs() < 1e-12,
-                    "case {case}: {x}"
-                );
+            let subsets = runs.subsets(marks.clone());
+            for s in 0..3 {
+                let members: Vec<usize> = subsets.members(s).collect();
+                let expected: Vec<usize> = (0..n).filter(|i| marks[*i] >> s & 1 == 1).collect();
+                assert_eq!(members, expected, "case {case}");
+                let rest: Vec<(f64, bool)> = points
+                    .iter()
+                    .zip(&marks)
+                    .filter(|(_, m)| *m >> s & 1 == 0)
+                    .map(|(p, _)| *p)
+                    .collect();
+                let (a, b) = (runs.fit_without(&subsets, s), Isotonic::fit_sorted(&rest));
+                assert_eq!(a.is_none(), b.is_none(), "case {case}");
+                let (Some(a), Some(b)) = (a, b) else { continue };
+                for x in points
+                    .iter()
+                    .map(|p| p.0)
+                    .chain((0..50).map(|k| k as f64 / 49.0))
+                {
+                    assert!(
+                        (a.predict(x) - b.predict(x)).abs() < 1e-12,
+                        "case {case}: {x}"
+                    );
+                }
             }
         }
     }
