@@ -25,8 +25,8 @@ use rayon::prelude::*;
 use super::isotonic::{Isotonic, Runs};
 use super::metrics::UNKNOWN;
 use super::metrics::{
-    expected_auc_descending, mean_defined, order_by_score, rank_shares, realized_in_order, Counts,
-    Metric, Rows,
+    expected_auc_descending, mean_defined, order_by_score, rank_share_spreads, realized_in_order,
+    Counts, Metric, Rows, Tally,
 };
 use crate::error::{MonitorError, Result};
 
@@ -173,11 +173,7 @@ impl Cbpe {
                         })
                         .collect();
                 let auc = if options.metrics.contains(&Metric::RocAuc) {
-                    let (outranked, outranking) = rank_shares(&sorted);
-                    (
-                        variance(outranked.into_iter()),
-                        variance(outranking.into_iter()),
-                    )
+                    rank_share_spreads(&sorted)
                 } else {
                     ((0.0, 0), (0.0, 0))
                 };
@@ -186,10 +182,11 @@ impl Cbpe {
             .collect();
         let (calibrators, auc_parts): (Vec<Option<Isotonic>>, Vec<AucParts>) =
             per_class.into_iter().unzip();
+        let tally = Tally::of(reference).expect("fit checked the labels");
         let spreads = options
             .metrics
             .iter()
-            .map(|m| spread(reference, &labelled, &auc_parts, *m))
+            .map(|m| spread(reference, &tally, &auc_parts, *m))
             .collect();
         let mut fitted = Cbpe {
             classes: k,
@@ -341,9 +338,8 @@ impl Cbpe {
             })
             .collect();
         let chunk = *rows;
-        let labelled = chunk
-            .y_true
-            .map_or(0, |t| t.iter().filter(|c| **c != UNKNOWN).count());
+        let tally = Tally::of(&chunk);
+        let labelled = tally.as_ref().map_or(0, |t| t.labelled as usize);
         let values = self
             .options
             .metrics
@@ -390,10 +386,9 @@ impl Cbpe {
                     lower_threshold: None,
                     upper_threshold: None,
                     alert: false,
-                    realized: if labelled > 0 {
-                        realized_in_order(&chunk, *m, sorted)
-                    } else {
-                        f64::NAN
+                    realized: match &tally {
+                        Some(tally) if labelled > 0 => realized_in_order(&chunk, tally, *m, sorted),
+                        _ => f64::NAN,
                     },
                 }
             })
@@ -441,37 +436,24 @@ fn check_chunks(chunks: &[Range<usize>], rows: usize, what: &str) -> Result<()> 
     Ok(())
 }
 
-/// Population variance.
-fn variance(values: impl Iterator<Item = f64>) -> (f64, usize) {
-    let (mut n, mut sum, mut sq) = (0usize, 0.0, 0.0);
-    for v in values {
-        n += 1;
-        sum += v;
-        sq += v * v;
-    }
-    if n == 0 {
-        return (0.0, 0);
-    }
-    let mean = sum / n as f64;
-    ((sq / n as f64 - mean * mean).max(0.0), n)
-}
-
 /// The two halves of a class's ROC AUC variance (DeLong): over its positives, the variance
 /// of the share of negatives each outranks, and over its negatives, of the share of
 /// positives that outrank each; with the number of positives and of negatives.
 type AucParts = ((f64, usize), (f64, usize));
 
-/// The spread of `metric`'s row-level parts on the labelled reference rows (`auc`: each
-/// scored class's [`AucParts`]).
-fn spread(rows: &Rows<'_>, labelled: &[usize], auc: &[AucParts], metric: Metric) -> Spread {
-    let y_true = rows.y_true.expect("fit checked the labels");
-    let total = labelled.len() as f64;
+/// The spread of `metric`'s row-level parts on the labelled reference rows (`tally`: their
+/// confusion; `auc`: each scored class's [`AucParts`]). The parts of the count-based
+/// metrics are 0/1 indicators over some of the rows, whose variance is q (1 - q), q their
+/// mean.
+fn spread(rows: &Rows<'_>, tally: &Tally, auc: &[AucParts], metric: Metric) -> Spread {
+    let total = tally.labelled as f64;
+    // the variance of indicators, `ones` of them 1 among `n`; and n
+    let indicators = |ones: f64, n: f64| {
+        let q = if n > 0.0 { ones / n } else { 0.0 };
+        (q * (1.0 - q), n)
+    };
     if metric == Metric::Accuracy {
-        let (var, _) = variance(
-            labelled
-                .iter()
-                .map(|i| f64::from(u8::from(y_true[*i] == rows.y_pred[*i]))),
-        );
+        let (var, _) = indicators(tally.correct() as f64, total);
         return Spread {
             parts: vec![(var, 1.0)],
             divisor: 1.0,
@@ -482,48 +464,25 @@ fn spread(rows: &Rows<'_>, labelled: &[usize], auc: &[AucParts], metric: Metric)
         .iter()
         .zip(auc)
         .flat_map(|(c, auc)| {
-            let t = |i: usize| y_true[i] as usize == *c;
-            let p = |i: usize| rows.y_pred[i] as usize == *c;
-            let indicator = |b: bool| f64::from(u8::from(b));
-            let share = |n: usize| n as f64 / total;
+            let Counts { tp, fp, fn_, tn } = tally.counts(*c);
+            let part = |(var, n): (f64, f64)| (var, n / total);
             match metric {
-                Metric::Precision => {
-                    let (var, n) =
-                        variance(labelled.iter().filter(|i| p(**i)).map(|i| indicator(t(*i))));
-                    vec![(var, share(n))]
-                }
-                Metric::Recall => {
-                    let (var, n) =
-                        variance(labelled.iter().filter(|i| t(**i)).map(|i| indicator(p(*i))));
-                    vec![(var, share(n))]
-                }
-                Metric::Specificity => {
-                    let (var, n) = variance(
-                        labelled
-                            .iter()
-                            .filter(|i| !t(**i))
-                            .map(|i| indicator(!p(*i))),
-                    );
-                    vec![(var, share(n))]
-                }
+                Metric::Precision => vec![part(indicators(tp, tp + fp))],
+                Metric::Recall => vec![part(indicators(tp, tp + fn_))],
+                Metric::Specificity => vec![part(indicators(tn, tn + fp))],
                 Metric::F1 => {
                     // F1 = 2a / (1 + a), a the share of true positives among the rows that
                     // are true positives, false positives or false negatives: the delta
                     // method scales a's binomial variance by (dF1/da)^2 = (2 / (1 + a)^2)^2
-                    let (var, n) = variance(
-                        labelled
-                            .iter()
-                            .filter(|i| t(**i) || p(**i))
-                            .map(|i| indicator(t(*i) && p(*i))),
-                    );
-                    let a = labelled.iter().filter(|i| t(**i) && p(**i)).count() as f64
-                        / (n.max(1) as f64);
+                    let n = tp + fp + fn_;
+                    let (var, _) = indicators(tp, n);
+                    let a = tp / n.max(1.0);
                     let slope = 2.0 / (1.0 + a).powi(2);
-                    vec![(var * slope * slope, share(n))]
+                    vec![part((var * slope * slope, n))]
                 }
                 Metric::RocAuc => {
                     let ((var_pos, pos), (var_neg, neg)) = *auc;
-                    vec![(var_pos, share(pos)), (var_neg, share(neg))]
+                    vec![(var_pos, pos as f64 / total), (var_neg, neg as f64 / total)]
                 }
                 Metric::Accuracy => unreachable!("handled above"),
             }

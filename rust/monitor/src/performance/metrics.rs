@@ -262,6 +262,58 @@ pub(crate) fn mean_defined(values: impl IntoIterator<Item = f64>) -> f64 {
     }
 }
 
+/// The labelled rows' confusion, counted once: per class how many rows are of it, how
+/// many are predicted as it, and how many both; and how many rows are labelled.
+pub(crate) struct Tally {
+    pub labelled: u64,
+    pub of_class: Vec<u64>,
+    pub predicted: Vec<u64>,
+    pub right: Vec<u64>,
+}
+
+impl Tally {
+    /// Counts the rows whose label is known (None: no labels at all).
+    pub fn of(rows: &Rows<'_>) -> Option<Tally> {
+        let y_true = rows.y_true?;
+        let k = rows.classes;
+        let mut tally = Tally {
+            labelled: 0,
+            of_class: vec![0; k],
+            predicted: vec![0; k],
+            right: vec![0; k],
+        };
+        for (t, p) in y_true.iter().zip(rows.y_pred) {
+            if *t == UNKNOWN {
+                continue;
+            }
+            let (t, p) = (*t as usize, *p as usize);
+            tally.labelled += 1;
+            tally.of_class[t] += 1;
+            tally.predicted[p] += 1;
+            tally.right[t] += u64::from(t == p);
+        }
+        Some(tally)
+    }
+
+    /// Class `c` against the rest.
+    pub fn counts(&self, c: usize) -> Counts {
+        let tp = self.right[c];
+        let fp = self.predicted[c] - tp;
+        let fn_ = self.of_class[c] - tp;
+        Counts {
+            tp: tp as f64,
+            fp: fp as f64,
+            fn_: fn_ as f64,
+            tn: (self.labelled - tp - fp - fn_) as f64,
+        }
+    }
+
+    /// Rows whose prediction is their label.
+    pub fn correct(&self) -> u64 {
+        self.right.iter().sum()
+    }
+}
+
 /// The realized value of `metric` on the rows whose label is known (NaN without labels).
 /// Multiclass precision, recall, F1 and specificity average the classes that occur among
 /// the labels or predictions (as scikit-learn's `average="macro"` does); ROC AUC needs
@@ -275,12 +327,20 @@ pub fn realized(rows: &Rows<'_>, metric: Metric) -> f64 {
     } else {
         Vec::new()
     };
-    realized_in_order(rows, metric, &orders)
+    match Tally::of(rows) {
+        Some(tally) => realized_in_order(rows, &tally, metric, &orders),
+        None => f64::NAN,
+    }
 }
 
-/// [`realized`], given the rows in increasing order of each scored class's probability
-/// (see [`Rows::scored`]; only ROC AUC reads them).
-pub(crate) fn realized_in_order(rows: &Rows<'_>, metric: Metric, orders: &[Vec<u32>]) -> f64 {
+/// [`realized`] from the rows' [`Tally`], given the rows in increasing order of each
+/// scored class's probability (see [`Rows::scored`]; only ROC AUC reads them).
+pub(crate) fn realized_in_order(
+    rows: &Rows<'_>,
+    tally: &Tally,
+    metric: Metric,
+    orders: &[Vec<u32>],
+) -> f64 {
     debug_assert!(
         metric != Metric::RocAuc
             || (orders.len() == rows.scored().len()
@@ -289,64 +349,57 @@ pub(crate) fn realized_in_order(rows: &Rows<'_>, metric: Metric, orders: &[Vec<u
     let Some(y_true) = rows.y_true else {
         return f64::NAN;
     };
-    let labelled: Vec<usize> = (0..rows.len()).filter(|i| y_true[*i] != UNKNOWN).collect();
-    if labelled.is_empty() {
+    if tally.labelled == 0 {
         return f64::NAN;
     }
     let k = rows.classes;
-    if metric == Metric::Accuracy {
-        let right = labelled
-            .iter()
-            .filter(|i| y_true[**i] == rows.y_pred[**i])
-            .count();
-        return right as f64 / labelled.len() as f64;
-    }
-    if metric == Metric::RocAuc {
-        // every class's one-vs-rest area (binary: class 1's), NaN if any is undefined
-        let mut sum = 0.0;
-        for (c, order) in rows.scored().into_iter().zip(orders) {
-            let scores: Vec<(f64, bool)> = order
-                .iter()
-                .map(|i| *i as usize)
-                .filter(|i| y_true[*i] != UNKNOWN)
-                .map(|i| (rows.p(i, c), y_true[i] as usize == c))
-                .collect();
-            sum += auc_ascending(&scores);
+    match metric {
+        Metric::Accuracy => tally.correct() as f64 / tally.labelled as f64,
+        Metric::RocAuc => {
+            // every class's one-vs-rest area (binary: class 1's), NaN if any is undefined
+            let sum: f64 = rows
+                .scored()
+                .into_iter()
+                .zip(orders)
+                .map(|(c, order)| {
+                    let positives = tally.of_class[c];
+                    auc_ascending(
+                        order
+                            .iter()
+                            .map(|i| *i as usize)
+                            .filter(|i| y_true[*i] != UNKNOWN)
+                            .map(|i| (rows.p(i, c), y_true[i] as usize == c)),
+                        positives,
+                        tally.labelled - positives,
+                    )
+                })
+                .sum();
+            sum / orders.len() as f64
         }
-        return sum / orders.len() as f64;
-    }
-    let mut counts = vec![Counts::default(); k];
-    let mut seen = vec![false; k];
-    for i in &labelled {
-        let (t, p) = (y_true[*i] as usize, rows.y_pred[*i] as usize);
-        seen[t] = true;
-        seen[p] = true;
-        for (c, counts) in counts.iter_mut().enumerate() {
-            match (t == c, p == c) {
-                (true, true) => counts.tp += 1.0,
-                (false, true) => counts.fp += 1.0,
-                (true, false) => counts.fn_ += 1.0,
-                (false, false) => counts.tn += 1.0,
-            }
-        }
-    }
-    if k == 2 {
-        let v = counts[1].value(metric);
-        // scikit-learn answers 0 (with a warning) where the ratio is 0/0
-        return if v.is_nan() { 0.0 } else { v };
-    }
-    let per_class: Vec<f64> = (0..k)
-        .filter(|c| seen[*c])
-        .map(|c| {
-            let v = counts[c].value(metric);
+        _ if k == 2 => {
+            // scikit-learn answers 0 (with a warning) where the ratio is 0/0
+            let v = tally.counts(1).value(metric);
             if v.is_nan() {
                 0.0
             } else {
                 v
             }
-        })
-        .collect();
-    per_class.iter().sum::<f64>() / per_class.len().max(1) as f64
+        }
+        _ => {
+            let values: Vec<f64> = (0..k)
+                .filter(|c| tally.of_class[*c] > 0 || tally.predicted[*c] > 0)
+                .map(|c| {
+                    let v = tally.counts(c).value(metric);
+                    if v.is_nan() {
+                        0.0
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            values.iter().sum::<f64>() / values.len().max(1) as f64
+        }
+    }
 }
 
 /// A float's order as an unsigned integer's.
@@ -440,55 +493,83 @@ pub(crate) fn order_by_score(scores: impl Iterator<Item = f64>) -> Vec<u32> {
 /// counting half; NaN without both positives and negatives.
 pub fn auc_of_labels(mut scores: Vec<(f64, bool)>) -> f64 {
     sort_by_score(&mut scores, |s| s.0);
-    auc_ascending(&scores)
+    let positives = scores.iter().filter(|s| s.1).count() as u64;
+    auc_ascending(
+        scores.iter().copied(),
+        positives,
+        scores.len() as u64 - positives,
+    )
 }
 
-/// [`auc_of_labels`] of scores already in increasing order.
-fn auc_ascending(scores: &[(f64, bool)]) -> f64 {
-    let (outranked, _) = rank_shares(scores);
-    if outranked.is_empty() || outranked.len() == scores.len() {
+/// [`auc_of_labels`] of scores given in increasing order, of which `positives` are
+/// positive and `negatives` not: each positive's share of negatives below it (ties half),
+/// averaged, as the scores come.
+fn auc_ascending(scores: impl Iterator<Item = (f64, bool)>, positives: u64, negatives: u64) -> f64 {
+    if positives == 0 || negatives == 0 {
         return f64::NAN;
     }
-    outranked.iter().sum::<f64>() / outranked.len() as f64
+    // negatives below the current score, and the current score's positives and negatives
+    let (mut below, mut sum) = (0u64, 0.0);
+    let (mut score, mut tied_pos, mut tied_neg) = (f64::NAN, 0u64, 0u64);
+    for (s, positive) in scores {
+        if s != score {
+            sum += tied_pos as f64 * (below as f64 + 0.5 * tied_neg as f64);
+            below += tied_neg;
+            (score, tied_pos, tied_neg) = (s, 0, 0);
+        }
+        if positive {
+            tied_pos += 1;
+        } else {
+            tied_neg += 1;
+        }
+    }
+    sum += tied_pos as f64 * (below as f64 + 0.5 * tied_neg as f64);
+    sum / negatives as f64 / positives as f64
 }
 
-/// For scores with their labels in increasing order of score: for each positive, the
-/// share of negatives ranked below it, and for each negative, the share of positives
-/// ranked above it (ties count half). The first averages to the ROC AUC; the spreads of
-/// both are the AUC's variance (DeLong). Empty when either class is missing.
-pub(crate) fn rank_shares(scores: &[(f64, bool)]) -> (Vec<f64>, Vec<f64>) {
+/// For scores with their labels in increasing order of score, the spreads that make the
+/// ROC AUC's variance (DeLong): over the positives, the population variance of the share
+/// of negatives ranked below each, and over the negatives, of the share of positives
+/// ranked above each (ties count half); each with how many rows it is over. Rows of one
+/// score share their value, so the sums are taken per score. Zeros when either class is
+/// missing.
+pub(crate) fn rank_share_spreads(scores: &[(f64, bool)]) -> ((f64, usize), (f64, usize)) {
     let positives = scores.iter().filter(|s| s.1).count();
     let negatives = scores.len() - positives;
     if positives == 0 || negatives == 0 {
-        return (Vec::new(), Vec::new());
+        return ((0.0, 0), (0.0, 0));
     }
-    let (mut pos_shares, mut neg_shares) = (Vec::new(), Vec::new());
-    let (mut neg_below, mut pos_below) = (0.0, 0.0);
+    // sums of the shares and of their squares, of the positives and of the negatives
+    let (mut pos, mut neg) = ((0.0, 0.0), (0.0, 0.0));
+    let (mut neg_below, mut pos_below) = (0usize, 0usize);
     let mut i = 0;
     while i < scores.len() {
         let mut j = i;
-        let (mut tied_neg, mut tied_pos) = (0.0, 0.0);
+        let (mut tied_neg, mut tied_pos) = (0usize, 0usize);
         while j < scores.len() && scores[j].0 == scores[i].0 {
             if scores[j].1 {
-                tied_pos += 1.0;
+                tied_pos += 1;
             } else {
-                tied_neg += 1.0;
+                tied_neg += 1;
             }
             j += 1;
         }
-        for s in &scores[i..j] {
-            if s.1 {
-                pos_shares.push((neg_below + 0.5 * tied_neg) / negatives as f64);
-            } else {
-                let above = positives as f64 - pos_below - tied_pos;
-                neg_shares.push((above + 0.5 * tied_pos) / positives as f64);
-            }
-        }
+        let outranked = (neg_below as f64 + 0.5 * tied_neg as f64) / negatives as f64;
+        let above = positives - pos_below - tied_pos;
+        let outranking = (above as f64 + 0.5 * tied_pos as f64) / positives as f64;
+        pos.0 += tied_pos as f64 * outranked;
+        pos.1 += tied_pos as f64 * outranked * outranked;
+        neg.0 += tied_neg as f64 * outranking;
+        neg.1 += tied_neg as f64 * outranking * outranking;
         neg_below += tied_neg;
         pos_below += tied_pos;
         i = j;
     }
-    (pos_shares, neg_shares)
+    let variance = |(sum, squares): (f64, f64), n: usize| {
+        let mean = sum / n as f64;
+        ((squares / n as f64 - mean * mean).max(0.0), n)
+    };
+    (variance(pos, positives), variance(neg, negatives))
 }
 
 /// The area under the ROC curve a set of scores would have if each row were positive with
