@@ -320,23 +320,19 @@ impl Cbpe {
         let calibrated = rows.with_proba(cal);
         let p_hat = |i: usize, c: usize| calibrated.p(i, c);
         let sides = rows.scored();
-        let counts: Vec<Counts> = sides
-            .iter()
-            .map(|c| {
-                let mut counts = Counts::default();
-                for i in 0..n {
-                    let p = p_hat(i, *c);
-                    if rows.y_pred[i] as usize == *c {
-                        counts.tp += p;
-                        counts.fp += 1.0 - p;
-                    } else {
-                        counts.fn_ += p;
-                        counts.tn += 1.0 - p;
-                    }
-                }
-                counts
-            })
-            .collect();
+        // expected confusion of each scored class, in one pass over the rows (a row's
+        // calibrated probabilities are its scored classes', in order); without branches,
+        // as whether a row is predicted as a class is a coin toss to the processor
+        let mut counts = vec![Counts::default(); sides.len()];
+        for (row, predicted) in cal.chunks_exact(Rows::width_of(k)).zip(rows.y_pred) {
+            for ((counts, c), p) in counts.iter_mut().zip(&sides).zip(row) {
+                let is = f64::from(u8::from(*predicted as usize == *c));
+                counts.tp += p * is;
+                counts.fp += (1.0 - p) * is;
+                counts.fn_ += p * (1.0 - is);
+                counts.tn += (1.0 - p) * (1.0 - is);
+            }
+        }
         let chunk = *rows;
         let tally = Tally::of(&chunk);
         let labelled = tally.as_ref().map_or(0, |t| t.labelled as usize);

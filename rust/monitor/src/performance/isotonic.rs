@@ -11,6 +11,9 @@ pub struct Isotonic {
     /// The knots: increasing scores and their non-decreasing fitted values.
     x: Vec<f64>,
     y: Vec<f64>,
+    /// The slope of the line into each knot from the one before (the first: 0), as
+    /// scipy's `interp1d` computes it: one division per knot, not per score.
+    slope: Vec<f64>,
 }
 
 /// A run of pooled points: how many, how many of them positive, and the positions (in the
@@ -210,7 +213,16 @@ impl<'a> Runs<'a> {
                 y.push(m);
             }
         }
-        Some(Isotonic { x, y })
+        let slope = (0..x.len())
+            .map(|i| {
+                if i == 0 {
+                    0.0
+                } else {
+                    (y[i] - y[i - 1]) / (x[i] - x[i - 1])
+                }
+            })
+            .collect();
+        Some(Isotonic { x, y, slope })
     }
 }
 
@@ -259,8 +271,7 @@ impl Isotonic {
         if x[i] == score {
             return y[i];
         }
-        let t = (score - x[i - 1]) / (x[i] - x[i - 1]);
-        y[i - 1] + t * (y[i] - y[i - 1])
+        y[i - 1] + (score - x[i - 1]) * self.slope[i]
     }
 
     /// The calibrated values of `scores` given in increasing order: one walk along the
@@ -282,8 +293,7 @@ impl Isotonic {
             } else if self.x[i] == score {
                 self.y[i]
             } else {
-                let t = (score - self.x[i - 1]) / (self.x[i] - self.x[i - 1]);
-                self.y[i - 1] + t * (self.y[i] - self.y[i - 1])
+                self.y[i - 1] + (score - self.x[i - 1]) * self.slope[i]
             }
         })
     }
