@@ -110,6 +110,7 @@ impl<'a> Rows<'a> {
                 ),
             ));
         }
+        let k = classes as u64;
         if let Some(t) = y_true {
             if t.len() != n {
                 return Err(MonitorError::input(
@@ -117,20 +118,43 @@ impl<'a> Rows<'a> {
                     format!("{} labels for {n} predictions", t.len()),
                 ));
             }
-            if let Some(bad) = t.iter().find(|c| **c != UNKNOWN && **c as usize >= classes) {
+            let fine = t.chunks(4096).all(|c| {
+                c.iter()
+                    .fold(true, |ok, c| ok & ((*c == UNKNOWN) | (u64::from(*c) < k)))
+            });
+            if let Some(bad) = t
+                .iter()
+                .filter(|_| !fine)
+                .find(|c| **c != UNKNOWN && u64::from(**c) >= k)
+            {
                 return Err(MonitorError::input(
                     "y_true",
                     format!("class index {bad} is not one of the {classes} classes"),
                 ));
             }
         }
-        if let Some(bad) = y_pred.iter().find(|c| **c as usize >= classes) {
+        let fine = y_pred
+            .chunks(4096)
+            .all(|c| c.iter().fold(true, |ok, c| ok & (u64::from(*c) < k)));
+        if let Some(bad) = y_pred
+            .iter()
+            .filter(|_| !fine)
+            .find(|c| u64::from(**c) >= k)
+        {
             return Err(MonitorError::input(
                 "y_pred",
                 format!("class index {bad} is not one of the {classes} classes"),
             ));
         }
-        if let Some(bad) = proba.iter().find(|p| !(0.0..=1.0).contains(*p)) {
+        // each check a branch-free pass first (it vectorises), the search only when it fails
+        let all_in_range = proba
+            .chunks(4096)
+            .all(|c| c.iter().fold(true, |ok, p| ok & (*p >= 0.0) & (*p <= 1.0)));
+        if let Some(bad) = proba
+            .iter()
+            .filter(|_| !all_in_range)
+            .find(|p| !(0.0..=1.0).contains(*p))
+        {
             return Err(MonitorError::input(
                 "y_pred_proba",
                 format!("probabilities are numbers from 0 to 1; found {bad}"),
