@@ -324,10 +324,43 @@ fn _drift_divergences<'py>(
     Ok(d)
 }
 
+/// Data quality of `data` against what a reference profile says its columns hold (the
+/// checks the server runs on served rows): `{"rows": n, "issues": {column: {check: rows}}}`.
+/// Read batch by batch, without the GIL.
+#[pyfunction]
+fn check_quality<'py>(
+    py: Python<'py>,
+    reference: PyRef<'_, PyProfile>,
+    data: AnyRecordBatch,
+) -> Result<Bound<'py, PyDict>> {
+    let reader = read_all(data)?;
+    let expectations = pilothouse_monitor::Expectations::from_profile(&reference.inner);
+    let quality = py.detach(|| {
+        let mut total = pilothouse_monitor::Quality::default();
+        for batch in reader {
+            total.merge(&expectations.check(&batch.map_err(arrow_error)?));
+        }
+        Ok::<_, DriftError>(total)
+    })?;
+    let out = PyDict::new(py);
+    out.set_item("rows", quality.rows)?;
+    let issues = PyDict::new(py);
+    for (column, checks) in &quality.issues {
+        let counts = PyDict::new(py);
+        for (check, n) in checks {
+            counts.set_item(check.name(), n)?;
+        }
+        issues.set_item(column, counts)?;
+    }
+    out.set_item("issues", issues)?;
+    Ok(out)
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> Result<()> {
     m.add_class::<PyProfile>()?;
     m.add_class::<PyProfileBuilder>()?;
     m.add_function(wrap_pyfunction!(drift_profiles, m)?)?;
+    m.add_function(wrap_pyfunction!(check_quality, m)?)?;
     m.add_function(wrap_pyfunction!(drift_exact, m)?)?;
     m.add_function(wrap_pyfunction!(_drift_ks_statistic, m)?)?;
     m.add_function(wrap_pyfunction!(_drift_wasserstein, m)?)?;
