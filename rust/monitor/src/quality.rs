@@ -5,8 +5,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use foldhash::fast::FixedState;
+
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{Array, GenericStringArray, OffsetSizeTrait, RecordBatch};
 use arrow_schema::DataType;
 use pilothouse_drift::profile::{kind_of, visit_numbers};
 use pilothouse_drift::{Kind, Profile};
@@ -96,8 +98,8 @@ struct Expected {
     nulls_allowed: bool,
     min: Option<f64>,
     max: Option<f64>,
-    /// The reference's categories, when it kept them all.
-    categories: Option<HashSet<String>>,
+    /// The reference's categories (as bytes), when it kept them all.
+    categories: Option<Categories>,
 }
 
 /// The checks a reference implies, compiled once.
@@ -126,8 +128,8 @@ impl Expectations {
                         .map(|cat| {
                             cat.sorted()
                                 .into_iter()
-                                .map(|(v, _)| v.to_string())
-                                .collect()
+                                .map(|(v, _)| v.as_bytes().to_vec())
+                                .collect::<Categories>()
                         }),
                 }
             })
@@ -208,16 +210,55 @@ impl Expectations {
     }
 }
 
-/// Values of a text column that are not in `known`.
-fn unseen(array: &dyn Array, known: &HashSet<String>) -> u64 {
-    let count = |values: &mut dyn Iterator<Item = Option<&str>>| {
-        values.flatten().filter(|v| !known.contains(*v)).count() as u64
-    };
+/// The reference's categories, looked up by their bytes (hashbrown's fast hash: cheaper
+/// than comparing a short value with a few categories one by one, measured).
+type Categories = HashSet<Vec<u8>, FixedState>;
+
+/// Values of a string array that are not in `known`, read straight from its offsets.
+fn unseen_strings<O: OffsetSizeTrait>(array: &GenericStringArray<O>, known: &Categories) -> u64 {
+    let (offsets, bytes) = (array.value_offsets(), array.value_data());
+    let value = |i: usize| &bytes[offsets[i].as_usize()..offsets[i + 1].as_usize()];
+    match array.nulls() {
+        None => (0..array.len())
+            .map(|i| u64::from(!known.contains(value(i))))
+            .sum(),
+        Some(nulls) => (0..array.len())
+            .filter(|i| nulls.is_valid(*i))
+            .map(|i| u64::from(!known.contains(value(i))))
+            .sum(),
+    }
+}
+
+/// Values of a text column that are not in `known`. A dictionary column (pandas'
+/// categoricals) looks each distinct value up once and counts the rows by their keys.
+fn unseen(array: &dyn Array, known: &Categories) -> u64 {
     match array.data_type() {
-        DataType::Utf8 => count(&mut array.as_string::<i32>().iter()),
-        DataType::LargeUtf8 => count(&mut array.as_string::<i64>().iter()),
-        DataType::Utf8View => count(&mut array.as_string_view().iter()),
-        // dictionaries and other text forms are profiled, not checked row by row
+        DataType::Utf8 => unseen_strings(array.as_string::<i32>(), known),
+        DataType::LargeUtf8 => unseen_strings(array.as_string::<i64>(), known),
+        DataType::Utf8View => array
+            .as_string_view()
+            .iter()
+            .flatten()
+            .filter(|v| !known.contains(v.as_bytes()))
+            .count() as u64,
+        DataType::Dictionary(_, _) => {
+            let Some(dict) = array.as_any_dictionary_opt() else {
+                return 0;
+            };
+            let values = dict.values();
+            // which dictionary entries are unseen (an entry no row uses costs nothing)
+            let bad: Vec<bool> = (0..values.len())
+                .map(|i| unseen(values.slice(i, 1).as_ref(), known) > 0)
+                .collect();
+            if !bad.contains(&true) {
+                return 0;
+            }
+            let keys = dict.normalized_keys();
+            (0..array.len())
+                .filter(|i| array.is_valid(*i) && bad.get(keys[*i]).copied().unwrap_or(false))
+                .count() as u64
+        }
+        // other forms of text are profiled, not checked row by row
         _ => 0,
     }
 }
@@ -292,6 +333,47 @@ mod tests {
                 "x: out_of_range"
             ]
         );
+    }
+
+    #[test]
+    fn categorical_columns_are_checked_through_their_dictionary() {
+        use arrow_array::types::Int32Type;
+        use arrow_array::DictionaryArray;
+        let expect = Expectations::from_profile(&reference());
+        // "lima" is in the dictionary twice by key, "tokyo" in it but used by no row
+        let city: DictionaryArray<Int32Type> =
+            vec![Some("rome"), Some("lima"), None, Some("lima"), Some("oslo")]
+                .into_iter()
+                .collect();
+        let (keys, values) = city.into_parts();
+        let values: ArrayRef = Arc::new(StringArray::from(
+            (0..values.len())
+                .map(|i| values.as_string::<i32>().value(i))
+                .chain(["tokyo"])
+                .collect::<Vec<_>>(),
+        ));
+        let city = DictionaryArray::new(keys, values);
+        let q = expect.check(&batch(vec![
+            ("x", Arc::new(Float64Array::from(vec![1.0; 5])) as ArrayRef),
+            ("city", Arc::new(city)),
+        ]));
+        assert_eq!(q.issues["city"][&Check::UnseenCategory], 2, "{q:?}");
+        assert_eq!(q.issues["city"][&Check::Null], 1, "{q:?}");
+    }
+
+    #[test]
+    fn many_categories_are_looked_up() {
+        let names: Vec<String> = (0..30).map(|i| format!("city-{i}")).collect();
+        let reference = Profile::of_batches(&[batch(vec![(
+            "city",
+            Arc::new(StringArray::from(names.clone())) as ArrayRef,
+        )])])
+        .unwrap();
+        let expect = Expectations::from_profile(&reference);
+        let served =
+            StringArray::from(vec![Some("city-3"), Some("city-30"), None, Some("city-29")]);
+        let q = expect.check(&batch(vec![("city", Arc::new(served) as ArrayRef)]));
+        assert_eq!(q.issues["city"][&Check::UnseenCategory], 1, "{q:?}");
     }
 
     #[test]
