@@ -126,10 +126,9 @@ impl Expectations {
                         .as_ref()
                         .filter(|cat| c.kind == Kind::Categorical && cat.exact())
                         .map(|cat| {
-                            cat.sorted()
-                                .into_iter()
-                                .map(|(v, _)| v.as_bytes().to_vec())
-                                .collect::<Categories>()
+                            Categories::new(
+                                cat.sorted().into_iter().map(|(v, _)| v.as_bytes().to_vec()),
+                            )
                         }),
                 }
             })
@@ -210,21 +209,112 @@ impl Expectations {
     }
 }
 
-/// The reference's categories, looked up by their bytes (hashbrown's fast hash: cheaper
-/// than comparing a short value with a few categories one by one, measured).
-type Categories = HashSet<Vec<u8>, FixedState>;
+/// The reference's categories, looked up by their bytes. Categories are mostly short
+/// words: those of at most 7 bytes are also kept as integers (the bytes and the length),
+/// which a served value of at most 7 bytes is compared with all at once when there are up
+/// to eight of them (no branch to mispredict), or found in a small open-addressing table
+/// beyond. Longer values go through a hash set.
+#[derive(Clone, Debug)]
+struct Categories {
+    set: HashSet<Vec<u8>, FixedState>,
+    /// Up to eight short categories' keys (`EMPTY` in the spare places), or none.
+    few: Option<[u64; 8]>,
+    /// Keys of the short categories by slot (`EMPTY` where none), a power of two long.
+    short: Vec<u64>,
+    bits: u32,
+}
 
-/// Values of a string array that are not in `known`, read straight from its offsets.
+/// No key: a key's top byte is a length of at most 7.
+const EMPTY: u64 = u64::MAX;
+
+impl Categories {
+    fn new(values: impl Iterator<Item = Vec<u8>>) -> Categories {
+        let set: HashSet<Vec<u8>, FixedState> = values.collect();
+        let shorts: Vec<u64> = set
+            .iter()
+            .filter(|v| v.len() <= 7)
+            .map(|v| Self::key(v))
+            .collect();
+        let few = (shorts.len() <= 8).then(|| {
+            let mut few = [EMPTY; 8];
+            few[..shorts.len()].copy_from_slice(&shorts);
+            few
+        });
+        // at most a quarter full
+        let bits = (shorts.len().max(4) * 4)
+            .next_power_of_two()
+            .trailing_zeros();
+        let mut short = vec![EMPTY; 1 << bits];
+        for key in shorts {
+            let mut slot = Self::slot(key, bits);
+            while short[slot] != EMPTY {
+                slot = (slot + 1) & (short.len() - 1);
+            }
+            short[slot] = key;
+        }
+        Categories {
+            set,
+            few,
+            short,
+            bits,
+        }
+    }
+
+    /// A value of at most 7 bytes as an integer: its bytes, and its length in the top byte.
+    fn key(value: &[u8]) -> u64 {
+        let mut bytes = [0u8; 8];
+        bytes[..value.len()].copy_from_slice(value);
+        u64::from_le_bytes(bytes) | (value.len() as u64) << 56
+    }
+
+    fn slot(key: u64, bits: u32) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+    }
+
+    fn contains(&self, value: &[u8]) -> bool {
+        if value.len() <= 7 {
+            self.contains_short(Self::key(value))
+        } else {
+            self.set.contains(value)
+        }
+    }
+
+    fn contains_short(&self, key: u64) -> bool {
+        if let Some(few) = &self.few {
+            return few.iter().fold(false, |found, k| found | (*k == key));
+        }
+        let mut slot = Self::slot(key, self.bits);
+        loop {
+            match self.short[slot] {
+                EMPTY => return false,
+                k if k == key => return true,
+                _ => slot = (slot + 1) & (self.short.len() - 1),
+            }
+        }
+    }
+}
+
+/// Values of a string array that are not in `known`, read straight from its offsets; a
+/// short value's key is read as one 8-byte load where the buffer has 8 bytes from it.
 fn unseen_strings<O: OffsetSizeTrait>(array: &GenericStringArray<O>, known: &Categories) -> u64 {
     let (offsets, bytes) = (array.value_offsets(), array.value_data());
-    let value = |i: usize| &bytes[offsets[i].as_usize()..offsets[i + 1].as_usize()];
+    let seen = |i: usize| {
+        let (start, end) = (offsets[i].as_usize(), offsets[i + 1].as_usize());
+        let n = end - start;
+        match bytes.get(start..start + 8) {
+            Some(word) if n <= 7 => {
+                let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+                let mask = (1u64 << (8 * n)) - 1;
+                known.contains_short((word & mask) | (n as u64) << 56)
+            }
+            _ => known.contains(&bytes[start..end]),
+        }
+    };
     match array.nulls() {
-        None => (0..array.len())
-            .map(|i| u64::from(!known.contains(value(i))))
-            .sum(),
+        None => (0..array.len()).map(|i| u64::from(!seen(i))).sum(),
         Some(nulls) => (0..array.len())
             .filter(|i| nulls.is_valid(*i))
-            .map(|i| u64::from(!known.contains(value(i))))
+            .map(|i| u64::from(!seen(i)))
             .sum(),
     }
 }
@@ -362,18 +452,63 @@ mod tests {
     }
 
     #[test]
+    fn short_and_long_categories_are_told_apart() {
+        let names = [
+            "a",
+            "ab",
+            "paris",
+            "seven77",
+            "a-much-longer-name",
+            "",
+            "eight888",
+        ];
+        let known = Categories::new(names.into_iter().map(|v| v.as_bytes().to_vec()));
+        let others = [
+            "a\0",
+            "b",
+            "abc",
+            "pari",
+            "parisx",
+            "seven7",
+            "seven777",
+            "a-much-longer-nam",
+            "\0",
+            "eight88",
+        ];
+        // through the array (8-byte loads inside the buffer, and copies at its end) and alone
+        let all: Vec<&str> = names.iter().chain(&others).copied().collect();
+        let array = StringArray::from(all.clone());
+        assert_eq!(unseen_strings(&array, &known), others.len() as u64);
+        for v in names {
+            assert!(known.contains(v.as_bytes()), "{v}");
+        }
+        for v in others {
+            assert!(!known.contains(v.as_bytes()), "{v:?}");
+        }
+    }
+
+    #[test]
     fn many_categories_are_looked_up() {
-        let names: Vec<String> = (0..30).map(|i| format!("city-{i}")).collect();
+        // short ones (past eight: the table) and long ones (the hash set)
+        let names: Vec<String> = (0..30)
+            .map(|i| format!("{}-{i}", if i % 2 == 0 { "c" } else { "long-city" }))
+            .collect();
         let reference = Profile::of_batches(&[batch(vec![(
             "city",
             Arc::new(StringArray::from(names.clone())) as ArrayRef,
         )])])
         .unwrap();
         let expect = Expectations::from_profile(&reference);
-        let served =
-            StringArray::from(vec![Some("city-3"), Some("city-30"), None, Some("city-29")]);
+        let served = StringArray::from(vec![
+            Some("c-4"),
+            Some("c-5"),
+            Some("long-city-3"),
+            Some("long-city-30"),
+            None,
+            Some("c-28"),
+        ]);
         let q = expect.check(&batch(vec![("city", Arc::new(served) as ArrayRef)]));
-        assert_eq!(q.issues["city"][&Check::UnseenCategory], 1, "{q:?}");
+        assert_eq!(q.issues["city"][&Check::UnseenCategory], 2, "{q:?}");
     }
 
     #[test]
