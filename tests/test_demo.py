@@ -16,3 +16,4 @@ def test_demo_runs() -> None:
     assert "payload log: 1 request" in out
     assert "['monthly_charges'] drifted" in out
     assert "accuracy estimated without labels (CBPE)" in out
+    assert "13. model test: 1 check(s) failed on 1 column(s)" in out and "support_calls" in out

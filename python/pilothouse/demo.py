@@ -200,6 +200,14 @@ def main() -> None:
             f"realized once labels came: {realized:.3f}"
         )
 
+        # the same checks in a test suite (pytest picks the plugin up on its own)
+        import pilothouse.testing as pht
+
+        try:
+            pht.assert_valid(X_valid.assign(support_calls=X_valid["support_calls"] + 9), X_valid)
+        except pht.CheckFailed as failed:
+            print(f"13. model test: {failed.result.summary}")
+
 
 if __name__ == "__main__":
     main()
