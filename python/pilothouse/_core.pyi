@@ -45,6 +45,7 @@ __all__ = [
     "_drift_ks_pvalue_exact",
     "_drift_ks_statistic",
     "_drift_wasserstein",
+    "check_quality",
     "drift_exact",
     "drift_profiles",
     "estimate_performance",

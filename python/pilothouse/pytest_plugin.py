@@ -11,7 +11,6 @@ properties (``pilothouse.<check>``: passed, or failed with its summary) and a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--ph-registry",
         default=None,
-        help="registry URI that ph_model's versions are read from (default: "
-        "$PILOTHOUSE_REGISTRY, else pilothouse's default registry)",
+        help="registry URI that ph_model's versions are read from (default: pilothouse's "
+        "default registry, $PILOTHOUSE_URI or ~/.pilothouse; keep passwords in $PGPASSWORD "
+        "or ~/.pgpass rather than on the command line)",
     )
 
 
@@ -88,11 +88,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 def _registry(request: pytest.FixtureRequest) -> Registry:
     """The registry of this test: its ph_registry when it asks for one, else the one named
-    by --ph-registry or $PILOTHOUSE_REGISTRY, else the default."""
+    by --ph-registry, else pilothouse's default ($PILOTHOUSE_URI or ~/.pilothouse)."""
     if "ph_registry" in request.fixturenames:
         registry: Registry = request.getfixturevalue("ph_registry")
         return registry
-    uri = request.config.getoption("--ph-registry") or os.environ.get("PILOTHOUSE_REGISTRY")
+    uri = request.config.getoption("--ph-registry")
     return Registry(uri) if uri else default_registry()
 
 

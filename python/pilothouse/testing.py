@@ -107,9 +107,9 @@ def _record(result: CheckResult) -> CheckResult:
 # -- data ------------------------------------------------------------------------------------
 
 
-def _reference_profile(reference: Any) -> Profile:
+def _reference_profile(reference: Any, registry: Any = None) -> Profile:
     """A Profile from a Profile, a version (``models:/churn/3`` or a ModelVersion: its stored
-    reference) or data (profiled)."""
+    reference in ``registry``, the default one unless given) or data (profiled)."""
     if isinstance(reference, Profile):
         return reference
     from pilothouse.monitoring import get_reference
@@ -118,7 +118,7 @@ def _reference_profile(reference: Any) -> Profile:
     if isinstance(reference, ModelVersion) or (
         isinstance(reference, str) and is_model_uri(reference)
     ):
-        stored = get_reference(reference)
+        stored = get_reference(reference, registry=registry)
         if stored is None:
             raise ValidationError(
                 f"{reference}: the version has no stored reference; log the model with "
@@ -138,7 +138,8 @@ def _expected(summary: Mapping[str, Any], check: str) -> str:
         return f"{summary.get('kind')} ({summary.get('dtype')})"
     if check == "unseen_category":
         top = [str(c[0]) for c in summary.get("top") or []]
-        return f"categories {', '.join(top[:5])}{', ...' if len(top) > 5 else ''}"
+        more = int(summary.get("distinct") or 0) > len(top)
+        return f"categories {', '.join(top)}{', ...' if more else ''}"
     if check == "missing_column":
         return "present"
     if check == "extra_column":
@@ -152,24 +153,36 @@ def assert_valid(
     *,
     max_failure_rate: float = 0.0,
     ignore: Sequence[str] = (),
+    registry: Any = None,
 ) -> CheckResult:
     """Checks ``data`` against the schema its reference implies: every reference column
     present and no other, the same type (numbers or text), numbers within the reference's
     range, only categories the reference had, and no missing values where it had none.
 
     ``reference`` is a :class:`Profile`, a version (``"models:/churn/3"``: its stored
-    reference) or data to profile. A check fails when the share of rows failing it exceeds
+    reference in ``registry``, a Registry or URI, the default one unless given) or data to
+    profile. A check fails when the share of rows failing it exceeds
     ``max_failure_rate`` (0: any row); ``ignore`` names columns to leave out. The checks are
     the server's own, run in Rust over Arrow batches.
     """
     if not 0.0 <= max_failure_rate <= 1.0:
         raise ValidationError(f"max_failure_rate must be from 0 to 1, not {max_failure_rate}")
-    ref = _reference_profile(reference)
+    ref = _reference_profile(reference, registry)
     table = _to_table(data)
     if ignore:
         table = table.drop_columns([c for c in ignore if c in table.column_names])
     found = _core.check_quality(ref._data, table)
     rows = int(found["rows"])
+    if rows == 0:
+        # no rows to count failures by: the columns alone are checked
+        names = set(table.column_names)
+        issues: dict[str, dict[str, int]] = {}
+        for c in ref.columns:
+            if c not in names and c not in ignore:
+                issues[c] = {"missing_column": 0}
+        for c in names - set(ref.columns):
+            issues[c] = {"extra_column": 0}
+        found = {"rows": 0, "issues": issues}
     # what the reference says of each column, read only to explain a failure
     summaries = {s["column"]: s for s in ref.summary()} if found["issues"] else {}
     failures: list[dict[str, Any]] = []
@@ -177,8 +190,8 @@ def assert_valid(
         if column in ignore:
             continue
         for check, n in checks.items():
-            share = n / rows if rows else 0.0
-            if share > max_failure_rate:
+            share = n / rows if rows else 1.0
+            if share > max_failure_rate or (rows == 0 and check.endswith("_column")):
                 failures.append(
                     {
                         "column": column,
@@ -214,16 +227,17 @@ def assert_no_drift(
     *,
     max_drift_share: float = 0.0,
     columns: Optional[Sequence[str]] = None,
+    registry: Any = None,
     **options: Any,
 ) -> CheckResult:
     """Fails when more than ``max_drift_share`` of the compared columns drifted from the
     reference (0: any column). Both sides as :func:`pilothouse.drift` takes them (a
     version URI as the reference: its stored profile); ``options`` go to it (``method``,
-    ``threshold``, ``categorical``...)."""
+    ``threshold``, ``categorical``...); ``registry`` is where a version URI is read."""
     if not 0.0 <= max_drift_share <= 1.0:
         raise ValidationError(f"max_drift_share must be from 0 to 1, not {max_drift_share}")
     if isinstance(reference, str) and is_model_uri(reference):
-        reference = _reference_profile(reference)
+        reference = _reference_profile(reference, registry)
     report = drift(reference, current, columns=columns, **options)
     drifted = [c for c in report.columns if c.drifted]
     compared = len(report.columns)
@@ -260,20 +274,19 @@ def assert_no_drift(
 # -- models ----------------------------------------------------------------------------------
 
 
-def _model(m: Any) -> Any:
-    return _load(m) if isinstance(m, str) else m
+def _model(m: Any, registry: Any = None) -> Any:
+    """A model, or the version a URI names loaded from ``registry`` (default: the default)."""
+    if not isinstance(m, str):
+        return m
+    from pilothouse.serving import _registry
+
+    return _registry(registry).load_model(m)
 
 
-def _load(uri: str) -> Model:
-    from pilothouse.model import load_model
-
-    return load_model(uri)
-
-
-def _outputs(model: Any, X: Any) -> dict[str, np.ndarray]:
+def _outputs(model: Any, X: Any, registry: Any = None) -> dict[str, np.ndarray]:
     """Every output of a pilothouse Model, or a scikit-learn-like estimator's ``label`` and
     (where it has them) ``probabilities``."""
-    model = _model(model)
+    model = _model(model, registry)
     if isinstance(model, Model):
         return {k: np.asarray(v) for k, v in model.predict(X).items()}
     if hasattr(model, "predict"):
@@ -307,6 +320,19 @@ def _plain(v: Any) -> Any:
     return v.tolist() if v.ndim else v.item()
 
 
+def _differ(x: np.ndarray, y: np.ndarray, atol: float, rtol: float) -> tuple[np.ndarray, float]:
+    """Where two float arrays differ beyond ``atol + rtol * |y|`` (a NaN against a number
+    does, NaN against NaN and equal infinities do not), and the largest difference (inf
+    where a NaN meets a number)."""
+    a, b = x.astype(np.float64), y.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        diff = np.where(same, 0.0, np.abs(a - b))
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    bad = diff > atol + rtol * np.abs(np.nan_to_num(b))
+    return bad, float(diff.max()) if diff.size else 0.0
+
+
 def assert_predictions_close(
     candidate: Any,
     baseline: Any,
@@ -316,13 +342,14 @@ def assert_predictions_close(
     rtol: float = 0.0,
     max_flip_rate: float = 0.0,
     outputs: Optional[Sequence[str]] = None,
+    registry: Any = None,
 ) -> CheckResult:
     """A diff test of two models on the same rows: numeric outputs (probabilities, scores)
     within ``atol + rtol * |baseline|`` everywhere, and class outputs (labels) different
     on at most ``max_flip_rate`` of the rows. Models are pilothouse Models, model URIs, or
     objects with ``predict`` (and ``predict_proba``); ``outputs`` restricts the outputs
-    compared."""
-    a, b = _outputs(candidate, X), _outputs(baseline, X)
+    compared; ``registry`` is where URIs are read."""
+    a, b = _outputs(candidate, X, registry), _outputs(baseline, X, registry)
     names = [n for n in a if n in b] if outputs is None else list(outputs)
     missing = [n for n in names if n not in a or n not in b]
     if missing or not names:
@@ -339,13 +366,12 @@ def assert_predictions_close(
                 f"output {name!r}: the candidate's shape {x.shape} is not the baseline's {y.shape}"
             )
         n = x.shape[0] if x.ndim else 1
+        if n == 0:
+            raise ValidationError("X has no rows to compare the models on")
         if _is_float(x) and _is_float(y):
-            diff = np.abs(x.astype(np.float64) - y.astype(np.float64))
-            allowed = atol + rtol * np.abs(y.astype(np.float64))
-            bad = (diff > allowed) | (np.isnan(x) != np.isnan(y))
-            per_row = bad.reshape(n, -1).any(axis=1) if x.ndim else bad.reshape(1)
+            bad, worst = _differ(x, y, atol, rtol)
+            per_row = np.asarray(bad.reshape(n, -1).any(axis=1) if x.ndim else bad.reshape(1))
             count = int(per_row.sum())
-            worst = float(np.nanmax(diff)) if diff.size else 0.0
             failed |= count > 0
             rows.append(
                 {
@@ -358,7 +384,9 @@ def assert_predictions_close(
                 }
             )
         else:
-            flips = (x != y).reshape(n, -1).any(axis=1) if x.ndim else np.array([x != y])
+            flips: np.ndarray = (
+                (x != y).reshape(n, -1).any(axis=1) if x.ndim else np.array([x != y])
+            )
             count = int(flips.sum())
             rate = count / n if n else 0.0
             failed |= rate > max_flip_rate
@@ -392,29 +420,37 @@ def assert_predictions_close(
 _LOWER_IS_BETTER = {"log_loss", "calibration_error"}
 
 
-def _classified(model: Any, X: Any, classes: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted class codes and probabilities (binary: of the second class) of a model."""
-    out = _outputs(model, X)
-    labels = next(
-        (v for v in out.values() if v.ndim == 1 and not _is_float(v)),
-        None,
-    )
+def _classified(
+    model: Any, X: Any, classes: list[Any], positive: int, registry: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted class codes and probabilities (binary: of class ``positive``, by its place
+    among ``classes``, which are the model's columns' order) of a model. Codes follow
+    ``classes``, except that a binary problem's positive class is code 1."""
+    out = _outputs(model, X, registry)
+    labels = out.get("label")
+    if labels is None or labels.ndim != 1:
+        labels = next((v for v in out.values() if v.ndim == 1 and not _is_float(v)), None)
     proba = next((v for v in out.values() if v.ndim == 2 and _is_float(v)), None)
     if labels is None or proba is None:
         raise ValidationError(
             f"assert_better needs a classifier's labels and probabilities; the model gives "
             f"{ {k: (v.dtype.str, v.shape) for k, v in out.items()} }"
         )
-    index = {c: i for i, c in enumerate(classes)}
+    if proba.shape[1] != len(classes):
+        raise ValidationError(
+            f"the model scores {proba.shape[1]} classes per row but y holds {len(classes)} "
+            f"({classes}): y must hold every class the model knows (the probability columns "
+            "are taken in the classes' sorted order, as scikit-learn's classes_)"
+        )
+    order = list(classes)
+    if len(classes) == 2 and positive == 0:
+        order = [classes[1], classes[0]]
+    index = {c: i for i, c in enumerate(order)}
     try:
         codes = np.array([index[_plain(v)] for v in labels], dtype=np.uint32)
     except KeyError as e:
         raise ValidationError(f"the model predicted class {e.args[0]!r}, not among y") from None
-    if proba.shape[1] != len(classes):
-        raise ValidationError(
-            f"the model gives {proba.shape[1]} probabilities per row for {len(classes)} classes"
-        )
-    p = proba[:, 1] if len(classes) == 2 else proba
+    p = proba[:, positive] if len(classes) == 2 else proba
     return codes, np.ascontiguousarray(p, dtype=np.float64).reshape(-1)
 
 
@@ -449,13 +485,20 @@ def assert_better(
     confidence: float = 0.95,
     resamples: int = 1000,
     seed: int = 0,
+    pos_label: Any = None,
+    registry: Any = None,
 ) -> CheckResult:
     """Passes when the candidate beats the baseline on ``metric`` (roc_auc, accuracy, f1,
     precision, recall, specificity, log_loss, calibration_error) by at least
     ``min_absolute_change``, judged by the paired bootstrap interval of the difference
     (candidate minus baseline, ``resamples`` resamples of the same rows for both) at
-    ``confidence``: its lower end (upper end for metrics where lower is better) must clear
-    the change. Like MLflow's ``MetricThreshold`` with an interval instead of one value."""
+    ``confidence``: its lower end must exceed the change (for metrics where lower is
+    better, its upper end must be below minus the change), so two equal models do not
+    pass. Like MLflow's ``MetricThreshold`` with an interval instead of one value.
+
+    The models' probability columns are taken in the sorted order of ``y``'s classes (as
+    scikit-learn's ``classes_``); a binary problem's positive class (for precision,
+    recall, F1 and specificity) is ``pos_label``, by default the second of them."""
     if not 0.0 < confidence < 1.0:
         raise ValidationError(f"confidence must be between 0 and 1, not {confidence}")
     if resamples < 100:
@@ -465,13 +508,19 @@ def assert_better(
     if n < 2:
         raise ValidationError("assert_better needs at least two labelled rows")
     classes = sorted({_plain(v) for v in truth_values}, key=lambda v: (str(type(v)), v))
-    a_codes, a_proba = _classified(candidate, X, classes)
-    b_codes, b_proba = _classified(baseline, X, classes)
-    index = {c: i for i, c in enumerate(classes)}
-    truth = np.array([index[_plain(v)] for v in truth_values], dtype=np.uint32)
     k = len(classes)
     if k < 2:
-        raise ValidationError("y holds one class only; assert_better compares classifiers")
+        raise ValidationError(
+            f"y holds one class only ({classes}); assert_better compares classifiers"
+        )
+    if pos_label is not None and pos_label not in classes:
+        raise ValidationError(f"pos_label {pos_label!r} is not among y's classes {classes}")
+    positive = 1 if pos_label is None or k > 2 else classes.index(pos_label)
+    a_codes, a_proba = _classified(candidate, X, classes, positive, registry)
+    b_codes, b_proba = _classified(baseline, X, classes, positive, registry)
+    order = classes if k > 2 or positive == 1 else [classes[1], classes[0]]
+    index = {c: i for i, c in enumerate(order)}
+    truth = np.array([index[_plain(v)] for v in truth_values], dtype=np.uint32)
     everything = np.arange(n)[None, :]
     a_value = float(_metric(k, a_codes, truth, a_proba, everything, metric)[0])
     b_value = float(_metric(k, b_codes, truth, b_proba, everything, metric)[0])
@@ -497,11 +546,11 @@ def assert_better(
     lower, upper = (float(v) for v in np.quantile(d, [alpha / 2, 1 - alpha / 2]))
     lower_is_better = metric in _LOWER_IS_BETTER
     if lower_is_better:
-        passed = upper <= -min_absolute_change
-        bound = f"upper end {upper:+.4g} <= {-min_absolute_change:+.4g}"
+        passed = upper < -min_absolute_change
+        bound = f"upper end {upper:+.4g} < {-min_absolute_change:+.4g}"
     else:
-        passed = lower >= min_absolute_change
-        bound = f"lower end {lower:+.4g} >= {min_absolute_change:+.4g}"
+        passed = lower > min_absolute_change
+        bound = f"lower end {lower:+.4g} > {min_absolute_change:+.4g}"
     difference = a_value - b_value
     verdict = "clears" if passed else "does not clear"
     summary = (
@@ -540,6 +589,8 @@ def assert_reproducible(
         raise ValidationError(f"runs must be at least 2, not {runs}")
     X = data if predict_on is None else predict_on
     first = _outputs(train(data), X)
+    if first and all(v.ndim and v.shape[0] == 0 for v in first.values()):
+        raise ValidationError("the rows to predict on are empty")
     rows: list[dict[str, Any]] = []
     for run in range(2, runs + 1):
         other = _outputs(train(data), X)
@@ -552,9 +603,9 @@ def assert_reproducible(
                 continue
             n = x.shape[0] if x.ndim else 1
             if _is_float(x):
-                diff = np.abs(x.astype(np.float64) - y.astype(np.float64))
-                bad = (diff > atol).reshape(n, -1).any(axis=1)
-                worst = float(np.nanmax(diff)) if diff.size else 0.0
+                differ, worst_diff = _differ(x, y, atol, 0.0)
+                bad = differ.reshape(n, -1).any(axis=1)
+                worst: Optional[float] = worst_diff
             else:
                 bad = (x != y).reshape(n, -1).any(axis=1)
                 worst = None

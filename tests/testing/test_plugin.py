@@ -24,17 +24,20 @@ codes = X.city.map({"paris": 0.0, "rome": 1.0, "oslo": 2.0})
 y = ((X.age - 40) / 10 + (X.income - 50) / 15 + rng.normal(0, 1, 3000) > 0).astype(int)
 NUM = X[["age", "income"]].astype("float32")
 
-@pytest.fixture(scope="session")
-def registry_uri(tmp_path_factory):
-    uri = f"sqlite://{tmp_path_factory.mktemp('reg') / 'registry.db'}"
+def build(uri):
     reg = ph.Registry(uri, actor="test")
     good = LogisticRegression().fit(NUM, y)
     weak = LogisticRegression().fit(NUM[["age"]].assign(income=0.0), y)
     reg.log_model(good, "churn", input_example=NUM[:2], training_data=NUM)
     reg.log_model(weak, "churn", input_example=NUM[:2], training_data=NUM)
+    reg.log_model(weak, "churn", input_example=NUM[:2])
     reg.set_alias("churn", "champion", 1)
     reg.set_alias("churn", "challenger", 2)
     return uri
+
+@pytest.fixture(scope="session")
+def registry_uri(tmp_path_factory):
+    return build(f"sqlite://{tmp_path_factory.mktemp('reg') / 'registry.db'}")
 
 @pytest.fixture
 def X_test():
@@ -102,14 +105,14 @@ def test_drift():
 
 def test_model_marker_fixtures_and_diff_tests(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(CONFTEST)
+    # the versions are read from the registry --ph-registry names
+    helpers: dict[str, object] = {}
+    exec(CONFTEST, helpers)
+    uri = helpers["build"](f"sqlite://{pytester.path / 'registry.db'}")  # type: ignore[operator]
     pytester.makepyfile(
         test_model="""
 import pytest
 import pilothouse.testing as pht
-
-@pytest.fixture(autouse=True)
-def _registry(registry_uri, monkeypatch):
-    monkeypatch.setenv("PILOTHOUSE_REGISTRY", registry_uri)
 
 @pytest.mark.ph_model("models:/churn@champion", baseline="models:/churn@champion")
 def test_same_model_is_close(ph_candidate, ph_baseline, X_test):
@@ -117,7 +120,17 @@ def test_same_model_is_close(ph_candidate, ph_baseline, X_test):
 
 @pytest.mark.ph_model("models:/churn@challenger", baseline="models:/churn@champion")
 def test_weaker_model_flips(ph_candidate, ph_baseline, X_test):
-    pht.assert_predictions_close(ph_candidate, ph_baseline, X_test, atol=1e-3, max_flip_rate=0.02)
+    pht.assert_predictions_close(
+        ph_candidate, ph_baseline, X_test, max_flip_rate=0.02, outputs=["label"]
+    )
+
+@pytest.mark.ph_model("models:/churn@champion", baseline="models:/churn@champion")
+def test_same_model_is_not_better(ph_candidate, ph_baseline, X_test, y_test):
+    pht.assert_better(ph_candidate, ph_baseline, X_test, y_test, metric="accuracy", resamples=200)
+
+@pytest.mark.ph_model("models:/churn/3")
+def test_version_without_reference(ph_reference):
+    pass
 
 @pytest.mark.ph_model("models:/churn@champion", baseline="models:/churn@challenger")
 def test_champion_is_better(ph_candidate, ph_baseline, X_test, y_test):
@@ -137,13 +150,17 @@ def test_unmarked(ph_model):
 """,
     )
     junit = pytester.path / "report.xml"
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--junitxml={junit}")
-    result.assert_outcomes(passed=4, failed=2, errors=1)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--junitxml={junit}", "--ph-registry", uri
+    )
+    result.assert_outcomes(passed=4, failed=3, errors=2)
     result.stdout.fnmatch_lines(
         [
+            "*models:/churn/3 has no stored reference*",
             "*test_unmarked*marked with @pytest.mark.ph_model*",
-            "*outputs*differ beyond tolerance*",
+            "*assert_predictions_close: outputs label differ beyond tolerance*",
             "*label*flip rate <= 0.02*",
+            "*accuracy: candidate*difference +0.0000*does not clear*",
             "*roc_auc: candidate*baseline*interval*does not clear*",
         ]
     )
@@ -230,8 +247,39 @@ def test_unseeded():
 
 
 def test_bad_arguments_are_refused_with_a_reason() -> None:
+    import numpy as np
+    import pandas as pd
+
     import pilothouse.testing as pht
     from pilothouse.errors import ValidationError
+
+    # no rows: the columns are still checked
+    ref = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]})
+    pht.assert_valid(ref.iloc[:0], ref)
+    with pytest.raises(pht.CheckFailed, match="a, zzz") as failed:
+        pht.assert_valid(pd.DataFrame({"b": pd.Series([], dtype=str), "zzz": []}), ref)
+    assert {(r["column"], r["check"]) for r in failed.value.result.rows} == {
+        ("a", "missing_column"),
+        ("zzz", "extra_column"),
+    }
+
+    # NaN against a number differs; NaN against NaN and equal infinities do not
+    class Fixed:
+        def __init__(self, values: list[float]) -> None:
+            self.values = np.array(values)
+
+        def predict(self, X: object) -> np.ndarray:
+            return self.values
+
+    same = [np.nan, np.inf, 1.0]
+    pht.assert_predictions_close(Fixed(same), Fixed(same), None)
+    with pytest.raises(pht.CheckFailed) as failed:
+        pht.assert_predictions_close(Fixed([np.nan, 1.0]), Fixed([2.0, 1.0]), None)
+    assert failed.value.result.rows[0]["rows_differing"] == 1
+    assert failed.value.result.rows[0]["max_abs_diff"] == np.inf
+    models = iter([Fixed([np.nan]), Fixed([0.3])])
+    with pytest.raises(pht.CheckFailed, match="not reproducible"):
+        pht.assert_reproducible(lambda d: next(models), data=None)
 
     with pytest.raises(ValidationError, match="max_failure_rate"):
         pht.assert_valid({"a": [1.0]}, {"a": [1.0]}, max_failure_rate=2.0)

@@ -271,7 +271,7 @@ impl Isotonic {
         if x[i] == score {
             return y[i];
         }
-        y[i - 1] + (score - x[i - 1]) * self.slope[i]
+        self.between(i, score)
     }
 
     /// The calibrated values of `scores` given in increasing order: one walk along the
@@ -293,9 +293,24 @@ impl Isotonic {
             } else if self.x[i] == score {
                 self.y[i]
             } else {
-                self.y[i - 1] + (score - self.x[i - 1]) * self.slope[i]
+                self.between(i, score)
             }
         })
+    }
+
+    /// The line between knots `i - 1` and `i` at `score` (strictly between them): by the
+    /// slope, or by the share of the gap where the slope overflows (knots closer than the
+    /// smallest normal number), kept between the two values (a rounding can step past
+    /// the next by one unit in the last place, and calibrated values must keep the order).
+    fn between(&self, i: usize, score: f64) -> f64 {
+        let (x0, y0, y1) = (self.x[i - 1], self.y[i - 1], self.y[i]);
+        let slope = self.slope[i];
+        let v = if slope.is_finite() {
+            y0 + (score - x0) * slope
+        } else {
+            y0 + (score - x0) / (self.x[i] - x0) * (y1 - y0)
+        };
+        v.max(y0).min(y1)
     }
 
     /// The number of knots (two per pooled run that spans several scores).
@@ -454,6 +469,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn knots_a_subnormal_gap_apart_interpolate_without_overflow() {
+        let iso = Isotonic::fit_sorted(&[(0.0, false), (1e-310, true)]).unwrap();
+        // subnormal scores carry few digits: near a half, and finite
+        assert!((iso.predict(5e-311) - 0.5).abs() < 1e-9);
+        let walked: Vec<f64> = iso.predict_ascending([0.0, 5e-311, 1e-310]).collect();
+        assert_eq!((walked[0], walked[2]), (0.0, 1.0));
+        assert!((walked[1] - 0.5).abs() < 1e-9);
     }
 
     #[test]
