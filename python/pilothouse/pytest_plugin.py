@@ -5,13 +5,13 @@ This module owns the ``--ph-registry`` option, the ``ph_model`` marker (one or m
 URIs, each a run of the test, and a ``baseline``), the fixtures (``ph_registry``,
 ``ph_server``, ``ph_model``, ``ph_candidate``, ``ph_baseline``, ``ph_reference``) and the
 reporting of :mod:`pilothouse.testing`'s checks: each test's results become JUnit
-properties (``pilothouse.<check>``: passed, or failed with its summary) and a
-"pilothouse checks" section closes the run.
+properties (``pilothouse.<check>``: passed, or failed with its summary, or caught: a failure
+its test expected) and a "pilothouse checks" section closes the run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ from pilothouse.model import Model
 from pilothouse.registry import Registry, default_registry
 from pilothouse.serving import Server, serve
 
-_RESULTS = pytest.StashKey[list[tuple[str, "testing.CheckResult"]]]()
+# each check of the run: the test, its verdict (passed, failed, caught) and its result
+_RESULTS = pytest.StashKey[list[tuple[str, str, "testing.CheckResult"]]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,19 +60,28 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("ph_model_uri", uris, ids=uris)
 
 
+def _verdict(result: testing.CheckResult, test_raised: bool) -> str:
+    """passed, failed, or caught: a failure the test expected (its pytest.raises held it)."""
+    if result.passed:
+        return "passed"
+    return "failed" if test_raised else "caught"
+
+
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
     results: list[testing.CheckResult] = []
     token = testing._collector.set(results)
+    raised = True
     try:
-        yield
+        outcome = yield
+        raised = outcome.excinfo is not None
     finally:
         testing._collector.reset(token)
         for r in results:
-            item.user_properties.append(
-                (f"pilothouse.{r.check}", "passed" if r.passed else f"failed: {r.summary}")
-            )
-        item.config.stash[_RESULTS].extend((item.nodeid, r) for r in results)
+            verdict = _verdict(r, raised)
+            value = verdict if r.passed else f"{verdict}: {r.summary}"
+            item.user_properties.append((f"pilothouse.{r.check}", value))
+        item.config.stash[_RESULTS].extend((item.nodeid, _verdict(r, raised), r) for r in results)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -79,11 +89,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not results:
         return
     terminalreporter.section("pilothouse checks")
-    failed = sum(1 for _, r in results if not r.passed)
-    for nodeid, r in results:
-        word = "PASSED" if r.passed else "FAILED"
-        terminalreporter.write_line(f"{word} {nodeid} {r.check}: {r.summary}")
-    terminalreporter.write_line(f"{len(results) - failed} passed, {failed} failed")
+    counts = {"passed": 0, "failed": 0, "caught": 0}
+    for nodeid, verdict, r in results:
+        counts[verdict] += 1
+        terminalreporter.write_line(f"{verdict.upper()} {nodeid} {r.check}: {r.summary}")
+    line = f"{counts['passed']} passed, {counts['failed']} failed"
+    if counts["caught"]:
+        line += f", {counts['caught']} failed as their tests expected"
+    terminalreporter.write_line(line)
 
 
 def _registry(request: pytest.FixtureRequest) -> Registry:

@@ -84,9 +84,14 @@ def test_no_drift():
 
 def test_drift():
     pht.assert_no_drift(X, X.assign(age=X.age + 20))
+
+def test_expected_failure():
+    import pytest
+    with pytest.raises(pht.CheckFailed):
+        pht.assert_no_drift(X, X.assign(age=X.age + 20))
 """,
     )
-    result.assert_outcomes(passed=3, failed=2)
+    result.assert_outcomes(passed=4, failed=2)
     out = result.stdout.str()
     # which columns, which checks, how many rows, against what
     result.stdout.fnmatch_lines(
@@ -100,7 +105,13 @@ def test_drift():
         ]
     )
     assert "test_valid" in out and "pilothouse checks" in out
-    result.stdout.fnmatch_lines(["*pilothouse checks*", "*3 passed, 2 failed*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*pilothouse checks*",
+            "CAUGHT test_model.py::test_expected_failure assert_no_drift: 1 of 3*",
+            "3 passed, 2 failed, 1 failed as their tests expected",
+        ]
+    )
 
 
 def test_model_marker_fixtures_and_diff_tests(pytester: pytest.Pytester) -> None:
