@@ -333,16 +333,26 @@ def _metric_of(x: tuple[Any, ...], idx: np.ndarray, outputs: Any, metric: str) -
         )
         return np.asarray(values[metric])
     y_pred, y_true, proba = x
-    k = len(outputs.classes)
-    width = 1 if k == 2 else k
-    p = proba.reshape(-1, width)[flat].reshape(-1)
-    values = _core.realized_classification(
-        k,
-        np.ascontiguousarray(y_pred[flat]),
-        np.ascontiguousarray(y_true[flat]),
-        np.ascontiguousarray(p),
-        bounds,
-    )
+    values = resampled_classification(len(outputs.classes), y_pred, y_true, proba, idx)
     if metric in ("precision_micro", "recall_micro", "f1_micro"):
         metric = "accuracy"
     return np.asarray(values[metric])
+
+
+def resampled_classification(
+    k: int, y_pred: np.ndarray, y_true: np.ndarray, proba: np.ndarray, idx: np.ndarray
+) -> dict[str, Any]:
+    """Every classification metric of each resample (a row of indices ``idx`` into the
+    rows of class codes and probabilities; binary: one per row), computed in one call by
+    the monitor crate: metric name -> one value per resample."""
+    m, n = idx.shape
+    flat = idx.reshape(-1)
+    width = 1 if k == 2 else k
+    values: dict[str, Any] = _core.realized_classification(
+        k,
+        np.ascontiguousarray(y_pred[flat]),
+        np.ascontiguousarray(y_true[flat]),
+        np.ascontiguousarray(proba.reshape(-1, width)[flat].reshape(-1)),
+        [(i * n, (i + 1) * n) for i in range(m)],
+    )
+    return values

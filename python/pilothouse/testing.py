@@ -21,6 +21,7 @@ import numpy as np
 
 from pilothouse import _core
 from pilothouse._paths import is_model_uri
+from pilothouse.compare import _LOWER_IS_BETTER, resampled_classification
 from pilothouse.drift import Profile, _to_table, drift, profile
 from pilothouse.errors import InputError, ValidationError
 from pilothouse.model import Model
@@ -416,16 +417,12 @@ def assert_predictions_close(
     )
 
 
-# metrics where lower is better
-_LOWER_IS_BETTER = {"log_loss", "calibration_error"}
-
-
 def _classified(
-    model: Any, X: Any, classes: list[Any], positive: int, registry: Any
+    model: Any, X: Any, codes_of: dict[Any, int], positive: int, registry: Any
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted class codes and probabilities (binary: of class ``positive``, by its place
-    among ``classes``, which are the model's columns' order) of a model. Codes follow
-    ``classes``, except that a binary problem's positive class is code 1."""
+    """A model's predicted class codes (by ``codes_of``) and probabilities (binary: of the
+    column ``positive``; the columns are the classes in sorted order)."""
+    classes = sorted(codes_of, key=_class_order)
     out = _outputs(model, X, registry)
     labels = out.get("label")
     if labels is None or labels.ndim != 1:
@@ -442,32 +439,24 @@ def _classified(
             f"({classes}): y must hold every class the model knows (the probability columns "
             "are taken in the classes' sorted order, as scikit-learn's classes_)"
         )
-    order = list(classes)
-    if len(classes) == 2 and positive == 0:
-        order = [classes[1], classes[0]]
-    index = {c: i for i, c in enumerate(order)}
     try:
-        codes = np.array([index[_plain(v)] for v in labels], dtype=np.uint32)
+        codes = np.array([codes_of[_plain(v)] for v in labels], dtype=np.uint32)
     except KeyError as e:
         raise ValidationError(f"the model predicted class {e.args[0]!r}, not among y") from None
     p = proba[:, positive] if len(classes) == 2 else proba
     return codes, np.ascontiguousarray(p, dtype=np.float64).reshape(-1)
 
 
+def _class_order(v: Any) -> tuple[str, Any]:
+    """Classes sort by value within a type (scikit-learn's classes_ order)."""
+    return (str(type(v)), v)
+
+
 def _metric(
     k: int, codes: np.ndarray, truth: np.ndarray, proba: np.ndarray, idx: np.ndarray, metric: str
 ) -> np.ndarray:
     """The metric on each row of resample indices ``idx`` (one resample per row)."""
-    m, n = idx.shape
-    flat = idx.reshape(-1)
-    width = 1 if k == 2 else k
-    values = _core.realized_classification(
-        k,
-        np.ascontiguousarray(codes[flat]),
-        np.ascontiguousarray(truth[flat]),
-        np.ascontiguousarray(proba.reshape(-1, width)[flat].reshape(-1)),
-        [(i * n, (i + 1) * n) for i in range(m)],
-    )
+    values = resampled_classification(k, codes, truth, proba, idx)
     if metric not in values:
         known = ", ".join(sorted(k for k in values if k != "confusion"))
         raise ValidationError(f"metric {metric!r} is not known; known: {known}")
@@ -507,7 +496,7 @@ def assert_better(
     n = len(truth_values)
     if n < 2:
         raise ValidationError("assert_better needs at least two labelled rows")
-    classes = sorted({_plain(v) for v in truth_values}, key=lambda v: (str(type(v)), v))
+    classes = sorted({_plain(v) for v in truth_values}, key=_class_order)
     k = len(classes)
     if k < 2:
         raise ValidationError(
@@ -516,11 +505,12 @@ def assert_better(
     if pos_label is not None and pos_label not in classes:
         raise ValidationError(f"pos_label {pos_label!r} is not among y's classes {classes}")
     positive = 1 if pos_label is None or k > 2 else classes.index(pos_label)
-    a_codes, a_proba = _classified(candidate, X, classes, positive, registry)
-    b_codes, b_proba = _classified(baseline, X, classes, positive, registry)
-    order = classes if k > 2 or positive == 1 else [classes[1], classes[0]]
-    index = {c: i for i, c in enumerate(order)}
-    truth = np.array([index[_plain(v)] for v in truth_values], dtype=np.uint32)
+    # class codes: the sorted order, but a binary problem's positive class is code 1
+    order = classes if positive == 1 or k > 2 else [classes[1], classes[0]]
+    codes_of = {c: i for i, c in enumerate(order)}
+    a_codes, a_proba = _classified(candidate, X, codes_of, positive, registry)
+    b_codes, b_proba = _classified(baseline, X, codes_of, positive, registry)
+    truth = np.array([codes_of[_plain(v)] for v in truth_values], dtype=np.uint32)
     everything = np.arange(n)[None, :]
     a_value = float(_metric(k, a_codes, truth, a_proba, everything, metric)[0])
     b_value = float(_metric(k, b_codes, truth, b_proba, everything, metric)[0])
