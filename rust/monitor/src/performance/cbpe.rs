@@ -126,27 +126,20 @@ impl Cbpe {
         if options.metrics.is_empty() {
             return Err(MonitorError::input("metrics", "name at least one metric"));
         }
-        let Some(y_true) = reference.y_true else {
+        let (Some(y_true), Some(tally)) = (reference.y_true, Tally::of(reference)) else {
             return Err(MonitorError::input(
                 "reference",
                 "CBPE is fitted on reference rows with their labels (y_true)",
             ));
         };
-        let labelled: Vec<usize> = (0..reference.len())
-            .filter(|i| y_true[*i] != UNKNOWN)
-            .collect();
-        if labelled.is_empty() {
+        if tally.labelled == 0 {
             return Err(MonitorError::input(
                 "reference",
                 "no reference row has a label (y_true): CBPE needs labelled reference rows",
             ));
         }
         let k = reference.classes;
-        let mut per_class = vec![0usize; k];
-        for i in &labelled {
-            per_class[y_true[*i] as usize] += 1;
-        }
-        if let Some(missing) = per_class.iter().position(|n| *n == 0) {
+        if let Some(missing) = tally.of_class.iter().position(|n| *n == 0) {
             return Err(MonitorError::input(
                 "reference",
                 format!(
@@ -157,6 +150,9 @@ impl Cbpe {
                 ),
             ));
         }
+        let labelled: Vec<usize> = (0..reference.len())
+            .filter(|i| y_true[*i] != UNKNOWN)
+            .collect();
         // per scored class, its labelled rows in increasing order of its probability, with
         // whether each is of that class, sorted once for its calibration and ROC AUC's
         // spread (and dropped before the next class: one list per thread at a time)
@@ -182,7 +178,6 @@ impl Cbpe {
             .collect();
         let (calibrators, auc_parts): (Vec<Option<Isotonic>>, Vec<AucParts>) =
             per_class.into_iter().unzip();
-        let tally = Tally::of(reference).expect("fit checked the labels");
         let spreads = options
             .metrics
             .iter()
