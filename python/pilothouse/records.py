@@ -1,8 +1,8 @@
 """What the registry hands back, as Python values: the records and their notebook views.
 
 This module owns the record types: :class:`ModelVersion` (and :class:`SearchResults`, a list
-of them), :class:`AliasMove`, :class:`Approval`, :class:`AuditEvent`, :class:`AuditAnchor`
-and :class:`Deployment`, each with a ``_from`` constructor that reads one from the registry's
+of them), :class:`AliasMove`, :class:`Approval`, :class:`CheckRecord` (a suite of model checks
+recorded on a version), :class:`AuditEvent`, :class:`AuditAnchor` and :class:`Deployment`, each with a ``_from`` constructor that reads one from the registry's
 typed record (``_core.VersionRecord``, ``_core.AliasMoveRecord``, ...); the dicts that runs,
 model summaries, webhook deliveries and lineage are handed out as, one converter per record
 (``run_dict``, ``version_dict``, ...); their ``_repr_html_``; and the conversion between the
@@ -26,6 +26,7 @@ __all__ = [
     "Approval",
     "AuditAnchor",
     "AuditEvent",
+    "CheckRecord",
     "Deployment",
     "ModelVersion",
     "SearchResults",
@@ -328,6 +329,8 @@ class Approval:
     decided_at: dt.datetime | None
     decision_reason: str | None
     evidence: dict[str, Any] | None = None
+    # the newest check of each suite recorded on the version, as they stood when read
+    checks: list[CheckRecord] = field(default_factory=list)
 
     @classmethod
     def _from(cls, r: _core.ApprovalRecord) -> Approval:
@@ -344,7 +347,79 @@ class Approval:
             decided_at=time_of(r.decided_at),
             decision_reason=r.decision_reason,
             evidence=None if r.evidence is None else json.loads(r.evidence),
+            checks=[CheckRecord._from_json(c) for c in r.checks],
         )
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """A suite of model checks run against a version (``pilothouse check``): whether all its
+    checks passed, and what each found in ``results["checks"]``."""
+
+    id: int
+    model: str
+    version: int
+    suite: str
+    passed: bool
+    results: dict[str, Any]
+    recorded_at: dt.datetime | None
+    recorded_by: str
+
+    @classmethod
+    def _from(cls, r: _core.VersionCheckRecord) -> CheckRecord:
+        return cls(
+            id=r.id,
+            model=r.model,
+            version=r.version,
+            suite=r.suite,
+            passed=r.passed,
+            results=r.results or {},
+            recorded_at=time_of(r.recorded_at),
+            recorded_by=r.recorded_by,
+        )
+
+    @classmethod
+    def _from_json(cls, r: Mapping[str, Any]) -> CheckRecord:
+        return cls(
+            id=int(r["id"]),
+            model=str(r["model"]),
+            version=int(r["version"]),
+            suite=str(r["suite"]),
+            passed=bool(r["passed"]),
+            results=dict(r.get("results") or {}),
+            recorded_at=time_of(r.get("recorded_at")),
+            recorded_by=str(r.get("recorded_by", "")),
+        )
+
+    @property
+    def failed(self) -> list[str]:
+        """The names of the checks that did not pass."""
+        return [
+            str(c.get("name"))
+            for c in self.results.get("checks", [])
+            if isinstance(c, Mapping) and not c.get("passed")
+        ]
+
+    def _repr_html_(self) -> str:
+        verdict = "passed" if self.passed else "FAILED"
+        rows = [
+            {
+                "check": c.get("name", ""),
+                "kind": c.get("check", ""),
+                "verdict": "passed"
+                if c.get("passed")
+                else ("error" if c.get("error") else "failed"),
+                "summary": c.get("summary", ""),
+            }
+            for c in self.results.get("checks", [])
+            if isinstance(c, Mapping)
+        ]
+        when = f"{self.recorded_at:%Y-%m-%d %H:%M} UTC" if self.recorded_at else ""
+        title = (
+            f"suite {self.suite} on models:/{self.model}/{self.version}: {verdict} "
+            f"({when} by {self.recorded_by})"
+        )
+        return _html.box(title, _html.dict_table(rows, ("check", "kind", "verdict", "summary")))
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from pilothouse import _core, _html
+from pilothouse._json import jsonable
 from pilothouse._lineage_env import GitProbe, dataset_fingerprint, environment
 from pilothouse._paths import default_artifacts, default_uri, is_model_uri, reference_uri
 from pilothouse._runtime import ensure_runtime
@@ -45,6 +46,7 @@ from pilothouse.records import (
     Approval,
     AuditAnchor,
     AuditEvent,
+    CheckRecord,
     ModelVersion,
     SearchResults,
     delivery_dict,
@@ -57,6 +59,7 @@ __all__ = [
     "AliasMove",
     "Approval",
     "AuditEvent",
+    "CheckRecord",
     "Lineage",
     "ModelVersion",
     "Registry",
@@ -71,12 +74,14 @@ __all__ = [
     "AuditAnchor",
     "connect",
     "default_registry",
+    "checks",
     "delete_alias",
     "get_version",
     "lineage",
     "log_model",
     "reject",
     "request_promotion",
+    "record_check",
     "restore_version",
     "search_versions",
     "set_alias",
@@ -345,12 +350,45 @@ class Registry:
         """Every move of the alias, oldest first, with who and when."""
         return [AliasMove._from(r) for r in self._core.alias_history(name, alias)]
 
-    def set_policy(self, name: str, alias: str, *, require_approval: bool = True) -> None:
-        """Guard (or unguard) an alias: moving it then needs an approved request."""
-        self._core.set_policy(self.actor, name, alias, require_approval)
+    def set_policy(
+        self,
+        name: str,
+        alias: str,
+        *,
+        require_approval: bool = True,
+        require_check: str | None = None,
+    ) -> None:
+        """Guard (or unguard) an alias: moving it then needs an approved request. With
+        ``require_check`` (a suite's name, or ``"*"`` for every suite recorded), a request is
+        approved only when the version's newest check of that suite passed (see
+        ``pilothouse check`` and :meth:`record_check`)."""
+        self._core.set_policy(self.actor, name, alias, require_approval, require_check)
 
     def policies(self, name: str) -> list[str]:
-        return self._core.policies(name)
+        """The guarded aliases of a model."""
+        return [alias for alias, _ in self._core.policies(name)]
+
+    def required_checks(self, name: str) -> dict[str, str]:
+        """Guarded alias -> the suite whose passing check an approval requires."""
+        return {alias: suite for alias, suite in self._core.policies(name) if suite}
+
+    def record_check(
+        self, name: str, version: int | ModelVersion, suite: str, results: Any
+    ) -> CheckRecord:
+        """Records what a suite of checks found on a version: a
+        :class:`~pilothouse.testing.SuiteResult`, or a list of
+        :class:`~pilothouse.testing.CheckResult`. It shows in :meth:`checks`, in the
+        approvals of the version and in the audit log; a policy may require it to pass."""
+        number = version.version if isinstance(version, ModelVersion) else int(version)
+        document = _check_results(results)
+        passed = all(c["passed"] for c in document["checks"])
+        text = json.dumps(document, allow_nan=False)
+        record = self._core.record_check(self.actor, name, number, suite, passed, text)
+        return CheckRecord._from(record)
+
+    def checks(self, name: str, version: int | None = None) -> list[CheckRecord]:
+        """The checks recorded on a model (or one of its versions), newest first."""
+        return [CheckRecord._from(r) for r in self._core.checks(name, version)]
 
     def request_promotion(
         self, name: str, alias: str, version: int, reason: str = "", evidence: Any = None
@@ -519,8 +557,53 @@ def restore_version(name: str, version: int) -> ModelVersion:
     return default_registry().restore_version(name, version)
 
 
-def set_policy(name: str, alias: str, *, require_approval: bool = True) -> None:
-    default_registry().set_policy(name, alias, require_approval=require_approval)
+def set_policy(
+    name: str, alias: str, *, require_approval: bool = True, require_check: str | None = None
+) -> None:
+    default_registry().set_policy(
+        name, alias, require_approval=require_approval, require_check=require_check
+    )
+
+
+def record_check(name: str, version: int | ModelVersion, suite: str, results: Any) -> CheckRecord:
+    return default_registry().record_check(name, version, suite, results)
+
+
+def checks(name: str, version: int | None = None) -> list[CheckRecord]:
+    return default_registry().checks(name, version)
+
+
+def _check_results(results: Any) -> dict[str, Any]:
+    """A suite's results as the registry keeps them: ``{"checks": [{"name", "passed", ...}]}``,
+    from a SuiteResult (``to_record``), CheckResults (``to_dict``), or such a dict."""
+    if hasattr(results, "to_record"):
+        document = results.to_record()
+    elif isinstance(results, Mapping):
+        document = dict(results)
+    elif isinstance(results, Sequence) and not isinstance(results, (str, bytes)):
+        checks = []
+        for r in results:
+            if not hasattr(r, "to_dict"):
+                raise ValidationError(
+                    f"check results must be CheckResults (from pilothouse.testing), not {r!r}"
+                )
+            checks.append({"name": r.check, **r.to_dict()})
+        document = {"checks": checks}
+    else:
+        raise ValidationError(
+            "check results must be a SuiteResult, a list of CheckResults or a dict with "
+            f"'checks', not {type(results).__name__}"
+        )
+    entries = document.get("checks")
+    if not isinstance(entries, list) or not entries:
+        raise ValidationError("check results must hold at least one check")
+    for i, c in enumerate(entries):
+        if not isinstance(c, Mapping) or not isinstance(c.get("passed"), bool) or not c.get("name"):
+            raise ValidationError(
+                f"check {i} of the results needs a 'name' and 'passed' (true or false)"
+            )
+    result: dict[str, Any] = jsonable(document)
+    return result
 
 
 def request_promotion(

@@ -78,6 +78,7 @@ def test_aliases_requests_and_decisions(cli: Cli, populated: dict[str, Any]) -> 
         "ALIAS": "champion",
         "VERSION": "1",
         "GUARDED": "yes",
+        "REQUIRES CHECK": "—",
         "MOVED": champion["MOVED"],
         "MOVED BY": "ann",
         "APPROVAL": "—",
@@ -89,7 +90,7 @@ def test_aliases_requests_and_decisions(cli: Cli, populated: dict[str, Any]) -> 
     assert pending["ID"] == str(first) and pending["STATUS"] == "pending"
     assert (pending["MODEL"], pending["ALIAS"], pending["VERSION"]) == ("churn", "champion", "2")
     assert (pending["REQUESTED BY"], pending["REASON"]) == ("ann", "auc +2 points")
-    assert (pending["DECIDED"], pending["DECIDED BY"]) == ("—", "—")
+    assert (pending["DECIDED"], pending["DECIDED BY"], pending["CHECKS"]) == ("—", "—", "—")
 
     # a guarded alias does not move without an approved request
     assert "guarded" in cli.fails("alias", "set", "churn", "champion", "2")

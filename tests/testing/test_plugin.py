@@ -303,4 +303,4 @@ def test_bad_arguments_are_refused_with_a_reason() -> None:
 def test_the_plugin_is_registered_by_installing(tmp_path: Path) -> None:
     from importlib.metadata import entry_points
 
-    assert any(e.value == "pilothouse.pytest_plugin" for e in entry_points(group="pytest11"))
+    assert any(e.value == "pilothouse.testing.plugin" for e in entry_points(group="pytest11"))

@@ -176,6 +176,21 @@ record! {
         decided_at: Option<i64> = r.decided_at,
         decision_reason: Option<String> = r.decision_reason,
         evidence: Option<String> = r.evidence.map(|e| e.to_string()),
+        checks: Py<PyAny> = object(py, &Json::Array(r.checks.iter().map(reg::ToJson::to_json).collect()))?,
+    }
+}
+
+record! {
+    /// A suite of model checks run against a version, and what each check found.
+    VersionCheckRecord from r: reg::CheckRecord, py {
+        id: i64 = r.id,
+        model: String = r.model,
+        version: i64 = r.version,
+        suite: String = r.suite,
+        passed: bool = r.passed,
+        results: Py<PyAny> = object(py, &r.results)?,
+        recorded_at: Option<i64> = r.recorded_at,
+        recorded_by: String = r.recorded_by,
     }
 }
 
@@ -269,6 +284,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ModelSummaryRecord>()?;
     m.add_class::<AliasMoveRecord>()?;
     m.add_class::<ApprovalRecord>()?;
+    m.add_class::<VersionCheckRecord>()?;
     m.add_class::<AuditEventRecord>()?;
     m.add_class::<AuditHeadRecord>()?;
     m.add_class::<DeploymentRecord>()?;

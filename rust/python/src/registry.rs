@@ -11,7 +11,8 @@ use pyo3::types::PyBytes;
 use crate::errors::{Result, ValidationError};
 use crate::records::{
     each, json_of, AliasMoveRecord, ApprovalRecord, AuditEventRecord, AuditHeadRecord,
-    DeliveryRecord, DeploymentRecord, LineageRecord, ModelSummaryRecord, RunRecord, VersionRecord,
+    DeliveryRecord, DeploymentRecord, LineageRecord, ModelSummaryRecord, RunRecord,
+    VersionCheckRecord, VersionRecord,
 };
 
 /// A training dataset as `log_model` takes it: fingerprint, schema, rows, profile bytes.
@@ -271,6 +272,7 @@ impl PyRegistry {
         Ok(each(py, records, AliasMoveRecord::new)?)
     }
 
+    #[pyo3(signature = (actor, model, alias, require_approval, require_check=None))]
     fn set_policy(
         &self,
         py: Python<'_>,
@@ -278,12 +280,49 @@ impl PyRegistry {
         model: &str,
         alias: &str,
         require_approval: bool,
+        require_check: Option<&str>,
     ) -> Result<()> {
-        Ok(py.detach(|| self.inner.set_policy(actor, model, alias, require_approval))?)
+        Ok(py.detach(|| {
+            self.inner
+                .set_policy(actor, model, alias, require_approval, require_check)
+        })?)
     }
 
-    fn policies(&self, py: Python<'_>, model: &str) -> Result<Vec<String>> {
+    /// The guarded aliases, each with the suite it requires a passing check of (or None).
+    fn policies(&self, py: Python<'_>, model: &str) -> Result<Vec<(String, Option<String>)>> {
         Ok(py.detach(|| self.inner.policies(model))?)
+    }
+
+    /// Records a suite's results (JSON text) on a version.
+    #[allow(clippy::too_many_arguments)]
+    fn record_check(
+        &self,
+        py: Python<'_>,
+        actor: &str,
+        model: &str,
+        version: i64,
+        suite: &str,
+        passed: bool,
+        results: &str,
+    ) -> Result<VersionCheckRecord> {
+        let results = serde_json::from_str::<serde_json::Value>(results)
+            .map_err(|e| ValidationError::new_err(format!("check results are not JSON: {e}")))?;
+        let record = py.detach(|| {
+            self.inner
+                .record_check(actor, model, version, suite, passed, &results)
+        })?;
+        Ok(VersionCheckRecord::new(py, record)?)
+    }
+
+    #[pyo3(signature = (model, version=None))]
+    fn checks(
+        &self,
+        py: Python<'_>,
+        model: &str,
+        version: Option<i64>,
+    ) -> Result<Vec<VersionCheckRecord>> {
+        let records = py.detach(|| self.inner.checks(model, version))?;
+        Ok(each(py, records, VersionCheckRecord::new)?)
     }
 
     #[pyo3(signature = (actor, model, alias, version, reason, evidence=None))]

@@ -29,13 +29,13 @@ pub use error::{RegistryError, Result};
 pub use names::deployment as check_deployment_name;
 pub use query::parse_time;
 pub use records::{
-    AliasMove, Approval, AuditEvent, AuditHead, DatasetInfo, Delivery, Deployment, DriftResult,
-    Lineage, MetricPoint, ModelSummary, MonitorWindow, NewReference, Parent, Reference, Run,
-    RunCode, ToJson, Version, WindowQuery,
+    AliasMove, Approval, AuditEvent, AuditHead, CheckRecord, DatasetInfo, Delivery, Deployment,
+    DriftResult, Lineage, MetricPoint, ModelSummary, MonitorWindow, NewReference, Parent,
+    Reference, Run, RunCode, ToJson, Version, WindowQuery,
 };
 pub use registry::{
     parse_uri, Dataset, Feedback, FeedbackCounts, Labelled, NewFeedback, NewRun, NewVersion,
-    Prediction, Registry, Target, VersionRef,
+    Prediction, Registry, Target, VersionRef, ANY_SUITE,
 };
 pub use store::{Row, Store, Tx, Value};
 pub use webhooks::{sign, Event, RetryPolicy};

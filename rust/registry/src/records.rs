@@ -208,6 +208,7 @@ pub trait ToJson: Serialize {
 
 impl ToJson for Version {}
 impl ToJson for Approval {}
+impl ToJson for CheckRecord {}
 
 /// A deployment spec as stored, with the current alias table of its model: what a server
 /// polls to follow alias moves.
@@ -504,6 +505,8 @@ pub struct Approval {
     pub decision_reason: Option<String>,
     /// What the request offered as evidence (JSON), if anything.
     pub evidence: Option<Json>,
+    /// The newest check of each suite recorded on the version, as they stand when read.
+    pub checks: Vec<CheckRecord>,
 }
 
 impl Approval {
@@ -546,8 +549,76 @@ impl Approval {
                 decided_at: r.int("decided_at"),
                 decision_reason: r.text("decision_reason"),
                 evidence: Some(r.json("evidence")).filter(|e| !e.is_null()),
+                checks: Vec::new(),
             },
         )
+    }
+}
+
+/// A suite of model checks run against a version, and what each check found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckRecord {
+    pub id: i64,
+    pub model: String,
+    pub version: i64,
+    /// The suite's name (a TOML suite's `name`, else its file name).
+    pub suite: String,
+    /// Whether every check of the suite passed.
+    pub passed: bool,
+    /// What the checks found: `{"checks": [{"name", "check", "passed", "summary", ...}], ...}`.
+    pub results: Json,
+    pub recorded_at: Option<i64>,
+    pub recorded_by: String,
+}
+
+impl CheckRecord {
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "model",
+        "version",
+        "suite",
+        "passed",
+        "results",
+        "recorded_at",
+        "recorded_by",
+    ];
+
+    /// The records `FROM version_checks <rest>` selects.
+    pub(crate) fn read_where(
+        tx: &mut dyn Tx,
+        rest: &str,
+        params: &[Value],
+    ) -> Result<Vec<CheckRecord>> {
+        read_all(
+            tx,
+            Self::COLUMNS,
+            &format!("version_checks {rest}"),
+            params,
+            |r| CheckRecord {
+                id: r.int("id").unwrap_or(0),
+                model: r.text("model").unwrap_or_default(),
+                version: r.int("version").unwrap_or(0),
+                suite: r.text("suite").unwrap_or_default(),
+                passed: r.int("passed").unwrap_or(0) != 0,
+                results: r.json("results"),
+                recorded_at: r.int("recorded_at"),
+                recorded_by: r.text("recorded_by").unwrap_or_default(),
+            },
+        )
+    }
+
+    /// The names of the checks that failed.
+    pub fn failed(&self) -> Vec<String> {
+        self.results["checks"]
+            .as_array()
+            .map(|checks| {
+                checks
+                    .iter()
+                    .filter(|c| c["passed"] == Json::Bool(false))
+                    .filter_map(|c| c["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 

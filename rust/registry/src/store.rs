@@ -409,4 +409,21 @@ CREATE TABLE version_label_references (
     r#"
 ALTER TABLE approvals ADD COLUMN evidence TEXT;
 "#,
+    // 10: suites of model checks run against a version (`pilothouse check`), with each
+    // check's verdict (JSON); a policy may require a passing one before an approval
+    r#"
+CREATE TABLE version_checks (
+    id {serial},
+    model TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    suite TEXT NOT NULL,
+    passed BIGINT NOT NULL,
+    results TEXT NOT NULL,
+    recorded_at BIGINT NOT NULL,
+    recorded_by TEXT NOT NULL,
+    FOREIGN KEY (model, version) REFERENCES versions(model, version)
+);
+CREATE INDEX version_checks_by_version ON version_checks(model, version, suite);
+ALTER TABLE policies ADD COLUMN require_check TEXT;
+"#,
 ];

@@ -27,6 +27,7 @@ pub enum Event {
     AliasMoved,
     ApprovalDecided,
     VersionArchived,
+    CheckRecorded,
 }
 
 impl Event {
@@ -36,15 +37,17 @@ impl Event {
             Event::AliasMoved => "alias.moved",
             Event::ApprovalDecided => "approval.decided",
             Event::VersionArchived => "version.archived",
+            Event::CheckRecorded => "check.recorded",
         }
     }
 
-    pub fn names() -> [&'static str; 4] {
+    pub fn names() -> [&'static str; 5] {
         [
             "version.created",
             "alias.moved",
             "approval.decided",
             "version.archived",
+            "check.recorded",
         ]
     }
 
@@ -54,6 +57,7 @@ impl Event {
             "alias.moved" => Event::AliasMoved,
             "approval.decided" => Event::ApprovalDecided,
             "version.archived" => Event::VersionArchived,
+            "check.recorded" => Event::CheckRecorded,
             _ => return None,
         })
     }

@@ -1,39 +1,72 @@
-//! Four-eyes approval: policies that guard aliases, promotion requests and decisions.
+//! Four-eyes approval: policies that guard aliases (and the check they may require), promotion
+//! requests and decisions.
 
 use serde_json::json;
 
 use super::*;
+use crate::records::CheckRecord;
 
 impl Registry {
+    /// Guards `alias` (or stops guarding it): a guarded alias moves only with an approved
+    /// request. `require_check` names a suite (or `*`: every suite recorded) whose newest
+    /// check on the version must have passed before a request is approved.
     pub fn set_policy(
         &self,
         actor: &str,
         model: &str,
         alias: &str,
         require_approval: bool,
+        require_check: Option<&str>,
     ) -> Result<()> {
         names::alias(alias)?;
+        if let Some(suite) = require_check {
+            if !require_approval {
+                return Err(RegistryError::invalid(
+                    "policy",
+                    alias,
+                    "a required check is enforced when a request is approved; it needs require_approval",
+                ));
+            }
+            if suite != ANY_SUITE {
+                names::key("suite name", suite)?;
+            }
+        }
         let at = now_micros();
         self.write(|tx| {
             query_one(tx, "SELECT 1 FROM models WHERE name = ?", &[model.into()])?.ok_or_else(|| RegistryError::not_found("model", model))?;
+            let check = require_check.map_or(Value::Null, Value::from);
             if require_approval {
-                tx.execute("INSERT INTO policies (model, alias) VALUES (?, ?) ON CONFLICT (model, alias) DO NOTHING", &[model.into(), alias.into()])?;
+                tx.execute(
+                    "INSERT INTO policies (model, alias, require_check) VALUES (?, ?, ?) ON CONFLICT (model, alias) DO UPDATE SET require_check = excluded.require_check",
+                    &[model.into(), alias.into(), check],
+                )?;
             } else {
                 tx.execute("DELETE FROM policies WHERE model = ? AND alias = ?", &[model.into(), alias.into()])?;
             }
-            audit::append(tx, at, actor, "policy.set", Some(model), &json!({"alias": alias, "require_approval": require_approval}))
+            audit::append(
+                tx,
+                at,
+                actor,
+                "policy.set",
+                Some(model),
+                &json!({"alias": alias, "require_approval": require_approval, "require_check": require_check}),
+            )
         })
     }
 
-    pub fn policies(&self, model: &str) -> Result<Vec<String>> {
+    /// The guarded aliases of a model, with the suite each requires a passing check of.
+    pub fn policies(&self, model: &str) -> Result<Vec<(String, Option<String>)>> {
         self.read(|tx| {
             Ok(tx
                 .query(
-                    "SELECT alias FROM policies WHERE model = ? ORDER BY alias",
+                    "SELECT alias, require_check FROM policies WHERE model = ? ORDER BY alias",
                     &[model.into()],
                 )?
                 .into_iter()
-                .filter_map(|r| r[0].as_str().map(str::to_string))
+                .filter_map(|r| {
+                    let alias = r[0].as_str()?.to_string();
+                    Some((alias, r[1].as_str().map(str::to_string)))
+                })
                 .collect())
         })
     }
@@ -58,7 +91,8 @@ impl Registry {
                 &[model.into(), alias.into(), Value::Int(version), actor.into(), Value::Int(at), reason.into(), evidence_text.clone().map_or(Value::Null, Value::Text)],
             )?;
             let id = row.and_then(|r| r[0].as_i64()).unwrap_or(0);
-            let mut details = json!({"id": id, "alias": alias, "version": version, "reason": reason});
+            let checks: Vec<Json> = Self::latest_checks(tx, model, version)?.iter().map(check_summary).collect();
+            let mut details = json!({"id": id, "alias": alias, "version": version, "reason": reason, "checks": checks});
             if let Some(e) = evidence {
                 details["evidence"] = e.clone();
             }
@@ -73,13 +107,22 @@ impl Registry {
     }
 
     fn approval(tx: &mut dyn Tx, id: i64) -> Result<Approval> {
-        Approval::read_where(tx, "WHERE id = ?", &[Value::Int(id)])?
+        let mut request = Approval::read_where(tx, "WHERE id = ?", &[Value::Int(id)])?
             .pop()
-            .ok_or_else(|| RegistryError::not_found("approval request", id.to_string()))
+            .ok_or_else(|| RegistryError::not_found("approval request", id.to_string()))?;
+        request.checks = Self::latest_checks(tx, &request.model, request.version)?;
+        Ok(request)
     }
 
     pub fn approvals(&self, model: &str) -> Result<Vec<Approval>> {
-        self.read(|tx| Approval::read_where(tx, "WHERE model = ? ORDER BY id", &[model.into()]))
+        self.read(|tx| {
+            let mut requests =
+                Approval::read_where(tx, "WHERE model = ? ORDER BY id", &[model.into()])?;
+            for request in &mut requests {
+                request.checks = Self::latest_checks(tx, &request.model, request.version)?;
+            }
+            Ok(requests)
+        })
     }
 
     /// Approves or rejects a pending request. The requester cannot decide their own request.
@@ -95,12 +138,13 @@ impl Registry {
                     "{actor} requested promotion {id} and cannot also decide it; another person must approve or reject it"
                 )));
             }
+            let consulted = if approve { Self::checks_allow(tx, &request)? } else { Vec::new() };
             let decision = if approve { "approved" } else { "rejected" };
             tx.execute(
                 "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, decision_reason = ? WHERE id = ?",
                 &[decision.into(), actor.into(), Value::Int(at), reason.into(), Value::Int(id)],
             )?;
-            audit::append(tx, at, actor, &format!("approval.{}", if approve { "approve" } else { "reject" }), Some(&request.model), &json!({"id": id, "reason": reason}))?;
+            audit::append(tx, at, actor, &format!("approval.{}", if approve { "approve" } else { "reject" }), Some(&request.model), &json!({"id": id, "reason": reason, "checks": consulted.iter().map(check_summary).collect::<Vec<_>>()}))?;
             Ok(request.model)
         })?;
         let record = self.get_approval(id)?;
@@ -108,4 +152,9 @@ impl Registry {
             .notify(&model, Event::ApprovalDecided, record.to_json());
         Ok(record)
     }
+}
+
+/// What an audit event says of a check it relied on or showed: the record, its suite, its verdict.
+fn check_summary(c: &CheckRecord) -> Json {
+    json!({"id": c.id, "suite": c.suite, "passed": c.passed, "failed": c.failed()})
 }

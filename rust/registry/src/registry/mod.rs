@@ -27,6 +27,7 @@ use crate::webhooks::{Event, Webhooks};
 mod aliases;
 mod approvals;
 mod audit_log;
+mod checks;
 mod deployments;
 mod feedback;
 mod hooks;
@@ -37,6 +38,7 @@ mod runs;
 mod versions;
 
 pub use crate::now_micros;
+pub use checks::ANY_SUITE;
 pub use feedback::{Feedback, FeedbackCounts, NewFeedback, Target};
 pub use predictions::{Labelled, Prediction};
 

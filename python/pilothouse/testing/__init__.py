@@ -5,8 +5,10 @@ profile implies), :func:`assert_no_drift`, :func:`assert_predictions_close` (a d
 two models), :func:`assert_better` (a metric's paired bootstrap interval) and
 :func:`assert_reproducible` (training run twice) — and :class:`CheckResult`, what each
 returns on success and carries in its :class:`CheckFailed` on failure. The pytest plugin
-(:mod:`pilothouse.pytest_plugin`) owns fixtures, the ``ph_model`` marker and reporting; it
-collects every result of a test through :func:`_record`.
+(:mod:`pilothouse.testing.plugin`) owns fixtures, the ``ph_model`` marker and reporting; it
+collects every result of a test through :func:`_record`. Suites of these checks declared in
+TOML, run by ``pilothouse check`` and recorded on a version, are :mod:`.suite`'s
+(:func:`run_suite`, :class:`SuiteResult`).
 """
 
 from __future__ import annotations
@@ -25,15 +27,20 @@ from pilothouse.compare import _LOWER_IS_BETTER, resampled_classification
 from pilothouse.drift import Profile, _to_table, drift, profile
 from pilothouse.errors import InputError, ValidationError
 from pilothouse.model import Model
+from pilothouse.testing.suite import CheckOutcome, SuiteResult, load_suite, run_suite
 
 __all__ = [
     "CheckFailed",
+    "CheckOutcome",
     "CheckResult",
+    "SuiteResult",
     "assert_better",
     "assert_no_drift",
     "assert_predictions_close",
     "assert_reproducible",
     "assert_valid",
+    "load_suite",
+    "run_suite",
 ]
 
 # the results of the running test, when the pytest plugin collects them
