@@ -17,3 +17,8 @@ def test_demo_runs() -> None:
     assert "['monthly_charges'] drifted" in out
     assert "accuracy estimated without labels (CBPE)" in out
     assert "13. model test: 1 check(s) failed on 1 column(s)" in out and "support_calls" in out
+    assert (
+        "14. promotion gate: approval refused while no check is recorded; suite release passed"
+        in out
+    )
+    assert "then approved by lead" in out

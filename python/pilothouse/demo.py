@@ -1,5 +1,6 @@
 """The pilothouse demo: train a model, register it with its lineage, promote it, load it by
-alias and predict, serve it over HTTP (Open Inference Protocol), and check live data for drift.
+alias and predict, serve it over HTTP (Open Inference Protocol), check live data for drift,
+estimate accuracy without labels, and gate a promotion on a suite of model checks.
 
 Run it with ``python -m pilothouse.demo``. It uses the embedded defaults (an SQLite registry
 and artifact folder) in a temporary folder, so it leaves nothing behind, and needs the
@@ -207,6 +208,42 @@ def main() -> None:
             pht.assert_valid(X_valid.assign(support_calls=X_valid["support_calls"] + 9), X_valid)
         except pht.CheckFailed as failed:
             print(f"13. model test: {failed.result.summary}")
+
+        # a promotion gated by a suite of checks (`pilothouse check` runs the same from TOML)
+        retrained = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=500))
+        challenger = registry.log_model(
+            retrained.fit(X_train, y_train), name="churn", training_data=X_train
+        )
+        lead = ph.connect(f"sqlite://{Path(tmp) / 'registry.db'}", actor="lead")
+        lead.set_policy("churn", "champion", require_check="release")
+        promotion = registry.request_promotion("churn", "champion", challenger.version)
+        refused = "accepted without a check"  # what the policy must prevent
+        try:
+            lead.approve(promotion)
+        except ph.ApprovalRequiredError:
+            refused = "refused while no check is recorded"
+        X_valid.assign(churned=y_valid).to_parquet(Path(tmp) / "valid.parquet")
+        suite = {
+            "name": "release",
+            "baseline": "champion",
+            "data": {"valid": {"path": str(Path(tmp) / "valid.parquet"), "target": "churned"}},
+            "checks": [
+                {"check": "valid", "data": "valid", "max_failure_rate": 0.01},
+                {
+                    "check": "predictions_close",
+                    "data": "valid",
+                    "atol": 0.05,
+                    "max_flip_rate": 0.05,
+                },
+            ],
+        }
+        result = pht.run_suite(suite, "churn", challenger.version, registry=registry)
+        approved = lead.approve(promotion)
+        print(
+            f"14. promotion gate: approval {refused}; suite {result.suite} "
+            f"{'passed' if result.passed else 'failed'} on {result.candidate} and was recorded; "
+            f"then {approved.status} by {approved.decided_by}"
+        )
 
 
 if __name__ == "__main__":
