@@ -397,7 +397,7 @@ class CheckRecord:
         return [
             str(c.get("name"))
             for c in self.results.get("checks", [])
-            if isinstance(c, Mapping) and not c.get("passed")
+            if isinstance(c, Mapping) and c.get("passed") is False
         ]
 
     def _repr_html_(self) -> str:

@@ -358,10 +358,11 @@ class Registry:
         require_approval: bool = True,
         require_check: str | None = None,
     ) -> None:
-        """Guard (or unguard) an alias: moving it then needs an approved request. With
-        ``require_check`` (a suite's name, or ``"*"`` for every suite recorded), a request is
-        approved only when the version's newest check of that suite passed (see
-        ``pilothouse check`` and :meth:`record_check`)."""
+        """Guard (or, with ``require_approval=False``, unguard) an alias: moving it then
+        needs an approved request. With ``require_check`` (a suite's name, or ``"*"`` for
+        every suite recorded), a request is approved, and the alias moves with it, only while
+        the version's newest check of that suite passed (see ``pilothouse check`` and
+        :meth:`record_check`). ``None`` keeps the policy's requirement; ``""`` drops it."""
         self._core.set_policy(self.actor, name, alias, require_approval, require_check)
 
     def policies(self, name: str) -> list[str]:
@@ -379,12 +380,16 @@ class Registry:
         :class:`~pilothouse.testing.SuiteResult`, or a list of
         :class:`~pilothouse.testing.CheckResult`. It shows in :meth:`checks`, in the
         approvals of the version and in the audit log; a policy may require it to pass."""
-        number = version.version if isinstance(version, ModelVersion) else int(version)
-        document = _check_results(results)
-        passed = all(c["passed"] for c in document["checks"])
-        text = json.dumps(document, allow_nan=False)
-        record = self._core.record_check(self.actor, name, number, suite, passed, text)
-        return CheckRecord._from(record)
+        if isinstance(version, ModelVersion):
+            if version.model != name:
+                raise ValidationError(
+                    f"record_check: {version.uri} is a version of {version.model}, not {name}"
+                )
+            number = version.version
+        else:
+            number = int(version)
+        text = json.dumps(_check_results(results), allow_nan=False)
+        return CheckRecord._from(self._core.record_check(self.actor, name, number, suite, text))
 
     def checks(self, name: str, version: int | None = None) -> list[CheckRecord]:
         """The checks recorded on a model (or one of its versions), newest first."""

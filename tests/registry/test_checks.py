@@ -3,8 +3,6 @@ on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from postgres import Backend
 
@@ -42,6 +40,7 @@ def test_checks_are_recorded_listed_and_audited(backend: Backend) -> None:
         "id": second.id,
         "version": 2,
         "suite": "nightly",
+        "suite_sha256": None,
         "passed": False,
         "failed": ["assert_better"],
     }
@@ -59,7 +58,24 @@ def test_checks_are_recorded_listed_and_audited(backend: Backend) -> None:
     big = {"checks": [{"name": "x", "passed": True, "rows": ["y" * 1000] * 1100}]}
     with pytest.raises(ph.ValidationError, match="leave the data out"):
         ann.record_check("churn", 2, "nightly", big)
-    assert len(ann.checks("churn")) == 3
+    # the verdict is read from the results: a caller cannot claim a pass they do not hold
+    core = ann._core
+    claimed = core.record_check(
+        "ann", "churn", 2, "x", '{"checks": [{"name": "a", "passed": false}]}'
+    )
+    assert claimed.passed is False
+    for bad in (
+        '{"checks": []}',
+        '{"checks": [{"name": "a", "passed": "yes"}]}',
+        '{"checks": [{"passed": true}]}',
+        "[]",
+    ):
+        with pytest.raises(ph.ValidationError, match="check results"):
+            core.record_check("ann", "churn", 2, "x", bad)
+    with pytest.raises(ph.ValidationError, match="is a version of fraud, not churn"):
+        fraud = ann.log_model(raw, "fraud")
+        ann.record_check("churn", fraud, "nightly", _results(("assert_valid", True)))
+    assert len(ann.checks("churn")) == 4
     # NaN (a p-value that could not be computed) is kept as null, not refused
     nan = CheckResult("assert_no_drift", True, "ok", [{"p_value": float("nan")}])
     kept = ann.record_check("churn", 1, "smoke", [nan])
@@ -109,7 +125,13 @@ def test_a_policy_requires_a_passing_check_before_approval(backend: Backend) -> 
     ann.set_alias("churn", "champion", 2)
     decision = [e for e in ann.audit_log(model="churn") if e.action == "approval.approve"][-1]
     assert decision.details["checks"] == [
-        {"id": passing.id, "suite": "model-checks", "passed": True, "failed": []}
+        {
+            "id": passing.id,
+            "suite": "model-checks",
+            "suite_sha256": None,
+            "passed": True,
+            "failed": [],
+        }
     ]
 
     # the newest check is what counts: a later failure blocks the next approval
@@ -133,12 +155,54 @@ def test_a_policy_requires_a_passing_check_before_approval(backend: Backend) -> 
     ann.record_check("churn", 1, "b", _results(("y", True)))
     assert lead.approve(back).status == "approved"
 
-    # dropping the requirement keeps the guard
+    # guarding the alias again keeps the requirement; "" drops it and keeps the guard
     lead.set_policy("churn", "champion")
+    assert ann.required_checks("churn") == {"champion": "*"}
+    lead.set_policy("churn", "champion", require_check="")
     assert ann.required_checks("churn") == {}
     assert ann.policies("churn") == ["champion"]
     events = [e for e in ann.audit_log(model="churn") if e.action == "policy.set"]
-    assert json.dumps(events[0].details, sort_keys=True) == json.dumps(
-        {"alias": "champion", "require_approval": True, "require_check": "model-checks"},
-        sort_keys=True,
-    )
+    assert events[0].details == {
+        "alias": "champion",
+        "require_approval": True,
+        "require_check": "model-checks",
+    }
+    assert [e.details["require_check"] for e in events[1:]] == ["*", "*", None]
+
+
+def test_the_check_must_still_pass_when_the_alias_moves(backend: Backend) -> None:
+    ann, lead = backend.open("ann"), backend.open("lead")
+    raw, _ = models.logistic_regression()
+    for _ in range(3):
+        ann.log_model(raw, "churn")
+    ann.set_alias("churn", "champion", 1)
+
+    # approved before the policy required a check: the move is refused until one passes
+    lead.set_policy("churn", "champion")
+    early = lead.approve(ann.request_promotion("churn", "champion", 2))
+    assert early.status == "approved" and early.checks == []
+    lead.set_policy("churn", "champion", require_check="model-checks")
+    with pytest.raises(ph.ApprovalRequiredError, match="none is recorded"):
+        ann.set_alias("churn", "champion", 2)
+    assert ann.get_version("models:/churn@champion").version == 1
+    assert ann.approvals("churn")[0].status == "approved"  # not used up by the refusal
+    ok = ann.record_check("churn", 2, "model-checks", _results(("valid", True)))
+    moved = ann.set_alias("churn", "champion", 2)
+    assert moved.version == 2
+    event = [e for e in ann.audit_log(model="churn") if e.action == "alias.set"][-1]
+    assert event.details["checks"] == [
+        {"id": ok.id, "suite": "model-checks", "suite_sha256": None, "passed": True, "failed": []}
+    ]
+
+    # approved on a pass, then a failing check recorded: the move is refused
+    ann.record_check("churn", 3, "model-checks", _results(("valid", True)))
+    request = ann.request_promotion("churn", "champion", 3)
+    approved = lead.approve(request)
+    ann.record_check("churn", 3, "model-checks", _results(("valid", False)))
+    with pytest.raises(ph.ApprovalRequiredError, match="failed: valid"):
+        ann.set_alias("churn", "champion", 3)
+    # the decided request shows the checks its decision saw, not the newer failure
+    (decided,) = [a for a in ann.approvals("churn") if a.id == approved.id]
+    assert [c.passed for c in decided.checks] == [True]
+    ann.record_check("churn", 3, "model-checks", _results(("valid", True)))
+    assert ann.set_alias("churn", "champion", 3).version == 3

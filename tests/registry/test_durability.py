@@ -209,6 +209,7 @@ def test_webhooks_deliver_signed_events(backend: Backend, fast_retries: None) ->
         ann.set_alias("churn", "champion", 2)
         ann.log_model(raw, "churn")
         ann.archive_version("churn", 3)
+        ann.record_check("churn", 2, "nightly", {"checks": [{"name": "valid", "passed": False}]})
         assert ann.flush_webhooks(10) and lead.flush_webhooks(10)
         events = [h["X-Pilothouse-Event"] for h, _ in receiver.received]
         assert sorted(events) == sorted(
@@ -218,8 +219,15 @@ def test_webhooks_deliver_signed_events(backend: Backend, fast_retries: None) ->
                 "alias.moved",
                 "version.created",
                 "version.archived",
+                "check.recorded",
             ]
         )
+        checked = next(
+            json.loads(b)
+            for h, b in receiver.received
+            if h["X-Pilothouse-Event"] == "check.recorded"
+        )
+        assert checked["data"]["suite"] == "nightly" and checked["data"]["passed"] is False
         for headers, body in receiver.received:
             expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
             assert hmac.compare_digest(headers["X-Pilothouse-Signature"], expected)
@@ -233,7 +241,7 @@ def test_webhooks_deliver_signed_events(backend: Backend, fast_retries: None) ->
         )
         assert moved["data"]["alias"] == "champion" and moved["data"]["version"]["version"] == 2
         deliveries = ann.webhook_deliveries("churn")
-        assert len(deliveries) == 5 and all(
+        assert len(deliveries) == 6 and all(
             d["ok"] and d["attempts"] == 1 and d["webhook_id"] == hook for d in deliveries
         )
     finally:

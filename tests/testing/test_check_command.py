@@ -255,6 +255,7 @@ def test_a_failing_suite_exits_1_and_names_what_failed(setup: dict[str, Any]) ->
     )
     document = json.loads(as_json.stdout)
     assert as_json.returncode == 1 and document["passed"] is False
+    assert (document["model"], document["version"]) == ("churn", 2)
     assert [c["passed"] for c in document["checks"]] == [False, False, False, False]
 
 
@@ -287,6 +288,9 @@ def test_a_check_that_cannot_run_is_an_error_and_the_others_still_run(
     assert rows[1].split()[:3] == ["valid", "valid", "passed"]
     testsuite = next(ET.parse(junit).getroot().iter("testsuite"))
     assert (testsuite.get("failures"), testsuite.get("errors")) == ("0", "1")
+    first_case = next(testsuite.iter("testcase"))
+    assert [e.tag for e in first_case] == ["error"]
+    assert first_case[0].get("type") != "CheckFailed"
     record = setup["registry"].checks("churn", 2)[0]
     assert record.suite == "smoke" and record.failed == ["predictions_close"]
     assert record.results["checks"][0]["error"] is True
@@ -312,6 +316,34 @@ def test_a_check_that_cannot_run_is_an_error_and_the_others_still_run(
             'train = "module:function"',
         ),
         ("colour = 'red'", "unknown key(s) colour"),
+        ("[[checks]]\ncheck = ['valid']\ndata = 'x'", "is not one of valid"),
+        ("name = 'bad name!'\n[[checks]]\ncheck = 'valid'", "name = 'bad name!'"),
+        ("baseline = true\n[[checks]]\ncheck = 'valid'", "baseline must be an alias"),
+        (
+            "[data]\nx = 'data/live.parquet'\n[[checks]]\ncheck = 'no_drift'\ndata = 'x'\n"
+            "max_drift_share = 'lots'",
+            "max_drift_share = 'lots' must be a number",
+        ),
+        (
+            "[data]\nx = 'data/test.csv'\n[[checks]]\ncheck = 'better'\ndata = 'x'\n"
+            "resamples = 2.5",
+            "must be a whole number",
+        ),
+        (
+            "[data]\nx = 'data/live.parquet'\n[[checks]]\ncheck = 'valid'\ndata = 'x'\n"
+            "ignore = 'age'",
+            "must be a list of names",
+        ),
+        (
+            "[data]\nx = 'data/live.parquet'\n[[checks]]\ncheck = 'reproducible'\n"
+            "data = 'x'\ntrain = ':'",
+            'train = "module:function"',
+        ),
+        (
+            "[data]\nx = { path = 'data/test.csv', target = 'churned' }\n[[checks]]\n"
+            "check = 'better'\ndata = 'x'\nreference = 'x'",
+            "reference goes with valid and no_drift",
+        ),
     ],
 )
 def test_suite_mistakes_are_named_before_any_check_runs(
@@ -319,7 +351,7 @@ def test_suite_mistakes_are_named_before_any_check_runs(
 ) -> None:
     path = suite(setup["dir"], text, name="bad.toml")
     done = pilothouse(setup, "check", "churn", "--suite", str(path))
-    assert done.returncode == 1 and done.stdout == ""
+    assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith("error: ") and message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     assert setup["registry"].checks("churn") == []
@@ -370,3 +402,14 @@ def test_a_policy_refuses_approval_until_the_check_passes(setup: dict[str, Any])
     decision = [e for e in reg.audit_log(model="churn") if e.action == "approval.approve"][-1]
     assert [c["suite"] for c in decision.details["checks"]] == ["model-checks"]
     assert decision.details["checks"][0]["passed"] is True
+
+
+def test_a_junit_file_that_cannot_be_written_stops_before_any_check(
+    setup: dict[str, Any],
+) -> None:
+    path = suite(setup["dir"], PASSING)
+    done = pilothouse(
+        setup, "check", "churn", "--suite", str(path), "--junit", "/nonexistent/dir/r.xml"
+    )
+    assert done.returncode == 2 and "its folder does not exist" in done.stderr
+    assert setup["registry"].checks("churn") == []

@@ -7,13 +7,35 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from pilothouse.cli._output import AddCommand, _common, _open, _print_json, _show, _usage
+from pilothouse.cli._output import (
+    AddCommand,
+    _common,
+    _one_line,
+    _open,
+    _print_json,
+    _show,
+    _usage,
+)
+from pilothouse.errors import PilothouseError, ValidationError
 from pilothouse.testing.suite import CheckOutcome, SuiteResult, load_suite, run_suite
 
 
 def _check(args: argparse.Namespace) -> int:
+    """0 when every check passed, 1 when one failed or could not run, 2 when the suite, the
+    command or the registry stopped the checks from running at all."""
+    try:
+        return _run_checks(args)
+    except (PilothouseError, OSError) as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
+
+
+def _run_checks(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)  # every mistake in the file is named before a check runs
+    if args.junit and not Path(args.junit).resolve().parent.is_dir():
+        raise ValidationError(f"--junit {args.junit}: its folder does not exist")
     registry = _open(args)
     show_progress = not args.json and sys.stderr.isatty()
 
@@ -74,16 +96,23 @@ def _checks(args: argparse.Namespace) -> int:
 
 
 def _policy(args: argparse.Namespace) -> int:
-    if args.off and args.require_check:
-        _usage("--off removes the policy; --require-check does not go with it")
+    if args.off and (args.require_check or args.no_check):
+        _usage("--off removes the policy; --require-check and --no-check do not go with it")
+    if args.require_check and args.no_check:
+        _usage("--require-check and --no-check contradict each other")
     registry = _open(args)
     registry.set_policy(
-        args.model, args.alias, require_approval=not args.off, require_check=args.require_check
+        args.model,
+        args.alias,
+        require_approval=not args.off,
+        require_check="" if args.no_check else args.require_check,
     )
     if args.off:
         print(f"{args.model}@{args.alias} is no longer guarded")
-    elif args.require_check:
-        suite = "any suite" if args.require_check == "*" else f"suite {args.require_check}"
+        return 0
+    required = registry.required_checks(args.model).get(args.alias)
+    if required:
+        suite = "every suite" if required == "*" else f"suite {required}"
         print(
             f"{args.model}@{args.alias} is guarded: a promotion needs an approval, and the "
             f"version's newest check of {suite} must have passed"
@@ -103,7 +132,8 @@ def add_commands(command: AddCommand) -> None:
             "of MODEL, print a table, and record the result on the version, where approvals "
             "and the audit log show it and a policy (`pilothouse policy --require-check`) may "
             "require it before a promotion is approved. Exits with status 1 when a check "
-            "fails or cannot run. docs/testing.md describes the suite file."
+            "fails or cannot run, 2 when the suite or the command is wrong (nothing is then "
+            "recorded). docs/testing.md describes the suite file."
         ),
     )
     p.add_argument("model", metavar="MODEL")
@@ -138,14 +168,24 @@ def add_commands(command: AddCommand) -> None:
         "guard an alias: promotions need an approval (and, if asked, a passing check)",
         description=(
             "Guard ALIAS of MODEL: it then moves only with an approved promotion request. "
-            "With --require-check SUITE, a request is approved only when the version's "
-            "newest check of that suite (recorded by `pilothouse check`) passed; * accepts "
-            "any suite, and every suite's newest check must pass. --off removes the guard."
+            "With --require-check SUITE, a request is approved, and the alias moves with it, "
+            "only while the version's newest check of that suite (recorded by `pilothouse "
+            "check`) passed; with *, every suite's newest check must pass. Without "
+            "--require-check the requirement the policy had is kept; --no-check drops it, "
+            "--off removes the guard."
         ),
     )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("alias", metavar="ALIAS")
-    p.add_argument("--require-check", default=None, metavar="SUITE")
+    p.add_argument(
+        "--require-check",
+        default=None,
+        metavar="SUITE",
+        help="approvals need the version's newest check of SUITE passing (* for every suite)",
+    )
+    p.add_argument(
+        "--no-check", action="store_true", help="drop the check requirement (the guard stays)"
+    )
     p.add_argument("--off", action="store_true", help="stop guarding the alias")
     _common(p, json_output=False)
     p.set_defaults(run=_policy)

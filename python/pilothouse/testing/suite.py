@@ -31,6 +31,7 @@ import datetime as dt
 import hashlib
 import importlib
 import inspect
+import re
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pilothouse import _html
+from pilothouse._paths import reference_uri, version_uri
 from pilothouse.errors import ValidationError
 
 if sys.version_info >= (3, 11):
@@ -54,6 +56,12 @@ _SUITE_KEYS = {"check", "name", "data", "reference", "train", "predict_on"}
 
 # what the record keeps of a check's table (the rows are examples, not data)
 _RECORDED_ROWS = 20
+
+# a suite's name: the registry's rule for names (names::key), checked before any check runs
+_SUITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-. /:]{0,127}")
+
+# train = "package.module:function"
+_TRAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 
 _FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".feather": "feather"}
 _FORMATS[".arrow"] = "feather"
@@ -130,6 +138,30 @@ def _parameters(check: str) -> set[str]:
     }
 
 
+def _check_type(label: str, kind: str, key: str, value: Any) -> None:
+    """A parameter's value has the type of the assertion's default (numbers for numbers,
+    a list of names where it takes names)."""
+    default = inspect.signature(_assertions()[kind]).parameters[key].default
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+        wanted = "true or false"
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        wanted = "a number"
+        if ok and isinstance(default, int) and not isinstance(value, int):
+            ok, wanted = False, "a whole number"
+    elif isinstance(default, str):
+        ok, wanted = isinstance(value, str), "text"
+    elif isinstance(default, tuple) or key in ("columns", "outputs"):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        wanted = "a list of names"
+    else:  # pos_label and the like: any one value
+        ok = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+        wanted = "text or a number"
+    if not ok:
+        raise ValidationError(f"{label}: {key} = {value!r} must be {wanted}")
+
+
 def load_suite(source: str | Path | Mapping[str, Any]) -> Suite:
     """Reads and checks a suite: a TOML file, or the dict such a file holds (paths then
     relative to the current folder). Every mistake is named before any check runs."""
@@ -159,10 +191,15 @@ def load_suite(source: str | Path | Mapping[str, Any]) -> Suite:
             f"{where}: unknown key(s) {', '.join(unknown)}; a suite has {', '.join(sorted(known))}"
         )
     name = doc.get("name", path.stem if path else "suite")
-    if not isinstance(name, str) or not name:
-        raise ValidationError(f"{where}: name must be text")
+    if not isinstance(name, str) or not _SUITE_NAME.fullmatch(name) or ".." in name:
+        raise ValidationError(
+            f"{where}: name = {name!r}: a suite's name is recorded with its result; use up to "
+            "128 letters, digits and '_', '-', '.', starting with a letter or digit"
+        )
     baseline = doc.get("baseline")
-    if baseline is not None and not isinstance(baseline, (str, int)):
+    if baseline is not None and (
+        isinstance(baseline, bool) or not isinstance(baseline, (str, int)) or baseline == ""
+    ):
         raise ValidationError(f"{where}: baseline must be an alias or a version number")
 
     data: dict[str, DataSource] = {}
@@ -202,7 +239,7 @@ def load_suite(source: str | Path | Mapping[str, Any]) -> Suite:
         if not isinstance(entry, Mapping):
             raise ValidationError(f"{label} must be a table")
         kind = entry.get("check")
-        if kind not in assertions:
+        if not isinstance(kind, str) or kind not in assertions:
             raise ValidationError(
                 f"{label}: check = {kind!r} is not one of {', '.join(assertions)}"
             )
@@ -223,6 +260,8 @@ def load_suite(source: str | Path | Mapping[str, Any]) -> Suite:
                 f"{label}: unknown parameter(s) {', '.join(bad)}; {kind} takes "
                 f"{', '.join(sorted(allowed | {'data', 'name'}))}"
             )
+        for key, value in params.items():
+            _check_type(label, kind, key, value)
         names = {k: entry.get(k) for k in ("data", "reference", "train", "predict_on")}
         for key, value in names.items():
             if value is not None and not isinstance(value, str):
@@ -236,13 +275,15 @@ def load_suite(source: str | Path | Mapping[str, Any]) -> Suite:
         if names["data"] is None:
             raise ValidationError(f"{label}: name its data (data = one of [data]'s names)")
         reference = names["reference"]
+        if reference is not None and kind not in ("valid", "no_drift"):
+            raise ValidationError(f"{label}: reference goes with valid and no_drift")
         if reference is not None and reference not in ("candidate", "baseline", *data):
             raise ValidationError(
                 f'{label}: reference = "{reference}" must be candidate, baseline or a name '
                 "under [data]"
             )
         if kind == "reproducible":
-            if not names["train"] or ":" not in str(names["train"]):
+            if not _TRAIN.fullmatch(str(names["train"] or "")):
                 raise ValidationError(
                     f'{label}: reproducible needs train = "module:function" (the function '
                     "that trains on the data and returns a model)"
@@ -322,6 +363,8 @@ class SuiteResult:
         numbers and the first rows of each check's table."""
         return {
             "suite": self.suite,
+            "model": self.model,
+            "version": self.version,
             "candidate": self.candidate,
             "baseline": self.baseline,
             "suite_file": self.path,
@@ -346,14 +389,17 @@ class SuiteResult:
     def table(self) -> str:
         headers = ("CHECK", "KIND", "VERDICT", "SECONDS", "SUMMARY")
         rows = [
-            (o.name, o.check, o.verdict, f"{o.seconds:.2f}", o.result.summary)
+            tuple(
+                " ".join(str(c).split())
+                for c in (o.name, o.check, o.verdict, f"{o.seconds:.2f}", o.result.summary)
+            )
             for o in self.outcomes
         ]
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers[:-1])]
         lines = []
         for r in [headers, *rows]:
             cells = [c.ljust(w) for c, w in zip(r[:-1], widths)]
-            lines.append("  ".join([*cells, " ".join(r[-1].split())]).rstrip())
+            lines.append("  ".join([*cells, r[-1]]).rstrip())
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -396,7 +442,8 @@ class SuiteResult:
             case = ET.SubElement(
                 suite,
                 "testcase",
-                classname=f"pilothouse.{self.model}.{self.suite}",
+                # dots separate packages in CI views: none inside the model's or suite's name
+                classname=f"pilothouse.{self.model.replace('.', '_')}.{self.suite.replace('.', '_')}",
                 name=o.name,
                 time=f"{o.seconds:.3f}",
             )
@@ -497,13 +544,13 @@ def run_suite(
 
     spec = suite if isinstance(suite, Suite) else load_suite(suite)
     reg = _registry(registry)
-    version = reg.get_version(_uri(model, candidate))
-    candidate_uri = f"models:/{model}/{version.version}"
+    version = reg.get_version(reference_uri(model, candidate))
+    candidate_uri = version_uri(model, version.version)
     baseline_ref = baseline if baseline is not None else spec.baseline
     baseline_uri: Optional[str] = None
     if baseline_ref is not None:
-        b = reg.get_version(_uri(model, baseline_ref))
-        baseline_uri = f"models:/{model}/{b.version}"
+        b = reg.get_version(reference_uri(model, baseline_ref))
+        baseline_uri = version_uri(model, b.version)
     folder = spec.path.resolve().parent if spec.path else Path.cwd()
 
     frames: dict[str, Any] = {}
@@ -597,11 +644,3 @@ def run_suite(
     if record:
         result.record = reg.record_check(model, version.version, spec.name, result)
     return result
-
-
-def _uri(model: str, ref: str | int) -> str:
-    """``models:/`` URI of a version named by number, ``latest`` or an alias."""
-    text = str(ref)
-    if text.isdigit() or text == "latest":
-        return f"models:/{model}/{text}"
-    return f"models:/{model}@{text}"

@@ -148,84 +148,167 @@ impl Expectations {
     /// The same, leaving out the expected columns in `private` (inputs the deployment keeps
     /// private are not monitored, so their absence is not a failure).
     pub fn check_without(&self, batch: &RecordBatch, private: &[String]) -> Quality {
+        let mut q = self.extra_columns(batch);
+        for e in self.columns.iter().filter(|e| !private.contains(&e.name)) {
+            for (check, n) in e.check(batch) {
+                q.count(&e.name, check, n);
+            }
+        }
+        q
+    }
+
+    /// The same as `check`, with the columns shared among rayon's threads (the current
+    /// pool's): for checking a whole table at once, off the serving path.
+    pub fn check_parallel(&self, batch: &RecordBatch) -> Quality {
+        use rayon::prelude::*;
+        let mut q = self.extra_columns(batch);
+        let found: Vec<Vec<(Check, u64)>> =
+            self.columns.par_iter().map(|e| e.check(batch)).collect();
+        for (e, checks) in self.columns.iter().zip(found) {
+            for (check, n) in checks {
+                q.count(&e.name, check, n);
+            }
+        }
+        q
+    }
+
+    /// The batch's rows, and the columns of it the reference does not have.
+    fn extra_columns(&self, batch: &RecordBatch) -> Quality {
         let rows = batch.num_rows() as u64;
         let mut q = Quality {
             rows,
             ..Quality::default()
         };
-        let schema = batch.schema();
-        for field in schema.fields() {
+        for field in batch.schema().fields() {
             if !self.columns.iter().any(|e| e.name == *field.name()) {
                 q.count(field.name(), Check::ExtraColumn, rows);
-            }
-        }
-        for e in self.columns.iter().filter(|e| !private.contains(&e.name)) {
-            let Some(array) = batch.column_by_name(&e.name) else {
-                q.count(&e.name, Check::MissingColumn, rows);
-                continue;
-            };
-            let served_numeric = match kind_of(&e.name, array.data_type()) {
-                Ok(k) => k.is_numeric(),
-                Err(_) => {
-                    q.count(&e.name, Check::WrongType, rows);
-                    continue;
-                }
-            };
-            if served_numeric != e.numeric {
-                q.count(&e.name, Check::WrongType, rows);
-                continue;
-            }
-            let mut nulls = array.null_count() as u64;
-            if e.numeric {
-                let mut out_of_range = 0u64;
-                let (lo, hi) = (
-                    e.min.unwrap_or(f64::NEG_INFINITY),
-                    e.max.unwrap_or(f64::INFINITY),
-                );
-                visit_numbers(array.as_ref(), |xs| {
-                    // counted without branches (NaN compares false both ways), which the
-                    // compiler vectorises: this runs on every served value
-                    let (mut nan, mut out) = (0u64, 0u64);
-                    for x in xs {
-                        nan += u64::from(x.is_nan());
-                        out += u64::from(*x < lo) + u64::from(*x > hi);
-                    }
-                    nulls += nan;
-                    out_of_range += out;
-                });
-                q.count(&e.name, Check::OutOfRange, out_of_range);
-            } else if let Some(known) = &e.categories {
-                q.count(
-                    &e.name,
-                    Check::UnseenCategory,
-                    unseen(array.as_ref(), known),
-                );
-            }
-            if !e.nulls_allowed {
-                q.count(&e.name, Check::Null, nulls);
             }
         }
         q
     }
 }
 
+impl Expected {
+    /// The rows of the batch failing each check of this column (zero counts included).
+    fn check(&self, batch: &RecordBatch) -> Vec<(Check, u64)> {
+        let rows = batch.num_rows() as u64;
+        let Some(array) = batch.column_by_name(&self.name) else {
+            return vec![(Check::MissingColumn, rows)];
+        };
+        let served_numeric = match kind_of(&self.name, array.data_type()) {
+            Ok(k) => k.is_numeric(),
+            Err(_) => return vec![(Check::WrongType, rows)],
+        };
+        if served_numeric != self.numeric {
+            return vec![(Check::WrongType, rows)];
+        }
+        let mut found = Vec::with_capacity(2);
+        let mut nulls = array.null_count() as u64;
+        if self.numeric {
+            let mut out_of_range = 0u64;
+            let (lo, hi) = (
+                self.min.unwrap_or(f64::NEG_INFINITY),
+                self.max.unwrap_or(f64::INFINITY),
+            );
+            visit_numbers(array.as_ref(), |xs| {
+                // one count without branches of the values not within [lo, hi] (NaN
+                // included), which the compiler vectorises: this runs on every served
+                // value. Only a piece with such values is read again to tell NaN from out
+                // of range.
+                let outside = count_outside(xs, lo, hi);
+                if outside > 0 {
+                    let nan = xs.iter().map(|x| u64::from(x.is_nan())).sum::<u64>();
+                    nulls += nan;
+                    out_of_range += outside - nan;
+                }
+            });
+            found.push((Check::OutOfRange, out_of_range));
+        } else if let Some(known) = &self.categories {
+            found.push((Check::UnseenCategory, unseen(array.as_ref(), known)));
+        }
+        if !self.nulls_allowed {
+            found.push((Check::Null, nulls));
+        }
+        found
+    }
+}
+
+/// How many of `xs` are not within `[lo, hi]` (NaN among them: it compares false).
+fn count_outside(xs: &[f64], lo: f64, hi: f64) -> u64 {
+    xs.iter()
+        .map(|x| u64::from(!((*x >= lo) & (*x <= hi))))
+        .sum()
+}
+
 /// The reference's categories, looked up by their bytes. Categories are mostly short
-/// words: those of at most 7 bytes are also kept as integers (the bytes and the length),
-/// which a served value of at most 7 bytes is compared with all at once when there are up
-/// to eight of them (no branch to mispredict), or found in a small open-addressing table
-/// beyond. Longer values go through a hash set.
+/// words: those of at most 7 bytes are also kept as integers (the bytes and the length). A
+/// served value of at most 7 bytes is found by one multiply, shift and compare in a small
+/// table where a multiplier that gives every short category a slot of its own was found
+/// (a perfect hash: up to `PERFECT_MAX` categories), or in an open-addressing table beyond.
+/// Longer values go through a hash set.
 #[derive(Clone, Debug)]
 struct Categories {
     set: HashSet<Vec<u8>, FixedState>,
-    /// Up to eight short categories' keys (`EMPTY` in the spare places), or none.
-    few: Option<[u64; 8]>,
+    /// The short categories' keys by their perfect slot (`EMPTY` elsewhere), if found.
+    perfect: Option<Perfect>,
     /// Keys of the short categories by slot (`EMPTY` where none), a power of two long.
     short: Vec<u64>,
     bits: u32,
 }
 
+/// A collision-free table of keys: `table[(key * multiplier) >> 54]`. Its fixed size
+/// (8 KiB) lets the lookup go without a bounds check.
+#[derive(Clone, Debug)]
+struct Perfect {
+    multiplier: u64,
+    table: Box<[u64; PERFECT_SLOTS]>,
+}
+
+const PERFECT_SLOTS: usize = 1024;
+const PERFECT_SHIFT: u32 = 64 - PERFECT_SLOTS.trailing_zeros();
+
 /// No key: a key's top byte is a length of at most 7.
 const EMPTY: u64 = u64::MAX;
+
+/// The most short categories a perfect table is searched for: 64 keys fall in distinct
+/// slots of 1024 for about one multiplier in seven, and more quickly get rarer.
+const PERFECT_MAX: usize = 64;
+
+impl Perfect {
+    /// A multiplier under which `keys` fall in distinct slots, searched among a fixed
+    /// sequence of odd multipliers (so the same categories give the same table).
+    fn find(keys: &[u64]) -> Option<Perfect> {
+        if keys.is_empty() || keys.len() > PERFECT_MAX {
+            return None;
+        }
+        let mut rng = fastrand::Rng::with_seed(0x5EED);
+        let mut table = Box::new([EMPTY; PERFECT_SLOTS]);
+        for _ in 0..1000 {
+            let multiplier = rng.u64(..) | 1;
+            table.fill(EMPTY);
+            let distinct = keys.iter().all(|&key| {
+                let slot = &mut table[Self::slot(key, multiplier)];
+                let free = *slot == EMPTY;
+                *slot = key;
+                free
+            });
+            if distinct {
+                return Some(Perfect { multiplier, table });
+            }
+        }
+        None
+    }
+
+    #[inline(always)]
+    fn slot(key: u64, multiplier: u64) -> usize {
+        (key.wrapping_mul(multiplier) >> PERFECT_SHIFT) as usize & (PERFECT_SLOTS - 1)
+    }
+
+    #[inline(always)]
+    fn contains(&self, key: u64) -> bool {
+        self.table[Self::slot(key, self.multiplier)] == key
+    }
+}
 
 impl Categories {
     fn new(values: impl Iterator<Item = Vec<u8>>) -> Categories {
@@ -235,11 +318,7 @@ impl Categories {
             .filter(|v| v.len() <= 7)
             .map(|v| Self::key(v))
             .collect();
-        let few = (shorts.len() <= 8).then(|| {
-            let mut few = [EMPTY; 8];
-            few[..shorts.len()].copy_from_slice(&shorts);
-            few
-        });
+        let perfect = Perfect::find(&shorts);
         // at most a quarter full
         let bits = (shorts.len().max(4) * 4)
             .next_power_of_two()
@@ -254,7 +333,7 @@ impl Categories {
         }
         Categories {
             set,
-            few,
+            perfect,
             short,
             bits,
         }
@@ -280,8 +359,8 @@ impl Categories {
     }
 
     fn contains_short(&self, key: u64) -> bool {
-        if let Some(few) = &self.few {
-            return few.iter().fold(false, |found, k| found | (*k == key));
+        if let Some(perfect) = &self.perfect {
+            return perfect.contains(key);
         }
         let mut slot = Self::slot(key, self.bits);
         loop {
@@ -294,27 +373,56 @@ impl Categories {
     }
 }
 
-/// Values of a string array that are not in `known`, read straight from its offsets; a
-/// short value's key is read as one 8-byte load where the buffer has 8 bytes from it.
+/// Values of a string array that are not in `known`, read straight from its offsets. A
+/// short value's key is read as one 8-byte load; the values near the buffer's end, where 8
+/// bytes from their start would run past it, are looked up by their bytes. The loop is
+/// written once per way of finding short keys, so the common case (a perfect table) looks
+/// up without a branch or a call.
 fn unseen_strings<O: OffsetSizeTrait>(array: &GenericStringArray<O>, known: &Categories) -> u64 {
+    match &known.perfect {
+        Some(perfect) => unseen_in(array, known, |key| perfect.contains(key)),
+        None => unseen_in(array, known, |key| known.contains_short(key)),
+    }
+}
+
+#[inline(always)]
+fn unseen_in<O: OffsetSizeTrait>(
+    array: &GenericStringArray<O>,
+    known: &Categories,
+    short: impl Fn(u64) -> bool,
+) -> u64 {
     let (offsets, bytes) = (array.value_offsets(), array.value_data());
-    let seen = |i: usize| {
-        let (start, end) = (offsets[i].as_usize(), offsets[i + 1].as_usize());
+    let len = array.len();
+    // offsets never decrease, so the values with 8 bytes from their start are a prefix
+    let loadable = offsets[..len].partition_point(|o| o.as_usize() + 8 <= bytes.len());
+    let seen_at = |start: usize, end: usize| -> bool {
         let n = end - start;
         match bytes.get(start..start + 8) {
             Some(word) if n <= 7 => {
                 let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
                 let mask = (1u64 << (8 * n)) - 1;
-                known.contains_short((word & mask) | (n as u64) << 56)
+                short((word & mask) | (n as u64) << 56)
             }
             _ => known.contains(&bytes[start..end]),
         }
     };
     match array.nulls() {
-        None => (0..array.len()).map(|i| u64::from(!seen(i))).sum(),
-        Some(nulls) => (0..array.len())
-            .filter(|i| nulls.is_valid(*i))
-            .map(|i| u64::from(!seen(i)))
+        None => {
+            let mut unseen = 0u64;
+            for w in offsets[..=loadable].windows(2) {
+                let (start, end) = (w[0].as_usize(), w[1].as_usize());
+                unseen += u64::from(!seen_at(start, end));
+            }
+            for w in offsets[loadable..].windows(2) {
+                unseen += u64::from(!known.contains(&bytes[w[0].as_usize()..w[1].as_usize()]));
+            }
+            unseen
+        }
+        Some(nulls) => offsets
+            .windows(2)
+            .enumerate()
+            .filter(|(i, _)| nulls.is_valid(*i))
+            .map(|(_, w)| u64::from(!seen_at(w[0].as_usize(), w[1].as_usize())))
             .sum(),
     }
 }

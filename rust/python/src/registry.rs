@@ -293,8 +293,7 @@ impl PyRegistry {
         Ok(py.detach(|| self.inner.policies(model))?)
     }
 
-    /// Records a suite's results (JSON text) on a version.
-    #[allow(clippy::too_many_arguments)]
+    /// Records a suite's results (JSON text) on a version; its verdict is read from them.
     fn record_check(
         &self,
         py: Python<'_>,
@@ -302,14 +301,13 @@ impl PyRegistry {
         model: &str,
         version: i64,
         suite: &str,
-        passed: bool,
         results: &str,
     ) -> Result<VersionCheckRecord> {
         let results = serde_json::from_str::<serde_json::Value>(results)
             .map_err(|e| ValidationError::new_err(format!("check results are not JSON: {e}")))?;
         let record = py.detach(|| {
             self.inner
-                .record_check(actor, model, version, suite, passed, &results)
+                .record_check(actor, model, version, suite, &results)
         })?;
         Ok(VersionCheckRecord::new(py, record)?)
     }

@@ -32,6 +32,7 @@ impl Registry {
             }
             let guarded = query_one(tx, "SELECT 1 FROM policies WHERE model = ? AND alias = ?", &[model.into(), alias.into()])?.is_some();
             let mut approval_id = None;
+            let mut consulted = Vec::new();
             if guarded {
                 let approval = query_one(
                     tx,
@@ -44,6 +45,10 @@ impl Registry {
                     ))
                 })?;
                 let id = approval[0].as_i64().unwrap_or(0);
+                // the required check holds when the alias moves too: a policy set after the
+                // approval, or a failing check recorded since, stops the move
+                let request = Self::approval(tx, id)?;
+                consulted = Self::checks_allow(tx, &request)?;
                 tx.execute("UPDATE approvals SET status = 'used' WHERE id = ?", &[Value::Int(id)])?;
                 approval_id = Some(id);
             }
@@ -56,7 +61,11 @@ impl Registry {
                 "INSERT INTO alias_history (model, alias, version, previous, at, actor, approval_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 &[model.into(), alias.into(), Value::Int(version), previous.into(), Value::Int(at), actor.into(), approval_id.into()],
             )?;
-            audit::append(tx, at, actor, "alias.set", Some(model), &json!({"alias": alias, "version": version, "previous": previous, "approval_id": approval_id}))
+            let mut details = json!({"alias": alias, "version": version, "previous": previous, "approval_id": approval_id});
+            if !consulted.is_empty() {
+                details["checks"] = json!(consulted);
+            }
+            audit::append(tx, at, actor, "alias.set", Some(model), &details)
         })?;
         let record = self.get_version(model, version)?;
         self.hooks.notify(

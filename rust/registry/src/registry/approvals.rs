@@ -3,13 +3,16 @@
 
 use serde_json::json;
 
+use super::checks;
 use super::*;
 use crate::records::CheckRecord;
 
 impl Registry {
-    /// Guards `alias` (or stops guarding it): a guarded alias moves only with an approved
-    /// request. `require_check` names a suite (or `*`: every suite recorded) whose newest
-    /// check on the version must have passed before a request is approved.
+    /// Guards `alias` (or, with `require_approval` false, stops guarding it): a guarded
+    /// alias moves only with an approved request. `require_check` names a suite (or `*`:
+    /// every suite recorded) whose newest check on the version must have passed before a
+    /// request is approved and before the alias moves with it; `Some("")` drops that
+    /// requirement, and `None` keeps what the policy had.
     pub fn set_policy(
         &self,
         actor: &str,
@@ -19,7 +22,7 @@ impl Registry {
         require_check: Option<&str>,
     ) -> Result<()> {
         names::alias(alias)?;
-        if let Some(suite) = require_check {
+        if let Some(suite) = require_check.filter(|s| !s.is_empty()) {
             if !require_approval {
                 return Err(RegistryError::invalid(
                     "policy",
@@ -33,24 +36,25 @@ impl Registry {
         }
         let at = now_micros();
         self.write(|tx| {
+            tx.lock(&format!("pilothouse.model.{model}"))?;
             query_one(tx, "SELECT 1 FROM models WHERE name = ?", &[model.into()])?.ok_or_else(|| RegistryError::not_found("model", model))?;
-            let check = require_check.map_or(Value::Null, Value::from);
             if require_approval {
+                let kept = query_one(tx, "SELECT require_check FROM policies WHERE model = ? AND alias = ?", &[model.into(), alias.into()])?
+                    .and_then(|r| r[0].as_str().map(str::to_string));
+                let check = match require_check {
+                    None => kept,
+                    Some("") => None,
+                    Some(suite) => Some(suite.to_string()),
+                };
                 tx.execute(
                     "INSERT INTO policies (model, alias, require_check) VALUES (?, ?, ?) ON CONFLICT (model, alias) DO UPDATE SET require_check = excluded.require_check",
-                    &[model.into(), alias.into(), check],
+                    &[model.into(), alias.into(), check.clone().map_or(Value::Null, Value::Text)],
                 )?;
+                audit::append(tx, at, actor, "policy.set", Some(model), &json!({"alias": alias, "require_approval": true, "require_check": check}))
             } else {
                 tx.execute("DELETE FROM policies WHERE model = ? AND alias = ?", &[model.into(), alias.into()])?;
+                audit::append(tx, at, actor, "policy.set", Some(model), &json!({"alias": alias, "require_approval": false, "require_check": null}))
             }
-            audit::append(
-                tx,
-                at,
-                actor,
-                "policy.set",
-                Some(model),
-                &json!({"alias": alias, "require_approval": require_approval, "require_check": require_check}),
-            )
         })
     }
 
@@ -91,7 +95,7 @@ impl Registry {
                 &[model.into(), alias.into(), Value::Int(version), actor.into(), Value::Int(at), reason.into(), evidence_text.clone().map_or(Value::Null, Value::Text)],
             )?;
             let id = row.and_then(|r| r[0].as_i64()).unwrap_or(0);
-            let checks: Vec<Json> = Self::latest_checks(tx, model, version)?.iter().map(check_summary).collect();
+            let checks: Vec<Json> = Self::latest_checks(tx, model, version)?.iter().map(checks::summary).collect();
             let mut details = json!({"id": id, "alias": alias, "version": version, "reason": reason, "checks": checks});
             if let Some(e) = evidence {
                 details["evidence"] = e.clone();
@@ -106,11 +110,11 @@ impl Registry {
         self.read(|tx| Self::approval(tx, id))
     }
 
-    fn approval(tx: &mut dyn Tx, id: i64) -> Result<Approval> {
+    pub(super) fn approval(tx: &mut dyn Tx, id: i64) -> Result<Approval> {
         let mut request = Approval::read_where(tx, "WHERE id = ?", &[Value::Int(id)])?
             .pop()
             .ok_or_else(|| RegistryError::not_found("approval request", id.to_string()))?;
-        request.checks = Self::latest_checks(tx, &request.model, request.version)?;
+        Self::attach_checks(tx, &mut request)?;
         Ok(request)
     }
 
@@ -119,16 +123,50 @@ impl Registry {
             let mut requests =
                 Approval::read_where(tx, "WHERE model = ? ORDER BY id", &[model.into()])?;
             for request in &mut requests {
-                request.checks = Self::latest_checks(tx, &request.model, request.version)?;
+                Self::attach_checks(tx, request)?;
             }
             Ok(requests)
         })
+    }
+
+    /// The checks a request shows: while pending, the version's newest check of each
+    /// suite; once decided, the checks its decision saw.
+    fn attach_checks(tx: &mut dyn Tx, request: &mut Approval) -> Result<()> {
+        if request.status == "pending" {
+            request.checks = Self::latest_checks(tx, &request.model, request.version)?;
+            return Ok(());
+        }
+        let seen = query_one(
+            tx,
+            "SELECT decision_checks FROM approvals WHERE id = ?",
+            &[Value::Int(request.id)],
+        )?
+        .and_then(|r| {
+            r[0].as_str()
+                .and_then(|t| serde_json::from_str::<Vec<i64>>(t).ok())
+        })
+        .unwrap_or_default();
+        request.checks = Vec::with_capacity(seen.len());
+        for id in seen {
+            request.checks.extend(CheckRecord::read_where(
+                tx,
+                "WHERE id = ?",
+                &[Value::Int(id)],
+            )?);
+        }
+        Ok(())
     }
 
     /// Approves or rejects a pending request. The requester cannot decide their own request.
     pub fn decide(&self, actor: &str, id: i64, approve: bool, reason: &str) -> Result<Approval> {
         let at = now_micros();
         let model = self.write(|tx| {
+            let model: Option<String> = query_one(tx, "SELECT model FROM approvals WHERE id = ?", &[Value::Int(id)])?
+                .and_then(|r| r[0].as_str().map(str::to_string));
+            if let Some(model) = &model {
+                // ordered with checks recorded on the same model
+                tx.lock(&format!("pilothouse.model.{model}"))?;
+            }
             let request = Self::approval(tx, id)?;
             if request.status != "pending" {
                 return Err(RegistryError::Conflict(format!("approval request {id} is already {}", request.status)));
@@ -139,12 +177,14 @@ impl Registry {
                 )));
             }
             let consulted = if approve { Self::checks_allow(tx, &request)? } else { Vec::new() };
+            // what the decider saw: the version's newest check of each suite
+            let seen: Vec<i64> = request.checks.iter().map(|c| c.id).collect();
             let decision = if approve { "approved" } else { "rejected" };
             tx.execute(
-                "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, decision_reason = ? WHERE id = ?",
-                &[decision.into(), actor.into(), Value::Int(at), reason.into(), Value::Int(id)],
+                "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, decision_reason = ?, decision_checks = ? WHERE id = ?",
+                &[decision.into(), actor.into(), Value::Int(at), reason.into(), Value::Text(json!(seen).to_string()), Value::Int(id)],
             )?;
-            audit::append(tx, at, actor, &format!("approval.{}", if approve { "approve" } else { "reject" }), Some(&request.model), &json!({"id": id, "reason": reason, "checks": consulted.iter().map(check_summary).collect::<Vec<_>>()}))?;
+            audit::append(tx, at, actor, &format!("approval.{}", if approve { "approve" } else { "reject" }), Some(&request.model), &json!({"id": id, "reason": reason, "checks": consulted}))?;
             Ok(request.model)
         })?;
         let record = self.get_approval(id)?;
@@ -152,9 +192,4 @@ impl Registry {
             .notify(&model, Event::ApprovalDecided, record.to_json());
         Ok(record)
     }
-}
-
-/// What an audit event says of a check it relied on or showed: the record, its suite, its verdict.
-fn check_summary(c: &CheckRecord) -> Json {
-    json!({"id": c.id, "suite": c.suite, "passed": c.passed, "failed": c.failed()})
 }

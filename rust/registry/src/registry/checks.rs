@@ -14,26 +14,19 @@ const MAX_RESULTS_BYTES: usize = 1 << 20;
 pub const ANY_SUITE: &str = "*";
 
 impl Registry {
-    /// Records that `suite` ran against `version`: whether all its checks passed, and what each
-    /// found (`{"checks": [{"name", "passed", ...}], ...}`).
-    #[allow(clippy::too_many_arguments)]
+    /// Records that `suite` ran against `version` and what each of its checks found
+    /// (`{"checks": [{"name", "passed", ...}], ...}`). The suite passed when every check
+    /// did: the verdict is read from the results, never taken apart from them.
     pub fn record_check(
         &self,
         actor: &str,
         model: &str,
         version: i64,
         suite: &str,
-        passed: bool,
         results: &Json,
     ) -> Result<CheckRecord> {
         names::key("suite name", suite)?;
-        if !results["checks"].is_array() {
-            return Err(RegistryError::invalid(
-                "check results",
-                suite,
-                "they must be a JSON object with a 'checks' list",
-            ));
-        }
+        let passed = verdict(suite, results)?;
         let text = results.to_string();
         if text.len() > MAX_RESULTS_BYTES {
             return Err(RegistryError::invalid(
@@ -47,6 +40,8 @@ impl Registry {
         }
         let at = now_micros();
         let id = self.write(|tx| {
+            // ordered with approvals of the same model, which read the newest check
+            tx.lock(&format!("pilothouse.model.{model}"))?;
             Self::version_row(tx, model, version)?;
             let row = query_one(
                 tx,
@@ -55,14 +50,9 @@ impl Registry {
             )?;
             let id = row.and_then(|r| r[0].as_i64()).unwrap_or(0);
             let record = Self::check(tx, id)?;
-            audit::append(
-                tx,
-                at,
-                actor,
-                "check.record",
-                Some(model),
-                &json!({"id": id, "version": version, "suite": suite, "passed": passed, "failed": record.failed()}),
-            )?;
+            let mut details = summary(&record);
+            details["version"] = json!(version);
+            audit::append(tx, at, actor, "check.record", Some(model), &details)?;
             Ok(id)
         })?;
         let record = self.read(|tx| Self::check(tx, id))?;
@@ -113,10 +103,10 @@ impl Registry {
         )
     }
 
-    /// Refuses the approval of `request` when its alias's policy requires a passing check and
-    /// the version's newest check of that suite (of every suite, for `*`) did not pass. Returns
-    /// the checks it consulted, for the audit event.
-    pub(super) fn checks_allow(tx: &mut dyn Tx, request: &Approval) -> Result<Vec<CheckRecord>> {
+    /// Refuses `request` (to approve it, or to move its alias with it) when its alias's
+    /// policy requires a passing check and the version's newest check of that suite (of
+    /// every suite, for `*`) did not pass. Returns what it relied on, for the audit event.
+    pub(super) fn checks_allow(tx: &mut dyn Tx, request: &Approval) -> Result<Vec<Json>> {
         let required = query_one(
             tx,
             "SELECT require_check FROM policies WHERE model = ? AND alias = ?",
@@ -139,22 +129,57 @@ impl Registry {
             format!("a passing check of suite '{required}'")
         };
         let hint = format!(
-            "run `pilothouse check {model} --candidate {version} --suite <suite.toml>` and approve again"
+            "run `pilothouse check {model} --candidate {version} --suite <suite.toml>`, then try again"
         );
         if consulted.is_empty() {
             return Err(RegistryError::ApprovalRequired(format!(
-                "the policy on alias '{alias}' of {model} requires {what} on version {version} before request {id} is approved, and none is recorded; {hint}"
+                "the policy on alias '{alias}' of {model} requires {what} on version {version} (promotion request {id}), and none is recorded; {hint}"
             )));
         }
         if let Some(failed) = consulted.iter().find(|c| !c.passed) {
             let names = failed.failed();
             return Err(RegistryError::ApprovalRequired(format!(
-                "the policy on alias '{alias}' of {model} requires {what} on version {version} before request {id} is approved; its newest check of suite '{}' (record {}) failed{}; {hint}",
+                "the policy on alias '{alias}' of {model} requires {what} on version {version} (promotion request {id}); its newest check of suite '{}' (record {}) failed{}; {hint}",
                 failed.suite,
                 failed.id,
                 if names.is_empty() { String::new() } else { format!(": {}", names.join(", ")) },
             )));
         }
-        Ok(consulted)
+        Ok(consulted.iter().map(summary).collect())
     }
+}
+
+/// Whether every check of `results` passed; refuses results that hold no check, or a check
+/// without a name or a verdict.
+fn verdict(suite: &str, results: &Json) -> Result<bool> {
+    let bad = |why: String| RegistryError::invalid("check results", suite, why);
+    let checks = results["checks"]
+        .as_array()
+        .ok_or_else(|| bad("they must be a JSON object with a 'checks' list".into()))?;
+    if checks.is_empty() {
+        return Err(bad("they must hold at least one check".into()));
+    }
+    let mut passed = true;
+    for (i, c) in checks.iter().enumerate() {
+        let named = c["name"].as_str().is_some_and(|n| !n.is_empty());
+        let Some(ok) = c["passed"].as_bool().filter(|_| named) else {
+            return Err(bad(format!(
+                "check {i} needs a 'name' and 'passed' (true or false)"
+            )));
+        };
+        passed &= ok;
+    }
+    Ok(passed)
+}
+
+/// What an audit event says of a check record: which, its suite (and the suite file's
+/// hash, when known), its verdict and the checks that failed.
+pub(super) fn summary(c: &CheckRecord) -> Json {
+    json!({
+        "id": c.id,
+        "suite": c.suite,
+        "suite_sha256": c.results.get("suite_sha256").cloned().unwrap_or(Json::Null),
+        "passed": c.passed,
+        "failed": c.failed(),
+    })
 }
