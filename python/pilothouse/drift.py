@@ -253,10 +253,12 @@ class Profile:
         """Quantiles of a numeric column, read from its histogram."""
         return self._data.quantiles(column, list(q))
 
-    def summary(self) -> list[dict[str, Any]]:
-        """One dict per column: kind, counts, missing rate, moments, quantiles, top values."""
-        columns: list[dict[str, Any]] = self._data.summary()["columns"]
-        return columns
+    def summary(self, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """One dict per column (of ``columns``, when given): kind, counts, missing rate,
+        moments, quantiles, top values."""
+        wanted = None if columns is None else list(columns)
+        found: list[dict[str, Any]] = self._data.summary(wanted)["columns"]
+        return found
 
     def to_pandas(self) -> pd.DataFrame:
         import pandas as pd

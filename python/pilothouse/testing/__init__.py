@@ -192,7 +192,9 @@ def assert_valid(
             issues[c] = {"extra_column": 0}
         found = {"rows": 0, "issues": issues}
     # what the reference says of each column, read only to explain a failure
-    summaries = {s["column"]: s for s in ref.summary()} if found["issues"] else {}
+    summaries = (
+        {s["column"]: s for s in ref.summary(list(found["issues"]))} if found["issues"] else {}
+    )
     failures: list[dict[str, Any]] = []
     for column, checks in found["issues"].items():
         if column in ignore:

@@ -395,17 +395,7 @@ fn unseen_in<O: OffsetSizeTrait>(
     let len = array.len();
     // offsets never decrease, so the values with 8 bytes from their start are a prefix
     let loadable = offsets[..len].partition_point(|o| o.as_usize() + 8 <= bytes.len());
-    let seen_at = |start: usize, end: usize| -> bool {
-        let n = end - start;
-        match bytes.get(start..start + 8) {
-            Some(word) if n <= 7 => {
-                let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
-                let mask = (1u64 << (8 * n)) - 1;
-                short((word & mask) | (n as u64) << 56)
-            }
-            _ => known.contains(&bytes[start..end]),
-        }
-    };
+    let seen_at = |start: usize, end: usize| seen(bytes, start, end, known, &short);
     match array.nulls() {
         None => {
             let mut unseen = 0u64;
@@ -424,6 +414,27 @@ fn unseen_in<O: OffsetSizeTrait>(
             .filter(|(i, _)| nulls.is_valid(*i))
             .map(|(_, w)| u64::from(!seen_at(w[0].as_usize(), w[1].as_usize())))
             .sum(),
+    }
+}
+
+/// Whether the value `bytes[start..end]` is among `known`: a short one by its key, read as
+/// one 8-byte load where the buffer has 8 bytes from `start`.
+#[inline(always)]
+fn seen(
+    bytes: &[u8],
+    start: usize,
+    end: usize,
+    known: &Categories,
+    short: &impl Fn(u64) -> bool,
+) -> bool {
+    let n = end - start;
+    match bytes.get(start..start + 8) {
+        Some(word) if n <= 7 => {
+            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            let mask = (1u64 << (8 * n)) - 1;
+            short((word & mask) | (n as u64) << 56)
+        }
+        _ => known.contains(&bytes[start..end]),
     }
 }
 
@@ -617,6 +628,58 @@ mod tests {
         ]);
         let q = expect.check(&batch(vec![("city", Arc::new(served) as ArrayRef)]));
         assert_eq!(q.issues["city"][&Check::UnseenCategory], 2, "{q:?}");
+    }
+
+    #[test]
+    fn short_categories_are_found_with_and_without_a_perfect_table() {
+        // up to PERFECT_MAX short keys get a table without collisions; more fall back to
+        // open addressing; either way every category is found and no other value is
+        for count in [1usize, 5, 8, 9, 64, 65, 300] {
+            let names: Vec<String> = (0..count).map(|i| format!("k{i}")).collect();
+            let known = Categories::new(names.iter().map(|n| n.as_bytes().to_vec()));
+            assert_eq!(
+                known.perfect.is_some(),
+                count <= PERFECT_MAX,
+                "{count} keys"
+            );
+            for n in &names {
+                assert!(known.contains(n.as_bytes()), "{n} of {count}");
+            }
+            for other in ["", "k", "x0", "k0 ", "k999999", "K0", "longer-than-seven"] {
+                assert!(!known.contains(other.as_bytes()), "{other:?} of {count}");
+            }
+            // the same through a served column, whose last values sit near the buffer's
+            // end (looked up by their bytes rather than an 8-byte load)
+            let mut served: Vec<&str> = names.iter().map(String::as_str).collect();
+            served.extend(["nope", "k", "k0"]);
+            let array = StringArray::from(served);
+            assert_eq!(unseen(&array, &known), 2, "{count} keys");
+        }
+    }
+
+    #[test]
+    fn columns_checked_in_parallel_count_the_same() {
+        let expect = Expectations::from_profile(&reference());
+        let served = batch(vec![
+            (
+                "x",
+                Arc::new(Float64Array::from(vec![1.0, 1e9, f64::NAN])) as ArrayRef,
+            ),
+            (
+                "city",
+                Arc::new(StringArray::from(vec!["rome", "tokyo", "oslo"])) as ArrayRef,
+            ),
+            (
+                "extra",
+                Arc::new(Float64Array::from(vec![0.0, 0.0, 0.0])) as ArrayRef,
+            ),
+        ]);
+        let q = expect.check(&served);
+        assert_eq!(expect.check_parallel(&served), q);
+        assert_eq!(q.issues["x"][&Check::OutOfRange], 1, "{q:?}");
+        assert_eq!(q.issues["x"][&Check::Null], 1, "{q:?}");
+        assert_eq!(q.issues["city"][&Check::UnseenCategory], 1, "{q:?}");
+        assert_eq!(q.issues["extra"][&Check::ExtraColumn], 3, "{q:?}");
     }
 
     #[test]

@@ -70,8 +70,9 @@ impl PyProfile {
     }
 
     /// Per-column summaries (for reprs and `to_pandas`).
-    fn summary(&self, py: Python<'_>) -> Result<Py<PyAny>> {
-        let summary = py.detach(|| summary(&self.inner));
+    #[pyo3(signature = (columns=None))]
+    fn summary(&self, py: Python<'_>, columns: Option<Vec<String>>) -> Result<Py<PyAny>> {
+        let summary = py.detach(|| summary(&self.inner, columns.as_deref()));
         Ok(object(py, &summary)?)
     }
 
@@ -100,10 +101,11 @@ impl PyProfile {
     }
 }
 
-fn summary(p: &Profile) -> Value {
+fn summary(p: &Profile, only: Option<&[String]>) -> Value {
     let cols: Vec<Value> = p
         .columns
         .iter()
+        .filter(|c| only.is_none_or(|names| names.contains(&c.name)))
         .map(|c| {
             let mut v = json!({
                 "column": c.name, "kind": c.kind.name(), "dtype": c.dtype,
