@@ -13,7 +13,10 @@
 //!   are missing (confidence-based performance estimation, CBPE).
 //! - [`quality`]: the checks of served data against a reference profile (missing and extra
 //!   columns, wrong types, nulls, values out of range, unseen categories).
+//! - [`alert`]: alert rules' conditions over a window's series and their states (pending,
+//!   firing, resolved).
 
+pub mod alert;
 mod error;
 pub mod health;
 pub mod performance;
