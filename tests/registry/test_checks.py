@@ -99,6 +99,13 @@ def test_a_policy_requires_a_passing_check_before_approval(backend: Backend) -> 
     with pytest.raises(ph.ApprovalRequiredError, match="none is recorded") as refused:
         lead.approve(request)
     assert "pilothouse check churn --candidate 2" in str(refused.value)
+    # a passing check on another version, or on another model's version 2, does not do
+    ann.record_check("churn", 3, "model-checks", _results(("valid", True)))
+    ann.log_model(raw, "fraud")
+    ann.log_model(raw, "fraud")
+    ann.record_check("fraud", 2, "model-checks", _results(("valid", True)))
+    with pytest.raises(ph.ApprovalRequiredError, match="none is recorded"):
+        lead.approve(request)
     assert ann.get_version("churn", 2).version == 2
     assert ann.approvals("churn")[0].status == "pending"  # the refusal changed nothing
 
@@ -108,10 +115,6 @@ def test_a_policy_requires_a_passing_check_before_approval(backend: Backend) -> 
         "churn", 2, "model-checks", _results(("valid", True), ("better", False))
     )
     with pytest.raises(ph.ApprovalRequiredError, match=f"record {failing.id}\\) failed: better"):
-        lead.approve(request)
-    # nor a passing one on another version
-    ann.record_check("churn", 3, "model-checks", _results(("valid", True)))
-    with pytest.raises(ph.ApprovalRequiredError):
         lead.approve(request)
 
     passing = ann.record_check("churn", 2, "model-checks", _results(("valid", True)))
@@ -145,8 +148,12 @@ def test_a_policy_requires_a_passing_check_before_approval(backend: Backend) -> 
     # a rejection needs no check
     assert lead.reject(request3, "valid fails").status == "rejected"
 
-    # "*": every suite's newest check on the version must pass
+    # "*": every suite's newest check on the version must pass, and there must be one
     lead.set_policy("churn", "champion", require_check="*")
+    ann.log_model(raw, "churn")
+    unchecked = ann.request_promotion("churn", "champion", 4)
+    with pytest.raises(ph.ApprovalRequiredError, match="requires a passing check on version 4"):
+        lead.approve(unchecked)
     ann.record_check("churn", 1, "a", _results(("x", True)))
     ann.record_check("churn", 1, "b", _results(("y", False)))
     back = ann.request_promotion("churn", "champion", 1)
@@ -171,7 +178,7 @@ def test_a_policy_requires_a_passing_check_before_approval(backend: Backend) -> 
 
 
 def test_the_check_must_still_pass_when_the_alias_moves(backend: Backend) -> None:
-    ann, lead = backend.open("ann"), backend.open("lead")
+    ann, lead, ci = backend.open("ann"), backend.open("lead"), backend.open("ci")
     raw, _ = models.logistic_regression()
     for _ in range(3):
         ann.log_model(raw, "churn")
@@ -186,7 +193,7 @@ def test_the_check_must_still_pass_when_the_alias_moves(backend: Backend) -> Non
         ann.set_alias("churn", "champion", 2)
     assert ann.get_version("models:/churn@champion").version == 1
     assert ann.approvals("churn")[0].status == "approved"  # not used up by the refusal
-    ok = ann.record_check("churn", 2, "model-checks", _results(("valid", True)))
+    ok = ci.record_check("churn", 2, "model-checks", _results(("valid", True)))
     moved = ann.set_alias("churn", "champion", 2)
     assert moved.version == 2
     event = [e for e in ann.audit_log(model="churn") if e.action == "alias.set"][-1]
@@ -195,14 +202,26 @@ def test_the_check_must_still_pass_when_the_alias_moves(backend: Backend) -> Non
     ]
 
     # approved on a pass, then a failing check recorded: the move is refused
-    ann.record_check("churn", 3, "model-checks", _results(("valid", True)))
+    ci.record_check("churn", 3, "model-checks", _results(("valid", True)))
     request = ann.request_promotion("churn", "champion", 3)
     approved = lead.approve(request)
-    ann.record_check("churn", 3, "model-checks", _results(("valid", False)))
+    ci.record_check("churn", 3, "model-checks", _results(("valid", False)))
     with pytest.raises(ph.ApprovalRequiredError, match="failed: valid"):
         ann.set_alias("churn", "champion", 3)
     # the decided request shows the checks its decision saw, not the newer failure
     (decided,) = [a for a in ann.approvals("churn") if a.id == approved.id]
     assert [c.passed for c in decided.checks] == [True]
-    ann.record_check("churn", 3, "model-checks", _results(("valid", True)))
+    ci.record_check("churn", 3, "model-checks", _results(("valid", True)))
     assert ann.set_alias("churn", "champion", 3).version == 3
+
+    # the requester's own passing check, recorded after the approval, does not stand in for it
+    ci.record_check("churn", 1, "model-checks", _results(("valid", False)))
+    back = ann.request_promotion("churn", "champion", 1)
+    ci.record_check("churn", 1, "model-checks", _results(("valid", True)))
+    lead.approve(back)
+    ci.record_check("churn", 1, "model-checks", _results(("valid", False)))
+    ann.record_check("churn", 1, "model-checks", _results(("valid", True)))  # the requester
+    with pytest.raises(ph.ApprovalRequiredError, match="recorded by ann, who requested"):
+        ann.set_alias("churn", "champion", 1)
+    ci.record_check("churn", 1, "model-checks", _results(("valid", True)))
+    assert ann.set_alias("churn", "champion", 1).version == 1

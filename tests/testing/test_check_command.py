@@ -299,7 +299,10 @@ def test_a_check_that_cannot_run_is_an_error_and_the_others_still_run(
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[[checks]]\ncheck = 'valid'\ndata = 'x'\n[data]\nx = 'x.txt'", "is not .parquet"),
+        (
+            "[[checks]]\ncheck = 'valid'\ndata = 'x'\n[data]\nx = 'train_churn.py'",
+            "is not .parquet",
+        ),
         ("[[checks]]\ncheck = 'fast'\ndata = 'x'", "check = 'fast' is not one of valid"),
         (
             "[data]\nx = 'data/live.parquet'\n[[checks]]\ncheck = 'valid'\ndata = 'x'\natol = 1",
@@ -316,6 +319,15 @@ def test_a_check_that_cannot_run_is_an_error_and_the_others_still_run(
             'train = "module:function"',
         ),
         ("colour = 'red'", "unknown key(s) colour"),
+        (
+            "[data]\nx = 'data/gone.parquet'\n[[checks]]\ncheck = 'valid'\ndata = 'x'",
+            "is not a file",
+        ),
+        (
+            "[data]\nx = 'data/live.parquet'\n[[checks]]\ncheck = 'valid'\ndata = 'x'\n"
+            'name = "a\\u0001b"',
+            "without control characters",
+        ),
         ("[[checks]]\ncheck = ['valid']\ndata = 'x'", "is not one of valid"),
         ("name = 'bad name!'\n[[checks]]\ncheck = 'valid'", "name = 'bad name!'"),
         ("baseline = true\n[[checks]]\ncheck = 'valid'", "baseline must be an alias"),

@@ -49,23 +49,28 @@ def _run_checks(args: argparse.Namespace) -> int:
         args.candidate,
         baseline=args.baseline,
         registry=registry,
-        record=not args.no_record,
+        record=False,  # below, once the table and the JUnit file are out
         progress=progress,
     )
     if args.junit:
         result.to_junit(args.junit)
+    if not args.json:
+        print(result)
+        sys.stdout.flush()
+    if not args.no_record:
+        result.record = registry.record_check(result.model, result.version, result.suite, result)
+        if args.junit:  # again, with the record's id among its properties
+            result.to_junit(args.junit)
     if args.json:
         document = result.to_record()
         document["passed"] = result.passed
         document["record"] = None if result.record is None else result.record.id
         _print_json(document)
-    else:
-        print(result)
-        if result.record is not None:
-            print(
-                f"\nrecorded as check {result.record.id} on {result.candidate} "
-                f"(see `pilothouse checks {args.model}`)"
-            )
+    elif result.record is not None:
+        print(
+            f"\nrecorded as check {result.record.id} on {result.candidate} "
+            f"(see `pilothouse checks {args.model}`)"
+        )
     return 0 if result.passed else 1
 
 

@@ -34,6 +34,7 @@ import inspect
 import re
 import sys
 import time
+import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -222,6 +223,8 @@ def load_suite(source: str | Path | Mapping[str, Any]) -> Suite:
         if target is not None and not isinstance(target, str):
             raise ValidationError(f'{where}: data "{key}": target must be a column name')
         file = folder / value["path"]
+        if not file.is_file():
+            raise ValidationError(f'{where}: data "{key}": {file} is not a file')
         if file.suffix.lower() not in _FORMATS:
             raise ValidationError(
                 f'{where}: data "{key}": {value["path"]} is not .parquet, .csv, .feather or .arrow'
@@ -244,8 +247,12 @@ def load_suite(source: str | Path | Mapping[str, Any]) -> Suite:
                 f"{label}: check = {kind!r} is not one of {', '.join(assertions)}"
             )
         check_name = entry.get("name", kind)
-        if not isinstance(check_name, str) or not check_name:
-            raise ValidationError(f"{label}: name must be text")
+        if (
+            not isinstance(check_name, str)
+            or not check_name.strip()
+            or any(unicodedata.category(c).startswith("C") for c in check_name)
+        ):
+            raise ValidationError(f"{label}: name must be text without control characters")
         if check_name in seen:
             raise ValidationError(
                 f'{label}: another check is named "{check_name}"; give each a distinct name'

@@ -391,7 +391,14 @@ impl PostgresStore {
         for attempt in 0..2 {
             let lost = {
                 let client = self.connect_locked(&mut slot)?;
-                match client.build_transaction().read_only(read_only).start() {
+                // read committed whatever the server's default: a transaction that waits on
+                // a model's advisory lock must then read what the holder committed
+                match client
+                    .build_transaction()
+                    .isolation_level(postgres::IsolationLevel::ReadCommitted)
+                    .read_only(read_only)
+                    .start()
+                {
                     Ok(mut tx) => {
                         let result = work(&mut PgTx {
                             tx: &mut tx,

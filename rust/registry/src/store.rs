@@ -410,8 +410,7 @@ CREATE TABLE version_label_references (
 ALTER TABLE approvals ADD COLUMN evidence TEXT;
 "#,
     // 10: suites of model checks run against a version (`pilothouse check`), with each
-    // check's verdict (JSON); a policy may require a passing one before an approval; a
-    // decided request keeps the ids of the checks its decision saw
+    // check's verdict (JSON); a policy may require a passing one before an approval
     r#"
 CREATE TABLE version_checks (
     id {serial},
@@ -426,6 +425,9 @@ CREATE TABLE version_checks (
 );
 CREATE INDEX version_checks_by_version ON version_checks(model, version, suite);
 ALTER TABLE policies ADD COLUMN require_check TEXT;
+"#,
+    // 11: a decided request keeps the ids of the checks its decision saw
+    r#"
 ALTER TABLE approvals ADD COLUMN decision_checks TEXT;
 "#,
 ];

@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use super::checks;
 use super::*;
 
 impl Registry {
@@ -48,7 +49,17 @@ impl Registry {
                 // the required check holds when the alias moves too: a policy set after the
                 // approval, or a failing check recorded since, stops the move
                 let request = Self::approval(tx, id)?;
-                consulted = Self::checks_allow(tx, &request)?;
+                let relied = Self::checks_allow(tx, &request)?;
+                // a passing check the approver did not see, recorded by the requester, does
+                // not stand in for their approval
+                let seen: Vec<i64> = request.checks.iter().map(|c| c.id).collect();
+                if let Some(c) = relied.iter().find(|c| !seen.contains(&c.id) && c.recorded_by == request.requested_by) {
+                    return Err(RegistryError::ApprovalRequired(format!(
+                        "the check that would let alias '{alias}' of {model} move to version {version} (record {}) was recorded by {}, who requested the promotion, after request {id} was approved; record it as someone else, or have a new request approved",
+                        c.id, c.recorded_by
+                    )));
+                }
+                consulted = relied.iter().map(checks::summary).collect();
                 tx.execute("UPDATE approvals SET status = 'used' WHERE id = ?", &[Value::Int(id)])?;
                 approval_id = Some(id);
             }

@@ -176,7 +176,11 @@ impl Registry {
                     "{actor} requested promotion {id} and cannot also decide it; another person must approve or reject it"
                 )));
             }
-            let consulted = if approve { Self::checks_allow(tx, &request)? } else { Vec::new() };
+            let consulted: Vec<Json> = if approve {
+                Self::checks_allow(tx, &request)?.iter().map(checks::summary).collect()
+            } else {
+                Vec::new()
+            };
             // what the decider saw: the version's newest check of each suite
             let seen: Vec<i64> = request.checks.iter().map(|c| c.id).collect();
             let decision = if approve { "approved" } else { "rejected" };

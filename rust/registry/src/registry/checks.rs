@@ -105,8 +105,8 @@ impl Registry {
 
     /// Refuses `request` (to approve it, or to move its alias with it) when its alias's
     /// policy requires a passing check and the version's newest check of that suite (of
-    /// every suite, for `*`) did not pass. Returns what it relied on, for the audit event.
-    pub(super) fn checks_allow(tx: &mut dyn Tx, request: &Approval) -> Result<Vec<Json>> {
+    /// every suite, for `*`) did not pass. Returns the records it relied on.
+    pub(super) fn checks_allow(tx: &mut dyn Tx, request: &Approval) -> Result<Vec<CheckRecord>> {
         let required = query_one(
             tx,
             "SELECT require_check FROM policies WHERE model = ? AND alias = ?",
@@ -145,7 +145,7 @@ impl Registry {
                 if names.is_empty() { String::new() } else { format!(": {}", names.join(", ")) },
             )));
         }
-        Ok(consulted.iter().map(summary).collect())
+        Ok(consulted)
     }
 }
 
