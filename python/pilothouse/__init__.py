@@ -6,6 +6,16 @@
 """
 
 from pilothouse._core import __version__
+from pilothouse.alerts import (
+    ack,
+    add_alert_rule,
+    alert_rules,
+    alerts,
+    delete_alert_rule,
+    evaluate_alerts,
+    silence,
+    silences,
+)
 from pilothouse.compare import Comparison, compare
 from pilothouse.drift import DriftReport, Profile, drift, profile
 from pilothouse.errors import (
@@ -104,6 +114,14 @@ __all__ = [
     "TensorSpec",
     "ValidationError",
     "__version__",
+    "ack",
+    "add_alert_rule",
+    "alert_rules",
+    "alerts",
+    "delete_alert_rule",
+    "evaluate_alerts",
+    "silence",
+    "silences",
     "add_webhook",
     "alias_history",
     "approve",

@@ -24,6 +24,7 @@ fn tune_allocator() {
     }
 }
 
+mod alerts;
 mod drift;
 mod errors;
 mod feedback;
@@ -46,6 +47,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     registry::register(m)?;
     drift::register(m)?;
     server::register(m)?;
+    alerts::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

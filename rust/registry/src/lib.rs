@@ -34,8 +34,9 @@ pub use records::{
     Reference, Run, RunCode, ToJson, Version, WindowQuery,
 };
 pub use registry::{
-    parse_uri, Dataset, Feedback, FeedbackCounts, Labelled, NewFeedback, NewRun, NewVersion,
-    Prediction, Registry, Target, VersionRef, ANY_SUITE,
+    parse_uri, Alert, AlertRule, Dataset, Feedback, FeedbackCounts, Labelled, NewAlertRule,
+    NewFeedback, NewRun, NewVersion, Prediction, Registry, Silence, Target, VersionRef, ACTIONS,
+    ANY_SUITE, SEVERITIES,
 };
 pub use store::{Row, Store, Tx, Value};
 pub use webhooks::{sign, Event, RetryPolicy};

@@ -252,7 +252,7 @@ impl Deployment {
 }
 
 /// `SELECT <columns of T> FROM <from>`, then each row read as a `T`.
-fn read_all<T>(
+pub(crate) fn read_all<T>(
     tx: &mut dyn Tx,
     columns: &'static [&'static str],
     from: &str,

@@ -430,4 +430,55 @@ ALTER TABLE policies ADD COLUMN require_check TEXT;
     r#"
 ALTER TABLE approvals ADD COLUMN decision_checks TEXT;
 "#,
+    // 12: alert rules per deployment, each rule's state (the last window evaluated: where
+    // replicas meet), the alerts fired and resolved, silences
+    r#"
+CREATE TABLE alert_rules (
+    id {serial},
+    deployment TEXT NOT NULL,
+    name TEXT NOT NULL,
+    condition TEXT NOT NULL,
+    for_windows BIGINT NOT NULL,
+    resolve_when TEXT,
+    only_if TEXT,
+    severity TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    actions TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    UNIQUE (deployment, name)
+);
+CREATE TABLE alert_states (
+    rule_id BIGINT PRIMARY KEY,
+    state TEXT NOT NULL,
+    held BIGINT NOT NULL,
+    window_us BIGINT NOT NULL
+);
+CREATE TABLE alerts (
+    id {serial},
+    rule_id BIGINT NOT NULL,
+    deployment TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    state TEXT NOT NULL,
+    fired_at BIGINT NOT NULL,
+    fired_window_us BIGINT NOT NULL,
+    resolved_at BIGINT,
+    resolved_window_us BIGINT,
+    series TEXT NOT NULL,
+    silenced BIGINT NOT NULL,
+    acked_by TEXT,
+    acked_at BIGINT
+);
+CREATE INDEX alerts_by_deployment ON alerts(deployment, state, id);
+CREATE TABLE alert_silences (
+    id {serial},
+    deployment TEXT NOT NULL,
+    rule TEXT,
+    until_us BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+"#,
 ];

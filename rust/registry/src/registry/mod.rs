@@ -24,6 +24,7 @@ use crate::records::{
 use crate::store::{query_one, Row, Store, Tx, Value};
 use crate::webhooks::{Event, Webhooks};
 
+mod alerts;
 mod aliases;
 mod approvals;
 mod audit_log;
@@ -38,6 +39,7 @@ mod runs;
 mod versions;
 
 pub use crate::now_micros;
+pub use alerts::{Alert, AlertRule, NewAlertRule, Silence, ACTIONS, SEVERITIES};
 pub use checks::ANY_SUITE;
 pub use feedback::{Feedback, FeedbackCounts, NewFeedback, Target};
 pub use predictions::{Labelled, Prediction};

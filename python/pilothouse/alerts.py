@@ -1,0 +1,323 @@
+"""Alerts: rules on a deployment's monitored series, evaluated window by window, and the
+alerts they fire and resolve, with silences and acknowledgements.
+
+This module owns :func:`add_alert_rule`, :func:`alert_rules`, :func:`delete_alert_rule`,
+:func:`alerts`, :func:`silence`, :func:`silences`, :func:`ack` and :func:`evaluate_alerts`,
+and the names of the series a rule may read (:func:`window_series`: one window's numbers,
+from the monitoring the servers store). A rule's condition compares series with numbers or
+with each other (``drift_share > 0.3``, ``estimated.roc_auc < reference.roc_auc.lower``);
+the monitor crate parses it and steps the rule's state; the registry keeps the state, the
+alerts and the audit trail, and records each window's outcome once however many replicas
+evaluate it.
+
+Series of a window: ``requests``, ``errors``, ``error_rate``, ``throughput``,
+``latency_p50_ms``, ``latency_p90_ms``, ``latency_p99_ms``, ``queue_p99_ms``,
+``rss_bytes``, ``drift_share``, ``drift.<column>.statistic``, ``drift.<column>.p_value``,
+``quality_failure_rate``, ``quality.<column>.<check>_rate``, and where labels or a
+reference with labels exist ``realized.<metric>``, ``estimated.<metric>`` (with
+``.lower`` and ``.upper``) and ``label_coverage``. Quote a column name with spaces in
+backticks: ``drift.`monthly charges`.p_value``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pilothouse import _core
+from pilothouse.errors import NotFoundError, ValidationError
+from pilothouse.registry import Registry
+from pilothouse.serving import _registry, _since, seconds_of
+
+__all__ = [
+    "ack",
+    "add_alert_rule",
+    "alert_rules",
+    "alerts",
+    "delete_alert_rule",
+    "evaluate_alerts",
+    "silence",
+    "silences",
+    "window_series",
+]
+
+
+def _time(us: Any) -> dt.datetime | None:
+    if us is None:
+        return None
+    return dt.datetime.fromtimestamp(int(us) / 1e6, tz=dt.timezone.utc)
+
+
+def add_alert_rule(
+    deployment: str,
+    name: str,
+    when: str,
+    *,
+    for_windows: int = 1,
+    resolve_when: str | None = None,
+    only_if: str | None = None,
+    severity: str = "warning",
+    labels: Mapping[str, str] | None = None,
+    actions: Sequence[str] = (),
+    registry: Registry | str | None = None,
+) -> dict[str, Any]:
+    """Adds a rule to a deployment (or replaces the rule of that name, whose state starts
+    over): it fires when ``when`` (gated by ``only_if``) holds for ``for_windows`` windows
+    in a row, and resolves when ``resolve_when`` holds (without one, when ``when`` stops
+    holding). ``severity`` is info, warning or critical; ``labels`` (team, ...) route it;
+    ``actions`` may ask for ``retrain`` or ``rollback``."""
+    if isinstance(actions, str):
+        actions = [actions]
+    reg = _registry(registry)
+    rule: dict[str, Any] = _core.add_alert_rule(
+        reg._core,
+        reg.actor,
+        deployment,
+        name,
+        when,
+        int(for_windows),
+        resolve_when,
+        only_if,
+        severity,
+        dict(labels or {}),
+        list(actions),
+    )
+    return _rule(rule)
+
+
+def _rule(r: dict[str, Any]) -> dict[str, Any]:
+    r = dict(r)
+    r["created_at"] = _time(r.get("created_at"))
+    r["window_start"] = _time(r.pop("window_us", 0) or None)
+    return r
+
+
+def alert_rules(deployment: str | None = None, *, registry: Registry | str | None = None) -> Any:
+    """The rules of a deployment (of every deployment with None) and where each stands, as
+    a pandas table."""
+    import pandas as pd
+
+    rules = [_rule(r) for r in _core.alert_rules(_registry(registry)._core, deployment)]
+    columns = [
+        "deployment",
+        "name",
+        "when",
+        "for_windows",
+        "resolve_when",
+        "only_if",
+        "severity",
+        "labels",
+        "actions",
+        "state",
+        "held",
+        "window_start",
+        "created_at",
+        "created_by",
+    ]
+    return pd.DataFrame(rules, columns=columns)
+
+
+def delete_alert_rule(
+    deployment: str, name: str, *, registry: Registry | str | None = None
+) -> None:
+    """Removes a rule; an alert it left firing is resolved with it."""
+    reg = _registry(registry)
+    _core.delete_alert_rule(reg._core, reg.actor, deployment, name)
+
+
+def _alert(a: dict[str, Any]) -> dict[str, Any]:
+    a = dict(a)
+    for key in ("fired_at", "resolved_at", "acked_at"):
+        a[key] = _time(a.get(key))
+    a["fired_window"] = _time(a.pop("fired_window_us", None))
+    a["resolved_window"] = _time(a.pop("resolved_window_us", None))
+    return a
+
+
+def alerts(
+    deployment: str | None = None,
+    *,
+    state: str | None = None,
+    limit: int = 1000,
+    registry: Registry | str | None = None,
+) -> Any:
+    """Alerts, newest first, as a pandas table: ``state="firing"`` keeps the open ones."""
+    import pandas as pd
+
+    found = _core.alerts(_registry(registry)._core, deployment, state, int(limit))
+    columns = [
+        "id",
+        "deployment",
+        "rule",
+        "severity",
+        "state",
+        "fired_at",
+        "fired_window",
+        "resolved_at",
+        "resolved_window",
+        "series",
+        "silenced",
+        "acked_by",
+        "acked_at",
+    ]
+    return pd.DataFrame([_alert(a) for a in found], columns=columns)
+
+
+def ack(alert_id: int, *, registry: Registry | str | None = None) -> dict[str, Any]:
+    """Acknowledges an alert (someone is on it)."""
+    reg = _registry(registry)
+    return _alert(_core.ack_alert(reg._core, reg.actor, int(alert_id)))
+
+
+def silence(
+    deployment: str,
+    *,
+    reason: str,
+    rule: str | None = None,
+    for_: str | float | dt.timedelta = "1h",
+    registry: Registry | str | None = None,
+) -> dict[str, Any]:
+    """Silences a deployment's alerts (of one ``rule``, or all) for a while: they are still
+    recorded, marked silenced, and not sent."""
+    reg = _registry(registry)
+    seconds = seconds_of(for_, "for_")
+    until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
+    made: dict[str, Any] = _core.silence(
+        reg._core, reg.actor, deployment, rule, int(until.timestamp() * 1e6), reason
+    )
+    made["until"] = _time(made.pop("until_us"))
+    made["created_at"] = _time(made.get("created_at"))
+    return made
+
+
+def silences(
+    deployment: str | None = None, *, registry: Registry | str | None = None
+) -> list[dict[str, Any]]:
+    """The silences in force."""
+    found = _core.silences(_registry(registry)._core, deployment)
+    for s in found:
+        s["until"] = _time(s.pop("until_us"))
+        s["created_at"] = _time(s.get("created_at"))
+    return list(found)
+
+
+def _quote(column: str) -> str:
+    plain = column.replace("_", "").replace("-", "").isalnum() and "." not in column
+    return column if plain else f"`{column}`"
+
+
+def window_series(
+    deployment: str,
+    since: Any = "1h",
+    until: Any = None,
+    window: Any = "1m",
+    *,
+    registry: Registry | str | None = None,
+) -> dict[int, dict[str, float]]:
+    """The series rules read, per window (its start in microseconds since the epoch): the
+    numbers of every version's traffic in it together (quantiles and drift of the version
+    that served the most requests)."""
+    from pilothouse.monitoring import monitor
+
+    mon = monitor(deployment, registry=registry)
+    out: dict[int, dict[str, float]] = defaultdict(dict)
+    busiest: dict[int, tuple[int, int]] = {}  # window -> (requests, version)
+    health = mon._series("health", since, until, window, None)["rows"]
+    totals: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for row in health:
+        w, requests = int(row["window_start_us"]), int(row["requests"] or 0)
+        t = totals[w]
+        t["requests"] += requests
+        t["errors"] += int(row["errors"] or 0)
+        t["throughput"] += float(row["throughput"] or 0.0)
+        t["rss_bytes"] = max(t["rss_bytes"], float(row["rss_bytes"] or 0.0))
+        if requests >= busiest.get(w, (-1, 0))[0]:
+            busiest[w] = (requests, int(row["version"]))
+            for key in ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "queue_p99_ms"):
+                if row.get(key) is not None:
+                    out[w][key] = float(row[key])
+    for w, t in totals.items():
+        out[w].update(t)
+        if t["requests"] > 0:
+            out[w]["error_rate"] = t["errors"] / t["requests"]
+    drift_data = mon._series("drift", since, until, window, None)
+    for row in drift_data["windows"]:
+        w = int(row["window_start_us"])
+        if busiest.get(w, (0, row["version"]))[1] == row["version"]:
+            out[w]["drift_share"] = float(row["drifted_share"])
+    for row in drift_data["columns"]:
+        w = int(row["window_start_us"])
+        if busiest.get(w, (0, row["version"]))[1] != row["version"]:
+            continue
+        name = _quote(str(row["column"]))
+        for key in ("statistic", "p_value"):
+            if row.get(key) is not None:
+                out[w][f"drift.{name}.{key}"] = float(row[key])
+    quality = mon._series("quality", since, until, window, None)["rows"]
+    failing: dict[int, float] = defaultdict(float)
+    checked: dict[int, float] = {}
+    for row in quality:
+        w, rows = int(row["window_start_us"]), float(row["rows"] or 0)
+        if rows <= 0:
+            continue
+        rate = float(row["count"]) / rows
+        out[w][f"quality.{_quote(str(row['column']))}.{row['check']}_rate"] = rate
+        failing[w] += float(row["count"])
+        checked[w] = max(checked.get(w, 0.0), rows)
+    for w, t in totals.items():
+        if t["requests"] > 0:
+            rows_checked = checked.get(w)
+            out[w]["quality_failure_rate"] = failing[w] / rows_checked if rows_checked else 0.0
+    try:
+        performance = mon.performance(since=since, until=until, window=window)
+    except (ValidationError, NotFoundError):
+        performance = None  # no labels and no reference with labels yet
+    if performance is not None and len(performance):
+        for r in performance.itertuples():
+            w = int(r.window_start.timestamp() * 1_000_000)
+            if busiest.get(w, (0, r.version))[1] != r.version:
+                continue
+            base = f"{r.kind}.{r.metric}"
+            if r.value is not None and not math.isnan(r.value):
+                out[w][base] = float(r.value)
+            for bound in ("lower", "upper"):
+                v = getattr(r, bound, None)
+                if v is not None and not math.isnan(v):
+                    out[w][f"{base}.{bound}"] = float(v)
+            coverage = getattr(r, "label_coverage", None)
+            if coverage is not None and not math.isnan(coverage):
+                out[w]["label_coverage"] = float(coverage)
+    return dict(out)
+
+
+def evaluate_alerts(
+    deployment: str,
+    *,
+    since: Any = "1h",
+    until: Any = None,
+    window: Any = "1m",
+    registry: Registry | str | None = None,
+) -> list[dict[str, Any]]:
+    """Evaluates every rule of the deployment on each closed window of the period, oldest
+    first, and answers what changed (rule, transition, state, alert). A window a rule has
+    already been evaluated on (here or by another process on the same registry) changes
+    nothing, so calling this again, or from several places, fires each alert once."""
+    reg = _registry(registry)
+    length_us = seconds_of(window, "window") * 1_000_000
+    now_us = _since(until) if until is not None else None
+    if now_us is None:
+        now_us = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1_000_000)
+    series = window_series(deployment, since, until, window, registry=reg)
+    changes: list[dict[str, Any]] = []
+    for start in sorted(series):
+        if start + length_us > now_us:
+            continue  # still open
+        for change in _core.evaluate_alerts(reg._core, reg.actor, deployment, start, series[start]):
+            change["window_start"] = _time(start)
+            if change.get("alert"):
+                change["alert"] = _alert(change["alert"])
+            changes.append(change)
+    return changes
