@@ -22,3 +22,4 @@ def test_demo_runs() -> None:
         in out
     )
     assert "then approved by lead" in out
+    assert "alerts: 2 rules evaluated on the closed 1s windows (the last at " in out

@@ -5,7 +5,7 @@ This module owns :func:`add_alert_rule`, :func:`alert_rules`, :func:`delete_aler
 :func:`alerts`, :func:`silence`, :func:`silences`, :func:`ack` and :func:`evaluate_alerts`,
 and the names of the series a rule may read (:func:`window_series`: one window's numbers,
 from the monitoring the servers store). A rule's condition compares series with numbers or
-with each other (``drift_share > 0.3``, ``estimated.roc_auc < reference.roc_auc.lower``);
+with each other (``drift_share > 0.3``, ``estimated.roc_auc < realized.roc_auc``);
 the monitor crate parses it and steps the rule's state; the registry keeps the state, the
 alerts and the audit trail, and records each window's outcome once however many replicas
 evaluate it.
@@ -15,7 +15,8 @@ Series of a window: ``requests``, ``errors``, ``error_rate``, ``throughput``,
 ``rss_bytes``, ``drift_share``, ``drift.<column>.statistic``, ``drift.<column>.p_value``,
 ``quality_failure_rate``, ``quality.<column>.<check>_rate``, and where labels or a
 reference with labels exist ``realized.<metric>``, ``estimated.<metric>`` (with
-``.lower`` and ``.upper``) and ``label_coverage``. Quote a column name with spaces in
+``.lower`` and ``.upper``, and ``.alert``: 1 when the metric left the band the reference
+period implies, else 0) and ``label_coverage``. Quote a column name with spaces in
 backticks: ``drift.`monthly charges`.p_value``.
 """
 
@@ -287,6 +288,11 @@ def window_series(
                 v = getattr(r, bound, None)
                 if v is not None and not math.isnan(v):
                     out[w][f"{base}.{bound}"] = float(v)
+            flagged = getattr(r, "alert", None)
+            if isinstance(flagged, (bool, int, float)) and not (
+                isinstance(flagged, float) and math.isnan(flagged)
+            ):
+                out[w][f"{base}.alert"] = float(bool(flagged))
             coverage = getattr(r, "label_coverage", None)
             if coverage is not None and not math.isnan(coverage):
                 out[w]["label_coverage"] = float(coverage)

@@ -97,7 +97,7 @@ def main() -> None:
         print(f"8. audit log: {events} events, hash chain verified against anchor {anchor.seq}")
 
         with ph.serve(port=0) as server:
-            ph.deploy("churn", alias="champion")
+            ph.deploy("churn", alias="champion", monitoring={"window": "1s"})
             rows = X_live.iloc[:3].to_numpy(np.float32)
             body = {
                 "inputs": [
@@ -168,6 +168,19 @@ def main() -> None:
             f"    feedback: {accepted} labels joined to the answers by request id -> realized "
             f"accuracy {accuracy.value:.2f} (label coverage {accuracy.label_coverage:.0%}); "
             "ph.compare and mon.export work on the same rows"
+        )
+
+        ph.add_alert_rule("churn", "slow", "latency_p99_ms > 250", for_windows=2)
+        ph.add_alert_rule("churn", "errors", "error_rate > 0.05", severity="critical")
+        time.sleep(1.1)  # rules read closed windows only: let the last second end
+        changes = ph.evaluate_alerts("churn", since="10m", window="1s")
+        rules = ph.alert_rules("churn")
+        print(
+            f"    alerts: {len(rules)} rules evaluated on the closed 1s windows (the last "
+            f"at {rules.window_start.max():%H:%M:%S}) -> "
+            f"{sum(c['transition'] == 'fired' for c in changes)} fired; states "
+            f"{dict(zip(rules.name, rules.state))} (recorded once per window; sending them "
+            "to Slack, PagerDuty or email is not built yet)"
         )
 
         X_drifted = X_live.copy()

@@ -230,6 +230,14 @@ def test_late_labels_by_id_and_key_give_sklearns_metrics_per_window(
         assert got.predictions == len(part) and got.labelled == len(rows)
         assert got.label_coverage == len(rows) / len(part)
         assert got.value == accuracy_score(rows.truth, rows.label)
+    # the same numbers are the series alert rules read (realized.<metric>, label_coverage)
+    from pilothouse.alerts import window_series
+
+    series = window_series("churn", since=None, window="1s", registry=store.registry)
+    for start, got in windows.iterrows():
+        values = series[int(start.timestamp() * 1_000_000)]
+        assert values["realized.accuracy"] == got.value
+        assert values["label_coverage"] == got.label_coverage
     whole = mon.performance(since=None, window=None).set_index("metric")
     assert whole.loc["accuracy", "value"] == accuracy_score(labelled.truth, labelled.label)
     assert whole.loc["precision", "value"] == pytest.approx(
