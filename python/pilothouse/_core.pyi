@@ -17,6 +17,7 @@ __all__ = [
     "_drift_wasserstein",
     "ack_alert",
     "add_alert_rule",
+    "add_channel",
     "alert_rules",
     "alert_vocabulary",
     "alerts",
@@ -25,10 +26,13 @@ __all__ = [
     "ApprovalRequiredError",
     "AuditEventRecord",
     "AuditHeadRecord",
+    "channel_deliveries",
+    "channels",
     "check_quality",
     "ConflictError",
     "DatasetRecord",
     "delete_alert_rule",
+    "delete_channel",
     "DeliveryRecord",
     "DeploymentRecord",
     "drift_exact",
@@ -723,3 +727,16 @@ def silence(
 ) -> dict[str, Any]: ...
 def silences(registry: Registry, deployment: str | None = None) -> list[dict[str, Any]]: ...
 def alert_vocabulary() -> tuple[list[str], list[str]]: ...
+def add_channel(
+    registry: Registry,
+    actor: str,
+    name: str,
+    kind: str,
+    url: str | None,
+    secret: str,
+    severities: list[str],
+    labels: dict[str, str],
+) -> dict[str, Any]: ...
+def channels(registry: Registry) -> list[dict[str, Any]]: ...
+def delete_channel(registry: Registry, actor: str, name: str) -> None: ...
+def channel_deliveries(registry: Registry, name: str) -> list[DeliveryRecord]: ...

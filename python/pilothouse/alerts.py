@@ -3,6 +3,8 @@ alerts they fire and resolve, with silences and acknowledgements.
 
 This module owns :func:`add_alert_rule`, :func:`alert_rules`, :func:`delete_alert_rule`,
 :func:`alerts`, :func:`silence`, :func:`silences`, :func:`ack` and :func:`evaluate_alerts`,
+the channels alerts go to (:func:`add_channel`, :func:`channels`, :func:`delete_channel`,
+:func:`channel_deliveries`: a signed webhook, Slack, PagerDuty),
 and the names of the series a rule may read (:func:`window_series`: one window's numbers,
 from the monitoring the servers store). A rule's condition compares series with numbers or
 with each other (``drift_share > 0.3``, ``estimated.roc_auc < realized.roc_auc``);
@@ -30,15 +32,20 @@ from typing import Any
 
 from pilothouse import _core
 from pilothouse.errors import NotFoundError, ValidationError
+from pilothouse.records import delivery_dict
 from pilothouse.registry import Registry
 from pilothouse.serving import _registry, _since, seconds_of
 
 __all__ = [
     "ack",
     "add_alert_rule",
+    "add_channel",
     "alert_rules",
     "alerts",
+    "channel_deliveries",
+    "channels",
     "delete_alert_rule",
+    "delete_channel",
     "evaluate_alerts",
     "silence",
     "silences",
@@ -203,6 +210,64 @@ def silences(
         s["until"] = _time(s.pop("until_us"))
         s["created_at"] = _time(s.get("created_at"))
     return list(found)
+
+
+def add_channel(
+    name: str,
+    kind: str,
+    *,
+    url: str | None = None,
+    secret: str | None = None,
+    routing_key: str | None = None,
+    severities: Sequence[str] = (),
+    labels: Mapping[str, str] | None = None,
+    registry: Registry | str | None = None,
+) -> dict[str, Any]:
+    """Adds (or replaces, by name) a channel that fired and resolved alerts go to:
+    ``kind="webhook"`` (JSON signed with ``secret``, HMAC-SHA256 in
+    ``X-Pilothouse-Signature``, as the registry's webhooks), ``"slack"`` (an incoming
+    webhook ``url``) or ``"pagerduty"`` (the Events API v2 with a service's
+    ``routing_key``: trigger on fire, resolve on resolve, one dedup key per alert).
+    ``severities`` (default all) and ``labels`` (each must be on the rule) route alerts to
+    it. Deliveries go through the registry's durable outbox, retried with backoff; a
+    silenced alert is not sent. The secret is stored, never shown or audited."""
+    if kind == "pagerduty":
+        if secret is not None:
+            raise ValidationError("a pagerduty channel takes routing_key=, not secret=")
+        key = routing_key or ""
+    else:
+        if routing_key is not None:
+            raise ValidationError("routing_key= goes with kind='pagerduty'")
+        key = secret or ""
+    if isinstance(severities, str):
+        severities = [severities]
+    reg = _registry(registry)
+    made: dict[str, Any] = _core.add_channel(
+        reg._core, reg.actor, name, kind, url, key, list(severities), dict(labels or {})
+    )
+    made["created_at"] = _time(made.get("created_at"))
+    return made
+
+
+def channels(*, registry: Registry | str | None = None) -> list[dict[str, Any]]:
+    """The channels, without their secrets (a URL shows its scheme and host only)."""
+    found = _core.channels(_registry(registry)._core)
+    for c in found:
+        c["created_at"] = _time(c.get("created_at"))
+    return list(found)
+
+
+def delete_channel(name: str, *, registry: Registry | str | None = None) -> None:
+    reg = _registry(registry)
+    _core.delete_channel(reg._core, reg.actor, name)
+
+
+def channel_deliveries(
+    name: str, *, registry: Registry | str | None = None
+) -> list[dict[str, Any]]:
+    """What was delivered to a channel, or finally failed, oldest first (``ok``,
+    ``attempts``, ``status_code``, ``error``)."""
+    return [delivery_dict(r) for r in _core.channel_deliveries(_registry(registry)._core, name)]
 
 
 def _quote(column: str) -> str:

@@ -32,3 +32,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 @pytest.fixture
 def registry(backend: Backend) -> ph.Registry:
     return backend.open()
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_ATTEMPTS", "3")
+    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_BACKOFF_MS", "50")
+    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_TIMEOUT_MS", "1000")
+    # The receivers listen on 127.0.0.1, which webhooks refuse unless allowed.
+    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_ALLOW_PRIVATE", "1")

@@ -11,71 +11,15 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from postgres import Backend, self_signed
+from receivers import Receiver
 
 import models
 import pilothouse as ph
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that records what it gets."""
-
-    def __init__(
-        self,
-        status: int = 200,
-        location: str | None = None,
-        tls: tuple[Path, Path] | None = None,
-        port: int = 0,
-    ) -> None:
-        self.received: list[tuple[Any, bytes]] = []  # (case-insensitive headers, body)
-        self.status = status
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append((self.headers, body))
-                self.send_response(receiver.status)
-                if location:
-                    self.send_header("Location", location)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        HTTPServer.allow_reuse_address = True
-        self.server = HTTPServer(("127.0.0.1", port), Handler)
-        scheme = "http"
-        if tls:
-            import ssl
-
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(str(tls[0]), str(tls[1]))
-            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-            scheme = "https"
-        self.url = f"{scheme}://127.0.0.1:{self.server.server_port}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_ATTEMPTS", "3")
-    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_BACKOFF_MS", "50")
-    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_TIMEOUT_MS", "1000")
-    # The receivers listen on 127.0.0.1, which webhooks refuse unless allowed.
-    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_ALLOW_PRIVATE", "1")
 
 
 def test_private_destinations_are_refused_unless_allowed(

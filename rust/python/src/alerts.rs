@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use serde_json::{json, Value as Json};
 
 use crate::errors::Result;
-use crate::records::object;
+use crate::records::{each, object, DeliveryRecord};
 use crate::registry::PyRegistry;
 
 fn state_of(name: &str) -> State {
@@ -191,6 +191,54 @@ fn silences(py: Python<'_>, registry: &PyRegistry, deployment: Option<&str>) -> 
     Ok(object(py, &json!(found))?)
 }
 
+/// Adds (or replaces, by name) a channel alerts go to; answers it as listed (no secret).
+#[pyfunction]
+#[pyo3(signature = (registry, actor, name, kind, url, secret, severities, labels))]
+#[allow(clippy::too_many_arguments)]
+fn add_channel(
+    py: Python<'_>,
+    registry: &PyRegistry,
+    actor: &str,
+    name: &str,
+    kind: &str,
+    url: Option<String>,
+    secret: String,
+    severities: Vec<String>,
+    labels: BTreeMap<String, String>,
+) -> Result<Py<PyAny>> {
+    let new = reg::NewChannel {
+        name: name.to_string(),
+        kind: kind.to_string(),
+        url,
+        secret,
+        severities,
+        labels,
+    };
+    let made = py.detach(|| registry.inner.add_channel(actor, &new))?;
+    Ok(object(py, &json!(made))?)
+}
+
+#[pyfunction]
+fn channels(py: Python<'_>, registry: &PyRegistry) -> Result<Py<PyAny>> {
+    let found = py.detach(|| registry.inner.channels())?;
+    Ok(object(py, &json!(found))?)
+}
+
+#[pyfunction]
+fn delete_channel(py: Python<'_>, registry: &PyRegistry, actor: &str, name: &str) -> Result<()> {
+    Ok(py.detach(|| registry.inner.delete_channel(actor, name))?)
+}
+
+#[pyfunction]
+fn channel_deliveries(
+    py: Python<'_>,
+    registry: &PyRegistry,
+    name: &str,
+) -> Result<Vec<DeliveryRecord>> {
+    let found = py.detach(|| registry.inner.channel_deliveries(name))?;
+    Ok(each(py, found, DeliveryRecord::new)?)
+}
+
 /// The severities and actions a rule may have (for messages and stubs).
 #[pyfunction]
 fn alert_vocabulary() -> (Vec<&'static str>, Vec<&'static str>) {
@@ -207,5 +255,9 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> Result<()> {
     m.add_function(wrap_pyfunction!(silence, m)?)?;
     m.add_function(wrap_pyfunction!(silences, m)?)?;
     m.add_function(wrap_pyfunction!(alert_vocabulary, m)?)?;
+    m.add_function(wrap_pyfunction!(add_channel, m)?)?;
+    m.add_function(wrap_pyfunction!(channels, m)?)?;
+    m.add_function(wrap_pyfunction!(delete_channel, m)?)?;
+    m.add_function(wrap_pyfunction!(channel_deliveries, m)?)?;
     Ok(())
 }

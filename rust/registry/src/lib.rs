@@ -34,9 +34,9 @@ pub use records::{
     Reference, Run, RunCode, ToJson, Version, WindowQuery,
 };
 pub use registry::{
-    parse_uri, Alert, AlertRule, Dataset, Feedback, FeedbackCounts, Labelled, NewAlertRule,
-    NewFeedback, NewRun, NewVersion, Prediction, Registry, Silence, Target, VersionRef, ACTIONS,
-    ANY_SUITE, SEVERITIES,
+    parse_uri, Alert, AlertRule, Channel, Dataset, Feedback, FeedbackCounts, Labelled,
+    NewAlertRule, NewChannel, NewFeedback, NewRun, NewVersion, Prediction, Registry, Silence,
+    Target, VersionRef, ACTIONS, ANY_SUITE, CHANNEL_KINDS, SEVERITIES,
 };
 pub use store::{Row, Store, Tx, Value};
 pub use webhooks::{sign, Event, RetryPolicy};

@@ -692,23 +692,42 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "webhook_id",
+        "event",
+        "delivery",
+        "attempts",
+        "status_code",
+        "ok",
+        "error",
+        "at",
+    ];
+
     /// The ended deliveries of the webhooks of `model`, oldest first.
     pub(crate) fn of_model(tx: &mut dyn Tx, model: &str) -> Result<Vec<Delivery>> {
+        Self::read_where(
+            tx,
+            "WHERE webhook_id IN (SELECT id FROM webhooks WHERE model = ?) ORDER BY id",
+            &[model.into()],
+        )
+    }
+
+    /// The ended deliveries of one webhook (an alert channel's), oldest first.
+    pub(crate) fn of_webhook(tx: &mut dyn Tx, webhook_id: i64) -> Result<Vec<Delivery>> {
+        Self::read_where(
+            tx,
+            "WHERE webhook_id = ? ORDER BY id",
+            &[Value::Int(webhook_id)],
+        )
+    }
+
+    fn read_where(tx: &mut dyn Tx, rest: &str, params: &[Value]) -> Result<Vec<Delivery>> {
         read_all(
             tx,
-            &[
-                "id",
-                "webhook_id",
-                "event",
-                "delivery",
-                "attempts",
-                "status_code",
-                "ok",
-                "error",
-                "at",
-            ],
-            "deliveries WHERE webhook_id IN (SELECT id FROM webhooks WHERE model = ?) ORDER BY id",
-            &[model.into()],
+            Self::COLUMNS,
+            &format!("deliveries {rest}"),
+            params,
             |r| Delivery {
                 id: r.int("id").unwrap_or(0),
                 webhook_id: r.int("webhook_id").unwrap_or(0),

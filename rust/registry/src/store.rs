@@ -481,4 +481,19 @@ CREATE TABLE alert_silences (
     created_at BIGINT NOT NULL
 );
 "#,
+    // 13: where alerts go: channels (webhook, Slack, PagerDuty), each delivered through a
+    // webhooks row of its own kind (no model), so alerts share the durable outbox
+    r#"
+ALTER TABLE webhooks ADD COLUMN kind TEXT NOT NULL DEFAULT 'webhook';
+CREATE TABLE alert_channels (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    webhook_id BIGINT NOT NULL,
+    destination TEXT NOT NULL,
+    severities TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    created_by TEXT NOT NULL
+);
+"#,
 ];

@@ -67,6 +67,8 @@ impl Event {
 struct Job {
     id: i64,
     webhook_id: i64,
+    /// webhook (signed, with pilothouse's headers), slack or pagerduty (their own formats).
+    kind: String,
     url: String,
     secret: String,
     event: String,
@@ -321,7 +323,7 @@ impl Webhooks {
         Webhooks { wake, store }
     }
 
-    fn poke(&self) {
+    pub(crate) fn poke(&self) {
         let (lock, cv) = &*self.wake;
         *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
         cv.notify_all();
@@ -430,7 +432,7 @@ fn drain(
         let claimed = store.transaction(&mut |tx| {
             jobs.clear();
             let rows = tx.query(
-                "SELECT o.id, o.webhook_id, o.event, o.delivery, o.payload, o.attempts, w.url, w.secret FROM outbox o \
+                "SELECT o.id, o.webhook_id, o.event, o.delivery, o.payload, o.attempts, w.url, w.secret, w.kind FROM outbox o \
                  JOIN webhooks w ON w.id = o.webhook_id WHERE o.next_at <= ? AND o.claimed_until < ? ORDER BY o.id LIMIT ?",
                 &[Value::Int(now), Value::Int(now), Value::Int(CLAIM)],
             )?;
@@ -452,6 +454,7 @@ fn drain(
                         attempts: u32::try_from(r[5].as_i64().unwrap_or(0)).unwrap_or(0),
                         url: r[6].as_str().unwrap_or("").into(),
                         secret: r[7].as_str().unwrap_or("").into(),
+                        kind: r[8].as_str().unwrap_or("webhook").into(),
                     });
                 }
             }
@@ -474,6 +477,31 @@ fn drain(
     }
 }
 
+/// Posts the job's payload: Slack and PagerDuty read their own JSON; only our webhooks
+/// carry our headers and signature.
+fn send(
+    agent: &ureq::Agent,
+    job: &Job,
+    signature: &str,
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    let request = agent
+        .post(&job.url)
+        .header("Content-Type", "application/json")
+        .header(
+            "User-Agent",
+            concat!("pilothouse/", env!("CARGO_PKG_VERSION")),
+        );
+    let request = if job.kind == "webhook" {
+        request
+            .header("X-Pilothouse-Event", &job.event)
+            .header("X-Pilothouse-Delivery", &job.delivery)
+            .header("X-Pilothouse-Signature", signature)
+    } else {
+        request
+    };
+    request.send(job.payload.as_bytes())
+}
+
 /// One attempt: on success or a final failure the outcome goes to `deliveries` and the row
 /// leaves the outbox; otherwise the row waits for its next try.
 fn attempt(agent: &ureq::Agent, store: &dyn Store, job: &Job, policy: RetryPolicy, owner: &str) {
@@ -481,18 +509,7 @@ fn attempt(agent: &ureq::Agent, store: &dyn Store, job: &Job, policy: RetryPolic
     let attempts = job.attempts + 1;
     let (ok, status_code, error, permanent) = match check_destination_kind(&job.url) {
         Err((why, permanent)) => (false, None, Some(why), permanent),
-        Ok(()) => match agent
-            .post(&job.url)
-            .header("Content-Type", "application/json")
-            .header(
-                "User-Agent",
-                concat!("pilothouse/", env!("CARGO_PKG_VERSION")),
-            )
-            .header("X-Pilothouse-Event", &job.event)
-            .header("X-Pilothouse-Delivery", &job.delivery)
-            .header("X-Pilothouse-Signature", &signature)
-            .send(job.payload.as_bytes())
-        {
+        Ok(()) => match send(agent, job, &signature) {
             Ok(response) => {
                 let code = response.status().as_u16();
                 match code {

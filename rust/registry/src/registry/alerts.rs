@@ -340,7 +340,9 @@ impl Registry {
             ));
         }
         let at = now_micros();
-        self.write(|tx| {
+        let mut queued = 0;
+        let outcome = self.write(|tx| {
+            queued = 0;
             let rule = rules_where(tx, "WHERE r.id = ?", &[Value::Int(rule_id)])?
                 .pop()
                 .ok_or_else(|| RegistryError::not_found("alert rule", rule_id.to_string()))?;
@@ -372,6 +374,10 @@ impl Registry {
                     .and_then(|r| r[0].as_i64())
                     .unwrap_or(0);
                     audit::append(tx, at, actor, "alert.fire", model.as_deref(), &json!({"alert": id, "deployment": rule.deployment, "rule": rule.name, "severity": rule.severity, "window_us": window_us, "series": series, "silenced": silenced}))?;
+                    if !silenced {
+                        let alert = Self::alert(tx, id)?;
+                        queued += Self::queue_alert(tx, &rule, &alert, "fired", series)?;
+                    }
                     Some(id)
                 }
                 Some("resolved") => {
@@ -382,6 +388,10 @@ impl Registry {
                             &[Value::Int(at), Value::Int(window_us), Value::Int(id)],
                         )?;
                         audit::append(tx, at, actor, "alert.resolve", model.as_deref(), &json!({"alert": id, "deployment": rule.deployment, "rule": rule.name, "window_us": window_us, "series": series}))?;
+                        let alert = Self::alert(tx, id)?;
+                        if !alert.silenced {
+                            queued += Self::queue_alert(tx, &rule, &alert, "resolved", series)?;
+                        }
                     }
                     open
                 }
@@ -391,11 +401,27 @@ impl Registry {
                 }
             };
             let alert = match changed {
-                Some(id) => read_all(tx, ALERT_COLUMNS, "alerts WHERE id = ?", &[Value::Int(id)], alert_of)?.pop(),
+                Some(id) => Some(Self::alert(tx, id)?),
                 None => None,
             };
             Ok(Some(alert))
-        })
+        })?;
+        if queued > 0 {
+            self.hooks.poke();
+        }
+        Ok(outcome)
+    }
+
+    fn alert(tx: &mut dyn Tx, id: i64) -> Result<Alert> {
+        read_all(
+            tx,
+            ALERT_COLUMNS,
+            "alerts WHERE id = ?",
+            &[Value::Int(id)],
+            alert_of,
+        )?
+        .pop()
+        .ok_or_else(|| RegistryError::not_found("alert", id.to_string()))
     }
 
     /// A deployment's alerts (every deployment's with `None`), newest first; `state`

@@ -28,6 +28,7 @@ mod alerts;
 mod aliases;
 mod approvals;
 mod audit_log;
+mod channels;
 mod checks;
 mod deployments;
 mod feedback;
@@ -40,6 +41,7 @@ mod versions;
 
 pub use crate::now_micros;
 pub use alerts::{Alert, AlertRule, NewAlertRule, Silence, ACTIONS, SEVERITIES};
+pub use channels::{Channel, NewChannel, CHANNEL_KINDS};
 pub use checks::ANY_SUITE;
 pub use feedback::{Feedback, FeedbackCounts, NewFeedback, Target};
 pub use predictions::{Labelled, Prediction};
