@@ -20,6 +20,7 @@ __all__ = [
     "add_channel",
     "alert_rules",
     "alert_vocabulary",
+    "alert_window_series",
     "alerts",
     "AliasMoveRecord",
     "ApprovalRecord",
@@ -38,6 +39,7 @@ __all__ = [
     "drift_exact",
     "drift_profiles",
     "estimate_performance",
+    "evaluate_alert_windows",
     "evaluate_alerts",
     "feedback",
     "get_reference",
@@ -740,3 +742,20 @@ def add_channel(
 def channels(registry: Registry) -> list[dict[str, Any]]: ...
 def delete_channel(registry: Registry, actor: str, name: str) -> None: ...
 def channel_deliveries(registry: Registry, name: str) -> list[DeliveryRecord]: ...
+def evaluate_alert_windows(
+    registry: Registry,
+    actor: str,
+    deployment: str,
+    since_us: int | None,
+    until_us: int | None,
+    window_us: int,
+    now_us: int,
+    extra: dict[int, dict[str, float]],
+) -> list[dict[str, Any]]: ...
+def alert_window_series(
+    registry: Registry,
+    deployment: str,
+    since_us: int | None,
+    until_us: int | None,
+    window_us: int,
+) -> dict[int, dict[str, float]]: ...

@@ -270,9 +270,47 @@ def channel_deliveries(
     return [delivery_dict(r) for r in _core.channel_deliveries(_registry(registry)._core, name)]
 
 
-def _quote(column: str) -> str:
-    plain = column.replace("_", "").replace("-", "").isalnum() and "." not in column
-    return column if plain else f"`{column}`"
+def _performance_series(
+    deployment: str, since: Any, until: Any, window: Any, registry: Registry
+) -> dict[int, dict[str, float]]:
+    """Realized and estimated performance per window as series (of the version with the
+    most predictions in the window), where labels or a reference with labels exist."""
+    from pilothouse.monitoring import monitor
+
+    try:
+        table = monitor(deployment, registry=registry).performance(
+            since=since, until=until, window=window
+        )
+    except (ValidationError, NotFoundError):
+        return {}  # no predictions kept, no labels and no reference with labels yet
+    out: dict[int, dict[str, float]] = defaultdict(dict)
+    if table is None or not len(table):
+        return {}
+    busiest: dict[int, tuple[float, Any]] = {}
+    for r in table.itertuples():
+        w = int(r.window_start.timestamp() * 1_000_000)
+        n = float(getattr(r, "predictions", 0) or 0)
+        if n > busiest.get(w, (-1.0, None))[0]:
+            busiest[w] = (n, r.version)
+    for r in table.itertuples():
+        w = int(r.window_start.timestamp() * 1_000_000)
+        if busiest[w][1] != r.version:
+            continue
+        base = f"{r.kind}.{r.metric}"
+        for name, value in (
+            (base, r.value),
+            (f"{base}.lower", getattr(r, "lower", None)),
+            (f"{base}.upper", getattr(r, "upper", None)),
+            ("label_coverage", getattr(r, "label_coverage", None)),
+        ):
+            if isinstance(value, (int, float)) and not math.isnan(value):
+                out[w][name] = float(value)
+        flagged = getattr(r, "alert", None)
+        if isinstance(flagged, (bool, int, float)) and not (
+            isinstance(flagged, float) and math.isnan(flagged)
+        ):
+            out[w][f"{base}.alert"] = float(bool(flagged))
+    return dict(out)
 
 
 def window_series(
@@ -284,84 +322,17 @@ def window_series(
     registry: Registry | str | None = None,
 ) -> dict[int, dict[str, float]]:
     """The series rules read, per window (its start in microseconds since the epoch): the
-    numbers of every version's traffic in it together (quantiles and drift of the version
-    that served the most requests)."""
-    from pilothouse.monitoring import monitor
-
-    mon = monitor(deployment, registry=registry)
-    out: dict[int, dict[str, float]] = defaultdict(dict)
-    busiest: dict[int, tuple[int, int]] = {}  # window -> (requests, version)
-    health = mon._series("health", since, until, window, None)["rows"]
-    totals: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for row in health:
-        w, requests = int(row["window_start_us"]), int(row["requests"] or 0)
-        t = totals[w]
-        t["requests"] += requests
-        t["errors"] += int(row["errors"] or 0)
-        t["throughput"] += float(row["throughput"] or 0.0)
-        t["rss_bytes"] = max(t["rss_bytes"], float(row["rss_bytes"] or 0.0))
-        if requests >= busiest.get(w, (-1, 0))[0]:
-            busiest[w] = (requests, int(row["version"]))
-            for key in ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "queue_p99_ms"):
-                if row.get(key) is not None:
-                    out[w][key] = float(row[key])
-    for w, t in totals.items():
-        out[w].update(t)
-        if t["requests"] > 0:
-            out[w]["error_rate"] = t["errors"] / t["requests"]
-    drift_data = mon._series("drift", since, until, window, None)
-    for row in drift_data["windows"]:
-        w = int(row["window_start_us"])
-        if busiest.get(w, (0, row["version"]))[1] == row["version"]:
-            out[w]["drift_share"] = float(row["drifted_share"])
-    for row in drift_data["columns"]:
-        w = int(row["window_start_us"])
-        if busiest.get(w, (0, row["version"]))[1] != row["version"]:
-            continue
-        name = _quote(str(row["column"]))
-        for key in ("statistic", "p_value"):
-            if row.get(key) is not None:
-                out[w][f"drift.{name}.{key}"] = float(row[key])
-    quality = mon._series("quality", since, until, window, None)["rows"]
-    failing: dict[int, float] = defaultdict(float)
-    checked: dict[int, float] = {}
-    for row in quality:
-        w, rows = int(row["window_start_us"]), float(row["rows"] or 0)
-        if rows <= 0:
-            continue
-        rate = float(row["count"]) / rows
-        out[w][f"quality.{_quote(str(row['column']))}.{row['check']}_rate"] = rate
-        failing[w] += float(row["count"])
-        checked[w] = max(checked.get(w, 0.0), rows)
-    for w, t in totals.items():
-        if t["requests"] > 0:
-            rows_checked = checked.get(w)
-            out[w]["quality_failure_rate"] = failing[w] / rows_checked if rows_checked else 0.0
-    try:
-        performance = mon.performance(since=since, until=until, window=window)
-    except (ValidationError, NotFoundError):
-        performance = None  # no labels and no reference with labels yet
-    if performance is not None and len(performance):
-        for r in performance.itertuples():
-            w = int(r.window_start.timestamp() * 1_000_000)
-            if busiest.get(w, (0, r.version))[1] != r.version:
-                continue
-            base = f"{r.kind}.{r.metric}"
-            if r.value is not None and not math.isnan(r.value):
-                out[w][base] = float(r.value)
-            for bound in ("lower", "upper"):
-                v = getattr(r, bound, None)
-                if v is not None and not math.isnan(v):
-                    out[w][f"{base}.{bound}"] = float(v)
-            flagged = getattr(r, "alert", None)
-            if isinstance(flagged, (bool, int, float)) and not (
-                isinstance(flagged, float) and math.isnan(flagged)
-            ):
-                out[w][f"{base}.alert"] = float(bool(flagged))
-            coverage = getattr(r, "label_coverage", None)
-            if coverage is not None and not math.isnan(coverage):
-                out[w]["label_coverage"] = float(coverage)
-    return dict(out)
+    numbers of every version's traffic in it together (quantiles, drift and performance of
+    the version that served the most). Health, drift and quality come from the stored
+    windows as the server reads them; performance from the predictions kept and labels."""
+    reg = _registry(registry)
+    length_us = seconds_of(window, "window") * 1_000_000
+    found: dict[int, dict[str, float]] = _core.alert_window_series(
+        reg._core, deployment, _since(since), _since(until), length_us
+    )
+    for w, values in _performance_series(deployment, since, until, window, reg).items():
+        found.setdefault(w, {}).update(values)
+    return found
 
 
 def evaluate_alerts(
@@ -373,22 +344,22 @@ def evaluate_alerts(
     registry: Registry | str | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluates every rule of the deployment on each closed window of the period, oldest
-    first, and answers what changed (rule, transition, state, alert). A window a rule has
-    already been evaluated on (here or by another process on the same registry) changes
-    nothing, so calling this again, or from several places, fires each alert once."""
+    first, and answers what changed (rule, transition, state, alert, window_start). A
+    window a rule has already been evaluated on (here, by a server as its windows close, or
+    by another process on the same registry) changes nothing, so each alert fires once. A
+    server evaluates health, drift and quality rules by itself; rules on performance
+    (``realized.*``, ``estimated.*``) are evaluated here, where it is computed."""
     reg = _registry(registry)
     length_us = seconds_of(window, "window") * 1_000_000
-    now_us = _since(until) if until is not None else None
-    if now_us is None:
-        now_us = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1_000_000)
-    series = window_series(deployment, since, until, window, registry=reg)
-    changes: list[dict[str, Any]] = []
-    for start in sorted(series):
-        if start + length_us > now_us:
-            continue  # still open
-        for change in _core.evaluate_alerts(reg._core, reg.actor, deployment, start, series[start]):
-            change["window_start"] = _time(start)
-            if change.get("alert"):
-                change["alert"] = _alert(change["alert"])
-            changes.append(change)
+    now_us = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1_000_000)
+    if until is not None:
+        now_us = min(now_us, _since(until) or now_us)
+    extra = _performance_series(deployment, since, until, window, reg)
+    changes: list[dict[str, Any]] = _core.evaluate_alert_windows(
+        reg._core, reg.actor, deployment, _since(since), _since(until), length_us, now_us, extra
+    )
+    for change in changes:
+        change["window_start"] = _time(change.pop("window_start_us"))
+        if change.get("alert"):
+            change["alert"] = _alert(change["alert"])
     return changes

@@ -238,6 +238,16 @@ def test_late_labels_by_id_and_key_give_sklearns_metrics_per_window(
         values = series[int(start.timestamp() * 1_000_000)]
         assert values["realized.accuracy"] == got.value
         assert values["label_coverage"] == got.label_coverage
+    # a rule on performance: the server, which has no performance series, left these
+    # windows to the client, which fires it on the first window with labels
+    bar = float(windows.value.max()) + 0.01
+    ph.add_alert_rule("churn", "accuracy", f"realized.accuracy < {bar}", registry=store.registry)
+    changes = ph.evaluate_alerts("churn", since=None, window="1s", registry=store.registry)
+    assert [c["transition"] for c in changes] == ["fired"], changes
+    scored = windows[windows.value.notna()]
+    assert changes[0]["window_start"] == scored.index[0]
+    assert changes[0]["alert"]["series"]["realized.accuracy"] == scored.value.iloc[0]
+    assert ph.evaluate_alerts("churn", since=None, window="1s", registry=store.registry) == []
     whole = mon.performance(since=None, window=None).set_index("metric")
     assert whole.loc["accuracy", "value"] == accuracy_score(labelled.truth, labelled.label)
     assert whole.loc["precision", "value"] == pytest.approx(

@@ -1,25 +1,19 @@
 //! Alerts for Python: rules parsed by the monitor crate before the registry stores them,
-//! a window's series evaluated against every rule of a deployment (each rule stepped from
-//! its stored state, and the outcome recorded once), alerts, acknowledgements and silences.
+//! windows evaluated against every rule of a deployment (the server's `alerting`: each rule
+//! stepped from its stored state, the outcome recorded once), the series a window has,
+//! alerts, acknowledgements, silences and channels.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use pilothouse_monitor::alert::{Rule, RuleState, State};
+use pilothouse_monitor::alert::Rule;
 use pilothouse_registry as reg;
+use pilothouse_server::monitor::{alerting, read};
 use pyo3::prelude::*;
 use serde_json::{json, Value as Json};
 
-use crate::errors::Result;
+use crate::errors::{Result, ValidationError};
 use crate::records::{each, object, DeliveryRecord};
 use crate::registry::PyRegistry;
-
-fn state_of(name: &str) -> State {
-    match name {
-        "pending" => State::Pending,
-        "firing" => State::Firing,
-        _ => State::Inactive,
-    }
-}
 
 /// Adds (or replaces, by name) a rule; its conditions are parsed first, and a mistake is
 /// named with its place. Answers the stored rule.
@@ -96,54 +90,71 @@ fn evaluate_alerts(
     actor: &str,
     deployment: &str,
     window_us: i64,
-    series: HashMap<String, f64>,
+    series: BTreeMap<String, f64>,
 ) -> Result<Py<PyAny>> {
-    let changes = py.detach(|| -> Result<Vec<Json>> {
-        let mut changes = Vec::new();
-        for stored in registry.inner.alert_rules(Some(deployment))? {
-            if stored.window_us >= window_us {
-                continue;
-            }
-            let rule = Rule::new(
-                &stored.when,
-                u32::try_from(stored.for_windows).unwrap_or(1),
-                stored.resolve_when.as_deref(),
-                stored.only_if.as_deref(),
-            )?;
-            let before = RuleState {
-                state: state_of(&stored.state),
-                held: u32::try_from(stored.held).unwrap_or(0),
-            };
-            let (after, transition) = rule.step(before, &|n| series.get(n).copied());
-            let read: serde_json::Map<String, Json> = rule
-                .series()
-                .into_iter()
-                .map(|n| {
-                    let v = series.get(&n).copied().filter(|x| x.is_finite());
-                    (n, json!(v))
-                })
-                .collect();
-            let outcome = registry.inner.advance_alert(
-                actor,
-                stored.id,
-                window_us,
-                after.state.name(),
-                i64::from(after.held),
-                transition.map(|t| t.name()),
-                &Json::Object(read),
-            )?;
-            if let (Some(alert), Some(t)) = (outcome, transition) {
-                changes.push(json!({
-                    "rule": stored.name,
-                    "transition": t.name(),
-                    "state": after.state.name(),
-                    "alert": alert,
-                }));
-            }
-        }
-        Ok(changes)
+    let changes = py.detach(|| {
+        alerting::evaluate_window(&registry.inner, actor, deployment, window_us, &series)
     })?;
     Ok(object(py, &Json::Array(changes))?)
+}
+
+/// Evaluates the rules of a deployment on every window of a period that closed by `now_us`
+/// (stored windows merged into `window_us` buckets), oldest first, adding `extra` series
+/// (window start -> name -> value). Each change carries its `window_start_us`.
+#[pyfunction]
+#[pyo3(signature = (registry, actor, deployment, since_us, until_us, window_us, now_us, extra))]
+#[allow(clippy::too_many_arguments)]
+fn evaluate_alert_windows(
+    py: Python<'_>,
+    registry: &PyRegistry,
+    actor: &str,
+    deployment: &str,
+    since_us: Option<i64>,
+    until_us: Option<i64>,
+    window_us: i64,
+    now_us: i64,
+    extra: BTreeMap<i64, BTreeMap<String, f64>>,
+) -> Result<Py<PyAny>> {
+    let q = window_query(deployment, since_us, until_us, window_us)?;
+    let changes = py.detach(|| alerting::evaluate(&registry.inner, actor, &q, now_us, &extra))?;
+    Ok(object(py, &Json::Array(changes))?)
+}
+
+/// The series alert rules read, per window of a period (window start -> name -> value):
+/// health, drift and quality of the stored windows.
+#[pyfunction]
+#[pyo3(signature = (registry, deployment, since_us, until_us, window_us))]
+fn alert_window_series(
+    py: Python<'_>,
+    registry: &PyRegistry,
+    deployment: &str,
+    since_us: Option<i64>,
+    until_us: Option<i64>,
+    window_us: i64,
+) -> Result<BTreeMap<i64, BTreeMap<String, f64>>> {
+    let q = window_query(deployment, since_us, until_us, window_us)?;
+    Ok(py.detach(|| alerting::window_series(&registry.inner, &q))?)
+}
+
+fn window_query(
+    deployment: &str,
+    since_us: Option<i64>,
+    until_us: Option<i64>,
+    window_us: i64,
+) -> Result<read::Query> {
+    if window_us < 1_000_000 {
+        return Err(ValidationError::new_err(format!(
+            "alert rules are evaluated on windows of at least one second, not {window_us} µs"
+        ))
+        .into());
+    }
+    Ok(read::Query {
+        deployment: deployment.to_string(),
+        since_us,
+        until_us,
+        bucket_us: window_us,
+        version: None,
+    })
 }
 
 #[pyfunction]
@@ -250,6 +261,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> Result<()> {
     m.add_function(wrap_pyfunction!(alert_rules, m)?)?;
     m.add_function(wrap_pyfunction!(delete_alert_rule, m)?)?;
     m.add_function(wrap_pyfunction!(evaluate_alerts, m)?)?;
+    m.add_function(wrap_pyfunction!(evaluate_alert_windows, m)?)?;
+    m.add_function(wrap_pyfunction!(alert_window_series, m)?)?;
     m.add_function(wrap_pyfunction!(alerts, m)?)?;
     m.add_function(wrap_pyfunction!(ack_alert, m)?)?;
     m.add_function(wrap_pyfunction!(silence, m)?)?;

@@ -5,6 +5,7 @@
 //! windows back as series, for the HTTP API and the Python client ([`read`]), and what is
 //! kept of each answered row so that feedback joins it ([`predictions`]).
 
+pub mod alerting;
 pub mod predictions;
 pub mod process;
 pub mod read;

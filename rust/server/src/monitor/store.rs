@@ -3,7 +3,9 @@
 //! windows and `MAX_PREDICTIONS` predictions), deletes predictions past their retention,
 //! sets the drift gauges of each deployment's latest window, and keeps storage bounded by
 //! rolling windows up ([`compact`]): the windows of every replica in a finished hour merge into one hour window,
-//! finished days into one day window, and the finer windows go after their retention.
+//! finished days into one day window, and the finer windows go after their retention. Once
+//! a stored window has been closed for `ALERT_GRACE` (time for the other replicas' windows of
+//! it to arrive), the deployment's alert rules are evaluated on it ([`alerting`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -17,8 +19,8 @@ use pilothouse_monitor::{Health, Quality};
 use pilothouse_registry::{MonitorWindow, Prediction, Registry, WindowQuery};
 
 use crate::metrics::Metrics;
-use crate::monitor::read;
 use crate::monitor::tap::{Finished, Stored};
+use crate::monitor::{alerting, read};
 
 pub const HOUR_US: i64 = 3_600_000_000;
 pub const DAY_US: i64 = 24 * HOUR_US;
@@ -28,6 +30,9 @@ const MAX_BACKLOG: usize = 100_000;
 /// dropped past this.
 const MAX_PREDICTIONS: usize = 1_000_000;
 const MAX_PREDICTION_BYTES: usize = 256 << 20;
+/// How long after a window closes its alert rules are evaluated: the other replicas' windows
+/// of the same period are stored by then.
+const ALERT_GRACE_US: i64 = 500_000;
 
 /// About the bytes a held prediction takes.
 fn size_of(p: &Prediction) -> usize {
@@ -110,6 +115,10 @@ fn run(
     let mut keep_days: BTreeMap<String, Option<u32>> = BTreeMap::new();
     let mut last_error: Option<String> = None;
     let mut next_compaction = Instant::now() + Duration::from_secs(10);
+    // (deployment, window length) -> the first and last window starts stored whose alert
+    // rules are not evaluated yet
+    let mut to_evaluate: BTreeMap<(String, i64), (i64, i64)> = BTreeMap::new();
+    let actor = format!("pilothouse-server/{replica}");
     loop {
         let mut take = |message: Stored| match message {
             Stored::Windows(finished) => {
@@ -124,7 +133,9 @@ fn run(
                 keep_days.extend(days);
             }
         };
-        let done = match rx.recv_timeout(Duration::from_secs(1)) {
+        // woken sooner while windows wait for their alert rules
+        let wait = if to_evaluate.is_empty() { 1000 } else { 100 };
+        let done = match rx.recv_timeout(Duration::from_millis(wait)) {
             Ok(message) => {
                 take(message);
                 false
@@ -140,10 +151,20 @@ fn run(
         let mut failed = None;
         if !backlog.is_empty() {
             match registry.put_windows(&backlog) {
-                Ok(()) => backlog.clear(),
+                Ok(()) => {
+                    for w in &backlog {
+                        let span = to_evaluate
+                            .entry((w.deployment.clone(), w.length_us))
+                            .or_insert((w.start_us, w.start_us));
+                        span.0 = span.0.min(w.start_us);
+                        span.1 = span.1.max(w.start_us);
+                    }
+                    backlog.clear();
+                }
                 Err(e) => failed = Some(e.to_string()),
             }
         }
+        evaluate_alerts(registry, &actor, &mut to_evaluate);
         if !predictions.is_empty() {
             match registry.put_predictions(replica, &predictions) {
                 Ok(()) => {
@@ -209,6 +230,42 @@ fn run(
             }
         }
     }
+}
+
+/// Evaluates the alert rules of each deployment on its stored windows that have been closed
+/// for `ALERT_GRACE_US`; what is not closed that long yet waits for a later round.
+fn evaluate_alerts(
+    registry: &Registry,
+    actor: &str,
+    to_evaluate: &mut BTreeMap<(String, i64), (i64, i64)>,
+) {
+    let cutoff = crate::now_us().saturating_sub(ALERT_GRACE_US);
+    to_evaluate.retain(|(deployment, length_us), (first, last)| {
+        if first.saturating_add(*length_us) > cutoff {
+            return true; // not closed long enough yet
+        }
+        let q = read::Query {
+            deployment: deployment.clone(),
+            since_us: Some(*first),
+            until_us: None,
+            bucket_us: *length_us,
+            version: None,
+        };
+        match alerting::evaluate(registry, actor, &q, cutoff, &BTreeMap::new()) {
+            Ok(changes) => {
+                for c in &changes {
+                    tracing::info!(event = "alert", deployment, rule = %c["rule"], transition = %c["transition"], "alert {}", c["transition"]);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(event = "alert_evaluation_error", deployment, error = %e, "evaluating alert rules failed; retrying with the next windows");
+            }
+        }
+        // the windows that ended by the cutoff are done; a later one waits for its turn
+        let next = cutoff - cutoff.rem_euclid(*length_us);
+        *first = (*first).max(next);
+        *first <= *last
+    });
 }
 
 /// Sets the drift-share gauges from the latest window of a deployment.
