@@ -25,6 +25,16 @@ COMMANDS = [
     ["serve"],
     ["deploy"],
     ["deployments"],
+    ["monitor"],
+    ["check"],
+    ["checks"],
+    ["policy"],
+    ["alerts"],
+    ["alerts", "list"],
+    ["alerts", "rules"],
+    ["alerts", "channels"],
+    ["alerts", "silence"],
+    ["alerts", "ack"],
 ]
 
 

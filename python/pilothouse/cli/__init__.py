@@ -1,5 +1,5 @@
 """The ``pilothouse`` command: its parser and ``main``; each group of commands lives in its own
-module (``registry``, ``serving``, ``check``) and adds its subcommands here.
+module (``registry``, ``serving``, ``check``, ``alerts``) and adds its subcommands here.
 
 ``pilothouse serve`` runs the model server in the foreground until SIGTERM or Ctrl-C, then
 stops gracefully (requests in flight finish, the payload log is flushed). The registry
@@ -7,7 +7,8 @@ commands (``models``, ``versions``, ``search``, ``aliases``, ``alias``, ``approv
 ``request-promotion``, ``approve``, ``reject``, ``audit``, ``lineage``) print a table for a
 person, or one JSON document on stdout with ``--json``. ``pilothouse check`` runs a suite of
 model checks, records the result on the version and exits with status 1 when one fails;
-``checks`` lists what was recorded and ``policy`` makes an approval require it. Errors print one ``error: ...`` line on
+``checks`` lists what was recorded and ``policy`` makes an approval require it; ``alerts``
+lists alerts, rules and channels, silences and acknowledges. Errors print one ``error: ...`` line on
 stderr and exit with status 1.
 """
 
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from pilothouse import __version__
-from pilothouse.cli import check, registry, serving
+from pilothouse.cli import alerts, check, registry, serving
 from pilothouse.cli._output import _REGISTRY_HELP, _one_line
 from pilothouse.errors import PilothouseError
 
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     registry.add_commands(command)
     serving.add_commands(command)
     check.add_commands(command)
+    alerts.add_commands(command)
     return parser
 
 
