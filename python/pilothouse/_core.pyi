@@ -574,7 +574,9 @@ class Registry:
         alias: str,
         require_approval: bool,
         require_check: str | None = None,
+        allow_rollback: bool | None = None,
     ) -> None: ...
+    def roll_back_alias(self, actor: str, model: str, alias: str, reason: str) -> VersionRecord: ...
     def policies(self, model: str) -> list[tuple[str, str | None]]: ...
     def record_check(
         self, actor: str, model: str, version: int, suite: str, results: str

@@ -357,13 +357,18 @@ class Registry:
         *,
         require_approval: bool = True,
         require_check: str | None = None,
+        allow_rollback: bool | None = None,
     ) -> None:
         """Guard (or, with ``require_approval=False``, unguard) an alias: moving it then
         needs an approved request. With ``require_check`` (a suite's name, or ``"*"`` for
         every suite recorded), a request is approved, and the alias moves with it, only while
         the version's newest check of that suite passed (see ``pilothouse check`` and
-        :meth:`record_check`). ``None`` keeps the policy's requirement; ``""`` drops it."""
-        self._core.set_policy(self.actor, name, alias, require_approval, require_check)
+        :meth:`record_check`). ``None`` keeps the policy's requirement; ``""`` drops it.
+        ``allow_rollback=True`` lets an alert rule's ``rollback`` action move the alias back
+        without an approval (``None`` keeps the policy's setting)."""
+        self._core.set_policy(
+            self.actor, name, alias, require_approval, require_check, allow_rollback
+        )
 
     def policies(self, name: str) -> list[str]:
         """The guarded aliases of a model."""
@@ -563,10 +568,19 @@ def restore_version(name: str, version: int) -> ModelVersion:
 
 
 def set_policy(
-    name: str, alias: str, *, require_approval: bool = True, require_check: str | None = None
+    name: str,
+    alias: str,
+    *,
+    require_approval: bool = True,
+    require_check: str | None = None,
+    allow_rollback: bool | None = None,
 ) -> None:
     default_registry().set_policy(
-        name, alias, require_approval=require_approval, require_check=require_check
+        name,
+        alias,
+        require_approval=require_approval,
+        require_check=require_check,
+        allow_rollback=allow_rollback,
     )
 
 

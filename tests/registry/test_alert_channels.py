@@ -68,7 +68,14 @@ def test_each_channel_gets_its_own_wire_format(backend: Backend, fast_retries: N
             labels={"team": "risk"},
             registry=reg,
         )
-        ph.add_alert_rule("churn", "drift", "drift_share > 0.3", severity="warning", registry=reg)
+        ph.add_alert_rule(
+            "churn",
+            "drift",
+            "drift_share > 0.3",
+            severity="warning",
+            actions=["retrain"],
+            registry=reg,
+        )
         _window(reg, 1, latency_p99_ms=80.0, drift_share=0.1)
         _window(reg, 2, latency_p99_ms=10.0, drift_share=0.1)
         _window(reg, 3, latency_p99_ms=10.0, drift_share=0.5)  # a warning: not for oncall
@@ -76,7 +83,14 @@ def test_each_channel_gets_its_own_wire_format(backend: Backend, fast_retries: N
 
         # the webhook: signed JSON with the alert, as the registry's webhooks are
         events = [h["X-Pilothouse-Event"] for h, _ in hook.received]
-        assert events == ["alert.fired", "alert.resolved", "alert.fired"]
+        assert events == ["alert.fired", "alert.resolved", "alert.fired", "alert.retrain"]
+        # the retraining request: the pipeline learns why and how to fetch labelled traffic
+        retrain = _bodies(hook)[3]["data"]
+        assert (retrain["deployment"], retrain["rule"]) == ("churn", "drift")
+        assert retrain["series"] == {"drift_share": 0.5}
+        assert retrain["window_us"] == 3 * MINUTE
+        assert retrain["export"]["since_us"] == 3 * MINUTE - 30 * 86_400_000_000
+        assert 'ph.monitor("churn").export("retrain.parquet"' in retrain["export"]["python"]
         for headers, body in hook.received:
             expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
             assert hmac.compare_digest(headers["X-Pilothouse-Signature"], expected)

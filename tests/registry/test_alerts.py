@@ -157,3 +157,46 @@ def test_bad_rules_are_refused_and_nothing_is_stored(
         ph.silence("churn", reason=" ", registry=reg)
     with pytest.raises(ph.NotFoundError, match="alert not found"):
         ph.ack(999, registry=reg)
+
+
+def test_a_rollback_action_moves_the_alias_back_unless_a_policy_forbids(
+    backend: Backend,
+) -> None:
+    reg = backend.open("ann")
+    lead = backend.open("lead")
+    raw, _ = models.logistic_regression()
+    for _ in range(3):
+        reg.log_model(raw, "churn")
+    reg.set_alias("churn", "champion", 1)
+    reg.set_alias("churn", "champion", 2)
+    ph.deploy("churn", alias="champion", registry=reg)
+    ph.add_alert_rule(
+        "churn", "accuracy", "realized.accuracy < 0.8", actions=["rollback"], registry=reg
+    )
+    (fired,) = _window(reg, 1, **{"realized.accuracy": 0.6})
+    assert fired["rollback"] == {"alias": "champion", "version": 1}
+    assert reg.get_version("models:/churn@champion").version == 1
+    moves = reg.alias_history("churn", "champion")
+    assert (moves[-1].version, moves[-1].previous, moves[-1].actor) == (1, 2, "ann")
+    event = [e for e in reg.audit_log(model="churn") if e.action == "alias.rollback"][-1]
+    assert event.details["reason"] == "alert rule 'accuracy' of deployment churn fired"
+
+    # a guarded alias rolls back only when its policy allows it
+    _window(reg, 2, **{"realized.accuracy": 0.9})  # resolved
+    lead.set_policy("churn", "champion")
+    request = reg.request_promotion("churn", "champion", 3)
+    lead.approve(request)
+    reg.set_alias("churn", "champion", 3)
+    (refused,) = _window(reg, 3, **{"realized.accuracy": 0.6})
+    assert "does not allow automatic rollback" in refused["rollback"]["error"]
+    assert reg.get_version("models:/churn@champion").version == 3
+    _window(reg, 4, **{"realized.accuracy": 0.9})
+    lead.set_policy("churn", "champion", allow_rollback=True)
+    (allowed,) = _window(reg, 5, **{"realized.accuracy": 0.6})
+    assert allowed["rollback"] == {"alias": "champion", "version": 1}
+    # the policy keeps guarding the alias, and keeps allowing rollbacks when re-set
+    lead.set_policy("churn", "champion")
+    policy = [e for e in reg.audit_log(model="churn") if e.action == "policy.set"][-1]
+    assert policy.details["allow_rollback"] is True
+    with pytest.raises(ph.ApprovalRequiredError):
+        reg.set_alias("churn", "champion", 3)

@@ -173,6 +173,7 @@ def test_a_policy_requires_a_passing_check_before_approval(backend: Backend) -> 
         "alias": "champion",
         "require_approval": True,
         "require_check": "model-checks",
+        "allow_rollback": False,
     }
     assert [e.details["require_check"] for e in events[1:]] == ["*", "*", None]
 

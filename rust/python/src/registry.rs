@@ -272,7 +272,8 @@ impl PyRegistry {
         Ok(each(py, records, AliasMoveRecord::new)?)
     }
 
-    #[pyo3(signature = (actor, model, alias, require_approval, require_check=None))]
+    #[pyo3(signature = (actor, model, alias, require_approval, require_check=None, allow_rollback=None))]
+    #[allow(clippy::too_many_arguments)]
     fn set_policy(
         &self,
         py: Python<'_>,
@@ -281,11 +282,31 @@ impl PyRegistry {
         alias: &str,
         require_approval: bool,
         require_check: Option<&str>,
+        allow_rollback: Option<bool>,
     ) -> Result<()> {
         Ok(py.detach(|| {
-            self.inner
-                .set_policy(actor, model, alias, require_approval, require_check)
+            self.inner.set_policy(
+                actor,
+                model,
+                alias,
+                require_approval,
+                require_check,
+                allow_rollback,
+            )
         })?)
+    }
+
+    /// Moves an alias back to the version it held before its last move.
+    fn roll_back_alias(
+        &self,
+        py: Python<'_>,
+        actor: &str,
+        model: &str,
+        alias: &str,
+        reason: &str,
+    ) -> Result<VersionRecord> {
+        let record = py.detach(|| self.inner.roll_back_alias(actor, model, alias, reason))?;
+        Ok(VersionRecord::new(py, record)?)
     }
 
     /// The guarded aliases, each with the suite it requires a passing check of (or None).

@@ -496,4 +496,8 @@ CREATE TABLE alert_channels (
     created_by TEXT NOT NULL
 );
 "#,
+    // 14: a guarded alias an alert rule may roll back by itself
+    r#"
+ALTER TABLE policies ADD COLUMN allow_rollback BIGINT NOT NULL DEFAULT 0;
+"#,
 ];

@@ -118,7 +118,8 @@ fn aliases_move_with_history_and_answer_for_the_past() {
 fn guarded_aliases_need_another_persons_approval() {
     let (reg, _t) = fresh("approvals");
     reg.log_model("ann", &version("m", b"a")).unwrap();
-    reg.set_policy("lead", "m", "champion", true, None).unwrap();
+    reg.set_policy("lead", "m", "champion", true, None, None)
+        .unwrap();
     assert!(matches!(
         reg.set_alias("ann", "m", "champion", 1),
         Err(RegistryError::ApprovalRequired(_))

@@ -87,6 +87,62 @@ impl Registry {
         Ok(record)
     }
 
+    /// Moves `alias` back to the version it pointed at before its last move (an alert
+    /// rule's `rollback` action). A guarded alias rolls back only when its policy allows
+    /// it (`allow_rollback`); the move is in the alias's history and the audit log.
+    pub fn roll_back_alias(
+        &self,
+        actor: &str,
+        model: &str,
+        alias: &str,
+        reason: &str,
+    ) -> Result<Version> {
+        names::alias(alias)?;
+        let at = now_micros();
+        let version = self.write(|tx| {
+            tx.lock(&format!("pilothouse.model.{model}"))?;
+            let current = query_one(tx, "SELECT version FROM aliases WHERE model = ? AND alias = ?", &[model.into(), alias.into()])?
+                .and_then(|r| r[0].as_i64())
+                .ok_or_else(|| RegistryError::not_found("alias", format!("{model}@{alias}")))?;
+            let previous = query_one(
+                tx,
+                "SELECT previous FROM alias_history WHERE model = ? AND alias = ? AND version = ? ORDER BY id DESC LIMIT 1",
+                &[model.into(), alias.into(), Value::Int(current)],
+            )?
+            .and_then(|r| r[0].as_i64())
+            .ok_or_else(|| RegistryError::Conflict(format!("alias '{alias}' of {model} has no earlier version to roll back to")))?;
+            let policy = query_one(tx, "SELECT allow_rollback FROM policies WHERE model = ? AND alias = ?", &[model.into(), alias.into()])?;
+            if let Some(row) = policy {
+                if row[0].as_i64().unwrap_or(0) == 0 {
+                    return Err(RegistryError::ApprovalRequired(format!(
+                        "alias '{alias}' of {model} is guarded by a policy that does not allow automatic rollback; allow it (set_policy(..., allow_rollback=True)) or promote version {previous} through an approval"
+                    )));
+                }
+            }
+            let row = Self::version_row(tx, model, previous)?;
+            if records::Named::new(Version::COLUMNS, &row).text("status").as_deref() == Some("archived") {
+                return Err(RegistryError::Conflict(format!("models:/{model}/{previous} is archived; it cannot take alias '{alias}' back")));
+            }
+            tx.execute(
+                "UPDATE aliases SET version = ?, updated_at = ?, updated_by = ? WHERE model = ? AND alias = ?",
+                &[Value::Int(previous), Value::Int(at), actor.into(), model.into(), alias.into()],
+            )?;
+            tx.execute(
+                "INSERT INTO alias_history (model, alias, version, previous, at, actor, approval_id) VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                &[model.into(), alias.into(), Value::Int(previous), Value::Int(current), Value::Int(at), actor.into()],
+            )?;
+            audit::append(tx, at, actor, "alias.rollback", Some(model), &json!({"alias": alias, "version": previous, "previous": current, "reason": reason}))?;
+            Ok(previous)
+        })?;
+        let record = self.get_version(model, version)?;
+        self.hooks.notify(
+            model,
+            Event::AliasMoved,
+            json!({"alias": alias, "version": record.to_json(), "rollback": true}),
+        );
+        Ok(record)
+    }
+
     pub fn delete_alias(&self, actor: &str, model: &str, alias: &str) -> Result<()> {
         let at = now_micros();
         self.write(|tx| {

@@ -12,7 +12,8 @@ impl Registry {
     /// alias moves only with an approved request. `require_check` names a suite (or `*`:
     /// every suite recorded) whose newest check on the version must have passed before a
     /// request is approved and before the alias moves with it; `Some("")` drops that
-    /// requirement, and `None` keeps what the policy had.
+    /// requirement, and `None` keeps what the policy had. `allow_rollback` lets an alert
+    /// rule's `rollback` action move the alias back without an approval (`None` keeps it).
     pub fn set_policy(
         &self,
         actor: &str,
@@ -20,6 +21,7 @@ impl Registry {
         alias: &str,
         require_approval: bool,
         require_check: Option<&str>,
+        allow_rollback: Option<bool>,
     ) -> Result<()> {
         names::alias(alias)?;
         if let Some(suite) = require_check.filter(|s| !s.is_empty()) {
@@ -39,18 +41,20 @@ impl Registry {
             tx.lock(&format!("pilothouse.model.{model}"))?;
             query_one(tx, "SELECT 1 FROM models WHERE name = ?", &[model.into()])?.ok_or_else(|| RegistryError::not_found("model", model))?;
             if require_approval {
-                let kept = query_one(tx, "SELECT require_check FROM policies WHERE model = ? AND alias = ?", &[model.into(), alias.into()])?
-                    .and_then(|r| r[0].as_str().map(str::to_string));
+                let kept = query_one(tx, "SELECT require_check, allow_rollback FROM policies WHERE model = ? AND alias = ?", &[model.into(), alias.into()])?;
+                let kept_check = kept.as_ref().and_then(|r| r[0].as_str().map(str::to_string));
+                let kept_rollback = kept.as_ref().and_then(|r| r[1].as_i64()).unwrap_or(0) != 0;
                 let check = match require_check {
-                    None => kept,
+                    None => kept_check,
                     Some("") => None,
                     Some(suite) => Some(suite.to_string()),
                 };
+                let rollback = allow_rollback.unwrap_or(kept_rollback);
                 tx.execute(
-                    "INSERT INTO policies (model, alias, require_check) VALUES (?, ?, ?) ON CONFLICT (model, alias) DO UPDATE SET require_check = excluded.require_check",
-                    &[model.into(), alias.into(), check.clone().map_or(Value::Null, Value::Text)],
+                    "INSERT INTO policies (model, alias, require_check, allow_rollback) VALUES (?, ?, ?, ?) ON CONFLICT (model, alias) DO UPDATE SET require_check = excluded.require_check, allow_rollback = excluded.allow_rollback",
+                    &[model.into(), alias.into(), check.clone().map_or(Value::Null, Value::Text), Value::Int(rollback.into())],
                 )?;
-                audit::append(tx, at, actor, "policy.set", Some(model), &json!({"alias": alias, "require_approval": true, "require_check": check}))
+                audit::append(tx, at, actor, "policy.set", Some(model), &json!({"alias": alias, "require_approval": true, "require_check": check, "allow_rollback": rollback}))
             } else {
                 tx.execute("DELETE FROM policies WHERE model = ? AND alias = ?", &[model.into(), alias.into()])?;
                 audit::append(tx, at, actor, "policy.set", Some(model), &json!({"alias": alias, "require_approval": false, "require_check": null}))

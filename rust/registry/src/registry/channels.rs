@@ -279,6 +279,22 @@ impl Registry {
                 &[r[2].clone(), event.into(), delivery.into(), body.to_string().into(), Value::Int(at), Value::Int(at)],
             )?;
             queued += 1;
+            // a retraining request goes to the pipelines (webhook channels) with its context
+            let retrain = transition == "fired"
+                && kind == "webhook"
+                && rule
+                    .actions
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == "retrain"));
+            if retrain {
+                let delivery = uuid::Uuid::new_v4().to_string();
+                let body = retrain_request(rule, alert, series, &delivery, at);
+                tx.execute(
+                    "INSERT INTO outbox (webhook_id, event, delivery, payload, attempts, next_at, claimed_until, claimed_by, created_at) VALUES (?, 'alert.retrain', ?, ?, 0, ?, 0, '', ?)",
+                    &[r[2].clone(), delivery.into(), body.to_string().into(), Value::Int(at), Value::Int(at)],
+                )?;
+                queued += 1;
+            }
         }
         Ok(queued)
     }
@@ -369,4 +385,36 @@ fn message(kind: &str, secret: &str, c: &Change<'_>, delivery: &str, at: i64) ->
             "data": {"alert": alert, "summary": text, "series": c.series, "labels": rule.labels, "condition": rule.when, "actions": rule.actions},
         }),
     }
+}
+
+/// A retraining request: which deployment and why, and how to fetch its labelled traffic.
+fn retrain_request(
+    rule: &AlertRule,
+    alert: &Alert,
+    series: &Json,
+    delivery: &str,
+    at: i64,
+) -> Json {
+    let since_us = alert.fired_window_us.saturating_sub(30 * 86_400_000_000);
+    json!({
+        "event": "alert.retrain",
+        "delivery": delivery,
+        "at": at,
+        "data": {
+            "deployment": alert.deployment,
+            "rule": alert.rule,
+            "condition": rule.when,
+            "alert": alert.id,
+            "window_us": alert.fired_window_us,
+            "series": series,
+            "labels": rule.labels,
+            "export": {
+                "since_us": since_us,
+                "python": format!(
+                    "ph.monitor({:?}).export(\"retrain.parquet\", since=<{}>, labelled=True)",
+                    alert.deployment, since_us
+                ),
+            },
+        },
+    })
 }

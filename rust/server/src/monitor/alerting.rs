@@ -7,13 +7,14 @@
 use std::collections::BTreeMap;
 
 use pilothouse_drift::compare::Options;
-use pilothouse_monitor::alert::{Rule, RuleState, State};
+use pilothouse_monitor::alert::{Rule, RuleState, State, Transition};
 use pilothouse_monitor::series::Side;
 use pilothouse_registry::Registry;
 use serde_json::{json, Value as Json};
 
 use super::read::{self, Query};
 use crate::error::Result;
+use crate::spec::{DeploymentSpec, Target};
 
 /// A window's series by name, per window start (microseconds since the epoch).
 pub type Series = BTreeMap<i64, BTreeMap<String, f64>>;
@@ -176,15 +177,50 @@ pub fn evaluate_window(
             &Json::Object(read),
         )?;
         if let (Some(alert), Some(t)) = (outcome, transition) {
-            changes.push(json!({
+            let mut change = json!({
                 "rule": stored.name,
                 "transition": t.name(),
                 "state": after.state.name(),
                 "alert": alert,
-            }));
+            });
+            let rollback = stored
+                .actions
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "rollback"));
+            if rollback && t == Transition::Fired {
+                change["rollback"] = roll_back(registry, actor, deployment, &stored.name);
+            }
+            changes.push(change);
         }
     }
     Ok(changes)
+}
+
+/// A fired rule's `rollback`: the alias the deployment routes to (its first alias route)
+/// moves back to the version it held before. Answers what happened, for the change.
+fn roll_back(registry: &Registry, actor: &str, deployment: &str, rule: &str) -> Json {
+    let outcome = (|| -> Result<Json> {
+        let d = registry.deployment(deployment)?;
+        let spec = DeploymentSpec::from_json(&d.spec)?;
+        let Some(alias) = spec.routes.iter().find_map(|r| match &r.target {
+            Target::Alias(a) => Some(a.clone()),
+            Target::Version(_) => None,
+        }) else {
+            return Ok(
+                json!({"error": "the deployment routes to fixed versions, not an alias: nothing to roll back"}),
+            );
+        };
+        let reason = format!("alert rule '{rule}' of deployment {deployment} fired");
+        let v = registry.roll_back_alias(actor, &d.model, &alias, &reason)?;
+        Ok(json!({"alias": alias, "version": v.version}))
+    })();
+    match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::warn!(event = "alert_rollback_refused", deployment, rule, error = %e, "the rollback an alert asked for did not happen");
+            json!({"error": e.to_string()})
+        }
+    }
 }
 
 /// Evaluates the closed windows of `q` (those ending by `now_us`), oldest first, adding
