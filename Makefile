@@ -71,6 +71,7 @@ bench: install
 	    $(HOME)/.cache/pilothouse/nannyml-venv/bin/pip install --quiet nannyml statsmodels pyarrow )
 	$(PYTHON) benchmarks/performance.py
 	$(PYTHON) benchmarks/validation.py
+	$(PYTHON) benchmarks/alerts.py
 	# the serving benchmark: wrk from Debian's packages, BentoML in its own virtualenv
 	command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	test -x $(HOME)/.cache/pilothouse/bentoml-venv/bin/python || \

@@ -34,7 +34,7 @@ pub use records::{
     Reference, Run, RunCode, ToJson, Version, WindowQuery,
 };
 pub use registry::{
-    parse_uri, Alert, AlertRule, Channel, Dataset, Feedback, FeedbackCounts, Labelled,
+    parse_uri, Alert, AlertRule, AlertStep, Channel, Dataset, Feedback, FeedbackCounts, Labelled,
     NewAlertRule, NewChannel, NewFeedback, NewRun, NewVersion, Prediction, Registry, Silence,
     Target, VersionRef, ACTIONS, ANY_SUITE, CHANNEL_KINDS, SEVERITIES,
 };

@@ -1,7 +1,7 @@
 //! Alerts: rules per deployment, each rule's state as windows are evaluated, the alerts it
 //! fired and resolved, silences and acknowledgements, with their record types. Conditions
 //! are stored as written; parsing and stepping them is the monitor crate's, done by the
-//! caller, which hands each window's outcome to [`Registry::advance_alert`]. That call is
+//! caller, which hands each window's outcome to [`Registry::advance_alerts`]. That call is
 //! where replicas meet: the first to advance a rule past a window wins, and the others find
 //! the window done, so every transition is recorded (and later delivered) once.
 
@@ -72,6 +72,19 @@ pub struct Alert {
     pub silenced: bool,
     pub acked_by: Option<String>,
     pub acked_at: Option<i64>,
+}
+
+/// What evaluating one rule on a window gave, for [`Registry::advance_alerts`].
+#[derive(Debug, Clone)]
+pub struct AlertStep {
+    pub rule_id: i64,
+    /// inactive, pending or firing.
+    pub state: String,
+    pub held: i64,
+    /// fired, resolved, pending, cleared, or none.
+    pub transition: Option<String>,
+    /// The series the rule read.
+    pub series: Json,
 }
 
 /// A silence: a deployment's alerts (of one rule, or all) fire quietly until it expires.
@@ -316,100 +329,159 @@ impl Registry {
         })
     }
 
-    /// Records what evaluating `rule_id` on the window starting at `window_us` gave: the
-    /// rule's new state, and the transition (`fired`, `resolved`, or none) with the series
-    /// read. Returns `None` when that window (or a later one) was already evaluated, by this
-    /// process or another replica: each window advances a rule once. A fired alert opens an
-    /// alert (quiet when a silence covers it); a resolved one closes it; both are audited.
-    #[allow(clippy::too_many_arguments)]
-    pub fn advance_alert(
+    /// Records what evaluating rules of `deployment` on the window starting at `window_us`
+    /// gave, in one transaction: each rule's new state and the transition (`fired`,
+    /// `resolved`, or none) with the series it read. A rule already evaluated on that window
+    /// (or a later one), by this process or another replica, is left as it is and answers
+    /// `None`: each window advances a rule once. Otherwise it answers the alert opened or
+    /// closed, if any. A fired alert opens an alert (quiet when a silence covers it); a
+    /// resolved one closes it; both are audited and queued for the channels.
+    pub fn advance_alerts(
         &self,
         actor: &str,
-        rule_id: i64,
+        deployment: &str,
         window_us: i64,
-        state: &str,
-        held: i64,
-        transition: Option<&str>,
-        series: &Json,
-    ) -> Result<Option<Option<Alert>>> {
-        if !["inactive", "pending", "firing"].contains(&state) {
+        steps: &[AlertStep],
+    ) -> Result<Vec<Option<Option<Alert>>>> {
+        if let Some(bad) = steps
+            .iter()
+            .find(|s| !["inactive", "pending", "firing"].contains(&s.state.as_str()))
+        {
             return Err(RegistryError::invalid(
                 "alert state",
-                state,
+                &bad.state,
                 "use inactive, pending or firing",
             ));
         }
         let at = now_micros();
         let mut queued = 0;
-        let outcome = self.write(|tx| {
+        let outcomes = self.write(|tx| {
             queued = 0;
-            let rule = rules_where(tx, "WHERE r.id = ?", &[Value::Int(rule_id)])?
-                .pop()
-                .ok_or_else(|| RegistryError::not_found("alert rule", rule_id.to_string()))?;
-            lock(tx, &rule.deployment)?;
-            let done = query_one(tx, "SELECT window_us FROM alert_states WHERE rule_id = ?", &[Value::Int(rule_id)])?
-                .and_then(|r| r[0].as_i64())
-                .unwrap_or(0);
-            if done >= window_us {
-                return Ok(None);
+            lock(tx, deployment)?;
+            let model = query_one(
+                tx,
+                "SELECT model FROM deployments WHERE name = ?",
+                &[deployment.into()],
+            )?
+            .and_then(|r| r[0].as_str().map(str::to_string));
+            let mut outcomes = Vec::with_capacity(steps.len());
+            for step in steps {
+                outcomes.push(Self::advance(
+                    tx,
+                    at,
+                    actor,
+                    deployment,
+                    model.as_deref(),
+                    window_us,
+                    step,
+                    &mut queued,
+                )?);
             }
-            tx.execute(
-                "UPDATE alert_states SET state = ?, held = ?, window_us = ? WHERE rule_id = ?",
-                &[state.into(), Value::Int(held), Value::Int(window_us), Value::Int(rule_id)],
-            )?;
-            let model = query_one(tx, "SELECT model FROM deployments WHERE name = ?", &[rule.deployment.as_str().into()])?.and_then(|r| r[0].as_str().map(str::to_string));
-            let changed = match transition {
-                Some("fired") => {
-                    let silenced = query_one(
-                        tx,
-                        "SELECT 1 FROM alert_silences WHERE deployment = ? AND (rule IS NULL OR rule = ?) AND until_us > ?",
-                        &[rule.deployment.as_str().into(), rule.name.as_str().into(), Value::Int(at)],
-                    )?
-                    .is_some();
-                    let id = query_one(
-                        tx,
-                        "INSERT INTO alerts (rule_id, deployment, rule, severity, state, fired_at, fired_window_us, series, silenced) VALUES (?, ?, ?, ?, 'firing', ?, ?, ?, ?) RETURNING id",
-                        &[Value::Int(rule_id), rule.deployment.as_str().into(), rule.name.as_str().into(), rule.severity.as_str().into(), Value::Int(at), Value::Int(window_us), series.to_string().into(), Value::Int(silenced.into())],
-                    )?
-                    .and_then(|r| r[0].as_i64())
-                    .unwrap_or(0);
-                    audit::append(tx, at, actor, "alert.fire", model.as_deref(), &json!({"alert": id, "deployment": rule.deployment, "rule": rule.name, "severity": rule.severity, "window_us": window_us, "series": series, "silenced": silenced}))?;
-                    if !silenced {
-                        let alert = Self::alert(tx, id)?;
-                        queued += Self::queue_alert(tx, &rule, &alert, "fired", series)?;
-                    }
-                    Some(id)
-                }
-                Some("resolved") => {
-                    let open = query_one(tx, "SELECT id FROM alerts WHERE rule_id = ? AND state = 'firing' ORDER BY id DESC LIMIT 1", &[Value::Int(rule_id)])?.and_then(|r| r[0].as_i64());
-                    if let Some(id) = open {
-                        tx.execute(
-                            "UPDATE alerts SET state = 'resolved', resolved_at = ?, resolved_window_us = ? WHERE id = ?",
-                            &[Value::Int(at), Value::Int(window_us), Value::Int(id)],
-                        )?;
-                        audit::append(tx, at, actor, "alert.resolve", model.as_deref(), &json!({"alert": id, "deployment": rule.deployment, "rule": rule.name, "window_us": window_us, "series": series}))?;
-                        let alert = Self::alert(tx, id)?;
-                        if !alert.silenced {
-                            queued += Self::queue_alert(tx, &rule, &alert, "resolved", series)?;
-                        }
-                    }
-                    open
-                }
-                None | Some("pending") | Some("cleared") => None,
-                Some(other) => {
-                    return Err(RegistryError::invalid("alert transition", other, "use fired, resolved, pending or cleared"))
-                }
-            };
-            let alert = match changed {
-                Some(id) => Some(Self::alert(tx, id)?),
-                None => None,
-            };
-            Ok(Some(alert))
+            Ok(outcomes)
         })?;
         if queued > 0 {
             self.hooks.poke();
         }
-        Ok(outcome)
+        Ok(outcomes)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn advance(
+        tx: &mut dyn Tx,
+        at: i64,
+        actor: &str,
+        deployment: &str,
+        model: Option<&str>,
+        window_us: i64,
+        step: &AlertStep,
+        queued: &mut usize,
+    ) -> Result<Option<Option<Alert>>> {
+        let rule_id = step.rule_id;
+        let Some(rule) = rules_where(
+            tx,
+            "WHERE r.id = ? AND r.deployment = ?",
+            &[Value::Int(rule_id), deployment.into()],
+        )?
+        .pop() else {
+            return Ok(None); // replaced or deleted since it was read
+        };
+        if rule.window_us >= window_us {
+            return Ok(None);
+        }
+        tx.execute(
+            "UPDATE alert_states SET state = ?, held = ?, window_us = ? WHERE rule_id = ?",
+            &[
+                step.state.as_str().into(),
+                Value::Int(step.held),
+                Value::Int(window_us),
+                Value::Int(rule_id),
+            ],
+        )?;
+        let series = &step.series;
+        let changed = match step.transition.as_deref() {
+            Some("fired") => {
+                let silenced = query_one(
+                    tx,
+                    "SELECT 1 FROM alert_silences WHERE deployment = ? AND (rule IS NULL OR rule = ?) AND until_us > ?",
+                    &[deployment.into(), rule.name.as_str().into(), Value::Int(at)],
+                )?
+                .is_some();
+                let id = query_one(
+                    tx,
+                    "INSERT INTO alerts (rule_id, deployment, rule, severity, state, fired_at, fired_window_us, series, silenced) VALUES (?, ?, ?, ?, 'firing', ?, ?, ?, ?) RETURNING id",
+                    &[Value::Int(rule_id), deployment.into(), rule.name.as_str().into(), rule.severity.as_str().into(), Value::Int(at), Value::Int(window_us), series.to_string().into(), Value::Int(silenced.into())],
+                )?
+                .and_then(|r| r[0].as_i64())
+                .unwrap_or(0);
+                audit::append(
+                    tx,
+                    at,
+                    actor,
+                    "alert.fire",
+                    model,
+                    &json!({"alert": id, "deployment": deployment, "rule": rule.name, "severity": rule.severity, "window_us": window_us, "series": series, "silenced": silenced}),
+                )?;
+                if !silenced {
+                    let alert = Self::alert(tx, id)?;
+                    *queued += Self::queue_alert(tx, &rule, &alert, "fired", series)?;
+                }
+                Some(id)
+            }
+            Some("resolved") => {
+                let open = query_one(tx, "SELECT id FROM alerts WHERE rule_id = ? AND state = 'firing' ORDER BY id DESC LIMIT 1", &[Value::Int(rule_id)])?.and_then(|r| r[0].as_i64());
+                if let Some(id) = open {
+                    tx.execute(
+                        "UPDATE alerts SET state = 'resolved', resolved_at = ?, resolved_window_us = ? WHERE id = ?",
+                        &[Value::Int(at), Value::Int(window_us), Value::Int(id)],
+                    )?;
+                    audit::append(
+                        tx,
+                        at,
+                        actor,
+                        "alert.resolve",
+                        model,
+                        &json!({"alert": id, "deployment": deployment, "rule": rule.name, "window_us": window_us, "series": series}),
+                    )?;
+                    let alert = Self::alert(tx, id)?;
+                    if !alert.silenced {
+                        *queued += Self::queue_alert(tx, &rule, &alert, "resolved", series)?;
+                    }
+                }
+                open
+            }
+            None | Some("pending") | Some("cleared") => None,
+            Some(other) => {
+                return Err(RegistryError::invalid(
+                    "alert transition",
+                    other,
+                    "use fired, resolved, pending or cleared",
+                ))
+            }
+        };
+        Ok(Some(match changed {
+            Some(id) => Some(Self::alert(tx, id)?),
+            None => None,
+        }))
     }
 
     fn alert(tx: &mut dyn Tx, id: i64) -> Result<Alert> {

@@ -40,7 +40,7 @@ mod runs;
 mod versions;
 
 pub use crate::now_micros;
-pub use alerts::{Alert, AlertRule, NewAlertRule, Silence, ACTIONS, SEVERITIES};
+pub use alerts::{Alert, AlertRule, AlertStep, NewAlertRule, Silence, ACTIONS, SEVERITIES};
 pub use channels::{Channel, NewChannel, CHANNEL_KINDS};
 pub use checks::ANY_SUITE;
 pub use feedback::{Feedback, FeedbackCounts, NewFeedback, Target};

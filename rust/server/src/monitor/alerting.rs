@@ -1,7 +1,7 @@
 //! Alert rules evaluated on a deployment's stored windows: the series each window has
 //! (service health, input drift, data quality: every replica's windows merged, as `read`
 //! gives them) and every rule stepped on each closed window, the outcome recorded once in
-//! the registry (`Registry::advance_alert`). The server runs this as its windows close; the
+//! the registry (`Registry::advance_alerts`, one transaction per deployment and window). The server runs this as its windows close; the
 //! Python client runs the same, adding the performance series it computes.
 
 use std::collections::BTreeMap;
@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use pilothouse_drift::compare::Options;
 use pilothouse_monitor::alert::{Rule, RuleState, State, Transition};
 use pilothouse_monitor::series::Side;
-use pilothouse_registry::Registry;
+use pilothouse_registry::{AlertStep, Registry};
 use serde_json::{json, Value as Json};
 
 use super::read::{self, Query};
@@ -131,7 +131,8 @@ pub fn evaluate_window(
     window_us: i64,
     series: &BTreeMap<String, f64>,
 ) -> Result<Vec<Json>> {
-    let mut changes = Vec::new();
+    let mut steps = Vec::new();
+    let mut stepped = Vec::new();
     for stored in registry.alert_rules(Some(deployment))? {
         if stored.window_us >= window_us {
             continue;
@@ -167,31 +168,38 @@ pub fn evaluate_window(
                 (n, json!(v))
             })
             .collect();
-        let outcome = registry.advance_alert(
-            actor,
-            stored.id,
-            window_us,
-            after.state.name(),
-            i64::from(after.held),
-            transition.map(|t| t.name()),
-            &Json::Object(read),
-        )?;
-        if let (Some(alert), Some(t)) = (outcome, transition) {
-            let mut change = json!({
-                "rule": stored.name,
-                "transition": t.name(),
-                "state": after.state.name(),
-                "alert": alert,
-            });
-            let rollback = stored
-                .actions
-                .as_array()
-                .is_some_and(|a| a.iter().any(|x| x == "rollback"));
-            if rollback && t == Transition::Fired {
-                change["rollback"] = roll_back(registry, actor, deployment, &stored.name);
-            }
-            changes.push(change);
+        steps.push(AlertStep {
+            rule_id: stored.id,
+            state: after.state.name().to_string(),
+            held: i64::from(after.held),
+            transition: transition.map(|t| t.name().to_string()),
+            series: Json::Object(read),
+        });
+        stepped.push((stored, after, transition));
+    }
+    if steps.is_empty() {
+        return Ok(Vec::new());
+    }
+    let outcomes = registry.advance_alerts(actor, deployment, window_us, &steps)?;
+    let mut changes = Vec::new();
+    for ((stored, after, transition), outcome) in stepped.into_iter().zip(outcomes) {
+        let (Some(alert), Some(t)) = (outcome, transition) else {
+            continue;
+        };
+        let mut change = json!({
+            "rule": stored.name,
+            "transition": t.name(),
+            "state": after.state.name(),
+            "alert": alert,
+        });
+        let rollback = stored
+            .actions
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "rollback"));
+        if rollback && t == Transition::Fired {
+            change["rollback"] = roll_back(registry, actor, deployment, &stored.name);
         }
+        changes.push(change);
     }
     Ok(changes)
 }
