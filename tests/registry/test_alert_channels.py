@@ -11,26 +11,11 @@ import json
 from typing import Any
 
 import pytest
+from alert_setup import MINUTE, deployed, window
 from postgres import Backend
 from receivers import Receiver
 
-import models
 import pilothouse as ph
-from pilothouse import _core
-
-MINUTE = 60_000_000
-
-
-def _deployed(backend: Backend) -> ph.Registry:
-    reg = backend.open("ann")
-    raw, _ = models.logistic_regression()
-    reg.log_model(raw, "churn")
-    ph.deploy("churn", "churn", version=1, registry=reg)
-    return reg
-
-
-def _window(reg: ph.Registry, minute: int, **series: float) -> list[dict[str, Any]]:
-    return _core.evaluate_alerts(reg._core, reg.actor, "churn", minute * MINUTE, series)
 
 
 def _bodies(receiver: Receiver) -> list[dict[str, Any]]:
@@ -38,7 +23,7 @@ def _bodies(receiver: Receiver) -> list[dict[str, Any]]:
 
 
 def test_each_channel_gets_its_own_wire_format(backend: Backend, fast_retries: None) -> None:
-    reg = _deployed(backend)
+    reg = deployed(backend)
     hook, slack, pager, quiet = Receiver(), Receiver(), Receiver(), Receiver()
     try:
         ph.add_channel("pipeline", "webhook", url=hook.url, secret="s3cret", registry=reg)
@@ -76,9 +61,9 @@ def test_each_channel_gets_its_own_wire_format(backend: Backend, fast_retries: N
             actions=["retrain"],
             registry=reg,
         )
-        _window(reg, 1, latency_p99_ms=80.0, drift_share=0.1)
-        _window(reg, 2, latency_p99_ms=10.0, drift_share=0.1)
-        _window(reg, 3, latency_p99_ms=10.0, drift_share=0.5)  # a warning: not for oncall
+        window(reg, 1, latency_p99_ms=80.0, drift_share=0.1)
+        window(reg, 2, latency_p99_ms=10.0, drift_share=0.1)
+        window(reg, 3, latency_p99_ms=10.0, drift_share=0.5)  # a warning: not for oncall
         assert reg.flush_webhooks(10)
 
         # the webhook: signed JSON with the alert, as the registry's webhooks are
@@ -142,7 +127,7 @@ def test_each_channel_gets_its_own_wire_format(backend: Backend, fast_retries: N
 def test_silenced_alerts_are_not_sent_and_a_receiver_down_is_retried(
     backend: Backend, fast_retries: None
 ) -> None:
-    reg = _deployed(backend)
+    reg = deployed(backend)
     down = Receiver(status=503)
     up = Receiver()
     try:
@@ -150,14 +135,14 @@ def test_silenced_alerts_are_not_sent_and_a_receiver_down_is_retried(
         ph.add_channel("team", "slack", url=up.url, registry=reg)
         ph.add_alert_rule("churn", "errors", "error_rate > 0.1", registry=reg)
         ph.silence("churn", rule="errors", for_="1h", reason="maintenance", registry=reg)
-        (fired,) = _window(reg, 1, error_rate=0.5)
+        (fired,) = window(reg, 1, error_rate=0.5)
         assert fired["alert"]["silenced"] is True
-        _window(reg, 2, error_rate=0.0)  # resolved, silently too
+        window(reg, 2, error_rate=0.0)  # resolved, silently too
         assert reg.flush_webhooks(10)
         assert up.received == [] and down.received == []
 
         ph.add_alert_rule("churn", "slow", "latency_p99_ms > 50", registry=reg)
-        _window(reg, 3, latency_p99_ms=90.0)
+        window(reg, 3, latency_p99_ms=90.0)
         assert reg.flush_webhooks(10)
         assert len(up.received) == 1
         assert len(down.received) == 3  # PILOTHOUSE_WEBHOOK_ATTEMPTS=3, then given up
@@ -182,7 +167,7 @@ def test_silenced_alerts_are_not_sent_and_a_receiver_down_is_retried(
 def test_bad_channels_are_refused(
     backend: Backend, fast_retries: None, kwargs: dict[str, Any], message: str
 ) -> None:
-    reg = _deployed(backend)
+    reg = deployed(backend)
     with pytest.raises(ph.ValidationError, match=message):
         ph.add_channel("c", registry=reg, **kwargs)
     assert ph.channels(registry=reg) == []

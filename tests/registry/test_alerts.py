@@ -8,29 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from alert_setup import MINUTE, deployed, window
 from postgres import Backend
 
 import models
 import pilothouse as ph
-from pilothouse import _core
-
-MINUTE = 60_000_000
-
-
-def _deployed(backend: Backend) -> ph.Registry:
-    reg = backend.open("ann")
-    raw, _ = models.logistic_regression()
-    reg.log_model(raw, "churn")
-    ph.deploy("churn", "churn", version=1, registry=reg)
-    return reg
-
-
-def _window(reg: ph.Registry, minute: int, **series: float) -> list[dict[str, Any]]:
-    return _core.evaluate_alerts(reg._core, reg.actor, "churn", minute * MINUTE, series)
 
 
 def test_rules_fire_resolve_and_are_audited(backend: Backend) -> None:
-    reg = _deployed(backend)
+    reg = deployed(backend)
     ph.add_alert_rule(
         "churn",
         "inputs drifting",
@@ -53,7 +39,7 @@ def test_rules_fire_resolve_and_are_audited(backend: Backend) -> None:
     for minute, (share, auc) in enumerate(
         [(0.5, 0.9), (0.6, 0.9), (0.25, 0.9), (0.5, 0.6), (0.1, 0.9)], start=1
     ):
-        changes = _window(
+        changes = window(
             reg,
             minute,
             drift_share=share,
@@ -84,31 +70,31 @@ def test_rules_fire_resolve_and_are_audited(backend: Backend) -> None:
 
 
 def test_each_window_advances_a_rule_once_across_replicas(backend: Backend) -> None:
-    reg = _deployed(backend)
+    reg = deployed(backend)
     other = backend.open("replica-2")  # a second process on the same registry
     ph.add_alert_rule("churn", "slow", "latency_p99_ms > 50", registry=reg)
-    assert [c["transition"] for c in _window(reg, 1, latency_p99_ms=80.0)] == ["fired"]
-    assert _window(other, 1, latency_p99_ms=80.0) == []  # the same window: done already
-    assert _window(other, 1, latency_p99_ms=10.0) == []  # whatever it computed
-    assert _window(reg, 0, latency_p99_ms=10.0) == []  # an older window: too late
-    assert [c["transition"] for c in _window(other, 2, latency_p99_ms=10.0)] == ["resolved"]
-    assert _window(reg, 2, latency_p99_ms=10.0) == []
+    assert [c["transition"] for c in window(reg, 1, latency_p99_ms=80.0)] == ["fired"]
+    assert window(other, 1, latency_p99_ms=80.0) == []  # the same window: done already
+    assert window(other, 1, latency_p99_ms=10.0) == []  # whatever it computed
+    assert window(reg, 0, latency_p99_ms=10.0) == []  # an older window: too late
+    assert [c["transition"] for c in window(other, 2, latency_p99_ms=10.0)] == ["resolved"]
+    assert window(reg, 2, latency_p99_ms=10.0) == []
     fired = ph.alerts("churn", registry=reg)
     assert len(fired) == 1 and fired.state[0] == "resolved"
     # a window where the series is missing (no traffic) changes nothing
-    assert [c["transition"] for c in _window(reg, 3, latency_p99_ms=99.0)] == ["fired"]
-    assert _window(reg, 4) == []
+    assert [c["transition"] for c in window(reg, 3, latency_p99_ms=99.0)] == ["fired"]
+    assert window(reg, 4) == []
     assert ph.alerts("churn", state="firing", registry=reg).rule.tolist() == ["slow"]
 
 
 def test_silences_acknowledgements_and_replacing_a_rule(backend: Backend) -> None:
-    reg = _deployed(backend)
+    reg = deployed(backend)
     lead = backend.open("lead")
     ph.add_alert_rule("churn", "errors", "error_rate > 0.1", severity="critical", registry=reg)
     made = ph.silence("churn", rule="errors", for_="2h", reason="load test", registry=reg)
     assert made["rule"] == "errors" and made["reason"] == "load test"
     assert [s["id"] for s in ph.silences("churn", registry=reg)] == [made["id"]]
-    (fired,) = _window(reg, 1, error_rate=0.5)
+    (fired,) = window(reg, 1, error_rate=0.5)
     assert fired["alert"]["silenced"] is True
     alert_id = fired["alert"]["id"]
     acked = ph.ack(alert_id, registry=lead)
@@ -146,7 +132,7 @@ def test_silences_acknowledgements_and_replacing_a_rule(backend: Backend) -> Non
 def test_bad_rules_are_refused_and_nothing_is_stored(
     backend: Backend, kwargs: dict[str, Any], error: type[Exception], message: str
 ) -> None:
-    reg = _deployed(backend)
+    reg = deployed(backend)
     args = {"deployment": "churn", "name": "r", **kwargs}
     with pytest.raises(error, match=message.replace("(", "\\(")):
         ph.add_alert_rule(
@@ -173,7 +159,7 @@ def test_a_rollback_action_moves_the_alias_back_unless_a_policy_forbids(
     ph.add_alert_rule(
         "churn", "accuracy", "realized.accuracy < 0.8", actions=["rollback"], registry=reg
     )
-    (fired,) = _window(reg, 1, **{"realized.accuracy": 0.6})
+    (fired,) = window(reg, 1, **{"realized.accuracy": 0.6})
     assert fired["rollback"] == {"alias": "champion", "version": 1}
     assert reg.get_version("models:/churn@champion").version == 1
     moves = reg.alias_history("churn", "champion")
@@ -182,17 +168,17 @@ def test_a_rollback_action_moves_the_alias_back_unless_a_policy_forbids(
     assert event.details["reason"] == "alert rule 'accuracy' of deployment churn fired"
 
     # a guarded alias rolls back only when its policy allows it
-    _window(reg, 2, **{"realized.accuracy": 0.9})  # resolved
+    window(reg, 2, **{"realized.accuracy": 0.9})  # resolved
     lead.set_policy("churn", "champion")
     request = reg.request_promotion("churn", "champion", 3)
     lead.approve(request)
     reg.set_alias("churn", "champion", 3)
-    (refused,) = _window(reg, 3, **{"realized.accuracy": 0.6})
+    (refused,) = window(reg, 3, **{"realized.accuracy": 0.6})
     assert "does not allow automatic rollback" in refused["rollback"]["error"]
     assert reg.get_version("models:/churn@champion").version == 3
-    _window(reg, 4, **{"realized.accuracy": 0.9})
+    window(reg, 4, **{"realized.accuracy": 0.9})
     lead.set_policy("churn", "champion", allow_rollback=True)
-    (allowed,) = _window(reg, 5, **{"realized.accuracy": 0.6})
+    (allowed,) = window(reg, 5, **{"realized.accuracy": 0.6})
     assert allowed["rollback"] == {"alias": "champion", "version": 1}
     # the policy keeps guarding the alias, and keeps allowing rollbacks when re-set
     lead.set_policy("churn", "champion")

@@ -530,15 +530,7 @@ impl Registry {
     pub fn ack_alert(&self, actor: &str, id: i64) -> Result<Alert> {
         let at = now_micros();
         self.write(|tx| {
-            let alert = read_all(
-                tx,
-                ALERT_COLUMNS,
-                "alerts WHERE id = ?",
-                &[Value::Int(id)],
-                alert_of,
-            )?
-            .pop()
-            .ok_or_else(|| RegistryError::not_found("alert", id.to_string()))?;
+            let alert = Self::alert(tx, id)?;
             if let Some(by) = &alert.acked_by {
                 return Err(RegistryError::Conflict(format!(
                     "alert {id} was acknowledged already, by {by}"
@@ -562,15 +554,7 @@ impl Registry {
                 model.as_deref(),
                 &json!({"alert": id, "deployment": alert.deployment, "rule": alert.rule}),
             )?;
-            read_all(
-                tx,
-                ALERT_COLUMNS,
-                "alerts WHERE id = ?",
-                &[Value::Int(id)],
-                alert_of,
-            )?
-            .pop()
-            .ok_or_else(|| RegistryError::not_found("alert", id.to_string()))
+            Self::alert(tx, id)
         })
     }
 
