@@ -130,3 +130,35 @@ def test_the_server_evaluates_rules_as_windows_close_and_sends_them(
         assert ph.evaluate_alerts("churn", since="5m", window="1s", registry=reg) == []
     finally:
         slack.close()
+
+
+def test_a_receiver_that_is_down_is_retried_and_serving_goes_on(
+    store: Store, cli: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_ALLOW_PRIVATE", "1")
+    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_ATTEMPTS", "3")
+    monkeypatch.setenv("PILOTHOUSE_WEBHOOK_BACKOFF_MS", "100")
+    frame = _frame()
+    _served(store, frame)
+    reg = store.registry
+    ph.deploy("churn", "churn", version=1, monitoring={"window": "1s"}, registry=reg)
+    down = Receiver(status=503)
+    try:
+        ph.add_channel("flaky", "webhook", url=down.url, secret="k", registry=reg)
+        ph.add_alert_rule("churn", "traffic", "requests >= 1", registry=reg)
+        server: CliServer = cli()
+        _next_second()
+        answered = _send(server, frame.iloc[:500])  # every request answered (asserted inside)
+        server.wait_for(lambda: len(down.received) >= 3, timeout=15, what="three attempts")
+        # still serving while deliveries fail
+        assert _send(server, frame.iloc[:100]) == 2
+        server.wait_for(
+            lambda: len(ph.channel_deliveries("flaky", registry=reg)) == 1,
+            timeout=10,
+            what="the failed delivery recorded",
+        )
+        (failed,) = ph.channel_deliveries("flaky", registry=reg)
+        assert not failed["ok"] and failed["attempts"] == 3 and failed["status_code"] == 503
+        assert answered == 10
+    finally:
+        down.close()
