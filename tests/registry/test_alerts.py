@@ -186,3 +186,11 @@ def test_a_rollback_action_moves_the_alias_back_unless_a_policy_forbids(
     assert policy.details["allow_rollback"] is True
     with pytest.raises(ph.ApprovalRequiredError):
         reg.set_alias("churn", "champion", 3)
+
+
+def test_a_rule_is_kept_as_written_and_evaluated_as_written(backend: Backend) -> None:
+    reg = deployed(backend)
+    # 1e300 written out in full would pass the length a condition may have
+    ph.add_alert_rule("churn", "huge", "a > 1e300 or b > 1e-300", registry=reg)
+    assert ph.alert_rules("churn", registry=reg).when[0] == "a > 1e300 or b > 1e-300"
+    assert [c["transition"] for c in window(reg, 1, a=2e300, b=0.0)] == ["fired"]

@@ -34,8 +34,8 @@ fn add_alert_rule(
     labels: BTreeMap<String, String>,
     actions: Vec<String>,
 ) -> Result<Py<PyAny>> {
-    // parsed for its errors; stored as written
-    let rule = Rule::new(
+    // parsed for its errors; stored as written (what parsed once parses again)
+    Rule::new(
         when,
         for_windows,
         resolve_when.as_deref(),
@@ -44,10 +44,10 @@ fn add_alert_rule(
     let new = reg::NewAlertRule {
         deployment: deployment.to_string(),
         name: name.to_string(),
-        when: rule.when.to_string(),
+        when: when.trim().to_string(),
         for_windows: i64::from(for_windows),
-        resolve_when: rule.resolve_when.as_ref().map(ToString::to_string),
-        only_if: rule.only_if.as_ref().map(ToString::to_string),
+        resolve_when: resolve_when.map(|t| t.trim().to_string()),
+        only_if: only_if.map(|t| t.trim().to_string()),
         severity: severity.to_string(),
         labels,
         actions,

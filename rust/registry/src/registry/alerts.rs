@@ -78,6 +78,9 @@ pub struct Alert {
 #[derive(Debug, Clone)]
 pub struct AlertStep {
     pub rule_id: i64,
+    /// The last window of the state the step was computed from: the step is refused when
+    /// another process has advanced the rule since (compare and set).
+    pub from_window_us: i64,
     /// inactive, pending or firing.
     pub state: String,
     pub held: i64,
@@ -405,8 +408,8 @@ impl Registry {
         .pop() else {
             return Ok(None); // replaced or deleted since it was read
         };
-        if rule.window_us >= window_us {
-            return Ok(None);
+        if rule.window_us >= window_us || rule.window_us != step.from_window_us {
+            return Ok(None); // evaluated already, or advanced by another process since read
         }
         tx.execute(
             "UPDATE alert_states SET state = ?, held = ?, window_us = ? WHERE rule_id = ?",

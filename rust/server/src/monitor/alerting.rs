@@ -137,13 +137,18 @@ pub fn evaluate_window(
         if stored.window_us >= window_us {
             continue;
         }
-        let Ok(rule) = Rule::new(
+        let rule = match Rule::new(
             &stored.when,
             u32::try_from(stored.for_windows).unwrap_or(1),
             stored.resolve_when.as_deref(),
             stored.only_if.as_deref(),
-        ) else {
-            continue; // stored rules were parsed when added; a newer grammar may refuse one
+        ) {
+            Ok(rule) => rule,
+            Err(e) => {
+                // stored rules were parsed when added; say so if one no longer parses
+                tracing::warn!(event = "alert_rule_unreadable", deployment, rule = %stored.name, error = %e, "an alert rule cannot be evaluated");
+                continue;
+            }
         };
         let before = RuleState {
             state: match stored.state.as_str() {
@@ -170,6 +175,7 @@ pub fn evaluate_window(
             .collect();
         steps.push(AlertStep {
             rule_id: stored.id,
+            from_window_us: stored.window_us,
             state: after.state.name().to_string(),
             held: i64::from(after.held),
             transition: transition.map(|t| t.name().to_string()),

@@ -258,7 +258,8 @@ fn evaluate_alerts(
                 }
             }
             Err(e) => {
-                tracing::warn!(event = "alert_evaluation_error", deployment, error = %e, "evaluating alert rules failed; retrying with the next windows");
+                tracing::warn!(event = "alert_evaluation_error", deployment, error = %e, "evaluating alert rules failed; retrying");
+                return true; // the same windows again next round
             }
         }
         // the windows that ended by the cutoff are done; a later one waits for its turn
